@@ -1,0 +1,23 @@
+# Compiles migrations/NNNN_name.sql into the library, so nothing reads the source tree
+# at run time. The list is globbed at configure time; CMAKE_CONFIGURE_DEPENDS re-runs
+# configure when a migration is added or edited.
+function(ckpt_embed_migrations out_file)
+  file(GLOB migration_files CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/migrations/*.sql")
+  list(SORT migration_files)
+  set(entries "")
+  set(expected 1)
+  foreach(file IN LISTS migration_files)
+    get_filename_component(name "${file}" NAME)
+    if(NOT name MATCHES "^([0-9][0-9][0-9][0-9])_[a-z0-9_]+\\.sql$")
+      message(FATAL_ERROR "migration ${name}: expected NNNN_name.sql")
+    endif()
+    math(EXPR number "${CMAKE_MATCH_1}")
+    if(NOT number EQUAL expected)
+      message(FATAL_ERROR "migration ${name}: expected number ${expected}, migrations must be contiguous")
+    endif()
+    math(EXPR expected "${expected} + 1")
+    file(READ "${file}" sql)
+    string(APPEND entries "    {${number}, \"${name}\", R\"ckpt_sql(${sql})ckpt_sql\"},\n")
+  endforeach()
+  configure_file("${PROJECT_SOURCE_DIR}/src/index/migrations.cpp.in" "${out_file}" @ONLY)
+endfunction()

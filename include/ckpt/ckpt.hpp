@@ -1,0 +1,10 @@
+// Umbrella header: everything a trainer uses.
+#pragma once
+
+#include "ckpt/errors.hpp"
+#include "ckpt/file_system.hpp"
+#include "ckpt/manager.hpp"
+#include "ckpt/serialization.hpp"
+#include "ckpt/state.hpp"
+#include "ckpt/store.hpp"
+#include "ckpt/version.hpp"

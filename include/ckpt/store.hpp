@@ -1,0 +1,150 @@
+// CheckpointStore: the torch-free core of ckpt.
+//
+// A directory of checkpoint payloads plus `index.sqlite`, the transactional record of
+// what each file is (kind, epoch, metric, size, hash) and what happened to it (events).
+// The store writes payload bytes durably, decides resume priority, best lookup and
+// rotation by SQL queries, verifies hashes on load, and repairs the directory after a
+// crash when it opens. It never sees a tensor: the caller streams payload bytes in
+// (PayloadWriter) and gets verified bytes back. CheckpointManager is the libtorch-facing
+// layer over it; tools and tests that need no tensors use it directly and start fast.
+//
+// Durability (see docs/durability.md for the full contract):
+//   - A save that returned survives a process crash (kill -9) and a power loss.
+//   - A save that failed or was killed leaves, under its file name, either the previous
+//     checkpoint or the new one, complete and matching its index row.
+//   - A process crash or power loss during a save loses only that save.
+//
+// Thread safety: a CheckpointStore is not thread-safe; use one per directory and thread,
+// or guard it. Exactly one store may write a directory at a time: the constructor takes an
+// advisory lock (index.lock) and throws LockedError naming the holder if it is taken.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ckpt/file_system.hpp"
+
+namespace ckpt {
+
+enum class CheckpointKind { best, epoch, interrupt };
+// "best", "epoch", "interrupt": the values of the index's `kind` column.
+std::string_view to_string(CheckpointKind kind) noexcept;
+
+enum class HashAlgorithm {
+  xxh3_128,  // default: "xxh3-128", hex as `xxhsum -H2` prints it
+  sha256,    // "sha256", hex as `sha256sum` prints it
+};
+std::string_view to_string(HashAlgorithm algorithm) noexcept;
+
+// One row of the index's `checkpoints` table.
+struct CheckpointRecord {
+  std::int64_t id = 0;
+  CheckpointKind kind = CheckpointKind::epoch;
+  std::optional<std::int64_t> epoch;
+  std::optional<double> metric;
+  std::string file;  // name relative to the checkpoint directory
+  std::uint64_t size = 0;
+  std::string hash;
+  std::string hash_algo;
+  std::string status;      // see docs/schema.md for the lifecycle
+  std::string created_at;  // UTC, ISO-8601 with milliseconds
+};
+
+// Where a PayloadWriter puts the payload's bytes. The store hashes them as they pass.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual void write(const void* data, std::size_t n) = 0;
+};
+
+// Writes one payload to the sink. It may throw; the save is then abandoned cleanly.
+using PayloadWriter = std::function<void(ByteSink&)>;
+
+struct StoreOptions {
+  // Epoch checkpoints kept by rotation: the `max_to_keep` highest epochs. 0 keeps all.
+  // Stored in the index so that tools apply the same rule.
+  int max_to_keep = 5;
+  HashAlgorithm hash_algorithm = HashAlgorithm::xxh3_128;
+  // The file-system seam; nullptr means FileSystem::posix().
+  std::shared_ptr<FileSystem> file_system;
+  // Testing only: called with the name of each step of the save and recovery protocols
+  // ("temp_synced", "pending_committed", "renamed", ...) so a test can stop the process
+  // exactly there. See docs/durability.md for the list.
+  std::function<void(std::string_view step)> on_step;
+};
+
+// The bytes of a checkpoint whose hash matched its committed row.
+struct VerifiedPayload {
+  CheckpointRecord record;
+  std::vector<char> bytes;
+};
+
+// What recovery found and did when the store opened (also logged and recorded as events).
+struct RecoveryReport {
+  int rolled_forward = 0;       // pending saves whose rename had happened: committed
+  int rolled_back = 0;          // pending saves whose rename had not happened: aborted
+  int deletions_finished = 0;   // obsolete files whose deletion was cut short
+  int temp_files_removed = 0;
+  int adopted = 0;              // checkpoint files without a row, valid: now committed
+  int quarantined = 0;          // files moved into quarantine/
+  int missing = 0;              // committed rows whose file was gone or of the wrong size
+  bool anything_done() const;
+};
+
+class CheckpointStore {
+ public:
+  // Opens (creating if needed) the directory and its index, takes the writer lock,
+  // applies pending index migrations, and recovers from any interrupted save.
+  // Throws LockedError, IndexError (schema too new, not a database), IoError,
+  // InvalidArgument (max_to_keep < 0).
+  explicit CheckpointStore(std::filesystem::path dir, StoreOptions options = {});
+  ~CheckpointStore();
+  CheckpointStore(const CheckpointStore&) = delete;
+  CheckpointStore& operator=(const CheckpointStore&) = delete;
+  CheckpointStore(CheckpointStore&&) noexcept;
+  CheckpointStore& operator=(CheckpointStore&&) noexcept;
+
+  // Durably saves a payload under the kind's file name (best_model.pth,
+  // checkpoint_epoch_N.pth, interrupt_checkpoint.pth), replacing any file of that name
+  // atomically. `size_hint` is the expected payload size, checked against free space
+  // before anything is written. Epoch saves then rotate; epoch and interrupt saves
+  // delete a consumed interrupt checkpoint. Returns the committed row.
+  // REQUIRES: epoch set (>= 0) exactly when kind == epoch.
+  CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch,
+                        std::optional<double> metric, std::uint64_t size_hint,
+                        const PayloadWriter& write_payload);
+
+  // The checkpoint a resume would load: the interrupt checkpoint if there is one,
+  // else the epoch checkpoint with the highest epoch. A query, no file is read.
+  std::optional<CheckpointRecord> latest() const;
+  // The committed best model, if any. A query, no file is read.
+  std::optional<CheckpointRecord> best() const;
+  // Committed and consumed checkpoints, ordered by kind then epoch.
+  std::vector<CheckpointRecord> live_checkpoints() const;
+
+  // Reads the resume candidate and checks its hash. A file that is missing or does not
+  // match is marked in the index, moved into quarantine/ and logged as an error, and the
+  // next candidate in priority order is tried. An interrupt checkpoint is marked
+  // consumed; its file stays until the next epoch or interrupt save commits.
+  // Returns nullopt when no candidate is left.
+  std::optional<VerifiedPayload> load_latest();
+  // Reads and verifies the best model; nullopt when there is none (or it was corrupt).
+  std::optional<VerifiedPayload> load_best();
+
+  const std::filesystem::path& dir() const noexcept;
+  std::filesystem::path index_path() const;
+  int max_to_keep() const noexcept;
+  const RecoveryReport& last_recovery() const noexcept;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckpt

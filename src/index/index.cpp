@@ -1,0 +1,275 @@
+#include "index/index.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
+#include <fmt/format.h>
+
+#include "ckpt/errors.hpp"
+#include "ckpt/version.hpp"
+#include "index/migrations.hpp"
+
+namespace ckpt::index {
+
+namespace {
+
+constexpr int kBusyTimeoutMs = 10'000;
+constexpr const char* kColumns =
+    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at";
+
+CheckpointKind parse_kind(const std::string& kind) {
+  if (kind == "best") return CheckpointKind::best;
+  if (kind == "interrupt") return CheckpointKind::interrupt;
+  return CheckpointKind::epoch;
+}
+
+CheckpointRecord read_record(SQLite::Statement& row) {
+  CheckpointRecord record;
+  record.id = row.getColumn(0).getInt64();
+  record.kind = parse_kind(row.getColumn(1).getString());
+  if (!row.getColumn(2).isNull()) record.epoch = row.getColumn(2).getInt64();
+  if (!row.getColumn(3).isNull()) record.metric = row.getColumn(3).getDouble();
+  record.file = row.getColumn(4).getString();
+  record.size = static_cast<std::uint64_t>(row.getColumn(5).getInt64());
+  record.hash = row.getColumn(6).getString();
+  record.hash_algo = row.getColumn(7).getString();
+  record.status = row.getColumn(8).getString();
+  record.created_at = row.getColumn(9).getString();
+  return record;
+}
+
+std::vector<CheckpointRecord> read_all(SQLite::Statement& statement) {
+  std::vector<CheckpointRecord> records;
+  while (statement.executeStep()) records.push_back(read_record(statement));
+  return records;
+}
+
+std::optional<CheckpointRecord> read_first(SQLite::Statement& statement) {
+  if (statement.executeStep()) return read_record(statement);
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Every SQLite call goes through here so that its exceptions leave as IndexError naming
+// the index file and what was being done.
+template <typename Fn>
+auto Index::guarded(std::string_view what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const SQLite::Exception& e) {
+    int code = e.getErrorCode();
+    ErrorCode error = ErrorCode::index;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) error = ErrorCode::corrupt;
+    if (code == SQLITE_FULL) error = ErrorCode::disk_full;
+    if (code == SQLITE_READONLY || code == SQLITE_PERM || code == SQLITE_CANTOPEN) error = ErrorCode::permission_denied;
+    throw IndexError(error, fmt::format("{}: {} failed: {}", path_.string(), what, e.what()), path_);
+  }
+}
+
+Transaction::Transaction(Index& index, Durability durability) : index_(index) { index_.begin(durability); }
+
+Transaction::~Transaction() {
+  if (done_) return;
+  try {
+    index_.db_->exec("ROLLBACK");
+  } catch (...) {
+    // Destructors never throw. A failed rollback leaves SQLite to roll back when the
+    // connection closes, which it always does for an open transaction.
+  }
+}
+
+void Transaction::commit() {
+  index_.guarded("commit", [&] { index_.db_->exec("COMMIT"); });
+  done_ = true;
+}
+
+void Index::begin(Durability durability) {
+  guarded("begin transaction", [&] {
+    // synchronous cannot change inside a transaction, so it is set per transaction here.
+    if (durability_ != durability) {
+      db_->exec(durability == Durability::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+      durability_ = durability;
+    }
+    db_->exec("BEGIN IMMEDIATE");
+  });
+}
+
+Index::Index(std::filesystem::path path) : path_(std::move(path)) {
+  guarded("open", [&] {
+    db_ = std::make_unique<SQLite::Database>(path_.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                                             kBusyTimeoutMs);
+  });
+  // The schema version is checked before anything writes: an index from a newer ckpt
+  // must come out of this untouched (switching to WAL is a write).
+  int version = schema_version();
+  if (version > static_cast<int>(kMigrationCount)) {
+    throw IndexError(ErrorCode::schema_too_new,
+                     fmt::format("{}: index schema version {} is newer than this ckpt ({}) supports (up to {}); "
+                                 "upgrade ckpt to use this directory",
+                                 path_.string(), version, CKPT_VERSION_STRING, kMigrationCount),
+                     path_);
+  }
+  guarded("configure", [&] {
+    db_->exec("PRAGMA journal_mode=WAL");
+    db_->exec("PRAGMA foreign_keys=ON");
+  });
+  migrate();
+}
+
+Index::~Index() = default;
+
+int Index::schema_version() {
+  return guarded("read schema version", [&] { return db_->execAndGet("PRAGMA user_version").getInt(); });
+}
+
+void Index::migrate() {
+  for (std::size_t i = static_cast<std::size_t>(schema_version()); i < kMigrationCount; ++i) {
+    const Migration& migration = kMigrations[i];
+    guarded(fmt::format("migration {}", migration.name), [&] {
+      Transaction transaction(*this, Durability::full);
+      db_->exec(migration.sql);
+      db_->exec(fmt::format("PRAGMA user_version={}", migration.number));
+      transaction.commit();
+    });
+  }
+}
+
+std::optional<std::string> Index::setting(std::string_view key) {
+  return guarded("read setting", [&]() -> std::optional<std::string> {
+    SQLite::Statement query(*db_, "SELECT value FROM settings WHERE key = ?");
+    query.bind(1, std::string(key));
+    if (query.executeStep()) return query.getColumn(0).getString();
+    return std::nullopt;
+  });
+}
+
+void Index::set_setting(std::string_view key, std::string_view value) {
+  guarded("write setting", [&] {
+    SQLite::Statement statement(*db_, "INSERT INTO settings (key, value) VALUES (?, ?) "
+                                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    statement.bind(1, std::string(key));
+    statement.bind(2, std::string(value));
+    statement.exec();
+  });
+}
+
+std::int64_t Index::insert(const CheckpointRecord& record) {
+  return guarded("insert checkpoint", [&] {
+    SQLite::Statement statement(*db_,
+                                "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    statement.bind(1, std::string(to_string(record.kind)));
+    if (record.epoch) statement.bind(2, static_cast<int64_t>(*record.epoch));
+    if (record.metric) statement.bind(3, *record.metric);
+    statement.bind(4, record.file);
+    statement.bind(5, static_cast<int64_t>(record.size));
+    statement.bind(6, record.hash);
+    statement.bind(7, record.hash_algo);
+    statement.bind(8, record.status);
+    statement.exec();
+    return db_->getLastInsertRowid();
+  });
+}
+
+void Index::set_status(std::int64_t id, std::string_view new_status) {
+  guarded("update checkpoint status", [&] {
+    SQLite::Statement statement(*db_, "UPDATE checkpoints SET status = ?, "
+                                      "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?");
+    statement.bind(1, std::string(new_status));
+    statement.bind(2, static_cast<int64_t>(id));
+    statement.exec();
+  });
+}
+
+void Index::add_event(std::string_view event, std::optional<std::int64_t> checkpoint_id, std::string_view detail) {
+  guarded("record event", [&] {
+    SQLite::Statement statement(*db_, "INSERT INTO events (event, checkpoint_id, detail) VALUES (?, ?, ?)");
+    statement.bind(1, std::string(event));
+    if (checkpoint_id) statement.bind(2, static_cast<int64_t>(*checkpoint_id));
+    statement.bind(3, std::string(detail));
+    statement.exec();
+  });
+}
+
+std::optional<CheckpointRecord> Index::find(std::int64_t id) {
+  return guarded("find checkpoint", [&] {
+    SQLite::Statement query(*db_, fmt::format("SELECT {} FROM checkpoints WHERE id = ?", kColumns));
+    query.bind(1, static_cast<int64_t>(id));
+    return read_first(query);
+  });
+}
+
+std::optional<CheckpointRecord> Index::live_row_for(std::string_view file) {
+  return guarded("find live checkpoint", [&] {
+    SQLite::Statement query(
+        *db_, fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status IN ('committed', 'consumed')", kColumns));
+    query.bind(1, std::string(file));
+    return read_first(query);
+  });
+}
+
+std::vector<CheckpointRecord> Index::rows_with_status(std::string_view status) {
+  return guarded("list checkpoints", [&] {
+    SQLite::Statement query(*db_, fmt::format("SELECT {} FROM checkpoints WHERE status = ? ORDER BY id", kColumns));
+    query.bind(1, std::string(status));
+    return read_all(query);
+  });
+}
+
+std::vector<CheckpointRecord> Index::rows_for(std::string_view file, std::string_view status) {
+  return guarded("list checkpoints", [&] {
+    SQLite::Statement query(
+        *db_, fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status = ? ORDER BY id DESC", kColumns));
+    query.bind(1, std::string(file));
+    query.bind(2, std::string(status));
+    return read_all(query);
+  });
+}
+
+std::vector<CheckpointRecord> Index::live_rows() {
+  return guarded("list checkpoints", [&] {
+    SQLite::Statement query(*db_, fmt::format("SELECT {} FROM checkpoints WHERE status IN ('committed', 'consumed') "
+                                              "ORDER BY kind, epoch, id",
+                                              kColumns));
+    return read_all(query);
+  });
+}
+
+std::optional<CheckpointRecord> Index::resume_candidate() {
+  return guarded("find resume candidate", [&]() -> std::optional<CheckpointRecord> {
+    // Two index range scans rather than one ORDER BY CASE, which would sort every row.
+    SQLite::Statement interrupt(*db_, fmt::format("SELECT {} FROM checkpoints WHERE kind = 'interrupt' "
+                                                  "AND status IN ('committed', 'consumed') ORDER BY id DESC LIMIT 1",
+                                                  kColumns));
+    if (auto record = read_first(interrupt)) return record;
+    SQLite::Statement epoch(*db_, fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
+                                              "AND kind = 'epoch' ORDER BY epoch DESC, id DESC LIMIT 1",
+                                              kColumns));
+    return read_first(epoch);
+  });
+}
+
+std::optional<CheckpointRecord> Index::best() {
+  return guarded("find best checkpoint", [&] {
+    SQLite::Statement query(*db_, fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
+                                              "AND kind = 'best' ORDER BY id DESC LIMIT 1",
+                                              kColumns));
+    return read_first(query);
+  });
+}
+
+std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
+  return guarded("find checkpoints to rotate", [&] {
+    SQLite::Statement query(*db_, fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
+                                              "AND kind = 'epoch' ORDER BY epoch DESC, id DESC LIMIT -1 OFFSET ?",
+                                              kColumns));
+    query.bind(1, keep);
+    return read_all(query);
+  });
+}
+
+void Index::execute(const std::string& sql) {
+  guarded("execute", [&] { db_->exec(sql); });
+}
+
+}  // namespace ckpt::index

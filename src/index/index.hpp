@@ -1,0 +1,110 @@
+// The SQLite index of one checkpoint directory: schema migrations, the queries behind
+// resume priority, best lookup and rotation, and the event log.
+//
+// Durability: the database runs in WAL mode. A transaction begun with Durability::full
+// is fsynced at commit (synchronous=FULL); one begun with Durability::deferred is made
+// durable by the next full commit or checkpoint (synchronous=NORMAL), and a power loss
+// before that may roll it back, never tear it. The store uses deferred commits only where
+// recovery can redo the work from durable state (see docs/durability.md).
+//
+// SQLite errors are rethrown as IndexError naming the index file. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ckpt/store.hpp"
+
+namespace SQLite {
+class Database;
+}
+
+namespace ckpt::index {
+
+enum class Durability { full, deferred };
+
+// Statuses of a row; see migrations/0001_init.sql.
+namespace status {
+inline constexpr std::string_view kPending = "pending";
+inline constexpr std::string_view kCommitted = "committed";
+inline constexpr std::string_view kConsumed = "consumed";
+inline constexpr std::string_view kReplaced = "replaced";
+inline constexpr std::string_view kAborted = "aborted";
+inline constexpr std::string_view kDeleting = "deleting";
+inline constexpr std::string_view kDeleted = "deleted";
+inline constexpr std::string_view kQuarantined = "quarantined";
+inline constexpr std::string_view kMissing = "missing";
+}  // namespace status
+
+class Index;
+
+// BEGIN IMMEDIATE in the constructor; ROLLBACK in the destructor unless commit() ran.
+// The destructor never throws.
+class Transaction {
+ public:
+  Transaction(Index& index, Durability durability);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit();
+
+ private:
+  Index& index_;
+  bool done_ = false;
+};
+
+class Index {
+ public:
+  // Opens or creates the database, refuses a schema newer than this build (never
+  // modifying it), then applies missing migrations, each in its own transaction.
+  explicit Index(std::filesystem::path path);
+  ~Index();
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  int schema_version();
+
+  std::optional<std::string> setting(std::string_view key);
+  void set_setting(std::string_view key, std::string_view value);
+
+  // Inserts a row and returns its id. `record.id` and `created_at` are ignored.
+  std::int64_t insert(const CheckpointRecord& record);
+  void set_status(std::int64_t id, std::string_view new_status);
+  void add_event(std::string_view event, std::optional<std::int64_t> checkpoint_id, std::string_view detail);
+
+  std::optional<CheckpointRecord> find(std::int64_t id);
+  // The committed or consumed row for a file name.
+  std::optional<CheckpointRecord> live_row_for(std::string_view file);
+  std::vector<CheckpointRecord> rows_with_status(std::string_view status);
+  // Rows of a file name in a status, newest first.
+  std::vector<CheckpointRecord> rows_for(std::string_view file, std::string_view status);
+  std::vector<CheckpointRecord> live_rows();
+
+  // Resume priority: the newest interrupt checkpoint (committed or consumed), else the
+  // committed epoch checkpoint with the highest epoch.
+  std::optional<CheckpointRecord> resume_candidate();
+  std::optional<CheckpointRecord> best();
+  // Committed epoch rows beyond the `keep` highest epochs. REQUIRES: keep > 0.
+  std::vector<CheckpointRecord> epochs_beyond(int keep);
+
+  // Runs SQL with no result (for tests and tools).
+  void execute(const std::string& sql);
+
+ private:
+  friend class Transaction;
+  void begin(Durability durability);
+  void migrate();
+  template <typename Fn>
+  auto guarded(std::string_view what, Fn&& fn) -> decltype(fn());
+  std::vector<CheckpointRecord> query_rows(const std::string& where_clause, const std::vector<std::string>& params);
+
+  std::filesystem::path path_;
+  std::unique_ptr<SQLite::Database> db_;
+  std::optional<Durability> durability_;
+};
+
+}  // namespace ckpt::index

@@ -1,0 +1,497 @@
+// The save protocol, recovery and verified loads of a checkpoint directory.
+//
+// Save (each step named as the on_step hook sees it):
+//   1. write `<final>.<pid>-<n>.tmp`, hashing as it goes      "temp_written"
+//   2. fsync and close it                                     "temp_synced"
+//   3. insert a pending row (size, hash); full commit         "pending_committed"
+//   4. rename the temp file onto the final name               "renamed"
+//   5. fsync the directory                                    "dir_synced"
+//   6. commit the row; supersede the old row of that name;
+//      mark obsolete files 'deleting'; deferred commit        "committed"
+//   7. unlink the obsolete files; mark them 'deleted'         "obsolete_deleted"
+// Step 6 may use a deferred (unsynced) commit because steps 3 to 5 made everything it
+// records recoverable: after a power loss, recovery finds the pending row and the file
+// under the final name matching it, and redoes step 6 (finish_save) itself.
+//
+// Recovery (at open, holding the writer lock) resolves pending rows by content,
+// finishes deletions, removes temp files, marks rows whose file vanished, and adopts or
+// quarantines checkpoint files without a row. See docs/durability.md.
+#include "ckpt/store.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <fmt/format.h>
+
+#include "ckpt/errors.hpp"
+#include "index/index.hpp"
+#include "io/hashed_file.hpp"
+#include "store/file_names.hpp"
+#include "store/payload_probe.hpp"
+#include "util/log.hpp"
+
+namespace ckpt {
+
+std::string_view to_string(CheckpointKind kind) noexcept {
+  switch (kind) {
+    case CheckpointKind::best: return "best";
+    case CheckpointKind::epoch: return "epoch";
+    case CheckpointKind::interrupt: return "interrupt";
+  }
+  return "unknown";
+}
+
+bool RecoveryReport::anything_done() const {
+  return rolled_forward + rolled_back + deletions_finished + temp_files_removed + adopted + quarantined + missing > 0;
+}
+
+namespace {
+
+namespace status = index::status;
+using index::Durability;
+using index::Transaction;
+using spdlog::level::level_enum;
+
+// Room left beside the payload for the index's WAL growth and file-system metadata.
+constexpr std::uint64_t kFreeSpaceMargin = 1 << 20;
+constexpr const char* kMaxToKeepSetting = "max_to_keep";
+
+std::string host_name() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown-host";
+  return buffer;
+}
+
+std::string utc_stamp() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y%m%dT%H%M%SZ", &tm);
+  return buffer;
+}
+
+std::string describe(const CheckpointRecord& record) {
+  if (record.kind == CheckpointKind::epoch) return fmt::format("{} (epoch {})", record.file, *record.epoch);
+  return record.file;
+}
+
+}  // namespace
+
+class CheckpointStore::Impl {
+ public:
+  Impl(std::filesystem::path dir, StoreOptions options)
+      : dir_(std::move(dir)), options_(std::move(options)), fs_(options_.file_system) {
+    if (options_.max_to_keep < 0) {
+      throw InvalidArgument(fmt::format("{}: max_to_keep must be >= 0 (0 keeps all), got {}", dir_.string(),
+                                        options_.max_to_keep),
+                            dir_);
+    }
+    if (!fs_) fs_ = FileSystem::posix();
+    fs_->create_directories(dir_);
+    lock_ = fs_->lock_exclusive(dir_ / names::kLock, fmt::format("pid {} on {}", ::getpid(), host_name()));
+    index_ = std::make_unique<index::Index>(dir_ / names::kIndex);
+    record_retention_setting();
+    recover();
+  }
+
+  CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
+                        std::uint64_t size_hint, const PayloadWriter& write_payload) {
+    if ((kind == CheckpointKind::epoch) != epoch.has_value()) {
+      throw InvalidArgument(fmt::format("{}: an epoch number is required for epoch checkpoints and only for them",
+                                        dir_.string()), dir_);
+    }
+    if (epoch && *epoch < 0) {
+      throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", dir_.string(), *epoch), dir_);
+    }
+    const std::string final_name = names::checkpoint_file(kind, epoch);
+    const std::filesystem::path final_path = dir_ / final_name;
+    check_free_space(final_path, size_hint);
+
+    io::HashingTempFile temp(*fs_, dir_ / names::temp_file(final_name, ::getpid(), ++temp_sequence_),
+                             options_.hash_algorithm);
+    write_payload(temp);
+    step("temp_written");
+    io::FileDigest digest = temp.sync_and_close();
+    step("temp_synced");
+
+    CheckpointRecord record;
+    record.kind = kind;
+    record.epoch = epoch;
+    record.metric = metric;
+    record.file = final_name;
+    record.size = digest.size;
+    record.hash = digest.hash;
+    record.hash_algo = std::string(to_string(options_.hash_algorithm));
+    record.status = std::string(status::kPending);
+    {
+      Transaction transaction(*index_, Durability::full);
+      record.id = index_->insert(record);
+      transaction.commit();
+    }
+    step("pending_committed");
+
+    try {
+      fs_->rename(temp.path(), final_path);
+      temp.release();
+      step("renamed");
+      fs_->sync_dir(dir_);
+      step("dir_synced");
+      finish_save(record.id, "saved");
+      step("committed");
+    } catch (...) {
+      // The rename may or may not have happened: decide by content, exactly as
+      // recovery would, so this process keeps loading the right file.
+      resolve_pending_quietly(record.id);
+      throw;
+    }
+    delete_obsolete_files();
+    step("obsolete_deleted");
+    return index_->find(record.id).value();
+  }
+
+  std::optional<CheckpointRecord> latest() const { return index_->resume_candidate(); }
+  std::optional<CheckpointRecord> best() const { return index_->best(); }
+  std::vector<CheckpointRecord> live_checkpoints() const { return index_->live_rows(); }
+
+  std::optional<VerifiedPayload> load_latest() {
+    while (auto candidate = index_->resume_candidate()) {
+      auto bytes = read_verified(*candidate);
+      if (!bytes) continue;  // quarantined or missing: try the next in priority order
+      Transaction transaction(*index_, Durability::deferred);
+      if (candidate->kind == CheckpointKind::interrupt && candidate->status == status::kCommitted) {
+        // Consumed, not deleted: if this run dies before its next save, the next resume
+        // still finds it. The next epoch or interrupt save deletes it.
+        index_->set_status(candidate->id, status::kConsumed);
+        candidate->status = std::string(status::kConsumed);
+      }
+      index_->add_event("resumed_from", candidate->id, describe(*candidate));
+      transaction.commit();
+      log::write(level_enum::info, "resuming from {}", (dir_ / candidate->file).string());
+      return VerifiedPayload{std::move(*candidate), std::move(*bytes)};
+    }
+    return std::nullopt;
+  }
+
+  std::optional<VerifiedPayload> load_best() {
+    while (auto candidate = index_->best()) {
+      if (auto bytes = read_verified(*candidate)) return VerifiedPayload{std::move(*candidate), std::move(*bytes)};
+    }
+    return std::nullopt;
+  }
+
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+  std::filesystem::path index_path() const { return index_->path(); }
+  int max_to_keep() const noexcept { return options_.max_to_keep; }
+  const RecoveryReport& last_recovery() const noexcept { return report_; }
+
+ private:
+  void step(std::string_view name) {
+    if (options_.on_step) options_.on_step(name);
+  }
+
+  void record_retention_setting() {
+    std::string value = std::to_string(options_.max_to_keep);
+    auto stored = index_->setting(kMaxToKeepSetting);
+    if (stored == value) return;
+    Transaction transaction(*index_, Durability::full);
+    index_->set_setting(kMaxToKeepSetting, value);
+    index_->add_event("retention_set", std::nullopt,
+                      fmt::format("max_to_keep {} (was {})", value, stored.value_or("unset")));
+    transaction.commit();
+  }
+
+  void check_free_space(const std::filesystem::path& target, std::uint64_t size_hint) {
+    std::uint64_t available = fs_->free_space(dir_);
+    if (available < size_hint + kFreeSpaceMargin) {
+      throw IoError(ErrorCode::disk_full,
+                    fmt::format("{}: not enough free space to save: need {} bytes (+{} margin), {} available",
+                                target.string(), size_hint, kFreeSpaceMargin, available),
+                    target, ENOSPC);
+    }
+  }
+
+  // Step 6 of the save protocol, shared by save() and recovery: the pending row becomes
+  // the live row of its file, the row it replaces is retired, and files this save makes
+  // obsolete are marked for deletion. Deferred commit: see the file comment.
+  void finish_save(std::int64_t pending_id, std::string_view how) {
+    CheckpointRecord record = index_->find(pending_id).value();
+    Transaction transaction(*index_, Durability::deferred);
+    if (auto previous = index_->live_row_for(record.file)) {
+      index_->set_status(previous->id, status::kReplaced);
+      index_->add_event("replaced", previous->id, fmt::format("{} replaced by checkpoint {}", previous->file, record.id));
+    }
+    // A deletion still pending under this name is moot: the rename replaced those bytes.
+    for (const auto& stale : index_->rows_for(record.file, status::kDeleting)) {
+      index_->set_status(stale.id, status::kDeleted);
+    }
+    index_->set_status(record.id, status::kCommitted);
+    std::string metric = record.metric ? fmt::format(", metric {}", *record.metric) : "";
+    index_->add_event(how, record.id, fmt::format("{}{}", describe(record), metric));
+    if (record.kind == CheckpointKind::best) index_->add_event("new_best", record.id, fmt::format("best{}", metric));
+    if (record.kind == CheckpointKind::interrupt) index_->add_event("interrupted", record.id, describe(record));
+    if (record.kind != CheckpointKind::best) {
+      // Newer progress is committed: an interrupt checkpoint a run resumed from is obsolete.
+      for (const auto& consumed : index_->rows_with_status(status::kConsumed)) {
+        index_->set_status(consumed.id, status::kDeleting);
+        index_->add_event("consumed_obsolete", consumed.id,
+                          fmt::format("{} superseded by checkpoint {}", consumed.file, record.id));
+      }
+    }
+    if (record.kind == CheckpointKind::epoch && options_.max_to_keep > 0) {
+      for (const auto& old : index_->epochs_beyond(options_.max_to_keep)) {
+        index_->set_status(old.id, status::kDeleting);
+        index_->add_event("rotated_out", old.id,
+                          fmt::format("{}: beyond the newest {}", describe(old), options_.max_to_keep));
+      }
+    }
+    transaction.commit();
+    log::write(how == "saved" ? level_enum::debug : level_enum::warn, "{} checkpoint {}", how,
+               (dir_ / record.file).string());
+  }
+
+  // Step 7: unlink files whose rows are 'deleting', then mark them 'deleted'. Unsynced:
+  // if a power loss undoes an unlink, recovery finds the file again with bytes matching
+  // a deleting/deleted row and deletes it again instead of adopting it.
+  int delete_obsolete_files() {
+    auto doomed = index_->rows_with_status(status::kDeleting);
+    if (doomed.empty()) return 0;
+    for (const auto& row : doomed) {
+      // A newer checkpoint may own the name again (epoch N rotated out, then saved anew).
+      if (!index_->live_row_for(row.file)) fs_->remove(dir_ / row.file);
+    }
+    Transaction transaction(*index_, Durability::deferred);
+    for (const auto& row : doomed) {
+      index_->set_status(row.id, status::kDeleted);
+      index_->add_event("deleted", row.id, row.file);
+    }
+    transaction.commit();
+    return static_cast<int>(doomed.size());
+  }
+
+  // Whether the file under a pending row's name holds that row's bytes decides whether
+  // the rename happened: roll forward if so, back if not. Returns true on roll forward.
+  bool resolve_pending(const CheckpointRecord& pending) {
+    const std::filesystem::path path = dir_ / pending.file;
+    bool renamed = false;
+    if (auto size = fs_->file_size(path); size && *size == pending.size) {
+      renamed = digest_of(path, pending.hash_algo).hash == pending.hash;
+    }
+    if (renamed) {
+      finish_save(pending.id, "recovered");
+      return true;
+    }
+    Transaction transaction(*index_, Durability::deferred);
+    index_->set_status(pending.id, status::kAborted);
+    index_->add_event("recovered", pending.id, fmt::format("{}: save did not complete; previous file kept", pending.file));
+    transaction.commit();
+    log::write(level_enum::warn, "rolled back an unfinished save of {}", path.string());
+    return false;
+  }
+
+  void resolve_pending_quietly(std::int64_t pending_id) noexcept {
+    try {
+      if (auto pending = index_->find(pending_id); pending && pending->status == status::kPending) {
+        resolve_pending(*pending);
+      }
+    } catch (const std::exception& error) {
+      log::write(level_enum::err, "could not resolve the failed save now ({}); the next open will", error.what());
+    }
+  }
+
+  io::FileDigest digest_of(const std::filesystem::path& path, const std::string& algorithm_name) {
+    HashAlgorithm algorithm = options_.hash_algorithm;
+    io::parse_hash_algorithm(algorithm_name, algorithm);
+    return io::hash_file(*fs_, path, algorithm);
+  }
+
+  // Reads a committed row's file, hashing it in the same pass. On a missing file or a
+  // mismatch the row is retired (and the file quarantined) and nullopt is returned.
+  std::optional<std::vector<char>> read_verified(const CheckpointRecord& record) {
+    const std::filesystem::path path = dir_ / record.file;
+    if (!fs_->file_size(path)) {
+      mark_missing(record, "file not found");
+      return std::nullopt;
+    }
+    HashAlgorithm algorithm = options_.hash_algorithm;
+    if (!io::parse_hash_algorithm(record.hash_algo, algorithm)) {
+      throw IndexError(ErrorCode::index, fmt::format("{}: unknown hash algorithm '{}' for {}",
+                                                     index_->path().string(), record.hash_algo, record.file),
+                       index_->path());
+    }
+    auto hasher = io::Hasher::create(algorithm);
+    std::vector<char> bytes = io::read_whole_file(*fs_, path, hasher.get());
+    std::string hash = hasher->hex_digest();
+    if (bytes.size() != record.size || hash != record.hash) {
+      quarantine(record, fmt::format("corrupt: {} bytes with {} hash {}, index recorded {} bytes with hash {}",
+                                     bytes.size(), record.hash_algo, hash, record.size, record.hash));
+      return std::nullopt;
+    }
+    return bytes;
+  }
+
+  void mark_missing(const CheckpointRecord& record, std::string_view why) {
+    Transaction transaction(*index_, Durability::full);
+    index_->set_status(record.id, status::kMissing);
+    index_->add_event("missing", record.id, fmt::format("{}: {}", record.file, why));
+    transaction.commit();
+    ++report_.missing;
+    log::write(level_enum::err, "{}: {}; checkpoint {} is no longer available", (dir_ / record.file).string(), why,
+               record.id);
+  }
+
+  // Moves a file into quarantine/ (never deletes it). Returns its new path.
+  std::filesystem::path move_to_quarantine(const std::string& file) {
+    const std::filesystem::path quarantine_dir = dir_ / names::kQuarantineDir;
+    fs_->create_directories(quarantine_dir);
+    std::filesystem::path target;
+    for (int attempt = 0;; ++attempt) {
+      target = quarantine_dir / fmt::format("{}.{}-{}{}", file, utc_stamp(), ::getpid(),
+                                            attempt == 0 ? std::string() : fmt::format("-{}", attempt));
+      if (!fs_->file_size(target)) break;
+    }
+    fs_->rename(dir_ / file, target);
+    fs_->sync_dir(quarantine_dir);
+    fs_->sync_dir(dir_);
+    return target;
+  }
+
+  void quarantine(const CheckpointRecord& record, const std::string& why) {
+    std::filesystem::path target = move_to_quarantine(record.file);
+    Transaction transaction(*index_, Durability::full);
+    index_->set_status(record.id, status::kQuarantined);
+    index_->add_event("quarantined", record.id, fmt::format("{}: {}; moved to {}", record.file, why, target.string()));
+    transaction.commit();
+    ++report_.quarantined;
+    log::write(level_enum::err, "{}: {}; moved to {}", (dir_ / record.file).string(), why, target.string());
+  }
+
+  void recover() {
+    for (const auto& pending : index_->rows_with_status(status::kPending)) {
+      step("recover_pending");
+      if (resolve_pending(pending)) {
+        ++report_.rolled_forward;
+      } else {
+        ++report_.rolled_back;
+      }
+    }
+    report_.deletions_finished += delete_obsolete_files();
+
+    std::vector<std::string> files = fs_->list_files(dir_);
+    for (const auto& name : files) {
+      if (!names::is_temp_file(name)) continue;
+      fs_->remove(dir_ / name);
+      ++report_.temp_files_removed;
+      log::write(level_enum::info, "removed leftover temp file {}", (dir_ / name).string());
+    }
+    if (report_.temp_files_removed > 0) fs_->sync_dir(dir_);
+
+    // Invariant 1, cheaply: every live row's file exists with its recorded size. Hashes
+    // are checked when a file is loaded (rehashing everything at every open would make
+    // opening cost a full read of the directory).
+    for (const auto& row : index_->live_rows()) {
+      auto size = fs_->file_size(dir_ / row.file);
+      if (!size) {
+        mark_missing(row, "file not found at open");
+      } else if (*size != row.size) {
+        quarantine(row, fmt::format("size {} does not match the recorded {}", *size, row.size));
+      }
+    }
+
+    for (const auto& name : files) {
+      auto parsed = names::parse_checkpoint_file(name);
+      if (!parsed || index_->live_row_for(name)) continue;
+      if (!fs_->file_size(dir_ / name)) continue;  // quarantined just above
+      adopt_or_quarantine(name, *parsed);
+    }
+
+    if (report_.anything_done()) {
+      std::string summary = fmt::format(
+          "rolled forward {}, rolled back {}, deletions finished {}, temp files removed {}, adopted {}, "
+          "quarantined {}, missing {}",
+          report_.rolled_forward, report_.rolled_back, report_.deletions_finished, report_.temp_files_removed,
+          report_.adopted, report_.quarantined, report_.missing);
+      Transaction transaction(*index_, Durability::full);
+      index_->add_event("recovered", std::nullopt, summary);
+      transaction.commit();
+      log::write(level_enum::warn, "recovered {}: {}", dir_.string(), summary);
+    }
+  }
+
+  // A checkpoint file the index has no live row for: left by a deletion a power loss
+  // undid (delete it again), written while the index lost its last commits or copied in
+  // by hand (adopt it if complete), or damaged (quarantine it). Never deleted otherwise.
+  void adopt_or_quarantine(const std::string& name, const names::ParsedCheckpointName& parsed) {
+    step("recover_orphan");
+    const std::filesystem::path path = dir_ / name;
+    store::ProbeResult probe = store::probe_payload(*fs_, path, options_.hash_algorithm);
+    for (std::string_view retired : {status::kDeleting, status::kDeleted}) {
+      for (const auto& row : index_->rows_for(name, retired)) {
+        if (row.size == probe.digest.size && row.hash_algo == to_string(options_.hash_algorithm) &&
+            row.hash == probe.digest.hash) {
+          fs_->remove(path);
+          fs_->sync_dir(dir_);
+          ++report_.deletions_finished;
+          log::write(level_enum::info, "deleted {} again: its deletion was undone by a crash", path.string());
+          return;
+        }
+      }
+    }
+    if (!probe.looks_complete) {
+      std::filesystem::path target = move_to_quarantine(name);
+      Transaction transaction(*index_, Durability::full);
+      index_->add_event("quarantined", std::nullopt,
+                        fmt::format("{}: no index row and {}; moved to {}", name, probe.reason, target.string()));
+      transaction.commit();
+      ++report_.quarantined;
+      log::write(level_enum::err, "{}: no index row and {}; moved to {}", path.string(), probe.reason, target.string());
+      return;
+    }
+    CheckpointRecord record;
+    record.kind = parsed.kind;
+    record.epoch = parsed.epoch;
+    record.file = name;
+    record.size = probe.digest.size;
+    record.hash = probe.digest.hash;
+    record.hash_algo = std::string(to_string(options_.hash_algorithm));
+    record.status = std::string(status::kCommitted);
+    Transaction transaction(*index_, Durability::full);
+    record.id = index_->insert(record);
+    index_->add_event("adopted", record.id, fmt::format("{}: complete file without an index row", describe(record)));
+    transaction.commit();
+    ++report_.adopted;
+    log::write(level_enum::warn, "adopted {} (it had no index row)", path.string());
+  }
+
+  std::filesystem::path dir_;
+  StoreOptions options_;
+  std::shared_ptr<FileSystem> fs_;
+  std::unique_ptr<DirectoryLock> lock_;
+  std::unique_ptr<index::Index> index_;
+  RecoveryReport report_;
+  std::uint64_t temp_sequence_ = 0;
+};
+
+CheckpointStore::CheckpointStore(std::filesystem::path dir, StoreOptions options)
+    : impl_(std::make_unique<Impl>(std::move(dir), std::move(options))) {}
+CheckpointStore::~CheckpointStore() = default;
+CheckpointStore::CheckpointStore(CheckpointStore&&) noexcept = default;
+CheckpointStore& CheckpointStore::operator=(CheckpointStore&&) noexcept = default;
+
+CheckpointRecord CheckpointStore::save(CheckpointKind kind, std::optional<std::int64_t> epoch,
+                                       std::optional<double> metric, std::uint64_t size_hint,
+                                       const PayloadWriter& write_payload) {
+  return impl_->save(kind, epoch, metric, size_hint, write_payload);
+}
+std::optional<CheckpointRecord> CheckpointStore::latest() const { return impl_->latest(); }
+std::optional<CheckpointRecord> CheckpointStore::best() const { return impl_->best(); }
+std::vector<CheckpointRecord> CheckpointStore::live_checkpoints() const { return impl_->live_checkpoints(); }
+std::optional<VerifiedPayload> CheckpointStore::load_latest() { return impl_->load_latest(); }
+std::optional<VerifiedPayload> CheckpointStore::load_best() { return impl_->load_best(); }
+const std::filesystem::path& CheckpointStore::dir() const noexcept { return impl_->dir(); }
+std::filesystem::path CheckpointStore::index_path() const { return impl_->index_path(); }
+int CheckpointStore::max_to_keep() const noexcept { return impl_->max_to_keep(); }
+const RecoveryReport& CheckpointStore::last_recovery() const noexcept { return impl_->last_recovery(); }
+
+}  // namespace ckpt

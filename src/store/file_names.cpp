@@ -1,0 +1,47 @@
+#include "store/file_names.hpp"
+
+#include <charconv>
+#include <fmt/format.h>
+
+namespace ckpt::names {
+
+namespace {
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+}  // namespace
+
+std::string epoch_file(std::int64_t epoch) { return fmt::format("{}{}{}", kEpochPrefix, epoch, kPayloadSuffix); }
+
+std::string checkpoint_file(CheckpointKind kind, std::optional<std::int64_t> epoch) {
+  switch (kind) {
+    case CheckpointKind::best: return std::string(kBestModel);
+    case CheckpointKind::interrupt: return std::string(kInterrupt);
+    case CheckpointKind::epoch: return epoch_file(epoch.value());
+  }
+  return {};
+}
+
+std::string temp_file(std::string_view final_name, long pid, std::uint64_t sequence) {
+  return fmt::format("{}.{}-{}{}", final_name, pid, sequence, kTempSuffix);
+}
+
+std::optional<ParsedCheckpointName> parse_checkpoint_file(std::string_view name) {
+  if (name == kBestModel) return ParsedCheckpointName{CheckpointKind::best, std::nullopt};
+  if (name == kInterrupt) return ParsedCheckpointName{CheckpointKind::interrupt, std::nullopt};
+  if (!starts_with(name, kEpochPrefix) || !ends_with(name, kPayloadSuffix)) return std::nullopt;
+  std::string_view digits = name.substr(kEpochPrefix.size(), name.size() - kEpochPrefix.size() - kPayloadSuffix.size());
+  if (digits.empty() || (digits.size() > 1 && digits[0] == '0')) return std::nullopt;
+  std::int64_t epoch = 0;
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), epoch);
+  if (error != std::errc() || end != digits.data() + digits.size() || epoch < 0) return std::nullopt;
+  return ParsedCheckpointName{CheckpointKind::epoch, epoch};
+}
+
+bool is_temp_file(std::string_view name) {
+  if (!ends_with(name, kTempSuffix)) return false;
+  return starts_with(name, kBestModel) || starts_with(name, kInterrupt) || starts_with(name, kEpochPrefix);
+}
+
+}  // namespace ckpt::names

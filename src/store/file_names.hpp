@@ -1,0 +1,46 @@
+// Every name the store gives a file in a checkpoint directory, in one place, with the
+// parser that maps a name back to what it is (see tests/core/file_names_test.cpp).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ckpt/store.hpp"
+
+namespace ckpt::names {
+
+// The guide's names; users port Python code that expects exactly these.
+inline constexpr std::string_view kBestModel = "best_model.pth";
+inline constexpr std::string_view kEpochPrefix = "checkpoint_epoch_";
+inline constexpr std::string_view kInterrupt = "interrupt_checkpoint.pth";
+inline constexpr std::string_view kPayloadSuffix = ".pth";
+
+inline constexpr std::string_view kIndex = "index.sqlite";
+inline constexpr std::string_view kLock = "index.lock";
+inline constexpr std::string_view kQuarantineDir = "quarantine";
+inline constexpr std::string_view kTempSuffix = ".tmp";
+
+// checkpoint_epoch_<epoch>.pth. REQUIRES: epoch >= 0.
+std::string epoch_file(std::int64_t epoch);
+// The file name of a checkpoint of this kind (epoch required for kind == epoch).
+std::string checkpoint_file(CheckpointKind kind, std::optional<std::int64_t> epoch);
+
+// `<final>.<pid>-<sequence>.tmp`: unique per process and save, so concurrent attempts
+// never share a temp file, and still `<final>...tmp` like the guide's `<final>.tmp`.
+std::string temp_file(std::string_view final_name, long pid, std::uint64_t sequence);
+
+struct ParsedCheckpointName {
+  CheckpointKind kind;
+  std::optional<std::int64_t> epoch;
+};
+// Recognises the guide's three names. Epoch numbers must be canonical decimal
+// (no sign, no leading zeros) so that parse(format(x)) == x and back.
+std::optional<ParsedCheckpointName> parse_checkpoint_file(std::string_view name);
+
+// A temp file of ours or of the guide's Python implementation: a checkpoint name
+// followed by anything and ending in ".tmp".
+bool is_temp_file(std::string_view name);
+
+}  // namespace ckpt::names

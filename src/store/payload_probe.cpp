@@ -1,0 +1,79 @@
+#include "store/payload_probe.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace ckpt::store {
+
+namespace {
+
+constexpr std::size_t kEocdSize = 22;
+constexpr std::size_t kMaxCommentSize = 0xffff;
+constexpr std::size_t kTailSize = kEocdSize + kMaxCommentSize;
+constexpr std::size_t kChunk = 1 << 20;
+
+std::uint32_t le32(const unsigned char* p) {
+  return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24;
+}
+
+// pickle PROTO 2, then LONG1 with 10 bytes: torch's legacy magic number 0x1950a86a20f9469cfc6c.
+constexpr unsigned char kLegacyHeader[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+
+std::string check_zip(const std::vector<unsigned char>& head, const std::vector<unsigned char>& tail,
+                      std::uint64_t file_size) {
+  if (head.size() < 4 || le32(head.data()) != 0x04034b50) return "does not start with a zip local file header";
+  if (tail.size() < kEocdSize) return "too short for a zip archive";
+  // The end-of-central-directory record is the last one in the file (a comment may follow).
+  for (std::size_t pos = tail.size() - kEocdSize + 1; pos-- > 0;) {
+    const unsigned char* eocd = tail.data() + pos;
+    if (le32(eocd) != 0x06054b50) continue;
+    std::uint16_t comment_length = std::uint16_t(eocd[20] | eocd[21] << 8);
+    if (pos + kEocdSize + comment_length != tail.size()) continue;
+    std::uint64_t eocd_offset = file_size - tail.size() + pos;
+    std::uint32_t cd_size = le32(eocd + 12);
+    std::uint32_t cd_offset = le32(eocd + 16);
+    if (cd_offset == 0xffffffffu || cd_size == 0xffffffffu) {
+      // ZIP64: the locator sits right before the record.
+      if (pos < 20 || le32(eocd - 20) != 0x07064b50) return "zip64 archive without its locator";
+      return {};
+    }
+    if (std::uint64_t(cd_offset) + cd_size != eocd_offset) return "zip central directory does not end at its end record";
+    return {};
+  }
+  return "no zip end-of-central-directory record (truncated?)";
+}
+
+}  // namespace
+
+ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm) {
+  auto hasher = io::Hasher::create(algorithm);
+  auto file = fs.open_for_read(path);
+  std::vector<unsigned char> head;
+  std::vector<unsigned char> tail;
+  std::vector<unsigned char> chunk(kChunk);
+  ProbeResult result;
+  for (;;) {
+    std::size_t got = file->read(chunk.data(), chunk.size());
+    if (got == 0) break;
+    hasher->update(chunk.data(), got);
+    result.digest.size += got;
+    if (head.size() < sizeof kLegacyHeader) {
+      std::size_t take = std::min(got, sizeof kLegacyHeader - head.size());
+      head.insert(head.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(take));
+    }
+    tail.insert(tail.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
+    if (tail.size() > kTailSize) tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(kTailSize));
+  }
+  result.digest.hash = hasher->hex_digest();
+  if (head.size() == sizeof kLegacyHeader && std::memcmp(head.data(), kLegacyHeader, sizeof kLegacyHeader) == 0) {
+    result.looks_complete = true;
+    return result;
+  }
+  result.reason = check_zip(head, tail, result.digest.size);
+  result.looks_complete = result.reason.empty();
+  return result;
+}
+
+}  // namespace ckpt::store

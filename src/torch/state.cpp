@@ -1,0 +1,133 @@
+#include "ckpt/state.hpp"
+
+#include <fmt/format.h>
+
+#include "ckpt/errors.hpp"
+
+namespace ckpt {
+
+namespace {
+
+std::string joined_keys(const State& state) {
+  std::string keys;
+  for (const auto& [key, value] : state) keys += (keys.empty() ? "" : ", ") + key;
+  return keys.empty() ? "none" : keys;
+}
+
+[[noreturn]] void throw_wrong_type(std::string_view key, const c10::IValue& value, std::string_view wanted) {
+  throw StateError(ErrorCode::type,
+                   fmt::format("State: key '{}' holds a {}, not {}", key, value.tagKind(), wanted));
+}
+
+}  // namespace
+
+State::State(std::initializer_list<Entry> entries) {
+  for (const auto& [key, value] : entries) set(key, value);
+}
+
+State& State::set(std::string key, c10::IValue value) {
+  auto found = positions_.find(key);
+  if (found != positions_.end()) {
+    entries_[found->second].second = std::move(value);
+    return *this;
+  }
+  positions_.emplace(key, entries_.size());
+  entries_.emplace_back(std::move(key), std::move(value));
+  return *this;
+}
+
+State& State::set(std::string key, const State& nested) { return set(std::move(key), nested.to_ivalue()); }
+
+bool State::contains(std::string_view key) const { return positions_.count(std::string(key)) > 0; }
+
+bool State::erase(std::string_view key) {
+  auto found = positions_.find(std::string(key));
+  if (found == positions_.end()) return false;
+  entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(found->second));
+  positions_.clear();
+  for (std::size_t i = 0; i < entries_.size(); ++i) positions_.emplace(entries_[i].first, i);
+  return true;
+}
+
+const c10::IValue& State::at(std::string_view key) const {
+  auto found = positions_.find(std::string(key));
+  if (found == positions_.end()) {
+    throw StateError(ErrorCode::key, fmt::format("State: no key '{}' (keys: {})", key, joined_keys(*this)));
+  }
+  return entries_[found->second].second;
+}
+
+std::vector<std::string> State::keys() const {
+  std::vector<std::string> keys;
+  keys.reserve(entries_.size());
+  for (const auto& entry : entries_) keys.push_back(entry.first);
+  return keys;
+}
+
+template <>
+std::int64_t State::get<std::int64_t>(std::string_view key) const {
+  const auto& value = at(key);
+  if (!value.isInt()) throw_wrong_type(key, value, "an int");
+  return value.toInt();
+}
+
+template <>
+double State::get<double>(std::string_view key) const {
+  const auto& value = at(key);
+  if (value.isDouble()) return value.toDouble();
+  if (value.isInt()) return static_cast<double>(value.toInt());
+  throw_wrong_type(key, value, "a float");
+}
+
+template <>
+bool State::get<bool>(std::string_view key) const {
+  const auto& value = at(key);
+  if (!value.isBool()) throw_wrong_type(key, value, "a bool");
+  return value.toBool();
+}
+
+template <>
+std::string State::get<std::string>(std::string_view key) const {
+  const auto& value = at(key);
+  if (!value.isString()) throw_wrong_type(key, value, "a string");
+  return value.toStringRef();
+}
+
+template <>
+at::Tensor State::get<at::Tensor>(std::string_view key) const {
+  const auto& value = at(key);
+  if (!value.isTensor()) throw_wrong_type(key, value, "a Tensor");
+  return value.toTensor();
+}
+
+template <>
+State State::get<State>(std::string_view key) const {
+  const auto& value = at(key);
+  if (!value.isGenericDict()) throw_wrong_type(key, value, "a dict (State)");
+  try {
+    return from_generic_dict(value.toGenericDict());
+  } catch (const StateError& error) {
+    throw StateError(ErrorCode::type, fmt::format("State: key '{}': {}", key, error.what()));
+  }
+}
+
+c10::impl::GenericDict State::to_generic_dict() const {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+  dict.reserve(entries_.size());
+  for (const auto& [key, value] : entries_) dict.insert(key, value);
+  return dict;
+}
+
+State State::from_generic_dict(const c10::impl::GenericDict& dict) {
+  State state;
+  for (const auto& entry : dict) {
+    if (!entry.key().isString()) {
+      throw StateError(ErrorCode::type,
+                       fmt::format("State: dict has a {} key; State keys are strings", entry.key().tagKind()));
+    }
+    state.set(entry.key().toStringRef(), entry.value());
+  }
+  return state;
+}
+
+}  // namespace ckpt
