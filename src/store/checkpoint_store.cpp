@@ -146,7 +146,13 @@ class CheckpointStore::Impl {
       resolve_pending_quietly(record.id);
       throw;
     }
-    delete_obsolete_files();
+    try {
+      delete_obsolete_files();
+    } catch (const Error& error) {
+      // The save is committed; what failed is only the cleanup, which the rows marked
+      // 'deleting' let the next save or open finish.
+      log::write(level_enum::warn, "could not delete obsolete checkpoints yet: {}", error.what());
+    }
     step("obsolete_deleted");
     return index_->find(record.id).value();
   }

@@ -1,0 +1,159 @@
+// What opening a directory repairs: files without rows, rows without files, corrupt
+// payloads, leftover temp files.
+#include <catch2/catch.hpp>
+
+#include "ckpt/errors.hpp"
+#include "ckpt/store.hpp"
+#include "support/store_support.hpp"
+#include "support/test_dir.hpp"
+
+using namespace ckpt;
+using namespace ckpt::test;
+
+namespace {
+std::string payload_text(const VerifiedPayload& payload) { return std::string(payload.bytes.begin(), payload.bytes.end()); }
+
+std::vector<std::string> quarantined(const std::filesystem::path& dir) {
+  if (!std::filesystem::exists(dir / "quarantine")) return {};
+  return file_names(dir / "quarantine");
+}
+
+void flip_bit(const std::filesystem::path& path, std::size_t offset) {
+  std::string bytes = read_bytes(path);
+  bytes[offset % bytes.size()] ^= 0x10;
+  write_bytes(path, bytes);
+}
+}  // namespace
+
+TEST_CASE("a flipped bit is caught by the hash: the file is quarantined and the previous epoch loads",
+          "[store][corruption]") {
+  TestDir dir("corrupt");
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+    save_epoch(store, 2, zip_payload(2));
+  }
+  flip_bit(dir / "checkpoint_epoch_2.pth", 1000);
+  CheckpointStore store(dir.path());
+  auto loaded = store.load_latest();
+  REQUIRE(loaded);
+  CHECK(loaded->record.epoch == 1);
+  CHECK(payload_text(*loaded) == zip_payload(1));
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_2.pth"));
+  auto moved = quarantined(dir.path());
+  REQUIRE(moved.size() == 1);
+  CHECK(moved[0].rfind("checkpoint_epoch_2.pth.", 0) == 0);
+  auto rows = index_rows(dir.path());
+  CHECK(rows[1].status == "quarantined");
+  auto events = index_events(dir.path());
+  CHECK(std::count(events.begin(), events.end(), "quarantined") == 1);
+}
+
+TEST_CASE("a truncated file is caught at open by its size and never loaded", "[store][corruption]") {
+  TestDir dir("corrupt");
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+    save_bytes(store, CheckpointKind::interrupt, std::nullopt, zip_payload(9));
+  }
+  std::string bytes = read_bytes(dir / "interrupt_checkpoint.pth");
+  write_bytes(dir / "interrupt_checkpoint.pth", bytes.substr(0, bytes.size() / 2));
+  CheckpointStore store(dir.path());
+  CHECK(store.last_recovery().quarantined == 1);
+  CHECK(payload_text(*store.load_latest()) == zip_payload(1));
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a corrupt best model is quarantined and load_best reports nothing", "[store][corruption]") {
+  TestDir dir("corrupt");
+  CheckpointStore store(dir.path());
+  save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(1), 0.5);
+  flip_bit(dir / "best_model.pth", 77);
+  CHECK_FALSE(store.load_best());
+  CHECK(quarantined(dir.path()).size() == 1);
+  CHECK_FALSE(store.best());
+}
+
+TEST_CASE("a checkpoint deleted behind the index's back is marked missing, and the next one loads",
+          "[store][corruption]") {
+  TestDir dir("missing");
+  CheckpointStore store(dir.path());
+  save_epoch(store, 1, zip_payload(1));
+  save_epoch(store, 2, zip_payload(2));
+  std::filesystem::remove(dir / "checkpoint_epoch_2.pth");
+  auto loaded = store.load_latest();
+  REQUIRE(loaded);
+  CHECK(loaded->record.epoch == 1);
+  CHECK(index_rows(dir.path())[1].status == "missing");
+}
+
+TEST_CASE("a complete checkpoint file without a row is adopted at open", "[store][recovery]") {
+  TestDir source("adopt-src");
+  TestDir dir("adopt");
+  { CheckpointStore store(dir.path()); }
+  write_bytes(dir / "checkpoint_epoch_12.pth", zip_payload(12));
+  write_bytes(dir / "best_model.pth", zip_payload(13));
+  CheckpointStore store(dir.path());
+  CHECK(store.last_recovery().adopted == 2);
+  CHECK(store.latest()->epoch == 12);
+  CHECK(store.best());
+  CHECK(payload_text(*store.load_latest()) == zip_payload(12));
+  auto events = index_events(dir.path());
+  CHECK(std::count(events.begin(), events.end(), "adopted") == 2);
+}
+
+TEST_CASE("a damaged checkpoint file without a row is quarantined, never deleted; other files are left alone",
+          "[store][recovery]") {
+  TestDir dir("orphan");
+  { CheckpointStore store(dir.path()); }
+  std::string truncated = zip_payload(3).substr(0, 1000);
+  write_bytes(dir / "checkpoint_epoch_3.pth", truncated);
+  write_bytes(dir / "notes.txt", "mine");
+  write_bytes(dir / "pretrained.pth", "not ours");
+  CheckpointStore store(dir.path());
+  CHECK(store.last_recovery().quarantined == 1);
+  auto moved = quarantined(dir.path());
+  REQUIRE(moved.size() == 1);
+  CHECK(read_bytes(dir / "quarantine" / moved[0]) == truncated);
+  CHECK(read_bytes(dir / "notes.txt") == "mine");
+  CHECK(read_bytes(dir / "pretrained.pth") == "not ours");
+  CHECK_FALSE(store.latest());
+}
+
+TEST_CASE("leftover temp files, ours and the Python guide's, are removed at open", "[store][recovery]") {
+  TestDir dir("temps");
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+  }
+  write_bytes(dir / "checkpoint_epoch_2.pth.999-1.tmp", "partial");
+  write_bytes(dir / "best_model.pth.tmp", "partial");
+  CheckpointStore store(dir.path());
+  CHECK(store.last_recovery().temp_files_removed == 2);
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a rotated-out file that comes back (an unlink lost to power loss) is deleted again, not adopted",
+          "[store][recovery]") {
+  TestDir dir("resurrect");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{1});
+    save_epoch(store, 1, zip_payload(1));
+    save_epoch(store, 2, zip_payload(2));
+  }
+  REQUIRE_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
+  write_bytes(dir / "checkpoint_epoch_1.pth", zip_payload(1));
+  CheckpointStore store(dir.path(), StoreOptions{1});
+  CHECK(store.last_recovery().deletions_finished == 1);
+  CHECK(store.last_recovery().adopted == 0);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
+}
+
+TEST_CASE("the recovery summary is recorded in the history", "[store][recovery]") {
+  TestDir dir("history");
+  { CheckpointStore store(dir.path()); }
+  write_bytes(dir / "best_model.pth.tmp", "partial");
+  { CheckpointStore store(dir.path()); }
+  auto events = index_events(dir.path());
+  CHECK(events.back() == "recovered");
+}

@@ -1,0 +1,76 @@
+#include "support/fault_file_system.hpp"
+
+#include "io/os_error.hpp"
+
+namespace ckpt::test {
+
+namespace {
+
+class FaultWritableFile final : public WritableFile {
+ public:
+  FaultWritableFile(FaultFileSystem& fs, std::unique_ptr<WritableFile> real, std::filesystem::path path)
+      : fs_(fs), real_(std::move(real)), path_(std::move(path)) {}
+  void append(const void* data, std::size_t n) override {
+    fs_.before(Op::write, path_);
+    real_->append(data, n);
+  }
+  void sync() override {
+    fs_.before(Op::sync, path_);
+    real_->sync();
+  }
+  void close() override { real_->close(); }
+
+ private:
+  FaultFileSystem& fs_;
+  std::unique_ptr<WritableFile> real_;
+  std::filesystem::path path_;
+};
+
+class FaultReadableFile final : public ReadableFile {
+ public:
+  FaultReadableFile(FaultFileSystem& fs, std::unique_ptr<ReadableFile> real, std::filesystem::path path)
+      : fs_(fs), real_(std::move(real)), path_(std::move(path)) {}
+  std::size_t read(void* buffer, std::size_t n) override {
+    fs_.before(Op::read, path_);
+    return real_->read(buffer, n);
+  }
+
+ private:
+  FaultFileSystem& fs_;
+  std::unique_ptr<ReadableFile> real_;
+  std::filesystem::path path_;
+};
+
+}  // namespace
+
+void FaultFileSystem::before(Op op, const std::filesystem::path& path) {
+  ++counts_[static_cast<int>(op)];
+  auto& fault = faults_[static_cast<int>(op)];
+  if (fault.countdown > 0 && --fault.countdown == 0) io::throw_os_error(fault.error, "injected fault", path);
+}
+
+std::unique_ptr<WritableFile> FaultFileSystem::create_new(const std::filesystem::path& path) {
+  before(Op::create, path);
+  return std::make_unique<FaultWritableFile>(*this, real_->create_new(path), path);
+}
+
+std::unique_ptr<ReadableFile> FaultFileSystem::open_for_read(const std::filesystem::path& path) {
+  return std::make_unique<FaultReadableFile>(*this, real_->open_for_read(path), path);
+}
+
+void FaultFileSystem::rename(const std::filesystem::path& from, const std::filesystem::path& to) {
+  before(Op::rename, from);
+  real_->rename(from, to);
+}
+
+void FaultFileSystem::remove(const std::filesystem::path& path) {
+  before(Op::remove, path);
+  real_->remove(path);
+}
+
+void FaultFileSystem::sync_dir(const std::filesystem::path& dir) {
+  before(Op::sync_dir, dir);
+  real_->sync_dir(dir);
+}
+
+}  // namespace ckpt::test

@@ -1,0 +1,62 @@
+// A FileSystem for tests: the real one underneath, with faults on demand. It fails the
+// n-th operation of a kind with an errno (ENOSPC, EIO, EACCES), or reports a chosen amount
+// of free space, so disk-full and I/O-error paths run for real through the store.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <optional>
+
+#include "ckpt/file_system.hpp"
+
+namespace ckpt::test {
+
+enum class Op { create, write, sync, rename, remove, sync_dir, read, count_ };
+
+class FaultFileSystem final : public FileSystem {
+ public:
+  FaultFileSystem() : real_(FileSystem::posix()) {}
+
+  // The n-th (1-based, counted from now) operation of `op` fails with `error`.
+  void fail_nth(Op op, int n, int error) {
+    auto& fault = faults_[static_cast<int>(op)];
+    fault.countdown = n;
+    fault.error = error;
+  }
+  void clear_faults() { faults_ = {}; }
+  void set_free_space(std::optional<std::uint64_t> bytes) { free_space_ = bytes; }
+  int count(Op op) const { return counts_[static_cast<int>(op)]; }
+
+  std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
+  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override;
+  void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
+  void remove(const std::filesystem::path& path) override;
+  void sync_dir(const std::filesystem::path& dir) override;
+  void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
+  std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
+  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override {
+    return real_->file_size(path);
+  }
+  std::uint64_t free_space(const std::filesystem::path& dir) override {
+    return free_space_ ? *free_space_ : real_->free_space(dir);
+  }
+  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file,
+                                                const std::string& holder) override {
+    return real_->lock_exclusive(lock_file, holder);
+  }
+
+  // Counts the operation and throws the injected error when its turn has come.
+  void before(Op op, const std::filesystem::path& path);
+
+ private:
+  struct Fault {
+    int countdown = 0;
+    int error = 0;
+  };
+  std::shared_ptr<FileSystem> real_;
+  std::array<Fault, static_cast<int>(Op::count_)> faults_{};
+  std::array<int, static_cast<int>(Op::count_)> counts_{};
+  std::optional<std::uint64_t> free_space_;
+};
+
+}  // namespace ckpt::test

@@ -1,0 +1,46 @@
+// Helpers for the torch-free store tests: payloads that look like real .pth archives,
+// saving raw bytes, and the invariant checker every crash test ends with.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ckpt/store.hpp"
+
+namespace ckpt::test {
+
+// A small, structurally complete zip archive (what a .pth is) whose content depends on
+// `seed`: different seeds give different bytes and hashes.
+std::string zip_payload(int seed, std::size_t data_size = 4096);
+
+CheckpointRecord save_bytes(CheckpointStore& store, CheckpointKind kind, std::optional<std::int64_t> epoch,
+                            const std::string& bytes, std::optional<double> metric = std::nullopt);
+CheckpointRecord save_epoch(CheckpointStore& store, std::int64_t epoch, const std::string& bytes);
+
+struct IndexRow {
+  std::int64_t id;
+  std::string kind;
+  std::optional<std::int64_t> epoch;
+  std::string file;
+  std::string hash;
+  std::string status;
+};
+// All rows of the index, read through a separate read-only connection.
+std::vector<IndexRow> index_rows(const std::filesystem::path& dir);
+std::vector<std::string> index_events(const std::filesystem::path& dir);
+std::string xxh3_of(const std::filesystem::path& path);
+
+// Checks the core invariants on a directory whose store is closed:
+//   1. every committed or consumed row's file exists with the recorded size and hash;
+//   2. no temp files remain and every checkpoint-named file has such a row;
+//   and no row is left pending, and PRAGMA integrity_check says ok.
+// Returns one line per violation; empty when all hold.
+std::vector<std::string> invariant_violations(const std::filesystem::path& dir);
+
+// Runs `body` in a forked child and returns its exit status (or 128 + signal).
+int run_in_child(const std::function<void()>& body);
+
+}  // namespace ckpt::test

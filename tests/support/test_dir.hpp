@@ -1,0 +1,39 @@
+// Test helpers shared by the core and torch suites: scratch directories, file bytes,
+// running a command.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ckpt::test {
+
+// A fresh empty directory under $CKPT_TEST_TMP (or the system temp dir), removed by the
+// destructor unless CKPT_KEEP_TEST_DIRS is set.
+class TestDir {
+ public:
+  explicit TestDir(const std::string& label = "case");
+  ~TestDir();
+  TestDir(const TestDir&) = delete;
+  TestDir& operator=(const TestDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string read_bytes(const std::filesystem::path& path);
+void write_bytes(const std::filesystem::path& path, const std::string& bytes);
+// Sorted names of the regular files directly in `dir`.
+std::vector<std::string> file_names(const std::filesystem::path& dir);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout (append 2>&1 to the command for stderr too)
+};
+CommandResult run_command(const std::string& command);
+// Single-quotes a string for /bin/sh.
+std::string shell_quote(const std::string& text);
+
+}  // namespace ckpt::test
