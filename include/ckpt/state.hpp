@@ -58,6 +58,8 @@ class State {
   // already dicts. Tensors are shared, not copied.
   c10::impl::GenericDict to_generic_dict() const;
   c10::IValue to_ivalue() const { return c10::IValue(to_generic_dict()); }
+  // Lets a State nest inside another's initializer: State{{"model", model_state}}.
+  operator c10::IValue() const { return to_ivalue(); }
   // Throws StateError if a key is not a string.
   static State from_generic_dict(const c10::impl::GenericDict& dict);
 
