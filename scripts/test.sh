@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The quick start's test command (and what CI runs): installs what is missing, builds
+# everything, and runs the whole suite through ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+ctest --test-dir build --output-on-failure
