@@ -9,6 +9,7 @@ packages=(
   libsqlitecpp-dev libsqlite3-dev sqlite3
   libfmt-dev libspdlog-dev catch2
   libxxhash-dev xxhash libssl-dev     # XXH3-128 (and xxhsum to check it); SHA-256 via libcrypto
+  libdeflate-dev                      # CRC-32 of zip records
 )
 
 missing=()

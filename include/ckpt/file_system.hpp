@@ -37,6 +37,9 @@ class ReadableFile {
   virtual ~ReadableFile() = default;
   // Reads up to n bytes at the current position; returns 0 at the end of the file.
   virtual std::size_t read(void* buffer, std::size_t n) = 0;
+  // Reads up to n bytes at `offset` without moving the position (pread); returns 0 at
+  // the end of the file.
+  virtual std::size_t read_at(std::uint64_t offset, void* buffer, std::size_t n) = 0;
 };
 
 // Held for its lifetime; released by the destructor or when the process dies.

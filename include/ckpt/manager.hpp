@@ -69,6 +69,8 @@ class CheckpointManager {
   CheckpointStore& store() noexcept { return *store_; }
 
  private:
+  PayloadReader decoder_into(std::optional<State>& state) const;
+
   std::unique_ptr<CheckpointStore> store_;
   c10::Device device_;
 };

@@ -4,6 +4,8 @@
 #include <c10/core/Device.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "ckpt/state.hpp"
 
@@ -15,9 +17,25 @@ namespace ckpt {
 // previous file at `path`, if any, is untouched and no temp file is left.
 void save_file(const State& state, const std::filesystem::path& path);
 
-// Reads a payload written by save_file or by Python's torch.save, with every tensor
-// moved to `device`. Throws IoError (cannot read), FormatError (not a payload, or not a
-// dict with string keys).
+struct LoadOptions {
+  // Every loaded tensor ends up on this device.
+  c10::Device device = c10::kCPU;
+  // Zero-copy: CPU tensors point into a private, copy-on-write memory map of the file,
+  // which lives as long as any of them does. Starts in milliseconds whatever the size;
+  // pages are read when first touched. Only the pickle's CRC is checked (tensor bytes
+  // are not read, so they are not verified; see docs/format.md).
+  bool memory_map = false;
+  // When not empty, only these top-level keys are loaded; the tensor data of the others
+  // is never read.
+  std::vector<std::string> only_keys;
+};
+
+// Reads a payload written by save_file or by Python's torch.save (zip format of torch
+// 1.6 to 2.x, or the legacy pre-1.6 format). Only data is read, never code: globals
+// outside an allowlist are refused. Each record's CRC-32 is checked as it is read.
+// Throws IoError (cannot read), FormatError (not a payload, damaged, or not a dict with
+// string keys) naming the file.
+State load_file(const std::filesystem::path& path, const LoadOptions& options);
 State load_file(const std::filesystem::path& path, c10::Device device = c10::kCPU);
 
 }  // namespace ckpt

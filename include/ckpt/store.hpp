@@ -66,6 +66,20 @@ class ByteSink {
 // Writes one payload to the sink. It may throw; the save is then abandoned cleanly.
 using PayloadWriter = std::function<void(ByteSink&)>;
 
+// Random access to a payload's bytes while it is being loaded.
+class PayloadSource {
+ public:
+  virtual ~PayloadSource() = default;
+  virtual std::uint64_t size() const = 0;
+  // Reads exactly n bytes at `offset`. Throws FormatError for a range beyond the end,
+  // IoError when the file cannot be read.
+  virtual void read_at(std::uint64_t offset, void* buffer, std::size_t n) = 0;
+};
+
+// Decodes a payload from a source. The store checks the whole file's hash against the
+// index once it returns; the decoded result must not be used if the load then fails.
+using PayloadReader = std::function<void(PayloadSource&, const CheckpointRecord&)>;
+
 struct StoreOptions {
   // Epoch checkpoints kept by rotation: the `max_to_keep` highest epochs. 0 keeps all.
   // Stored in the index so that tools apply the same rule.
@@ -128,13 +142,20 @@ class CheckpointStore {
   // Committed and consumed checkpoints, ordered by kind then epoch.
   std::vector<CheckpointRecord> live_checkpoints() const;
 
-  // Reads the resume candidate and checks its hash. A file that is missing or does not
-  // match is marked in the index, moved into quarantine/ and logged as an error, and the
-  // next candidate in priority order is tried. An interrupt checkpoint is marked
-  // consumed; its file stays until the next epoch or interrupt save commits.
-  // Returns nullopt when no candidate is left.
+  // Loads the resume candidate through `read_payload`, hashing the whole file in the
+  // same pass, and checks the hash once the reader returns. A file that is missing or
+  // does not match is marked in the index, moved into quarantine/ and logged as an
+  // error, and the next candidate in priority order is tried (so the reader may run
+  // more than once; only its last run counts). A FormatError from the reader on a file
+  // whose hash matches is rethrown. An interrupt checkpoint is marked consumed; its file
+  // stays until the next epoch or interrupt save commits.
+  // Returns the loaded row, or nullopt when no candidate is left.
+  std::optional<CheckpointRecord> load_latest(const PayloadReader& read_payload);
+  // The same for the best model; nullopt when there is none (or it was corrupt).
+  std::optional<CheckpointRecord> load_best(const PayloadReader& read_payload);
+
+  // As above, returning the verified bytes.
   std::optional<VerifiedPayload> load_latest();
-  // Reads and verifies the best model; nullopt when there is none (or it was corrupt).
   std::optional<VerifiedPayload> load_best();
 
   const std::filesystem::path& dir() const noexcept;

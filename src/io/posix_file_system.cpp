@@ -75,6 +75,12 @@ class PosixReadableFile final : public ReadableFile {
     return static_cast<std::size_t>(got);
   }
 
+  std::size_t read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
+    ssize_t got = retry_on_eintr([&] { return ::pread(fd_, buffer, n, static_cast<off_t>(offset)); });
+    if (got < 0) throw_os_error(errno, "read", path_);
+    return static_cast<std::size_t>(got);
+  }
+
  private:
   int fd_;
   std::filesystem::path path_;

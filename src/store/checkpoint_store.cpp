@@ -26,6 +26,7 @@
 
 #include "ckpt/errors.hpp"
 #include "index/index.hpp"
+#include "io/file_source.hpp"
 #include "io/hashed_file.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
@@ -161,10 +162,9 @@ class CheckpointStore::Impl {
   std::optional<CheckpointRecord> best() const { return index_->best(); }
   std::vector<CheckpointRecord> live_checkpoints() const { return index_->live_rows(); }
 
-  std::optional<VerifiedPayload> load_latest() {
+  std::optional<CheckpointRecord> load_latest(const PayloadReader& read_payload) {
     while (auto candidate = index_->resume_candidate()) {
-      auto bytes = read_verified(*candidate);
-      if (!bytes) continue;  // quarantined or missing: try the next in priority order
+      if (!try_load(*candidate, read_payload)) continue;  // quarantined or missing: next in priority
       Transaction transaction(*index_, Durability::deferred);
       if (candidate->kind == CheckpointKind::interrupt && candidate->status == status::kCommitted) {
         // Consumed, not deleted: if this run dies before its next save, the next resume
@@ -175,14 +175,14 @@ class CheckpointStore::Impl {
       index_->add_event("resumed_from", candidate->id, describe(*candidate));
       transaction.commit();
       log::write(level_enum::info, "resuming from {}", (dir_ / candidate->file).string());
-      return VerifiedPayload{std::move(*candidate), std::move(*bytes)};
+      return candidate;
     }
     return std::nullopt;
   }
 
-  std::optional<VerifiedPayload> load_best() {
+  std::optional<CheckpointRecord> load_best(const PayloadReader& read_payload) {
     while (auto candidate = index_->best()) {
-      if (auto bytes = read_verified(*candidate)) return VerifiedPayload{std::move(*candidate), std::move(*bytes)};
+      if (try_load(*candidate, read_payload)) return candidate;
     }
     return std::nullopt;
   }
@@ -312,13 +312,18 @@ class CheckpointStore::Impl {
     return io::hash_file(*fs_, path, algorithm);
   }
 
-  // Reads a committed row's file, hashing it in the same pass. On a missing file or a
-  // mismatch the row is retired (and the file quarantined) and nullopt is returned.
-  std::optional<std::vector<char>> read_verified(const CheckpointRecord& record) {
+  // Runs the reader on a committed row's file while hashing it. On a missing file or a
+  // hash mismatch the row is retired (and the file quarantined) and false is returned.
+  bool try_load(const CheckpointRecord& record, const PayloadReader& read_payload) {
     const std::filesystem::path path = dir_ / record.file;
-    if (!fs_->file_size(path)) {
+    auto size = fs_->file_size(path);
+    if (!size) {
       mark_missing(record, "file not found");
-      return std::nullopt;
+      return false;
+    }
+    if (*size != record.size) {
+      quarantine(record, fmt::format("corrupt: {} bytes, index recorded {}", *size, record.size));
+      return false;
     }
     HashAlgorithm algorithm = options_.hash_algorithm;
     if (!io::parse_hash_algorithm(record.hash_algo, algorithm)) {
@@ -326,15 +331,22 @@ class CheckpointStore::Impl {
                                                      index_->path().string(), record.hash_algo, record.file),
                        index_->path());
     }
-    auto hasher = io::Hasher::create(algorithm);
-    std::vector<char> bytes = io::read_whole_file(*fs_, path, hasher.get());
-    std::string hash = hasher->hex_digest();
-    if (bytes.size() != record.size || hash != record.hash) {
-      quarantine(record, fmt::format("corrupt: {} bytes with {} hash {}, index recorded {} bytes with hash {}",
-                                     bytes.size(), record.hash_algo, hash, record.size, record.hash));
-      return std::nullopt;
+    io::FileSource source(*fs_, path, io::Hasher::create(algorithm));
+    // A damaged file usually breaks the decoder before the hash can tell: decide by the
+    // hash, then report the decoder's error only for a file that is what was committed.
+    std::exception_ptr decode_error;
+    try {
+      read_payload(source, record);
+    } catch (const FormatError&) {
+      decode_error = std::current_exception();
     }
-    return bytes;
+    std::string hash = source.finish();
+    if (hash != record.hash) {
+      quarantine(record, fmt::format("corrupt: {} hash {}, index recorded {}", record.hash_algo, hash, record.hash));
+      return false;
+    }
+    if (decode_error) std::rethrow_exception(decode_error);
+    return true;
   }
 
   void mark_missing(const CheckpointRecord& record, std::string_view why) {
@@ -493,8 +505,33 @@ CheckpointRecord CheckpointStore::save(CheckpointKind kind, std::optional<std::i
 std::optional<CheckpointRecord> CheckpointStore::latest() const { return impl_->latest(); }
 std::optional<CheckpointRecord> CheckpointStore::best() const { return impl_->best(); }
 std::vector<CheckpointRecord> CheckpointStore::live_checkpoints() const { return impl_->live_checkpoints(); }
-std::optional<VerifiedPayload> CheckpointStore::load_latest() { return impl_->load_latest(); }
-std::optional<VerifiedPayload> CheckpointStore::load_best() { return impl_->load_best(); }
+std::optional<CheckpointRecord> CheckpointStore::load_latest(const PayloadReader& read_payload) {
+  return impl_->load_latest(read_payload);
+}
+std::optional<CheckpointRecord> CheckpointStore::load_best(const PayloadReader& read_payload) {
+  return impl_->load_best(read_payload);
+}
+
+namespace {
+// Collects the payload's bytes; the store's hash check runs after it.
+std::optional<VerifiedPayload> with_bytes(
+    const std::function<std::optional<CheckpointRecord>(const PayloadReader&)>& load) {
+  std::vector<char> bytes;
+  auto record = load([&](PayloadSource& source, const CheckpointRecord&) {
+    bytes.resize(source.size());
+    source.read_at(0, bytes.data(), bytes.size());
+  });
+  if (!record) return std::nullopt;
+  return VerifiedPayload{std::move(*record), std::move(bytes)};
+}
+}  // namespace
+
+std::optional<VerifiedPayload> CheckpointStore::load_latest() {
+  return with_bytes([this](const PayloadReader& reader) { return impl_->load_latest(reader); });
+}
+std::optional<VerifiedPayload> CheckpointStore::load_best() {
+  return with_bytes([this](const PayloadReader& reader) { return impl_->load_best(reader); });
+}
 const std::filesystem::path& CheckpointStore::dir() const noexcept { return impl_->dir(); }
 std::filesystem::path CheckpointStore::index_path() const { return impl_->index_path(); }
 int CheckpointStore::max_to_keep() const noexcept { return impl_->max_to_keep(); }

@@ -7,7 +7,6 @@ namespace ckpt {
 
 namespace {
 
-using torch_layer::PayloadCodec;
 
 StoreOptions with_max_to_keep(StoreOptions options, int max_to_keep) {
   options.max_to_keep = max_to_keep;
@@ -32,43 +31,53 @@ CheckpointManager::CheckpointManager(CheckpointManager&&) noexcept = default;
 CheckpointManager& CheckpointManager::operator=(CheckpointManager&&) noexcept = default;
 
 CheckpointRecord CheckpointManager::save_best_model(const State& state, double metric) {
-  auto payload = PayloadCodec::standard().encode(state);
+  auto payload = torch_layer::encode(state);
   auto record = store_->save(CheckpointKind::best, std::nullopt, metric, payload.size_hint, payload.write);
   log::write(spdlog::level::info, "saved best model (metric {}) to {}", metric, (save_dir() / record.file).string());
   return record;
 }
 
 std::optional<State> CheckpointManager::load_best_model() {
-  auto payload = store_->load_best();
-  if (!payload) {
+  std::optional<State> state;
+  auto record = store_->load_best(decoder_into(state));
+  if (!record) {
     log::write(spdlog::level::info, "no best model in {}", save_dir().string());
     return std::nullopt;
   }
-  State state = PayloadCodec::standard().decode(payload->bytes, device_, save_dir() / payload->record.file);
-  log::write(spdlog::level::info, "loaded best model from {}", (save_dir() / payload->record.file).string());
+  log::write(spdlog::level::info, "loaded best model from {}", (save_dir() / record->file).string());
   return state;
 }
 
 CheckpointRecord CheckpointManager::save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                                           std::optional<double> metric) {
-  auto payload = PayloadCodec::standard().encode(state);
+  auto payload = torch_layer::encode(state);
   auto record = store_->save(CheckpointKind::epoch, epoch, metric, payload.size_hint, payload.write);
   log::write(spdlog::level::info, "saved epoch {} checkpoint to {}", epoch, (save_dir() / record.file).string());
   return record;
 }
 
 std::optional<State> CheckpointManager::load_latest_checkpoint() {
-  auto payload = store_->load_latest();
-  if (!payload) {
+  std::optional<State> state;
+  if (!store_->load_latest(decoder_into(state))) {
     log::write(spdlog::level::info, "no checkpoint to resume from in {}", save_dir().string());
     return std::nullopt;
   }
-  return PayloadCodec::standard().decode(payload->bytes, device_, save_dir() / payload->record.file);
+  return state;
+}
+
+PayloadReader CheckpointManager::decoder_into(std::optional<State>& state) const {
+  // The store may run this on several candidates (falling back past corrupt ones); the
+  // last run is the one whose hash matched.
+  return [this, &state](PayloadSource& source, const CheckpointRecord& record) {
+    LoadOptions options;
+    options.device = device_;
+    state = torch_layer::decode(source, options, save_dir() / record.file);
+  };
 }
 
 CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state) {
   log::write(spdlog::level::warn, "training interrupted: saving an interrupt checkpoint in {}", save_dir().string());
-  auto payload = PayloadCodec::standard().encode(state);
+  auto payload = torch_layer::encode(state);
   auto record = store_->save(CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint, payload.write);
   log::write(spdlog::level::critical, "interrupt checkpoint saved to {}; it is safe to exit",
              (save_dir() / record.file).string());

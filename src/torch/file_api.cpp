@@ -1,21 +1,30 @@
-#include <fmt/format.h>
-
-#include "ckpt/errors.hpp"
 #include "ckpt/serialization.hpp"
+#include "io/file_source.hpp"
 #include "io/hashed_file.hpp"
+#include "io/mapped_file.hpp"
 #include "torch/payload_codec.hpp"
 
 namespace ckpt {
 
 void save_file(const State& state, const std::filesystem::path& path) {
-  auto payload = torch_layer::PayloadCodec::standard().encode(state);
+  auto payload = torch_layer::encode(state);
   io::write_file_atomically(*FileSystem::posix(), path, HashAlgorithm::xxh3_128, payload.write);
 }
 
+State load_file(const std::filesystem::path& path, const LoadOptions& options) {
+  torch_layer::require_usable_device(options.device);
+  if (options.memory_map) {
+    auto mapping = io::MappedFile::open(path);
+    return torch_layer::decode(*mapping, options, path);
+  }
+  io::FileSource source(*FileSystem::posix(), path);
+  return torch_layer::decode(source, options, path);
+}
+
 State load_file(const std::filesystem::path& path, c10::Device device) {
-  torch_layer::require_usable_device(device);
-  std::vector<char> bytes = io::read_whole_file(*FileSystem::posix(), path);
-  return torch_layer::PayloadCodec::standard().decode(bytes, device, path);
+  LoadOptions options;
+  options.device = device;
+  return load_file(path, options);
 }
 
 }  // namespace ckpt

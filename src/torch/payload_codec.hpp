@@ -1,36 +1,31 @@
-// How a State becomes payload bytes and back: the one seam between the store (bytes)
-// and libtorch (IValues). Today it is libtorch's own pickle serializer; the
-// serialization issue replaces it with a streaming writer and a safe reader, and
-// nothing outside this interface changes.
+// How a State becomes payload bytes and back: the one seam between the torch-free store
+// and format layers (bytes, object graphs) and libtorch (IValues, tensors).
 #pragma once
 
 #include <c10/core/Device.h>
 
 #include <cstdint>
 #include <filesystem>
-#include <vector>
 
+#include "ckpt/serialization.hpp"
 #include "ckpt/state.hpp"
 #include "ckpt/store.hpp"
 
 namespace ckpt::torch_layer {
 
 struct EncodedPayload {
-  std::uint64_t size_hint = 0;  // for the free-space check before anything is written
+  std::uint64_t size_hint = 0;  // an upper bound, for the free-space check
   PayloadWriter write;          // streams the payload; valid while the State lives
 };
 
-class PayloadCodec {
- public:
-  virtual ~PayloadCodec() = default;
-  // Prepares to write `state`. The State must outlive the returned writer.
-  virtual EncodedPayload encode(const State& state) = 0;
-  // Parses a payload; tensors end up on `device`. `source` names the file in errors.
-  // Throws FormatError.
-  virtual State decode(const std::vector<char>& bytes, c10::Device device, const std::filesystem::path& source) = 0;
+// Prepares to write `state` in torch.save's zip format (see format/checkpoint_format.hpp).
+// Tensor bytes are streamed from tensor memory when write runs; the State must outlive
+// the writer. Throws FormatError for values that cannot be saved (naming the key).
+EncodedPayload encode(const State& state);
 
-  static PayloadCodec& standard();
-};
+// Parses a payload from `source`; `source_path` names the file in errors.
+// Throws FormatError (and IoError from the source).
+State decode(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& source_path);
 
 // Checks that this libtorch build can allocate on `device`; throws InvalidArgument.
 void require_usable_device(c10::Device device);

@@ -29,7 +29,7 @@ TEST_CASE("the xxh3-128 hash is the hex that `xxhsum -H2` prints", "[hash]") {
     auto path = dir / "payload.bin";
     write_bytes(path, sample_bytes(size));
     auto digest = io::hash_file(*FileSystem::posix(), path, HashAlgorithm::xxh3_128);
-    auto cli = run_command("xxhsum -H2 " + shell_quote(path.string()));
+    auto cli = run_command("xxhsum -H2 " + shell_quote(path.string()) + " 2>/dev/null");
     REQUIRE(cli.exit_code == 0);
     CHECK(digest.hash == first_word(cli.output));
     CHECK(digest.size == size);

@@ -34,6 +34,10 @@ class FaultReadableFile final : public ReadableFile {
     fs_.before(Op::read, path_);
     return real_->read(buffer, n);
   }
+  std::size_t read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
+    fs_.before(Op::read, path_);
+    return real_->read_at(offset, buffer, n);
+  }
 
  private:
   FaultFileSystem& fs_;

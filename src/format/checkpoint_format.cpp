@@ -1,0 +1,144 @@
+#include "format/checkpoint_format.hpp"
+
+#include <cstring>
+
+#include "format/format_error.hpp"
+#include "format/pickle_reader.hpp"
+#include "format/pickle_writer.hpp"
+#include "format/zip_reader.hpp"
+#include "format/zip_writer.hpp"
+
+namespace ckpt::format {
+
+namespace {
+
+// data.pkl holds only structure; a larger one is not a checkpoint we should trust with
+// memory (storages hold the bulk).
+constexpr std::uint64_t kMaxPickleSize = 1ull << 30;
+constexpr char kArchiveRoot[] = "archive";
+
+// pickle PROTO 2, LONG1 of 10 bytes: torch's legacy magic number 0x1950a86a20f9469cfc6c, STOP.
+constexpr unsigned char kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                          0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+
+std::uint64_t storage_bytes(const StorageInfo& storage) {
+  return checked_mul(storage.numel, element_size(storage.dtype), "storage size");
+}
+
+CheckpointLayout read_zip_layout(PayloadSource& source) {
+  ZipReader zip(source);
+  CheckpointLayout layout;
+  layout.container = Container::zip;
+  layout.archive_root = zip.root();
+  const ZipEntry* pickle = zip.find("data.pkl");
+  if (!pickle) fail("zip: no data.pkl record: not a torch.save payload");
+  if (const ZipEntry* version = zip.find("version")) {
+    std::string text = zip.read_record(*version, 64);
+    layout.version = std::atoi(text.c_str());
+  } else if (const ZipEntry* data_version = zip.find(".data/version")) {
+    layout.version = std::atoi(zip.read_record(*data_version, 64).c_str());
+  }
+  if (layout.version > 3 || layout.version < 1) fail("zip: unsupported format version {}", layout.version);
+  if (const ZipEntry* byteorder = zip.find("byteorder")) {
+    if (zip.read_record(*byteorder, 64) != "little") fail("zip: big-endian payloads are not supported");
+  }
+  const std::string pickle_bytes = zip.read_record(*pickle, kMaxPickleSize);
+  PickleReader reader(pickle_bytes);
+  layout.root = reader.load();
+  layout.storages = reader.storages();
+  for (const auto& storage : layout.storages) {
+    const ZipEntry* record = zip.find("data/" + storage->key);
+    if (!record) fail("zip: storage '{}' used by data.pkl has no record data/{}", storage->key, storage->key);
+    const std::uint64_t expected = storage_bytes(*storage);
+    if (record->size != expected) {
+      fail("zip: record data/{} has {} bytes; its {} {} elements need {}", storage->key, record->size,
+           storage->numel, dtype_name(storage->dtype), expected);
+    }
+    layout.locations[storage->key] = StorageLocation{zip.data_offset(*record), record->size, record->crc};
+  }
+  return layout;
+}
+
+CheckpointLayout read_legacy_layout(PayloadSource& source) {
+  // The legacy stream has no index: pickles and storages follow each other, so it is
+  // read whole (such files are small and old).
+  std::string bytes(source.size(), '\0');
+  source.read_at(0, bytes.data(), bytes.size());
+  PickleReader reader(bytes);
+  reader.seek(sizeof kLegacyMagic);
+  ValuePtr protocol = reader.load();
+  if (protocol->kind != ValueKind::integer || protocol->integer != 1001) fail("legacy: unsupported protocol version");
+  ValuePtr sys_info = reader.load();
+  if (sys_info->kind == ValueKind::dict) {
+    for (const auto& [key, value] : sys_info->entries) {
+      if (key->kind == ValueKind::string && key->text == "little_endian" && value->kind == ValueKind::boolean &&
+          !value->boolean) {
+        fail("legacy: big-endian payloads are not supported");
+      }
+    }
+  }
+  CheckpointLayout layout;
+  layout.container = Container::legacy;
+  layout.version = 1001;
+  layout.root = reader.load();
+  layout.storages = reader.storages();
+  ValuePtr keys = reader.load();
+  if (keys->kind != ValueKind::list) fail("legacy: the storage key list is missing");
+  std::uint64_t pos = reader.position();
+  for (const auto& key : keys->items) {
+    if (key->kind != ValueKind::string) fail("legacy: a storage key is not a string");
+    std::shared_ptr<StorageInfo> storage;
+    for (const auto& candidate : layout.storages) {
+      if (candidate->key == key->text) storage = candidate;
+    }
+    if (!storage) fail("legacy: storage '{}' is listed but never used", key->text);
+    if (pos > bytes.size() || bytes.size() - pos < 8) fail("legacy: truncated before storage '{}'", key->text);
+    std::uint64_t numel = 0;
+    for (int i = 0; i < 8; ++i) numel |= std::uint64_t(static_cast<std::uint8_t>(bytes[pos + i])) << (8 * i);
+    pos += 8;
+    if (numel != storage->numel) fail("legacy: storage '{}' holds {} elements, the pickle says {}", key->text, numel, storage->numel);
+    const std::uint64_t nbytes = storage_bytes(*storage);
+    if (nbytes > bytes.size() - pos) fail("legacy: storage '{}' is truncated", key->text);
+    layout.locations[storage->key] = StorageLocation{pos, nbytes, std::nullopt};
+    pos += nbytes;
+  }
+  for (const auto& storage : layout.storages) {
+    if (!layout.locations.count(storage->key)) fail("legacy: storage '{}' has no data", storage->key);
+  }
+  return layout;
+}
+
+}  // namespace
+
+CheckpointLayout read_layout(PayloadSource& source) {
+  if (looks_like_zip(source)) return read_zip_layout(source);
+  if (source.size() >= sizeof kLegacyMagic) {
+    unsigned char head[sizeof kLegacyMagic];
+    source.read_at(0, head, sizeof head);
+    if (std::memcmp(head, kLegacyMagic, sizeof head) == 0) return read_legacy_layout(source);
+  }
+  fail("not a PyTorch payload (neither a zip archive nor a legacy torch.save stream)");
+}
+
+PreparedCheckpoint prepare_checkpoint(const ValuePtr& root, std::vector<std::shared_ptr<StorageInfo>> storages) {
+  return PreparedCheckpoint{write_pickle(root), std::move(storages)};
+}
+
+void PreparedCheckpoint::write(ByteSink& sink) const {
+  ZipWriter zip(sink, kArchiveRoot);
+  zip.write_record("data.pkl", pickle.data(), pickle.size());
+  zip.write_record("byteorder", "little", 6);
+  for (const auto& storage : storages) {
+    zip.write_record("data/" + storage->key, storage->data, storage_bytes(*storage));
+  }
+  zip.write_record("version", "3\n", 2);
+  zip.finish();
+}
+
+std::uint64_t PreparedCheckpoint::size_bound() const {
+  std::uint64_t total = pickle.size() + 8;
+  for (const auto& storage : storages) total += storage_bytes(*storage);
+  return total + zip_overhead_bound(storages.size() + 3, 32);
+}
+
+}  // namespace ckpt::format

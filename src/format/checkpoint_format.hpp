@@ -1,0 +1,69 @@
+// The .pth payload as a whole: torch.save's zip layout (torch 1.6 to 2.x) and the legacy
+// pre-1.6 stream, read into a layout (object graph + where each storage's bytes are),
+// and written from an object graph whose storages point at memory.
+//
+// What the writer produces (format version 3, as torch 1.13 and 2.x write and read):
+//   archive/data.pkl      the object graph, pickle protocol 2 (see pickle_writer.hpp)
+//   archive/byteorder     "little" (torch >= 2.1 writes it; 1.13 ignores it)
+//   archive/data/<key>    one record per storage, keys "0", "1", ... in first-use order
+//   archive/version       "3\n"
+// The top folder is always "archive", so the bytes do not depend on the file's name.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ckpt/store.hpp"
+#include "format/value.hpp"
+
+namespace ckpt::format {
+
+enum class Container { zip, legacy };
+
+struct StorageLocation {
+  std::uint64_t offset = 0;            // of the first data byte in the file
+  std::uint64_t nbytes = 0;
+  std::optional<std::uint32_t> crc32;  // zip records only
+};
+
+struct CheckpointLayout {
+  Container container = Container::zip;
+  ValuePtr root;
+  std::vector<std::shared_ptr<StorageInfo>> storages;  // in order of first use
+  std::unordered_map<std::string, StorageLocation> locations;
+  std::string archive_root;  // zip only
+  int version = 0;           // zip: the version record; legacy: 1001
+};
+
+// Reads the structure (never tensor data) and checks that every storage the pickle uses
+// exists with exactly the bytes its element count needs. Throws FormatError.
+CheckpointLayout read_layout(PayloadSource& source);
+
+// A payload ready to write: its pickle is built (small), its storages point at memory.
+// write() streams the archive; size_bound() bounds its size for the free-space check.
+struct PreparedCheckpoint {
+  std::string pickle;
+  std::vector<std::shared_ptr<StorageInfo>> storages;  // each with `data` set
+
+  std::uint64_t size_bound() const;
+  void write(ByteSink& sink) const;
+};
+
+// Throws FormatError for a graph that cannot be written (see pickle_writer.hpp).
+PreparedCheckpoint prepare_checkpoint(const ValuePtr& root, std::vector<std::shared_ptr<StorageInfo>> storages);
+
+// A ByteSink that only counts, to size a payload without writing it.
+class CountingSink final : public ByteSink {
+ public:
+  void write(const void*, std::size_t n) override { count_ += n; }
+  std::uint64_t count() const noexcept { return count_; }
+
+ private:
+  std::uint64_t count_ = 0;
+};
+
+}  // namespace ckpt::format
