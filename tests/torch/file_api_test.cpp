@@ -95,3 +95,89 @@ TEST_CASE("a device this build cannot use is refused with a clear message", "[fi
   if (at::hasCUDA()) return;  // only meaningful on a CPU-only build
   CHECK_THROWS_WITH(load_file(dir / "x.pth", c10::Device("cuda:0")), Catch::Contains("cuda:0"));
 }
+
+namespace {
+// Offset of the first byte of a record's data, from its local header (tests only).
+std::size_t record_data_offset(const std::string& bytes, const std::string& name) {
+  for (std::size_t header = 0; (header = bytes.find(std::string("PK\x03\x04", 4), header)) != std::string::npos; ++header) {
+    auto u16 = [&](std::size_t at) { return std::size_t(std::uint8_t(bytes[at])) | std::size_t(std::uint8_t(bytes[at + 1])) << 8; };
+    std::size_t name_length = u16(header + 26);
+    std::size_t extra_length = u16(header + 28);
+    if (bytes.compare(header + 30, name_length, name) == 0) return header + 30 + name_length + extra_length;
+  }
+  throw std::runtime_error("no record " + name);
+}
+}  // namespace
+
+TEST_CASE("a damaged tensor record is caught by its CRC-32 and named", "[file][format]") {
+  TestDir dir("file");
+  save_file(State{{"w", at::arange(1000, at::kFloat)}}, dir / "x.pth");
+  std::string bytes = read_bytes(dir / "x.pth");
+  bytes[record_data_offset(bytes, "archive/data/0") + 123] ^= 0x40;
+  write_bytes(dir / "x.pth", bytes);
+  CHECK_THROWS_WITH(load_file(dir / "x.pth"), Catch::Contains("x.pth") && Catch::Contains("data/0") &&
+                                                   Catch::Contains("CRC-32"));
+}
+
+TEST_CASE("a memory-mapped load gives zero-copy tensors that outlive the call and never write the file",
+          "[file][format][mmap]") {
+  TestDir dir("file");
+  at::Tensor weights = at::randn({256, 64});
+  save_file(State{{"w", weights}, {"step", int64_t{3}}}, dir / "x.pth");
+  const std::string before = read_bytes(dir / "x.pth");
+  LoadOptions options;
+  options.memory_map = true;
+  at::Tensor mapped;
+  {
+    State state = load_file(dir / "x.pth", options);
+    mapped = state.get<at::Tensor>("w");
+    CHECK(state.get<int64_t>("step") == 3);
+  }
+  // The State is gone; the tensor still reads the mapping.
+  CHECK(mapped.equal(weights));
+  mapped.add_(1);  // copy-on-write: this process's pages only
+  CHECK(read_bytes(dir / "x.pth") == before);
+  CHECK(load_file(dir / "x.pth").get<at::Tensor>("w").equal(weights));
+}
+
+TEST_CASE("loading only some keys never reads the others' tensor data", "[file][format][partial]") {
+  TestDir dir("file");
+  State state;
+  state.set("model", State{{"w", at::ones({100})}});
+  state.set("optimizer", State{{"m", at::zeros({5000})}});
+  state.set("epoch", int64_t{9});
+  save_file(state, dir / "x.pth");
+  // Damage the optimizer's record: a full load notices, a load of "model" never reads it.
+  std::string bytes = read_bytes(dir / "x.pth");
+  bytes[record_data_offset(bytes, "archive/data/1") + 10] ^= 0x01;
+  write_bytes(dir / "x.pth", bytes);
+  CHECK_THROWS_AS(load_file(dir / "x.pth"), FormatError);
+  LoadOptions options;
+  options.only_keys = {"model", "epoch"};
+  State partial = load_file(dir / "x.pth", options);
+  CHECK(partial.keys() == std::vector<std::string>{"model", "epoch"});
+  CHECK(partial.get<State>("model").get<at::Tensor>("w").equal(at::ones({100})));
+}
+
+TEST_CASE("views that share a storage still share it after a round trip", "[file][format]") {
+  TestDir dir("file");
+  at::Tensor base = at::arange(12, at::kFloat);
+  save_file(State{{"a", base.view({3, 4})}, {"b", base.slice(0, 4, 8)}, {"t", base.view({3, 4}).t()}}, dir / "x.pth");
+  State loaded = load_file(dir / "x.pth");
+  at::Tensor a = loaded.get<at::Tensor>("a");
+  at::Tensor b = loaded.get<at::Tensor>("b");
+  at::Tensor t = loaded.get<at::Tensor>("t");
+  CHECK(b.equal(base.slice(0, 4, 8)));
+  CHECK(t.strides() == base.view({3, 4}).t().strides());
+  b.fill_(-1);  // writes through to the shared storage
+  CHECK(a[1].equal(at::full({4}, -1.0)));
+  CHECK(t.t()[1].equal(at::full({4}, -1.0)));
+}
+
+TEST_CASE("the same state saved twice gives the same bytes", "[file][format]") {
+  TestDir dir("file");
+  State state{{"w", at::arange(50, at::kDouble)}, {"name", std::string("x")}, {"lr", 0.5}};
+  save_file(state, dir / "one.pth");
+  save_file(state, dir / "two_with_a_longer_name.pth");
+  CHECK(read_bytes(dir / "one.pth") == read_bytes(dir / "two_with_a_longer_name.pth"));
+}
