@@ -3,6 +3,7 @@
 
 #include "ckpt/errors.hpp"
 #include "ckpt/file_system.hpp"
+#include "ckpt/interrupt.hpp"
 #include "ckpt/manager.hpp"
 #include "ckpt/serialization.hpp"
 #include "ckpt/state.hpp"

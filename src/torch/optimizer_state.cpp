@@ -1,0 +1,465 @@
+// Optimizer and scheduler state in Python's layout, and RNG state.
+//
+// libtorch keys per-parameter state by the parameter's TensorImpl address and keeps
+// "step" as int64; Python numbers parameters 0..n-1 across groups and (in 1.13) keeps
+// "step" as a float32 0-d tensor for Adam, AdamW and Adagrad. This file translates both
+// ways, one table of fields per optimizer.
+#include <ATen/core/Tensor.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <c10/core/GradMode.h>
+#include <fmt/format.h>
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <mutex>
+
+#include "ckpt/errors.hpp"
+#include "ckpt/training.hpp"
+
+namespace ckpt {
+
+namespace {
+
+using torch::optim::Optimizer;
+using torch::optim::OptimizerParamState;
+
+enum class Kind { sgd, adam, adamw, rmsprop, adagrad };
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::sgd: return "SGD";
+    case Kind::adam: return "Adam";
+    case Kind::adamw: return "AdamW";
+    case Kind::rmsprop: return "RMSprop";
+    case Kind::adagrad: return "Adagrad";
+  }
+  return "?";
+}
+
+Kind kind_of(const Optimizer& optimizer) {
+  if (dynamic_cast<const torch::optim::SGD*>(&optimizer)) return Kind::sgd;
+  if (dynamic_cast<const torch::optim::AdamW*>(&optimizer)) return Kind::adamw;
+  if (dynamic_cast<const torch::optim::Adam*>(&optimizer)) return Kind::adam;
+  if (dynamic_cast<const torch::optim::RMSprop*>(&optimizer)) return Kind::rmsprop;
+  if (dynamic_cast<const torch::optim::Adagrad*>(&optimizer)) return Kind::adagrad;
+  throw InvalidArgument("optimizer state: only SGD, Adam, AdamW, RMSprop and Adagrad are supported");
+}
+
+[[noreturn]] void mismatch(const std::string& what) {
+  throw StateError(ErrorCode::type, "optimizer load_state_dict: " + what);
+}
+
+std::string param_key(const at::Tensor& parameter) {
+  return c10::guts::to_string(parameter.unsafeGetTensorImpl());
+}
+
+// ---- writing ----
+
+c10::IValue step_value(Kind kind, std::int64_t step) {
+  if (kind == Kind::rmsprop) return step;  // Python 1.13 keeps RMSprop's step an int
+  return at::scalar_tensor(static_cast<double>(step), at::kFloat);
+}
+
+c10::IValue tensor_or_none(const at::Tensor& tensor) { return tensor.defined() ? c10::IValue(tensor) : c10::IValue(); }
+
+State group_state(Kind kind, const torch::optim::OptimizerOptions& options) {
+  State group;
+  switch (kind) {
+    case Kind::sgd: {
+      const auto& o = static_cast<const torch::optim::SGDOptions&>(options);
+      group = State{{"lr", o.lr()}, {"momentum", o.momentum()}, {"dampening", o.dampening()},
+                    {"weight_decay", o.weight_decay()}, {"nesterov", o.nesterov()}, {"maximize", false},
+                    {"foreach", c10::IValue()}, {"differentiable", false}};
+      break;
+    }
+    case Kind::adam:
+    case Kind::adamw: {
+      const auto& o = static_cast<const torch::optim::AdamOptions&>(options);
+      double lr = kind == Kind::adam ? o.lr() : static_cast<const torch::optim::AdamWOptions&>(options).lr();
+      auto betas = kind == Kind::adam ? o.betas() : static_cast<const torch::optim::AdamWOptions&>(options).betas();
+      double eps = kind == Kind::adam ? o.eps() : static_cast<const torch::optim::AdamWOptions&>(options).eps();
+      double decay = kind == Kind::adam ? o.weight_decay() : static_cast<const torch::optim::AdamWOptions&>(options).weight_decay();
+      bool amsgrad = kind == Kind::adam ? o.amsgrad() : static_cast<const torch::optim::AdamWOptions&>(options).amsgrad();
+      group = State{{"lr", lr}, {"betas", c10::ivalue::Tuple::create({std::get<0>(betas), std::get<1>(betas)})},
+                    {"eps", eps}, {"weight_decay", decay}, {"amsgrad", amsgrad}, {"maximize", false},
+                    {"foreach", c10::IValue()}, {"capturable", false}};
+      if (kind == Kind::adam) group.set("differentiable", false).set("fused", false);
+      break;
+    }
+    case Kind::rmsprop: {
+      const auto& o = static_cast<const torch::optim::RMSpropOptions&>(options);
+      group = State{{"lr", o.lr()}, {"momentum", o.momentum()}, {"alpha", o.alpha()}, {"eps", o.eps()},
+                    {"centered", o.centered()}, {"weight_decay", o.weight_decay()}, {"foreach", c10::IValue()},
+                    {"maximize", false}, {"differentiable", false}};
+      break;
+    }
+    case Kind::adagrad: {
+      const auto& o = static_cast<const torch::optim::AdagradOptions&>(options);
+      group = State{{"lr", o.lr()}, {"lr_decay", o.lr_decay()}, {"eps", o.eps()}, {"weight_decay", o.weight_decay()},
+                    {"initial_accumulator_value", o.initial_accumulator_value()}, {"foreach", c10::IValue()},
+                    {"maximize", false}};
+      break;
+    }
+  }
+  return group;
+}
+
+State param_state(Kind kind, const OptimizerParamState& base) {
+  switch (kind) {
+    case Kind::sgd: {
+      const auto& s = static_cast<const torch::optim::SGDParamState&>(base);
+      return State{{"momentum_buffer", tensor_or_none(s.momentum_buffer())}};
+    }
+    case Kind::adam:
+    case Kind::adamw: {
+      // AdamWParamState has the same fields as AdamParamState but is another type.
+      std::int64_t step;
+      at::Tensor exp_avg, exp_avg_sq, max_exp_avg_sq;
+      if (kind == Kind::adam) {
+        const auto& s = static_cast<const torch::optim::AdamParamState&>(base);
+        step = s.step(), exp_avg = s.exp_avg(), exp_avg_sq = s.exp_avg_sq(), max_exp_avg_sq = s.max_exp_avg_sq();
+      } else {
+        const auto& s = static_cast<const torch::optim::AdamWParamState&>(base);
+        step = s.step(), exp_avg = s.exp_avg(), exp_avg_sq = s.exp_avg_sq(), max_exp_avg_sq = s.max_exp_avg_sq();
+      }
+      State state{{"step", step_value(kind, step)}, {"exp_avg", exp_avg}, {"exp_avg_sq", exp_avg_sq}};
+      if (max_exp_avg_sq.defined()) state.set("max_exp_avg_sq", max_exp_avg_sq);
+      return state;
+    }
+    case Kind::rmsprop: {
+      const auto& s = static_cast<const torch::optim::RMSpropParamState&>(base);
+      State state{{"step", step_value(kind, s.step())}, {"square_avg", s.square_avg()}};
+      if (s.momentum_buffer().defined()) state.set("momentum_buffer", s.momentum_buffer());
+      if (s.grad_avg().defined()) state.set("grad_avg", s.grad_avg());
+      return state;
+    }
+    case Kind::adagrad: {
+      const auto& s = static_cast<const torch::optim::AdagradParamState&>(base);
+      return State{{"step", step_value(kind, s.step())}, {"sum", s.sum()}};
+    }
+  }
+  return {};
+}
+
+// ---- reading ----
+
+double number(const State& state, const char* key, const std::string& where) {
+  if (!state.contains(key)) mismatch(fmt::format("{} has no '{}'", where, key));
+  const c10::IValue& value = state.at(key);
+  if (value.isDouble()) return value.toDouble();
+  if (value.isInt()) return static_cast<double>(value.toInt());
+  mismatch(fmt::format("{}['{}'] is a {}, not a number", where, key, value.tagKind()));
+}
+
+bool flag(const State& state, const char* key, bool fallback) {
+  if (!state.contains(key)) return fallback;
+  const c10::IValue& value = state.at(key);
+  return value.isBool() ? value.toBool() : fallback;
+}
+
+std::int64_t read_step(const State& state, const std::string& where) {
+  if (!state.contains("step")) mismatch(where + " has no 'step'");
+  const c10::IValue& value = state.at("step");
+  if (value.isInt()) return value.toInt();
+  if (value.isDouble()) return static_cast<std::int64_t>(value.toDouble());
+  if (value.isTensor() && value.toTensor().numel() == 1) return static_cast<std::int64_t>(value.toTensor().item<double>());
+  mismatch(fmt::format("{}['step'] is a {}", where, value.tagKind()));
+}
+
+at::Tensor read_tensor(const State& state, const char* key, const at::Tensor& parameter, const std::string& where,
+                       bool optional = false) {
+  if (!state.contains(key) || state.at(key).isNone()) {
+    if (optional) return {};
+    mismatch(fmt::format("{} has no '{}'", where, key));
+  }
+  const c10::IValue& value = state.at(key);
+  if (!value.isTensor()) mismatch(fmt::format("{}['{}'] is a {}, not a tensor", where, key, value.tagKind()));
+  const at::Tensor& tensor = value.toTensor();
+  if (tensor.sizes() != parameter.sizes()) {
+    mismatch(fmt::format("{}['{}'] has shape [{}], its parameter [{}]", where, key, fmt::join(tensor.sizes(), ", "),
+                         fmt::join(parameter.sizes(), ", ")));
+  }
+  return tensor.to(parameter.options()).clone();
+}
+
+// The keys that tell one optimizer's groups from another's.
+const char* signature_key(Kind kind) {
+  switch (kind) {
+    case Kind::sgd: return "dampening";
+    case Kind::adam:
+    case Kind::adamw: return "betas";
+    case Kind::rmsprop: return "alpha";
+    case Kind::adagrad: return "lr_decay";
+  }
+  return "";
+}
+
+void load_group(Kind kind, torch::optim::OptimizerOptions& options, const State& group, const std::string& where) {
+  if (flag(group, "maximize", false)) {
+    mismatch(where + " has maximize=True, which libtorch 1.13's optimizers cannot do");
+  }
+  switch (kind) {
+    case Kind::sgd: {
+      auto& o = static_cast<torch::optim::SGDOptions&>(options);
+      o.lr(number(group, "lr", where)).momentum(number(group, "momentum", where));
+      o.dampening(number(group, "dampening", where)).weight_decay(number(group, "weight_decay", where));
+      o.nesterov(flag(group, "nesterov", false));
+      break;
+    }
+    case Kind::adam:
+    case Kind::adamw: {
+      const c10::IValue& betas_value = group.at("betas");
+      std::vector<double> betas;
+      if (betas_value.isTuple()) {
+        for (const auto& b : betas_value.toTupleRef().elements()) betas.push_back(b.isInt() ? b.toInt() : b.toDouble());
+      } else if (betas_value.isDoubleList()) {
+        betas = betas_value.toDoubleVector();
+      }
+      if (betas.size() != 2) mismatch(where + "['betas'] is not a pair of numbers");
+      auto apply = [&](auto& o) {
+        o.lr(number(group, "lr", where)).eps(number(group, "eps", where));
+        o.weight_decay(number(group, "weight_decay", where)).amsgrad(flag(group, "amsgrad", false));
+        o.betas(std::make_tuple(betas[0], betas[1]));
+      };
+      if (kind == Kind::adam) {
+        apply(static_cast<torch::optim::AdamOptions&>(options));
+      } else {
+        apply(static_cast<torch::optim::AdamWOptions&>(options));
+      }
+      break;
+    }
+    case Kind::rmsprop: {
+      auto& o = static_cast<torch::optim::RMSpropOptions&>(options);
+      o.lr(number(group, "lr", where)).momentum(number(group, "momentum", where)).alpha(number(group, "alpha", where));
+      o.eps(number(group, "eps", where)).weight_decay(number(group, "weight_decay", where));
+      o.centered(flag(group, "centered", false));
+      break;
+    }
+    case Kind::adagrad: {
+      auto& o = static_cast<torch::optim::AdagradOptions&>(options);
+      o.lr(number(group, "lr", where)).lr_decay(number(group, "lr_decay", where)).eps(number(group, "eps", where));
+      o.weight_decay(number(group, "weight_decay", where));
+      o.initial_accumulator_value(number(group, "initial_accumulator_value", where));
+      break;
+    }
+  }
+}
+
+std::unique_ptr<OptimizerParamState> load_param_state(Kind kind, const State& s, const at::Tensor& parameter,
+                                                      const std::string& where) {
+  switch (kind) {
+    case Kind::sgd: {
+      auto state = std::make_unique<torch::optim::SGDParamState>();
+      state->momentum_buffer(read_tensor(s, "momentum_buffer", parameter, where, /*optional=*/true));
+      return state;
+    }
+    case Kind::adam: {
+      auto state = std::make_unique<torch::optim::AdamParamState>();
+      state->step(read_step(s, where)).exp_avg(read_tensor(s, "exp_avg", parameter, where));
+      state->exp_avg_sq(read_tensor(s, "exp_avg_sq", parameter, where));
+      state->max_exp_avg_sq(read_tensor(s, "max_exp_avg_sq", parameter, where, true));
+      return state;
+    }
+    case Kind::adamw: {
+      auto state = std::make_unique<torch::optim::AdamWParamState>();
+      state->step(read_step(s, where)).exp_avg(read_tensor(s, "exp_avg", parameter, where));
+      state->exp_avg_sq(read_tensor(s, "exp_avg_sq", parameter, where));
+      state->max_exp_avg_sq(read_tensor(s, "max_exp_avg_sq", parameter, where, true));
+      return state;
+    }
+    case Kind::rmsprop: {
+      auto state = std::make_unique<torch::optim::RMSpropParamState>();
+      state->step(read_step(s, where)).square_avg(read_tensor(s, "square_avg", parameter, where));
+      state->momentum_buffer(read_tensor(s, "momentum_buffer", parameter, where, true));
+      state->grad_avg(read_tensor(s, "grad_avg", parameter, where, true));
+      return state;
+    }
+    case Kind::adagrad: {
+      auto state = std::make_unique<torch::optim::AdagradParamState>();
+      state->step(read_step(s, where)).sum(read_tensor(s, "sum", parameter, where));
+      return state;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+State state_dict(const Optimizer& optimizer) {
+  const Kind kind = kind_of(optimizer);
+  c10::impl::GenericDict per_param(c10::IntType::get(), c10::AnyType::get());
+  c10::impl::GenericList groups(c10::AnyType::get());
+  std::int64_t index = 0;
+  for (const auto& group : optimizer.param_groups()) {
+    State group_dict = group_state(kind, group.options());
+    c10::List<std::int64_t> ids;
+    for (const auto& parameter : group.params()) {
+      auto found = optimizer.state().find(param_key(parameter));
+      if (found != optimizer.state().end()) per_param.insert(index, param_state(kind, *found->second).to_ivalue());
+      ids.push_back(index++);
+    }
+    group_dict.set("params", ids);
+    groups.push_back(group_dict.to_ivalue());
+  }
+  State state;
+  state.set("state", per_param);
+  state.set("param_groups", groups);
+  return state;
+}
+
+void load_state_dict(Optimizer& optimizer, const State& state) {
+  const Kind kind = kind_of(optimizer);
+  if (!state.contains("state") || !state.contains("param_groups")) {
+    mismatch("the State is not an optimizer state_dict (it needs 'state' and 'param_groups')");
+  }
+  const c10::IValue& groups_value = state.at("param_groups");
+  if (!groups_value.isList()) mismatch("'param_groups' is not a list");
+  auto saved_groups = groups_value.toListRef();
+  auto& groups = optimizer.param_groups();
+  if (saved_groups.size() != groups.size()) {
+    mismatch(fmt::format("the checkpoint has {} parameter groups, the optimizer {}", saved_groups.size(), groups.size()));
+  }
+  const c10::IValue& per_param_value = state.at("state");
+  if (!per_param_value.isGenericDict()) mismatch("'state' is not a dict");
+  auto per_param = per_param_value.toGenericDict();
+
+  // Check everything before changing anything.
+  std::vector<State> saved;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const std::string where = fmt::format("param_groups[{}]", g);
+    if (!saved_groups[g].isGenericDict()) mismatch(where + " is not a dict");
+    saved.push_back(State::from_generic_dict(saved_groups[g].toGenericDict()));
+    if (!saved.back().contains(signature_key(kind))) {
+      mismatch(fmt::format("{} has no '{}': this is not a {} state (its keys: {})", where, signature_key(kind),
+                           kind_name(kind), fmt::join(saved.back().keys(), ", ")));
+    }
+    const c10::IValue& ids = saved.back().at("params");
+    std::size_t count = ids.isList() ? ids.toListRef().size() : 0;
+    if (count != groups[g].params().size()) {
+      mismatch(fmt::format("{} has {} parameters in the checkpoint, {} in the optimizer", where, count,
+                           groups[g].params().size()));
+    }
+  }
+  std::vector<std::pair<std::string, std::unique_ptr<OptimizerParamState>>> loaded;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    auto ids = saved[g].at("params").toListRef();
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (!ids[i].isInt()) mismatch(fmt::format("param_groups[{}]['params'][{}] is not an int", g, i));
+      auto found = per_param.find(ids[i]);
+      if (found == per_param.end()) continue;  // no state yet for this parameter (as in Python)
+      const at::Tensor& parameter = groups[g].params()[i];
+      const std::string where = fmt::format("state[{}]", ids[i].toInt());
+      if (!found->value().isGenericDict()) mismatch(where + " is not a dict");
+      State s = State::from_generic_dict(found->value().toGenericDict());
+      loaded.emplace_back(param_key(parameter), load_param_state(kind, s, parameter, where));
+    }
+  }
+  for (std::size_t g = 0; g < groups.size(); ++g) load_group(kind, groups[g].options(), saved[g], fmt::format("param_groups[{}]", g));
+  auto& target = optimizer.state();
+  target.clear();
+  for (auto& [key, param_state] : loaded) target[key] = std::move(param_state);
+}
+
+// ---- StepLR ----
+
+StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)
+    : optimizer_(optimizer), step_size_(step_size), gamma_(gamma) {
+  if (step_size <= 0) throw InvalidArgument(fmt::format("StepLR: step_size must be > 0, got {}", step_size));
+  for (const auto& group : optimizer_.param_groups()) base_lrs_.push_back(group.options().get_lr());
+  step();  // as Python's constructor: last_epoch 0, _step_count 1
+}
+
+void StepLR::step() {
+  ++step_count_;
+  ++last_epoch_;
+  std::vector<double> lrs;
+  for (const auto& group : optimizer_.param_groups()) {
+    double lr = group.options().get_lr();
+    lrs.push_back(last_epoch_ != 0 && last_epoch_ % step_size_ == 0 ? lr * gamma_ : lr);
+  }
+  apply(lrs);
+}
+
+void StepLR::apply(const std::vector<double>& lrs) {
+  auto& groups = optimizer_.param_groups();
+  for (std::size_t g = 0; g < groups.size() && g < lrs.size(); ++g) groups[g].options().set_lr(lrs[g]);
+  last_lr_ = lrs;
+}
+
+State StepLR::state_dict() const {
+  return State{{"step_size", step_size_},
+               {"gamma", gamma_},
+               {"base_lrs", c10::List<double>(base_lrs_)},
+               {"last_epoch", last_epoch_},
+               {"verbose", false},
+               {"_step_count", step_count_},
+               {"_get_lr_called_within_step", false},
+               {"_last_lr", c10::List<double>(last_lr_)}};
+}
+
+void StepLR::load_state_dict(const State& state) {
+  auto doubles = [&](const char* key) {
+    const c10::IValue& value = state.at(key);
+    std::vector<double> out;
+    if (!value.isList()) throw StateError(ErrorCode::type, fmt::format("StepLR state: '{}' is not a list", key));
+    for (const auto& item : value.toListRef()) out.push_back(item.isInt() ? item.toInt() : item.toDouble());
+    return out;
+  };
+  std::vector<double> last_lr = doubles("_last_lr");
+  if (last_lr.size() != optimizer_.param_groups().size()) {
+    throw StateError(ErrorCode::type, fmt::format("StepLR state has {} learning rates, the optimizer {} groups",
+                                                  last_lr.size(), optimizer_.param_groups().size()));
+  }
+  step_size_ = state.get<std::int64_t>("step_size");
+  gamma_ = state.get<double>("gamma");
+  base_lrs_ = doubles("base_lrs");
+  last_epoch_ = state.get<std::int64_t>("last_epoch");
+  step_count_ = state.get<std::int64_t>("_step_count");
+  apply(last_lr);
+}
+
+// ---- RNG ----
+
+State rng_state() {
+  State state;
+  auto cpu = at::detail::getDefaultCPUGenerator();
+  {
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    state.set("cpu", cpu.get_state());
+  }
+  const auto& cuda = at::detail::getCUDAHooks();
+  if (cuda.hasCUDA()) {
+    c10::List<at::Tensor> devices;
+    for (int i = 0; i < cuda.getNumGPUs(); ++i) {
+      auto generator = cuda.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i));
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      devices.push_back(generator.get_state());
+    }
+    state.set("cuda", devices);
+  }
+  return state;
+}
+
+void set_rng_state(const State& state) {
+  auto cpu = at::detail::getDefaultCPUGenerator();
+  {
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    cpu.set_state(state.get<at::Tensor>("cpu"));
+  }
+  const auto& cuda = at::detail::getCUDAHooks();
+  if (state.contains("cuda") && cuda.hasCUDA()) {
+    auto devices = state.at("cuda").toTensorList();
+    for (std::size_t i = 0; i < devices.size() && static_cast<int>(i) < cuda.getNumGPUs(); ++i) {
+      auto generator = cuda.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i));
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(devices.get(i));
+    }
+  }
+}
+
+}  // namespace ckpt
