@@ -103,8 +103,12 @@ ZipReader::ZipReader(PayloadSource& source) : source_(source) {
   std::uint64_t cd_size = le(t + eocd + 12, 4);
   std::uint64_t cd_offset = le(t + eocd + 16, 4);
   std::uint64_t cd_end = eocd_offset;
-  if (count == 0xffff || cd_size == 0xffffffffu || cd_offset == 0xffffffffu) {
-    if (eocd < 20 || le(t + eocd - 20, 4) != 0x07064b50) fail("zip: ZIP64 archive without its locator");
+  const bool needs_zip64 = count == 0xffff || cd_size == 0xffffffffu || cd_offset == 0xffffffffu;
+  // PyTorch's writer (miniz) may add the ZIP64 end records even when no field needs
+  // them; either way they sit between the central directory and the classic end record.
+  const bool has_locator = eocd >= 20 && le(t + eocd - 20, 4) == 0x07064b50;
+  if (needs_zip64 && !has_locator) fail("zip: ZIP64 archive without its locator");
+  if (has_locator) {
     const std::uint64_t record_offset = le(t + eocd - 20 + 8, 8);
     const std::string record = read(source, record_offset, 56);
     const auto* r = reinterpret_cast<const unsigned char*>(record.data());

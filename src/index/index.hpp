@@ -100,7 +100,6 @@ class Index {
   void migrate();
   template <typename Fn>
   auto guarded(std::string_view what, Fn&& fn) -> decltype(fn());
-  std::vector<CheckpointRecord> query_rows(const std::string& where_clause, const std::vector<std::string>& params);
 
   std::filesystem::path path_;
   std::unique_ptr<SQLite::Database> db_;

@@ -34,11 +34,10 @@ std::string check_zip(const std::vector<unsigned char>& head, const std::vector<
     std::uint64_t eocd_offset = file_size - tail.size() + pos;
     std::uint32_t cd_size = le32(eocd + 12);
     std::uint32_t cd_offset = le32(eocd + 16);
-    if (cd_offset == 0xffffffffu || cd_size == 0xffffffffu) {
-      // ZIP64: the locator sits right before the record.
-      if (pos < 20 || le32(eocd - 20) != 0x07064b50) return "zip64 archive without its locator";
-      return {};
-    }
+    // ZIP64 end records (required for large archives, and written by PyTorch's writer
+    // even for small ones) sit before the classic end record: the locator is right there.
+    if (pos >= 20 && le32(eocd - 20) == 0x07064b50) return {};
+    if (cd_offset == 0xffffffffu || cd_size == 0xffffffffu) return "zip64 archive without its locator";
     if (std::uint64_t(cd_offset) + cd_size != eocd_offset) return "zip central directory does not end at its end record";
     return {};
   }

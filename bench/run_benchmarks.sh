@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds the benchmarks, runs ckpt's epoch save and the guide's Python save side by side,
+# counts their fsyncs with strace, times the index queries at 100,000 rows, and writes
+# docs/benchmarks.md.
+#
+#   bash bench/run_benchmarks.sh
+#
+# Knobs (environment): BUILD_DIR (default build), SAVES per run (500), ROUNDS (6; each
+# round runs both sides, the order alternating between rounds so that drift in the
+# machine's fsync latency hits both equally), ROWS (100000), ITERATIONS (10000),
+# PYTHON (/usr/bin/python3, which must have torch).
+#
+# Checkpoints are written under the build tree, on purpose not under /tmp: /tmp may be a
+# tmpfs, where fsync costs nothing and the comparison would mean nothing.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+saves=${SAVES:-500}
+rounds=${ROUNDS:-6}
+rows=${ROWS:-100000}
+iterations=${ITERATIONS:-10000}
+python=${PYTHON:-/usr/bin/python3}
+runs_dir=$build/bench/runs
+results=$build/bench/results
+
+die() {
+  echo "run_benchmarks: $*" >&2
+  exit 1
+}
+
+# --- build (two cores: never more than -j2) ------------------------------------------
+if [[ ! -f $build/CMakeCache.txt ]]; then
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKPT_BUILD_BENCH=ON
+elif ! grep -q '^CKPT_BUILD_BENCH:BOOL=ON' "$build/CMakeCache.txt"; then
+  cmake -S "$root" -B "$build" -DCKPT_BUILD_BENCH=ON
+fi
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt")
+case $build_type in
+  Release | RelWithDebInfo) ;;
+  *) echo "run_benchmarks: warning: CMAKE_BUILD_TYPE is '$build_type', not an optimized build" >&2 ;;
+esac
+cmake --build "$build" --target save_bench index_bench -j 2
+
+"$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (set PYTHON)"
+
+rm -rf "$results" "$runs_dir"
+mkdir -p "$results" "$runs_dir"
+fs_type=$(df -T "$runs_dir" | awk 'NR == 2 { print $2 }')
+case $fs_type in
+  tmpfs | ramfs) die "$runs_dir is on $fs_type, where fsync is free; set BUILD_DIR to a disk-backed directory" ;;
+esac
+
+# run_side SIDE SAVES JSON_OUT [WRAPPER...]: one run of one side; WRAPPER (strace)
+# prefixes the command when given.
+run_side() {
+  local side=$1 n=$2 out=$3
+  shift 3
+  case $side in
+    cpp) "$@" "$build/bench/save_bench" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
+    python) "$@" "$python" "$root/bench/python_guide_save.py" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
+  esac
+}
+
+# --- epoch save latency, both sides in the same run ------------------------------------
+for ((round = 1; round <= rounds; round++)); do
+  if ((round % 2)); then order="cpp python"; else order="python cpp"; fi
+  for side in $order; do
+    echo "== round $round/$rounds: $side"
+    run_side "$side" "$saves" "$results/save-$side-$round.json"
+  done
+done
+
+# --- fsyncs per save, verified with strace ---------------------------------------------
+# Separate, untimed runs (strace slows every traced call). A run with 0 saves traces the
+# setup alone (creating the index, for ckpt), so (calls with N saves - calls with 0) / N
+# is what the saves themselves do. -y names the file behind each descriptor, which is how
+# the report tells the temp file, the WAL and the directory apart.
+if command -v strace >/dev/null; then
+  for side in cpp python; do
+    for n in 0 "$saves"; do
+      echo "== strace: $side, $n saves"
+      run_side "$side" "$n" "$results/strace-$side-$n.json" \
+        strace -f -y -o "$results/strace-$side-$n.log" -e trace=fsync,fdatasync,sync,syncfs,sync_file_range,msync \
+        >/dev/null
+    done
+  done
+else
+  echo "run_benchmarks: warning: strace not found (apt-get install -y strace); fsyncs will not be counted" >&2
+fi
+
+# --- index queries at ROWS rows (torch-free) -------------------------------------------
+echo "== index_bench: $rows rows"
+"$build/bench/index_bench" --dir "$runs_dir" --rows "$rows" --iterations "$iterations" --json-out "$results/index.json"
+
+# --- the report --------------------------------------------------------------------------
+"$python" "$root/bench/write_report.py" --results "$results" --runs-dir "$runs_dir" --build-dir "$build" \
+  --saves "$saves" --rounds "$rounds" --out "$root/docs/benchmarks.md"
+rmdir "$runs_dir" 2>/dev/null || true
+echo "== wrote $root/docs/benchmarks.md"
