@@ -16,12 +16,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ckpt/store.hpp"
 
 namespace SQLite {
 class Database;
+class Statement;
 }
 
 namespace ckpt::index {
@@ -100,9 +102,12 @@ class Index {
   void migrate();
   template <typename Fn>
   auto guarded(std::string_view what, Fn&& fn) -> decltype(fn());
+  SQLite::Statement& prepared(const std::string& sql);
 
   std::filesystem::path path_;
   std::unique_ptr<SQLite::Database> db_;
+  // Declared after db_: destroyed before the connection closes.
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> statements_;
   std::optional<Durability> durability_;
 };
 
