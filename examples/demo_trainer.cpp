@@ -1,23 +1,25 @@
-// demo_trainer: the guide's training loop in C++, on ckpt's public API only.
+// demo_trainer: the guide's Trainer pattern in C++, on ckpt's public API only.
 //
 // Trains a small MLP to classify points of two interleaved spirals (generated, so the
-// demo needs no download), with the guide's checkpointing:
-//   - on start, load_latest_checkpoint() and resume after its epoch;
+// demo needs no download) with Adam and a StepLR schedule, and checkpoints as the
+// guide does:
+//   - fit() starts with load_latest_checkpoint() and resumes exactly where the last run
+//     stopped: model, optimizer, schedule, RNG and the position inside the epoch;
 //   - every epoch, save_epoch_checkpoint() (rotation keeps the newest --keep);
 //   - when validation accuracy improves, save_best_model();
-//   - on Ctrl+C (SIGINT) or SIGTERM, finish the current step, save_interrupt_checkpoint()
-//     and exit. --interrupt-at-epoch N sends this process a real SIGINT midway through
-//     epoch N, so the whole path can be shown without a keyboard.
+//   - on Ctrl+C or SIGTERM (ckpt::InterruptGuard), the current step finishes, then
+//     save_interrupt_checkpoint() and exit 130. --interrupt-at-epoch N sends this process
+//     a real SIGINT midway through epoch N, to show the whole path without a keyboard.
 //
 // Usage: demo_trainer [--dir DIR] [--epochs N] [--keep K] [--interrupt-at-epoch N]
 #include <ckpt/ckpt.hpp>
+#include <ckpt/training.hpp>
 #include <torch/torch.h>
 
-#include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 namespace {
@@ -56,12 +58,7 @@ Options parse_options(int argc, char** argv) {
   return options;
 }
 
-// The signal handler only sets a flag; the loop saves at a step boundary. Writing files
-// inside a signal handler is never safe.
-std::atomic<bool> stop_requested{false};
-extern "C" void request_stop(int) { stop_requested = true; }
-
-// Two interleaved spirals, 2-D points, labels 0/1; deterministic for a seed.
+// Two interleaved spirals, 2-D points, labels 0/1; the same for the same seed.
 std::pair<torch::Tensor, torch::Tensor> make_spirals(int64_t n, uint64_t seed) {
   torch::manual_seed(seed);
   auto t = torch::rand({n}) * 2 * M_PI + 0.5;
@@ -71,105 +68,118 @@ std::pair<torch::Tensor, torch::Tensor> make_spirals(int64_t n, uint64_t seed) {
   return {x + torch::randn({n, 2}) * 0.02, label};
 }
 
-// Until the training-state issue adds ckpt::state_dict for modules, the demo copies
-// parameters and buffers itself, under the names PyTorch would give them.
-ckpt::State module_state(const torch::nn::Module& module) {
-  ckpt::State state;
-  for (const auto& item : module.named_parameters()) state.set(item.key(), item.value().detach().clone());
-  for (const auto& item : module.named_buffers()) state.set(item.key(), item.value().detach().clone());
-  return state;
-}
+// The guide's Trainer: owns the model, the optimizer and the CheckpointManager.
+class Trainer {
+ public:
+  explicit Trainer(const Options& options)
+      : options_(options),
+        model_(torch::nn::Linear(2, 64), torch::nn::ReLU(), torch::nn::Linear(64, 64), torch::nn::ReLU(),
+               torch::nn::Linear(64, 2)),
+        optimizer_(model_->parameters(), torch::optim::AdamOptions(0.01)),
+        scheduler_(optimizer_, /*step_size=*/10, /*gamma=*/0.5),
+        manager_(options.dir, torch::kCPU, options.keep) {
+    std::tie(train_x_, train_y_) = make_spirals(2048, 1);
+    std::tie(val_x_, val_y_) = make_spirals(512, 2);
+  }
 
-void load_module_state(torch::nn::Module& module, const ckpt::State& state) {
-  torch::NoGradGuard no_grad;
-  for (auto& item : module.named_parameters()) item.value().copy_(state.get<torch::Tensor>(item.key()));
-  for (auto& item : module.named_buffers()) item.value().copy_(state.get<torch::Tensor>(item.key()));
-}
+  // Returns the process exit code: 0 when training finished, 130 when interrupted.
+  int fit() {
+    ckpt::InterruptGuard interrupt;  // Ctrl+C only sets a flag; the loop saves
+    int64_t start_epoch = 1, start_batch = 0;
+    if (auto state = manager_.load_latest_checkpoint()) {
+      restore(*state);
+      start_epoch = state->get<int64_t>("epoch");
+      start_batch = state->get<int64_t>("batch");
+      std::printf("resumed: epoch %lld, batch %lld (best val acc so far %.3f)\n",
+                  static_cast<long long>(start_epoch), static_cast<long long>(start_batch), best_acc_);
+    } else {
+      torch::manual_seed(0);
+      std::printf("no checkpoint in %s: starting from scratch\n", options_.dir.c_str());
+    }
 
-double accuracy(torch::nn::Sequential& model, const torch::Tensor& x, const torch::Tensor& y) {
-  torch::NoGradGuard no_grad;
-  model->eval();
-  auto predicted = model->forward(x).argmax(1);
-  model->train();
-  return predicted.eq(y).to(torch::kFloat).mean().item<double>();
-}
+    const int64_t batch_size = 64;
+    const int64_t batches = train_x_.size(0) / batch_size;
+    for (int64_t epoch = start_epoch; epoch <= options_.epochs; ++epoch) {
+      // The batch order depends only on the epoch, so a resumed run sees the same batches.
+      auto order = torch::randperm(train_x_.size(0), torch::make_generator<torch::CPUGeneratorImpl>(1000 + epoch));
+      for (int64_t batch = epoch == start_epoch ? start_batch : 0; batch < batches; ++batch) {
+        if (epoch == options_.interrupt_at_epoch && batch == batches / 2) std::raise(SIGINT);
+        auto index = order.slice(0, batch * batch_size, (batch + 1) * batch_size);
+        auto loss = torch::nn::functional::cross_entropy(model_->forward(train_x_.index_select(0, index)),
+                                                         train_y_.index_select(0, index));
+        optimizer_.zero_grad();
+        loss.backward();
+        optimizer_.step();
+        loss_sum_ += loss.item<double>();
+        if (interrupt.requested()) {
+          // The guide's KeyboardInterrupt branch, at a step boundary.
+          manager_.save_interrupt_checkpoint(snapshot(epoch, batch + 1));
+          std::printf("interrupted during epoch %lld: state saved, safe to exit\n", static_cast<long long>(epoch));
+          return 130;
+        }
+      }
+      double train_loss = loss_sum_ / static_cast<double>(batches);
+      loss_sum_ = 0;
+      double val_acc = accuracy();
+      scheduler_.step();
+      bool improved = val_acc > best_acc_;
+      if (improved) best_acc_ = val_acc;
+      ckpt::State state = snapshot(epoch + 1, 0);
+      state.set("train_loss", train_loss).set("val_acc", val_acc);
+      manager_.save_epoch_checkpoint(state, epoch, val_acc);
+      if (improved) manager_.save_best_model(state, best_acc_);
+      std::printf("epoch %3lld  train loss %.4f  val acc %.3f  lr %.4f%s\n", static_cast<long long>(epoch), train_loss,
+                  val_acc, scheduler_.get_last_lr()[0], improved ? "  (new best)" : "");
+    }
+    std::printf("done: best val acc %.3f\n", best_acc_);
+    std::printf("history: sqlite3 %s/index.sqlite \"SELECT at, event, detail FROM events ORDER BY id\"\n",
+                options_.dir.c_str());
+    return 0;
+  }
+
+ private:
+  // Everything an exact resume needs; "epoch" and "batch" say where to continue.
+  ckpt::State snapshot(int64_t epoch, int64_t batch) {
+    ckpt::State state{{"epoch", epoch}, {"batch", batch}, {"best_acc", best_acc_}, {"loss_sum", loss_sum_}};
+    state.set("model", ckpt::state_dict(*model_));
+    state.set("optimizer", ckpt::state_dict(optimizer_));
+    state.set("scheduler", scheduler_.state_dict());
+    state.set("rng", ckpt::rng_state());
+    return state;
+  }
+
+  void restore(const ckpt::State& state) {
+    ckpt::load_state_dict(*model_, state.get<ckpt::State>("model"));
+    ckpt::load_state_dict(optimizer_, state.get<ckpt::State>("optimizer"));
+    scheduler_.load_state_dict(state.get<ckpt::State>("scheduler"));
+    ckpt::set_rng_state(state.get<ckpt::State>("rng"));
+    best_acc_ = state.get<double>("best_acc");
+    loss_sum_ = state.get<double>("loss_sum");
+  }
+
+  double accuracy() {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    auto predicted = model_->forward(val_x_).argmax(1);
+    model_->train();
+    return predicted.eq(val_y_).to(torch::kFloat).mean().item<double>();
+  }
+
+  Options options_;
+  torch::nn::Sequential model_;
+  torch::optim::Adam optimizer_;
+  ckpt::StepLR scheduler_;
+  ckpt::CheckpointManager manager_;
+  torch::Tensor train_x_, train_y_, val_x_, val_y_;
+  double best_acc_ = 0;
+  double loss_sum_ = 0;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Options options = parse_options(argc, argv);
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
-
-  auto [train_x, train_y] = make_spirals(2048, 1);
-  auto [val_x, val_y] = make_spirals(512, 2);
-  torch::manual_seed(0);
-  torch::nn::Sequential model(torch::nn::Linear(2, 64), torch::nn::ReLU(), torch::nn::Linear(64, 64),
-                              torch::nn::ReLU(), torch::nn::Linear(64, 2));
-  const double lr = 0.25;
-  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(lr));
-
-  ckpt::CheckpointManager manager(options.dir, torch::kCPU, options.keep);
-
-  int64_t start_epoch = 1;
-  double best_acc = 0;
-  if (auto state = manager.load_latest_checkpoint()) {
-    load_module_state(*model, state->get<ckpt::State>("model"));
-    start_epoch = state->get<int64_t>("epoch") + 1;
-    best_acc = state->get<double>("best_acc");
-    std::printf("resumed: continuing at epoch %lld (best val acc so far %.3f)\n",
-                static_cast<long long>(start_epoch), best_acc);
-  } else {
-    std::printf("no checkpoint in %s: starting from scratch\n", options.dir.c_str());
-  }
-
-  const int64_t batch_size = 64;
-  const int64_t batches = train_x.size(0) / batch_size;
-  for (int64_t epoch = start_epoch; epoch <= options.epochs; ++epoch) {
-    // A fixed shuffle per epoch, so a resumed run sees the same batches it would have.
-    torch::manual_seed(1000 + epoch);
-    auto order = torch::randperm(train_x.size(0));
-    double loss_sum = 0;
-    for (int64_t b = 0; b < batches; ++b) {
-      if (epoch == options.interrupt_at_epoch && b == batches / 2) std::raise(SIGINT);
-      if (stop_requested) {
-        // The guide's KeyboardInterrupt branch: the epoch in progress is not complete,
-        // so the snapshot says the last complete one and resume repeats this epoch.
-        ckpt::State state{{"epoch", epoch - 1}, {"best_acc", best_acc}};
-        state.set("model", module_state(*model));
-        state.set("optimizer", ckpt::State{{"lr", lr}});
-        manager.save_interrupt_checkpoint(state);
-        std::printf("interrupted during epoch %lld: state saved, safe to exit\n", static_cast<long long>(epoch));
-        return 130;
-      }
-      auto index = order.slice(0, b * batch_size, (b + 1) * batch_size);
-      auto loss = torch::nn::functional::cross_entropy(model->forward(train_x.index_select(0, index)),
-                                                       train_y.index_select(0, index));
-      optimizer.zero_grad();
-      loss.backward();
-      optimizer.step();
-      loss_sum += loss.item<double>();
-    }
-    double train_loss = loss_sum / static_cast<double>(batches);
-    double val_acc = accuracy(model, val_x, val_y);
-
-    ckpt::State state{{"epoch", epoch}, {"best_acc", std::max(best_acc, val_acc)},
-                      {"train_loss", train_loss}, {"val_acc", val_acc}};
-    state.set("model", module_state(*model));
-    state.set("optimizer", ckpt::State{{"lr", lr}});
-    manager.save_epoch_checkpoint(state, epoch, val_acc);
-    bool improved = val_acc > best_acc;
-    if (improved) {
-      best_acc = val_acc;
-      manager.save_best_model(state, best_acc);
-    }
-    std::printf("epoch %3lld  train loss %.4f  val acc %.3f%s\n", static_cast<long long>(epoch), train_loss, val_acc,
-                improved ? "  (new best)" : "");
-  }
-
-  std::printf("done: best val acc %.3f\n", best_acc);
-  std::printf("files:   ls %s\n", options.dir.c_str());
-  std::printf("history: sqlite3 %s/index.sqlite \"SELECT at, event, detail FROM events ORDER BY id\"\n",
-              options.dir.c_str());
-  return 0;
+  torch::set_num_threads(1);
+  Trainer trainer(options);
+  return trainer.fit();
 }
