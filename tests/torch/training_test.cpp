@@ -219,3 +219,41 @@ TEST_CASE("InterruptGuard turns SIGINT into a flag, a second SIGINT kills, and o
   sigaction(SIGTERM, nullptr, &after);
   CHECK(after.sa_handler == before.sa_handler);
 }
+
+namespace {
+template <typename Optimizer, typename Options>
+void check_python_optimizer(const std::filesystem::path& file, const Options& options) {
+  INFO(file.filename().string());
+  State saved = load_file(file);
+  auto model = make_model(99);
+  load_state_dict(*model, saved.get<State>("model"));
+  Optimizer optimizer(model->parameters(), options);
+  load_state_dict(optimizer, saved.get<State>("optimizer"));
+  // One more step on the same input must land where Python's did.
+  auto inputs = saved.at("inputs").toTensorList();
+  auto loss = model->forward(inputs.get(3)).pow(2).mean();
+  optimizer.zero_grad();
+  loss.backward();
+  optimizer.step();
+  State after = saved.get<State>("after");
+  for (const auto& [key, value] : state_dict(*model)) {
+    INFO(key);
+    CHECK(at::allclose(value.toTensor().to(at::kDouble), after.get<at::Tensor>(key).to(at::kDouble), 1e-6, 1e-6));
+  }
+}
+}  // namespace
+
+TEST_CASE("optimizer states written by Python's torch.optim load into libtorch's optimizers and continue alike",
+          "[training][optimizer][python]") {
+  TestDir dir("py-optim");
+  std::string script = std::string(CKPT_SOURCE_DIR) + "/tests/python/optimizer_states.py";
+  auto result = run_command(std::string(CKPT_PYTHON) + " " + shell_quote(script) + " " + shell_quote(dir.path().string()) + " 2>&1");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  // Hyperparameters come from the state, so the options passed here are deliberately off.
+  check_python_optimizer<torch::optim::SGD>(dir / "sgd.pth", torch::optim::SGDOptions(1.0));
+  check_python_optimizer<torch::optim::Adam>(dir / "adam.pth", torch::optim::AdamOptions(1.0));
+  check_python_optimizer<torch::optim::AdamW>(dir / "adamw.pth", torch::optim::AdamWOptions(1.0));
+  check_python_optimizer<torch::optim::RMSprop>(dir / "rmsprop.pth", torch::optim::RMSpropOptions(1.0));
+  check_python_optimizer<torch::optim::Adagrad>(dir / "adagrad.pth", torch::optim::AdagradOptions(1.0));
+}
