@@ -15,6 +15,15 @@ constexpr std::uint64_t kMaxGap = 64 << 10;
 constexpr std::size_t kChunk = 4 << 20;
 }  // namespace
 
+void check_read_range(const std::filesystem::path& path, std::uint64_t offset, std::size_t n, std::uint64_t size) {
+  if (offset > size || n > size - offset) {
+    throw FormatError(ErrorCode::format,
+                      fmt::format("{}: {} bytes at offset {} lie beyond the end of the file ({} bytes)", path.string(),
+                                  n, offset, size),
+                      path);
+  }
+}
+
 FileSource::FileSource(FileSystem& fs, std::filesystem::path path, std::unique_ptr<Hasher> hasher)
     : path_(std::move(path)), file_(fs.open_for_read(path_)), hasher_(std::move(hasher)) {
   auto size = fs.file_size(path_);
@@ -49,12 +58,7 @@ void FileSource::hash_up_to(std::uint64_t end) {
 }
 
 void FileSource::read_at(std::uint64_t offset, void* buffer, std::size_t n) {
-  if (offset > size_ || n > size_ - offset) {
-    throw FormatError(ErrorCode::format,
-                      fmt::format("{}: {} bytes at offset {} lie beyond the end of the file ({} bytes)", path_.string(),
-                                  n, offset, size_),
-                      path_);
-  }
+  check_read_range(path_, offset, n, size_);
   if (hasher_ && offset > hashed_until_ && offset - hashed_until_ <= kMaxGap) hash_up_to(offset);
   auto* out = static_cast<char*>(buffer);
   // Large reads go in chunks so each is hashed while still in cache.

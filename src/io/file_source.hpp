@@ -20,6 +20,10 @@
 
 namespace ckpt::io {
 
+// Throws FormatError naming `path` unless [offset, offset + n) lies inside a file of
+// `size` bytes (overflow-safe).
+void check_read_range(const std::filesystem::path& path, std::uint64_t offset, std::size_t n, std::uint64_t size);
+
 class FileSource final : public PayloadSource {
  public:
   // `hasher` may be null (no hashing).

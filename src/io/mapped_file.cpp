@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "ckpt/errors.hpp"
+#include "io/file_source.hpp"
 #include "io/os_error.hpp"
 
 namespace ckpt::io {
@@ -42,12 +43,7 @@ MappedFile::~MappedFile() {
 }
 
 void MappedFile::read_at(std::uint64_t offset, void* buffer, std::size_t n) {
-  if (offset > size_ || n > size_ - offset) {
-    throw FormatError(ErrorCode::format,
-                      fmt::format("{}: {} bytes at offset {} lie beyond the end of the file ({} bytes)", path_.string(),
-                                  n, offset, size_),
-                      path_);
-  }
+  check_read_range(path_, offset, n, size_);
   if (n > 0) std::memcpy(buffer, data_ + offset, n);
 }
 

@@ -67,6 +67,26 @@ c10::IValue step_value(Kind kind, std::int64_t step) {
 
 c10::IValue tensor_or_none(const at::Tensor& tensor) { return tensor.defined() ? c10::IValue(tensor) : c10::IValue(); }
 
+// AdamOptions and AdamWOptions have the same fields but are unrelated types.
+template <typename Options>
+State adam_group(const Options& o) {
+  return State{{"lr", o.lr()},
+               {"betas", c10::ivalue::Tuple::create({std::get<0>(o.betas()), std::get<1>(o.betas())})},
+               {"eps", o.eps()},
+               {"weight_decay", o.weight_decay()},
+               {"amsgrad", o.amsgrad()},
+               {"maximize", false},
+               {"foreach", c10::IValue()},
+               {"capturable", false}};
+}
+
+template <typename ParamState>
+State adam_param_state(Kind kind, const ParamState& s) {
+  State state{{"step", step_value(kind, s.step())}, {"exp_avg", s.exp_avg()}, {"exp_avg_sq", s.exp_avg_sq()}};
+  if (s.max_exp_avg_sq().defined()) state.set("max_exp_avg_sq", s.max_exp_avg_sq());
+  return state;
+}
+
 State group_state(Kind kind, const torch::optim::OptimizerOptions& options) {
   State group;
   switch (kind) {
@@ -78,19 +98,12 @@ State group_state(Kind kind, const torch::optim::OptimizerOptions& options) {
       break;
     }
     case Kind::adam:
-    case Kind::adamw: {
-      const auto& o = static_cast<const torch::optim::AdamOptions&>(options);
-      double lr = kind == Kind::adam ? o.lr() : static_cast<const torch::optim::AdamWOptions&>(options).lr();
-      auto betas = kind == Kind::adam ? o.betas() : static_cast<const torch::optim::AdamWOptions&>(options).betas();
-      double eps = kind == Kind::adam ? o.eps() : static_cast<const torch::optim::AdamWOptions&>(options).eps();
-      double decay = kind == Kind::adam ? o.weight_decay() : static_cast<const torch::optim::AdamWOptions&>(options).weight_decay();
-      bool amsgrad = kind == Kind::adam ? o.amsgrad() : static_cast<const torch::optim::AdamWOptions&>(options).amsgrad();
-      group = State{{"lr", lr}, {"betas", c10::ivalue::Tuple::create({std::get<0>(betas), std::get<1>(betas)})},
-                    {"eps", eps}, {"weight_decay", decay}, {"amsgrad", amsgrad}, {"maximize", false},
-                    {"foreach", c10::IValue()}, {"capturable", false}};
-      if (kind == Kind::adam) group.set("differentiable", false).set("fused", false);
+      group = adam_group(static_cast<const torch::optim::AdamOptions&>(options));
+      group.set("differentiable", false).set("fused", false);
       break;
-    }
+    case Kind::adamw:
+      group = adam_group(static_cast<const torch::optim::AdamWOptions&>(options));
+      break;
     case Kind::rmsprop: {
       const auto& o = static_cast<const torch::optim::RMSpropOptions&>(options);
       group = State{{"lr", o.lr()}, {"momentum", o.momentum()}, {"alpha", o.alpha()}, {"eps", o.eps()},
@@ -115,22 +128,8 @@ State param_state(Kind kind, const OptimizerParamState& base) {
       const auto& s = static_cast<const torch::optim::SGDParamState&>(base);
       return State{{"momentum_buffer", tensor_or_none(s.momentum_buffer())}};
     }
-    case Kind::adam:
-    case Kind::adamw: {
-      // AdamWParamState has the same fields as AdamParamState but is another type.
-      std::int64_t step;
-      at::Tensor exp_avg, exp_avg_sq, max_exp_avg_sq;
-      if (kind == Kind::adam) {
-        const auto& s = static_cast<const torch::optim::AdamParamState&>(base);
-        step = s.step(), exp_avg = s.exp_avg(), exp_avg_sq = s.exp_avg_sq(), max_exp_avg_sq = s.max_exp_avg_sq();
-      } else {
-        const auto& s = static_cast<const torch::optim::AdamWParamState&>(base);
-        step = s.step(), exp_avg = s.exp_avg(), exp_avg_sq = s.exp_avg_sq(), max_exp_avg_sq = s.max_exp_avg_sq();
-      }
-      State state{{"step", step_value(kind, step)}, {"exp_avg", exp_avg}, {"exp_avg_sq", exp_avg_sq}};
-      if (max_exp_avg_sq.defined()) state.set("max_exp_avg_sq", max_exp_avg_sq);
-      return state;
-    }
+    case Kind::adam: return adam_param_state(kind, static_cast<const torch::optim::AdamParamState&>(base));
+    case Kind::adamw: return adam_param_state(kind, static_cast<const torch::optim::AdamWParamState&>(base));
     case Kind::rmsprop: {
       const auto& s = static_cast<const torch::optim::RMSpropParamState&>(base);
       State state{{"step", step_value(kind, s.step())}, {"square_avg", s.square_avg()}};
@@ -250,6 +249,16 @@ void load_group(Kind kind, torch::optim::OptimizerOptions& options, const State&
   }
 }
 
+template <typename ParamState>
+std::unique_ptr<OptimizerParamState> load_adam_param_state(const State& s, const at::Tensor& parameter,
+                                                           const std::string& where) {
+  auto state = std::make_unique<ParamState>();
+  state->step(read_step(s, where)).exp_avg(read_tensor(s, "exp_avg", parameter, where));
+  state->exp_avg_sq(read_tensor(s, "exp_avg_sq", parameter, where));
+  state->max_exp_avg_sq(read_tensor(s, "max_exp_avg_sq", parameter, where, true));
+  return state;
+}
+
 std::unique_ptr<OptimizerParamState> load_param_state(Kind kind, const State& s, const at::Tensor& parameter,
                                                       const std::string& where) {
   switch (kind) {
@@ -258,20 +267,8 @@ std::unique_ptr<OptimizerParamState> load_param_state(Kind kind, const State& s,
       state->momentum_buffer(read_tensor(s, "momentum_buffer", parameter, where, /*optional=*/true));
       return state;
     }
-    case Kind::adam: {
-      auto state = std::make_unique<torch::optim::AdamParamState>();
-      state->step(read_step(s, where)).exp_avg(read_tensor(s, "exp_avg", parameter, where));
-      state->exp_avg_sq(read_tensor(s, "exp_avg_sq", parameter, where));
-      state->max_exp_avg_sq(read_tensor(s, "max_exp_avg_sq", parameter, where, true));
-      return state;
-    }
-    case Kind::adamw: {
-      auto state = std::make_unique<torch::optim::AdamWParamState>();
-      state->step(read_step(s, where)).exp_avg(read_tensor(s, "exp_avg", parameter, where));
-      state->exp_avg_sq(read_tensor(s, "exp_avg_sq", parameter, where));
-      state->max_exp_avg_sq(read_tensor(s, "max_exp_avg_sq", parameter, where, true));
-      return state;
-    }
+    case Kind::adam: return load_adam_param_state<torch::optim::AdamParamState>(s, parameter, where);
+    case Kind::adamw: return load_adam_param_state<torch::optim::AdamWParamState>(s, parameter, where);
     case Kind::rmsprop: {
       auto state = std::make_unique<torch::optim::RMSpropParamState>();
       state->step(read_step(s, where)).square_avg(read_tensor(s, "square_avg", parameter, where));
