@@ -10,6 +10,7 @@ packages=(
   libfmt-dev libspdlog-dev catch2
   libxxhash-dev xxhash libssl-dev     # XXH3-128 (and xxhsum to check it); SHA-256 via libcrypto
   libdeflate-dev                      # CRC-32 of zip records
+  libcli11-dev nlohmann-json3-dev     # the ckpt command-line tool
 )
 
 missing=()

@@ -5,6 +5,7 @@
 #include "ckpt/file_system.hpp"
 #include "ckpt/interrupt.hpp"
 #include "ckpt/manager.hpp"
+#include "ckpt/reader.hpp"
 #include "ckpt/serialization.hpp"
 #include "ckpt/state.hpp"
 #include "ckpt/store.hpp"

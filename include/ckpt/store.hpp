@@ -87,6 +87,9 @@ struct StoreOptions {
   HashAlgorithm hash_algorithm = HashAlgorithm::xxh3_128;
   // The file-system seam; nullptr means FileSystem::posix().
   std::shared_ptr<FileSystem> file_system;
+  // Called for each checkpoint file recovery adopts (a complete file with no index row),
+  // to find its metric, e.g. from the payload's "best_acc" (ckpt import does this).
+  std::function<std::optional<double>(const std::filesystem::path& file, CheckpointKind kind)> metric_of_adopted;
   // Testing only: called with the name of each step of the save and recovery protocols
   // ("temp_synced", "pending_committed", "renamed", ...) so a test can stop the process
   // exactly there. See docs/durability.md for the list.
@@ -157,6 +160,13 @@ class CheckpointStore {
   // As above, returning the verified bytes.
   std::optional<VerifiedPayload> load_latest();
   std::optional<VerifiedPayload> load_best();
+
+  // Applies rotation now: keeps the `keep` highest epochs (default: max_to_keep; 0 keeps
+  // all) and deletes the rest, recorded as 'rotated_out'. Returns the removed rows.
+  std::vector<CheckpointRecord> gc(std::optional<int> keep = std::nullopt);
+  // Removes one committed or consumed checkpoint and its file ('removed' event).
+  // Throws InvalidArgument when there is no such live row.
+  CheckpointRecord remove(std::int64_t id);
 
   const std::filesystem::path& dir() const noexcept;
   std::filesystem::path index_path() const;

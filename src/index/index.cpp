@@ -98,10 +98,10 @@ void Index::begin(Durability durability) {
   });
 }
 
-Index::Index(std::filesystem::path path) : path_(std::move(path)) {
+Index::Index(std::filesystem::path path, Mode mode) : path_(std::move(path)) {
   guarded("open", [&] {
-    db_ = std::make_unique<SQLite::Database>(path_.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
-                                             kBusyTimeoutMs);
+    const int flags = mode == Mode::read_only ? SQLite::OPEN_READONLY : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE;
+    db_ = std::make_unique<SQLite::Database>(path_.string(), flags, kBusyTimeoutMs);
   });
   // The schema version is checked before anything writes: an index from a newer ckpt
   // must come out of this untouched (switching to WAL is a write).
@@ -112,6 +112,12 @@ Index::Index(std::filesystem::path path) : path_(std::move(path)) {
                                  "upgrade ckpt to use this directory",
                                  path_.string(), version, CKPT_VERSION_STRING, kMigrationCount),
                      path_);
+  }
+  if (mode == Mode::read_only) {
+    if (version == 0) {
+      throw IndexError(ErrorCode::index, fmt::format("{}: not a ckpt index (no schema)", path_.string()), path_);
+    }
+    return;
   }
   guarded("configure", [&] {
     db_->exec("PRAGMA journal_mode=WAL");
@@ -248,6 +254,30 @@ std::vector<CheckpointRecord> Index::live_rows() {
                                               "ORDER BY kind, epoch, id",
                                               kColumns));
     return read_all(query);
+  });
+}
+
+std::vector<CheckpointRecord> Index::all_rows() {
+  return guarded("list checkpoints", [&] {
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints ORDER BY id", kColumns));
+    return read_all(query);
+  });
+}
+
+std::vector<Index::Event> Index::events() {
+  return guarded("list events", [&] {
+    SQLite::Statement& query = prepared("SELECT id, at, event, checkpoint_id, detail FROM events ORDER BY id");
+    std::vector<Event> events;
+    while (query.executeStep()) {
+      Event event;
+      event.id = query.getColumn(0).getInt64();
+      event.at = query.getColumn(1).getString();
+      event.event = query.getColumn(2).getString();
+      if (!query.getColumn(3).isNull()) event.checkpoint_id = query.getColumn(3).getInt64();
+      event.detail = query.getColumn(4).getString();
+      events.push_back(std::move(event));
+    }
+    return events;
   });
 }
 

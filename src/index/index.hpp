@@ -62,9 +62,15 @@ class Transaction {
 
 class Index {
  public:
-  // Opens or creates the database, refuses a schema newer than this build (never
-  // modifying it), then applies missing migrations, each in its own transaction.
-  explicit Index(std::filesystem::path path);
+  enum class Mode {
+    read_write,  // create if missing, switch to WAL, apply migrations
+    read_only,   // never writes: for readers beside a running writer (tools, sqlite3)
+  };
+
+  // Opens the database and refuses a schema newer than this build (never modifying it).
+  // In read_write mode creates it if missing and applies missing migrations, each in
+  // its own transaction; in read_only mode a missing or unmigrated index is an error.
+  explicit Index(std::filesystem::path path, Mode mode = Mode::read_write);
   ~Index();
 
   const std::filesystem::path& path() const noexcept { return path_; }
@@ -85,6 +91,16 @@ class Index {
   // Rows of a file name in a status, newest first.
   std::vector<CheckpointRecord> rows_for(std::string_view file, std::string_view status);
   std::vector<CheckpointRecord> live_rows();
+  // Every row, oldest first (history included).
+  std::vector<CheckpointRecord> all_rows();
+  struct Event {
+    std::int64_t id;
+    std::string at;
+    std::string event;
+    std::optional<std::int64_t> checkpoint_id;
+    std::string detail;
+  };
+  std::vector<Event> events();
 
   // Resume priority: the newest interrupt checkpoint (committed or consumed), else the
   // committed epoch checkpoint with the highest epoch.

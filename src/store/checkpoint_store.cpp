@@ -187,6 +187,39 @@ class CheckpointStore::Impl {
     return std::nullopt;
   }
 
+  std::vector<CheckpointRecord> gc(std::optional<int> keep) {
+    const int limit = keep.value_or(options_.max_to_keep);
+    if (limit < 0) throw InvalidArgument(fmt::format("{}: keep must be >= 0 (0 keeps all), got {}", dir_.string(), limit));
+    std::vector<CheckpointRecord> removed;
+    if (limit == 0) return removed;
+    {
+      Transaction transaction(*index_, Durability::full);
+      for (auto& old : index_->epochs_beyond(limit)) {
+        index_->set_status(old.id, status::kDeleting);
+        index_->add_event("rotated_out", old.id, fmt::format("{}: gc keeping the newest {}", describe(old), limit));
+        removed.push_back(std::move(old));
+      }
+      transaction.commit();
+    }
+    delete_obsolete_files();
+    return removed;
+  }
+
+  CheckpointRecord remove(std::int64_t id) {
+    auto row = index_->find(id);
+    if (!row || (row->status != status::kCommitted && row->status != status::kConsumed)) {
+      throw InvalidArgument(fmt::format("{}: no committed checkpoint with id {}", dir_.string(), id), dir_);
+    }
+    {
+      Transaction transaction(*index_, Durability::full);
+      index_->set_status(id, status::kDeleting);
+      index_->add_event("removed", id, fmt::format("{}: removed on request", describe(*row)));
+      transaction.commit();
+    }
+    delete_obsolete_files();
+    return *row;
+  }
+
   const std::filesystem::path& dir() const noexcept { return dir_; }
   std::filesystem::path index_path() const { return index_->path(); }
   int max_to_keep() const noexcept { return options_.max_to_keep; }
@@ -474,6 +507,13 @@ class CheckpointStore::Impl {
     record.hash = probe.digest.hash;
     record.hash_algo = std::string(to_string(options_.hash_algorithm));
     record.status = std::string(status::kCommitted);
+    if (options_.metric_of_adopted) {
+      try {
+        record.metric = options_.metric_of_adopted(path, parsed.kind);
+      } catch (const Error& error) {
+        log::write(level_enum::warn, "{}: no metric: {}", path.string(), error.what());
+      }
+    }
     Transaction transaction(*index_, Durability::full);
     record.id = index_->insert(record);
     index_->add_event("adopted", record.id, fmt::format("{}: complete file without an index row", describe(record)));
@@ -532,6 +572,8 @@ std::optional<VerifiedPayload> CheckpointStore::load_latest() {
 std::optional<VerifiedPayload> CheckpointStore::load_best() {
   return with_bytes([this](const PayloadReader& reader) { return impl_->load_best(reader); });
 }
+std::vector<CheckpointRecord> CheckpointStore::gc(std::optional<int> keep) { return impl_->gc(keep); }
+CheckpointRecord CheckpointStore::remove(std::int64_t id) { return impl_->remove(id); }
 const std::filesystem::path& CheckpointStore::dir() const noexcept { return impl_->dir(); }
 std::filesystem::path CheckpointStore::index_path() const { return impl_->index_path(); }
 int CheckpointStore::max_to_keep() const noexcept { return impl_->max_to_keep(); }

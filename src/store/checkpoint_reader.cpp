@@ -1,0 +1,96 @@
+#include "ckpt/reader.hpp"
+
+#include <fmt/format.h>
+
+#include "ckpt/errors.hpp"
+#include "index/index.hpp"
+#include "io/hashed_file.hpp"
+#include "io/hasher.hpp"
+#include "store/file_names.hpp"
+
+namespace ckpt {
+
+struct CheckpointReader::Impl {
+  std::filesystem::path dir;
+  std::shared_ptr<FileSystem> fs;
+  std::unique_ptr<index::Index> index;
+};
+
+CheckpointReader::CheckpointReader(std::filesystem::path dir, std::shared_ptr<FileSystem> file_system)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->dir = std::move(dir);
+  impl_->fs = file_system ? std::move(file_system) : FileSystem::posix();
+  const std::filesystem::path index_path = impl_->dir / names::kIndex;
+  if (!impl_->fs->file_size(index_path)) {
+    throw IndexError(ErrorCode::index,
+                     fmt::format("{}: no {} (not a ckpt checkpoint directory?)", impl_->dir.string(), names::kIndex),
+                     index_path);
+  }
+  impl_->index = std::make_unique<index::Index>(index_path, index::Index::Mode::read_only);
+}
+
+CheckpointReader::~CheckpointReader() = default;
+CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
+CheckpointReader& CheckpointReader::operator=(CheckpointReader&&) noexcept = default;
+
+const std::filesystem::path& CheckpointReader::dir() const noexcept { return impl_->dir; }
+
+std::vector<CheckpointRecord> CheckpointReader::checkpoints(bool include_history) const {
+  return include_history ? impl_->index->all_rows() : impl_->index->live_rows();
+}
+
+std::optional<CheckpointRecord> CheckpointReader::latest() const { return impl_->index->resume_candidate(); }
+std::optional<CheckpointRecord> CheckpointReader::best() const { return impl_->index->best(); }
+
+std::vector<CheckpointEvent> CheckpointReader::events() const {
+  std::vector<CheckpointEvent> events;
+  for (auto& event : impl_->index->events()) {
+    events.push_back(CheckpointEvent{event.id, std::move(event.at), std::move(event.event), event.checkpoint_id,
+                                     std::move(event.detail)});
+  }
+  return events;
+}
+
+std::optional<int> CheckpointReader::max_to_keep() const {
+  auto value = impl_->index->setting("max_to_keep");
+  if (!value) return std::nullopt;
+  try {
+    return std::stoi(*value);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::vector<VerifyResult> CheckpointReader::verify(const std::function<void(std::uint64_t, std::uint64_t)>& progress) const {
+  auto rows = impl_->index->live_rows();
+  std::uint64_t total = 0;
+  for (const auto& row : rows) total += row.size;
+  std::uint64_t done = 0;
+  std::vector<VerifyResult> results;
+  for (const auto& row : rows) {
+    VerifyResult result{row, false, {}};
+    const std::filesystem::path path = impl_->dir / row.file;
+    HashAlgorithm algorithm;
+    auto size = impl_->fs->file_size(path);
+    if (!size) {
+      result.problem = "missing";
+    } else if (*size != row.size) {
+      result.problem = fmt::format("size {} bytes, index recorded {}", *size, row.size);
+    } else if (!io::parse_hash_algorithm(row.hash_algo, algorithm)) {
+      result.problem = fmt::format("unknown hash algorithm '{}'", row.hash_algo);
+    } else {
+      auto digest = io::hash_file(*impl_->fs, path, algorithm);
+      if (digest.hash != row.hash) {
+        result.problem = fmt::format("{} hash {}, index recorded {}", row.hash_algo, digest.hash, row.hash);
+      } else {
+        result.ok = true;
+      }
+    }
+    done += row.size;
+    if (progress) progress(done, total);
+    results.push_back(std::move(result));
+  }
+  return results;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,217 @@
+// The `ckpt` tool, run as a user runs it: the built binary on real directories, each
+// command's output and exit code.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "ckpt/store.hpp"
+#include "format/checkpoint_format.hpp"
+#include "support/store_support.hpp"
+#include "support/test_dir.hpp"
+
+using namespace ckpt;
+using namespace ckpt::test;
+using nlohmann::json;
+
+namespace {
+
+CommandResult ckpt_cli(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>&1"); }
+CommandResult ckpt_stdout(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>/dev/null"); }
+
+// A real payload (torch.save's layout, written by ckpt's writer): epoch, val_acc, and a
+// float32 tensor model.w of 4 elements starting at `first`.
+std::string real_payload(std::int64_t epoch, double val_acc, float first, std::vector<float>* keep_alive) {
+  keep_alive->assign({first, first + 1, first + 2, first + 3});
+  auto storage = std::make_shared<format::StorageInfo>();
+  storage->key = "0";
+  storage->dtype = format::DType::float32;
+  storage->numel = 4;
+  storage->data = keep_alive->data();
+  auto tensor = std::make_shared<format::TensorInfo>();
+  tensor->storage = storage;
+  tensor->sizes = {4};
+  tensor->strides = {1};
+  auto model = format::Value::dict();
+  model->entries.emplace_back(format::Value::of_string("w"), format::Value::of_tensor(tensor));
+  auto root = format::Value::dict();
+  root->entries.emplace_back(format::Value::of_string("epoch"), format::Value::of_int(epoch));
+  root->entries.emplace_back(format::Value::of_string("val_acc"), format::Value::of_double(val_acc));
+  root->entries.emplace_back(format::Value::of_string("model"), model);
+  format::PreparedCheckpoint prepared = format::prepare_checkpoint(root, {storage});
+  struct StringSink : ByteSink {
+    std::string bytes;
+    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
+  } sink;
+  prepared.write(sink);
+  return sink.bytes;
+}
+
+// A directory with epochs 1..5 (max_to_keep 3), a best model and a history.
+void make_run(const std::filesystem::path& dir) {
+  CheckpointStore store(dir, StoreOptions{3});
+  std::vector<float> data;
+  for (int epoch = 1; epoch <= 5; ++epoch) {
+    save_bytes(store, CheckpointKind::epoch, epoch, real_payload(epoch, 0.5 + epoch * 0.1, float(epoch), &data), 0.5 + epoch * 0.1);
+    if (epoch == 4) save_bytes(store, CheckpointKind::best, std::nullopt, real_payload(epoch, 0.9, float(epoch), &data), 0.9);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("ckpt ls lists the committed checkpoints; --all adds history; --json is parseable", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  auto ls = ckpt_cli("ls " + shell_quote(dir.path().string()));
+  CHECK(ls.exit_code == 0);
+  CHECK_THAT(ls.output, Catch::Contains("checkpoint_epoch_5.pth") && Catch::Contains("best_model.pth") &&
+                            !Catch::Contains("checkpoint_epoch_2.pth"));
+  CHECK_THAT(ckpt_cli("ls --all " + shell_quote(dir.path().string())).output,
+             Catch::Contains("deleted") && Catch::Contains("checkpoint_epoch_2.pth"));
+  json rows = json::parse(ckpt_stdout("--json ls " + shell_quote(dir.path().string())).output);
+  REQUIRE(rows.size() == 4);
+  CHECK(rows[0]["kind"] == "best");
+  CHECK(rows[0]["metric"] == 0.9);
+}
+
+TEST_CASE("ckpt latest and best print the path, say why with -v, and exit 1 when there is none", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  auto latest = ckpt_stdout("latest -v " + shell_quote(dir.path().string()));
+  CHECK(latest.exit_code == 0);
+  CHECK_THAT(latest.output, Catch::StartsWith((dir / "checkpoint_epoch_5.pth").string() + "\n") &&
+                                Catch::Contains("epoch 5, the highest of 3 epoch checkpoints"));
+  CHECK(ckpt_stdout("best " + shell_quote(dir.path().string())).output == (dir / "best_model.pth").string() + "\n");
+  TestDir empty("cli-empty");
+  { CheckpointStore store(empty.path()); }
+  auto none = ckpt_cli("latest " + shell_quote(empty.path().string()));
+  CHECK(none.exit_code == 1);
+  CHECK_THAT(none.output, Catch::Contains("no resumable checkpoint"));
+  CHECK(ckpt_cli("best " + shell_quote(empty.path().string())).exit_code == 1);
+}
+
+TEST_CASE("ckpt show prints the structure without tensor data, and statistics with --stats", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  auto show = ckpt_cli("show " + shell_quote(dir.path().string()) + " epoch 4");
+  CHECK(show.exit_code == 0);
+  CHECK_THAT(show.output, Catch::Contains("model.w") && Catch::Contains("float32 [4]") && Catch::Contains("epoch") &&
+                              Catch::Contains("zip payload"));
+  auto stats = ckpt_cli("show --stats " + shell_quote((dir / "checkpoint_epoch_5.pth").string()));
+  CHECK_THAT(stats.output, Catch::Contains("min 5 max 8 mean 6.5"));
+  json parsed = json::parse(ckpt_stdout("--json show --stats " + shell_quote(dir.path().string()) + " best").output);
+  CHECK(parsed["entries"][2]["path"] == "model.w");
+  CHECK(parsed["entries"][2]["stats"]["max"] == 7.0);
+  CHECK(ckpt_cli("show " + shell_quote(dir.path().string()) + " epoch 1").exit_code == 2);  // rotated out
+}
+
+TEST_CASE("ckpt diff says which keys and tensors differ and by how much", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  std::string a = shell_quote((dir / "checkpoint_epoch_4.pth").string());
+  std::string b = shell_quote((dir / "checkpoint_epoch_5.pth").string());
+  // The best model was saved from the same state as epoch 4.
+  auto same = ckpt_cli("diff " + a + " " + shell_quote((dir / "best_model.pth").string()));
+  CHECK(same.exit_code == 0);
+  CHECK(same.output == "no differences\n");
+  auto different = ckpt_cli("diff " + a + " " + b);
+  CHECK(different.exit_code == 1);
+  CHECK_THAT(different.output, Catch::Contains("model.w") && Catch::Contains("max |a-b| 1 over 4 of 4 elements") &&
+                                   Catch::Contains("epoch") && Catch::Contains("4 vs 5"));
+  json parsed = json::parse(ckpt_stdout("--json diff " + a + " " + b).output);
+  CHECK(parsed.size() == 3);  // epoch, val_acc, model.w
+}
+
+TEST_CASE("ckpt history lists the events and draws them as SVG", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  auto history = ckpt_cli("history " + shell_quote(dir.path().string()));
+  CHECK(history.exit_code == 0);
+  CHECK_THAT(history.output, Catch::Contains("rotated_out") && Catch::Contains("new_best"));
+  auto plot = ckpt_cli("history " + shell_quote(dir.path().string()) + " --plot " + shell_quote((dir / "h.svg").string()));
+  CHECK(plot.exit_code == 0);
+  std::string svg = read_bytes(dir / "h.svg");
+  CHECK_THAT(svg, Catch::StartsWith("<svg") && Catch::Contains("<polyline") && Catch::Contains("new best"));
+}
+
+TEST_CASE("ckpt verify passes an intact directory and names a flipped bit, exiting 1", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  auto ok = ckpt_cli("verify " + shell_quote(dir.path().string()));
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.output, Catch::Contains("4 checkpoints verified, 4 ok, 0 mismatched"));
+  std::string bytes = read_bytes(dir / "checkpoint_epoch_4.pth");
+  bytes[bytes.size() / 2] ^= 0x08;
+  write_bytes(dir / "checkpoint_epoch_4.pth", bytes);
+  auto bad = ckpt_cli("verify " + shell_quote(dir.path().string()));
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.output, Catch::Contains("MISMATCH") && Catch::Contains("checkpoint_epoch_4.pth") &&
+                             Catch::Contains("1 mismatched"));
+}
+
+TEST_CASE("ckpt gc applies retention now and ckpt rm removes one checkpoint with its row", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  auto gc = ckpt_cli("gc --keep 1 " + shell_quote(dir.path().string()));
+  CHECK(gc.exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_4.pth"));
+  CHECK(std::filesystem::exists(dir / "checkpoint_epoch_5.pth"));
+  json best = json::parse(ckpt_stdout("--json best " + shell_quote(dir.path().string())).output);
+  auto rm = ckpt_cli("rm " + shell_quote(dir.path().string()) + " " + std::to_string(best["id"].get<int>()));
+  CHECK(rm.exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(dir / "best_model.pth"));
+  CHECK(ckpt_cli("best " + shell_quote(dir.path().string())).exit_code == 1);
+  CHECK(ckpt_cli("rm " + shell_quote(dir.path().string()) + " 9999").exit_code == 2);
+  CHECK(invariant_violations(dir.path()).empty());
+  // The stored retention (3) was not changed by the tool.
+  CHECK_THAT(ckpt_cli("history " + shell_quote(dir.path().string())).output, !Catch::Contains("max_to_keep 5"));
+}
+
+TEST_CASE("a writer command on a directory a trainer holds fails with one line naming the holder", "[cli]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  CheckpointStore running(dir.path(), StoreOptions{3});
+  auto gc = ckpt_cli("gc " + shell_quote(dir.path().string()));
+  CHECK(gc.exit_code == 3);
+  CHECK_THAT(gc.output, Catch::Contains("locked") && Catch::Contains("pid"));
+  CHECK(std::count(gc.output.begin(), gc.output.end(), '\n') == 1);
+  CHECK(ckpt_cli("ls " + shell_quote(dir.path().string())).exit_code == 0);  // readers need no lock
+}
+
+TEST_CASE("ckpt import adopts a directory written by the guide's Python CheckpointManager, once", "[cli][python]") {
+  TestDir dir("cli-import");
+  std::string script = std::string(CKPT_SOURCE_DIR) + "/tests/python/guide_checkpoint_manager.py";
+  auto made = run_command(std::string(CKPT_PYTHON) + " " + shell_quote(script) + " " + shell_quote(dir.path().string()) + " 2>&1");
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  REQUIRE(std::filesystem::exists(dir / "checkpoint_epoch_9.pth.tmp"));
+  auto imported = ckpt_cli("import " + shell_quote(dir.path().string()));
+  CHECK(imported.exit_code == 0);
+  CHECK_THAT(imported.output, Catch::Contains("adopted 6") && Catch::Contains("removed 1 temp file"));
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_9.pth.tmp"));
+  json rows = json::parse(ckpt_stdout("--json ls " + shell_quote(dir.path().string())).output);
+  REQUIRE(rows.size() == 6);
+  CHECK(rows[0]["kind"] == "best");
+  CHECK(rows[0]["metric"].get<double>() == Approx(0.9));
+  CHECK(rows[5]["epoch"] == 8);
+  CHECK(rows[5]["metric"].get<double>() == Approx(0.9));
+  auto events_before = index_events(dir.path()).size();
+  auto again = ckpt_cli("import " + shell_quote(dir.path().string()));
+  CHECK(again.exit_code == 0);
+  CHECK_THAT(again.output, Catch::Contains("adopted 0"));
+  CHECK(index_events(dir.path()).size() == events_before);
+}
+
+TEST_CASE("ckpt --help lists every command, each command has help, and misuse exits 2", "[cli]") {
+  auto help = ckpt_cli("--help");
+  CHECK(help.exit_code == 0);
+  for (const char* command : {"ls", "latest", "best", "show", "diff", "history", "verify", "gc", "rm", "import"}) {
+    INFO(command);
+    CHECK_THAT(help.output, Catch::Contains(command));
+    CHECK(ckpt_cli(std::string(command) + " --help").exit_code == 0);
+  }
+  CHECK(ckpt_cli("ls").exit_code == 2);
+  CHECK(ckpt_cli("nonsense").exit_code == 2);
+  auto missing = ckpt_cli("ls /nonexistent/dir");
+  CHECK(missing.exit_code == 3);
+  CHECK_THAT(missing.output, Catch::StartsWith("ckpt: /nonexistent/dir: no index.sqlite"));
+}

@@ -1,0 +1,441 @@
+// ckpt: inspect, verify and look after checkpoint directories from the shell.
+//
+// Each command is a thin layer over the public, torch-free API (CheckpointReader for
+// reading, CheckpointStore for changes, inspect_payload / diff_payloads for files).
+// Exit codes (docs/cli.md): 0 success; 1 the answer is "no" (no checkpoint, verification
+// found problems, files differ); 2 usage error; 3 error (I/O, damaged index or file,
+// directory locked by a running writer). Errors are one line on stderr.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fmt/format.h>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "ckpt/errors.hpp"
+#include "ckpt/inspect.hpp"
+#include "ckpt/reader.hpp"
+#include "ckpt/store.hpp"
+#include "ckpt/version.hpp"
+#include "history_plot.hpp"
+
+namespace {
+
+using nlohmann::json;
+using ckpt::CheckpointKind;
+using ckpt::CheckpointRecord;
+
+constexpr int kOk = 0, kNo = 1, kUsage = 2, kError = 3;
+
+// ---- formatting ----
+
+std::string human_bytes(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) value /= 1024, ++unit;
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+std::time_t parse_utc(const std::string& iso) {
+  std::tm tm{};
+  if (::strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
+  return ::timegm(&tm);
+}
+
+std::string age(const std::string& created_at) {
+  std::time_t then = parse_utc(created_at);
+  if (then == 0) return "?";
+  auto seconds = std::time(nullptr) - then;
+  if (seconds < 0) seconds = 0;
+  if (seconds < 120) return fmt::format("{}s", seconds);
+  if (seconds < 7200) return fmt::format("{}m", seconds / 60);
+  if (seconds < 172800) return fmt::format("{}h", seconds / 3600);
+  return fmt::format("{}d", seconds / 86400);
+}
+
+json record_json(const std::filesystem::path& dir, const CheckpointRecord& r) {
+  json j{{"id", r.id},           {"kind", ckpt::to_string(r.kind)}, {"epoch", nullptr},
+         {"metric", nullptr},    {"file", r.file},                  {"path", (dir / r.file).string()},
+         {"size", r.size},       {"hash", r.hash},                  {"hash_algo", r.hash_algo},
+         {"status", r.status},   {"created_at", r.created_at}};
+  if (r.epoch) j["epoch"] = *r.epoch;
+  if (r.metric) j["metric"] = *r.metric;
+  return j;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+// ---- commands ----
+
+int cmd_ls(const std::string& dir, bool all, bool as_json) {
+  ckpt::CheckpointReader reader(dir);
+  auto rows = reader.checkpoints(all);
+  if (as_json) {
+    json out = json::array();
+    for (const auto& r : rows) out.push_back(record_json(dir, r));
+    std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
+  std::vector<std::vector<std::string>> table{{"id", "kind", "epoch", "metric", "size", "age", "hash", "file"}};
+  if (all) table[0].insert(table[0].begin() + 2, "status");
+  for (const auto& r : rows) {
+    std::vector<std::string> line{std::to_string(r.id), std::string(ckpt::to_string(r.kind)),
+                                  r.epoch ? std::to_string(*r.epoch) : "-",
+                                  r.metric ? fmt::format("{:.6g}", *r.metric) : "-", human_bytes(r.size),
+                                  age(r.created_at), r.hash.substr(0, 12), r.file};
+    if (all) line.insert(line.begin() + 2, r.status);
+    table.push_back(std::move(line));
+  }
+  print_table(table);
+  if (rows.empty()) std::cout << "(no checkpoints)\n";
+  return kOk;
+}
+
+std::string why_latest(const ckpt::CheckpointReader& reader, const CheckpointRecord& latest) {
+  std::optional<std::int64_t> highest;
+  std::size_t epochs = 0;
+  for (const auto& r : reader.checkpoints()) {
+    if (r.kind == CheckpointKind::epoch) {
+      ++epochs;
+      if (!highest || *r.epoch > *highest) highest = r.epoch;
+    }
+  }
+  if (latest.kind == CheckpointKind::interrupt) {
+    std::string status = latest.status == "consumed" ? "resumed from, no newer checkpoint since" : "not resumed yet";
+    return highest ? fmt::format("interrupt checkpoint from {} ({}), preferred over epoch {}", latest.created_at, status, *highest)
+                   : fmt::format("interrupt checkpoint from {} ({})", latest.created_at, status);
+  }
+  return fmt::format("epoch {}, the highest of {} epoch checkpoint{}, saved {}", *latest.epoch, epochs,
+                     epochs == 1 ? "" : "s", latest.created_at);
+}
+
+int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_json) {
+  ckpt::CheckpointReader reader(dir);
+  auto record = best ? reader.best() : reader.latest();
+  if (!record) {
+    if (as_json) std::cout << "null\n";
+    std::cerr << fmt::format("ckpt: no {} checkpoint in {}\n", best ? "best" : "resumable", dir);
+    return kNo;
+  }
+  std::string why = best ? fmt::format("best model, metric {}, saved {}", record->metric ? fmt::format("{:.6g}", *record->metric) : "unknown",
+                                       record->created_at)
+                         : why_latest(reader, *record);
+  if (as_json) {
+    json out = record_json(dir, *record);
+    out["why"] = why;
+    std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << (std::filesystem::path(dir) / record->file).string() << "\n";
+  if (verbose) std::cout << why << "\n";
+  return kOk;
+}
+
+std::filesystem::path resolve_payload(const std::vector<std::string>& target) {
+  if (target.size() == 1) return target[0];
+  const std::string& dir = target[0];
+  const std::string& kind = target[1];
+  ckpt::CheckpointReader reader(dir);
+  std::optional<CheckpointRecord> record;
+  if (kind == "latest") record = reader.latest();
+  if (kind == "best") record = reader.best();
+  if (kind == "interrupt" || kind == "epoch") {
+    for (const auto& r : reader.checkpoints()) {
+      bool match = kind == "interrupt" ? r.kind == CheckpointKind::interrupt
+                                       : r.kind == CheckpointKind::epoch && target.size() > 2 && std::to_string(*r.epoch) == target[2];
+      if (match) record = r;
+    }
+  }
+  if (!record) throw ckpt::InvalidArgument(fmt::format("{}: no {} checkpoint{}", dir, kind, target.size() > 2 ? " " + target[2] : ""));
+  return std::filesystem::path(dir) / record->file;
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+int cmd_show(const std::vector<std::string>& target, bool stats, bool as_json) {
+  std::filesystem::path file = resolve_payload(target);
+  ckpt::PayloadInfo info = ckpt::inspect_payload(file, stats);
+  if (as_json) {
+    json entries = json::array();
+    for (const auto& e : info.entries) {
+      json j{{"path", e.path}, {"type", e.type}};
+      if (e.type == "Tensor") {
+        j.update({{"dtype", e.dtype}, {"shape", e.shape}, {"stride", e.stride}, {"storage_offset", e.storage_offset},
+                  {"storage", e.storage}, {"bytes", e.bytes}, {"requires_grad", e.requires_grad}});
+        if (e.stats) {
+          j["stats"] = {{"min", e.stats->min}, {"max", e.stats->max}, {"mean", e.stats->mean},
+                        {"nan", e.stats->nan_count}, {"inf", e.stats->inf_count}};
+        }
+      } else {
+        j["value"] = e.value;
+      }
+      entries.push_back(j);
+    }
+    std::cout << json{{"file", file.string()}, {"container", info.container}, {"version", info.version},
+                      {"file_size", info.file_size}, {"storage_bytes", info.storage_bytes}, {"entries", entries}}
+                     .dump(2)
+              << "\n";
+    return kOk;
+  }
+  std::cout << fmt::format("{}: {} payload, format version {}, {}, tensor storage {}\n", file.string(), info.container,
+                           info.version, human_bytes(info.file_size), human_bytes(info.storage_bytes));
+  std::vector<std::vector<std::string>> table;
+  for (const auto& e : info.entries) {
+    if (e.type != "Tensor") {
+      table.push_back({e.path, e.type, e.value});
+      continue;
+    }
+    std::string detail = fmt::format("{} {}  {}", e.dtype, shape_text(e.shape), human_bytes(e.bytes));
+    if (e.stats) {
+      detail += fmt::format("  min {:.4g} max {:.4g} mean {:.4g}", e.stats->min, e.stats->max, e.stats->mean);
+      if (e.stats->nan_count || e.stats->inf_count) detail += fmt::format("  NaN {} Inf {}", e.stats->nan_count, e.stats->inf_count);
+    }
+    table.push_back({e.path, "Tensor", detail});
+  }
+  print_table(table);
+  return kOk;
+}
+
+int cmd_diff(const std::string& a, const std::string& b, bool as_json) {
+  auto differences = ckpt::diff_payloads(a, b);
+  if (as_json) {
+    json out = json::array();
+    for (const auto& d : differences) out.push_back({{"path", d.path}, {"kind", d.kind}, {"detail", d.detail}, {"max_abs_diff", d.max_abs_diff}});
+    std::cout << out.dump(2) << "\n";
+  } else if (differences.empty()) {
+    std::cout << "no differences\n";
+  } else {
+    std::vector<std::vector<std::string>> table{{"path", "difference", "detail"}};
+    for (const auto& d : differences) table.push_back({d.path, d.kind, d.detail});
+    print_table(table);
+  }
+  return differences.empty() ? kOk : kNo;
+}
+
+int cmd_history(const std::string& dir, const std::string& plot, bool as_json) {
+  ckpt::CheckpointReader reader(dir);
+  auto events = reader.events();
+  auto rows = reader.checkpoints(true);
+  if (!plot.empty()) {
+    std::string svg = ckpt::cli::history_svg(rows, events, fmt::format("ckpt history: {}", dir));
+    std::ofstream out(plot);
+    out << svg;
+    if (!out) throw ckpt::IoError(ckpt::ErrorCode::io, fmt::format("{}: cannot write the plot", plot), plot);
+    if (!as_json) std::cerr << fmt::format("wrote {}\n", plot);
+  }
+  if (as_json) {
+    json out = json::array();
+    for (const auto& e : events) {
+      out.push_back({{"id", e.id}, {"at", e.at}, {"event", e.event},
+                     {"checkpoint_id", e.checkpoint_id ? json(*e.checkpoint_id) : json(nullptr)}, {"detail", e.detail}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
+  if (plot.empty()) {
+    std::vector<std::vector<std::string>> table{{"at", "event", "detail"}};
+    for (const auto& e : events) table.push_back({e.at, e.event, e.detail});
+    print_table(table);
+  }
+  return kOk;
+}
+
+int cmd_verify(const std::string& dir, bool as_json) {
+  ckpt::CheckpointReader reader(dir);
+  const bool bar = !as_json && ::isatty(STDERR_FILENO);
+  auto results = reader.verify([&](std::uint64_t done, std::uint64_t total) {
+    if (!bar || total == 0) return;
+    int width = 40, filled = static_cast<int>(width * done / total);
+    std::cerr << fmt::format("\rverifying [{}{}] {:3}% {}", std::string(filled, '#'), std::string(width - filled, ' '),
+                             100 * done / total, human_bytes(done));
+  });
+  if (bar) std::cerr << "\n";
+  int bad = 0;
+  json out = json::array();
+  for (const auto& r : results) {
+    if (!r.ok) ++bad;
+    if (as_json) {
+      json j = record_json(dir, r.record);
+      j["ok"] = r.ok;
+      j["problem"] = r.problem;
+      out.push_back(j);
+    } else if (!r.ok) {
+      std::cout << fmt::format("MISMATCH  {}  {}\n", (std::filesystem::path(dir) / r.record.file).string(), r.problem);
+    }
+  }
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("{} checkpoint{} verified, {} ok, {} mismatched\n", results.size(), results.size() == 1 ? "" : "s",
+                             results.size() - bad, bad);
+  }
+  return bad == 0 ? kOk : kNo;
+}
+
+// Writers open the store with the retention the directory already uses, so a tool never
+// changes it by accident (the guide's default, 5, for a directory without an index).
+ckpt::StoreOptions writer_options(const std::string& dir) {
+  ckpt::StoreOptions options;
+  if (std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
+    if (auto keep = ckpt::CheckpointReader(dir).max_to_keep()) options.max_to_keep = *keep;
+  }
+  return options;
+}
+
+int cmd_gc(const std::string& dir, std::optional<int> keep, bool as_json) {
+  ckpt::CheckpointStore store(dir, writer_options(dir));
+  auto removed = store.gc(keep);
+  if (as_json) {
+    json out = json::array();
+    for (const auto& r : removed) out.push_back(record_json(dir, r));
+    std::cout << out.dump(2) << "\n";
+  } else {
+    for (const auto& r : removed) std::cout << "removed " << (std::filesystem::path(dir) / r.file).string() << "\n";
+    std::cout << fmt::format("{} checkpoint{} removed, keeping the newest {}\n", removed.size(), removed.size() == 1 ? "" : "s",
+                             keep.value_or(store.max_to_keep()));
+  }
+  return kOk;
+}
+
+int cmd_rm(const std::string& dir, std::int64_t id, bool as_json) {
+  ckpt::CheckpointStore store(dir, writer_options(dir));
+  auto removed = store.remove(id);
+  if (as_json) {
+    std::cout << record_json(dir, removed).dump(2) << "\n";
+  } else {
+    std::cout << "removed " << (std::filesystem::path(dir) / removed.file).string() << "\n";
+  }
+  return kOk;
+}
+
+// The guide's Python CheckpointManager stores the best metric as "best_acc" and each
+// epoch's as "val_acc" (its examples' keys); those become the index's metric.
+std::optional<double> guide_metric(const std::filesystem::path& file, CheckpointKind kind) {
+  const char* key = kind == CheckpointKind::best ? "best_acc" : "val_acc";
+  for (const auto& entry : ckpt::inspect_payload(file).entries) {
+    if (entry.path == key && (entry.type == "float" || entry.type == "int")) return std::stod(entry.value);
+  }
+  return std::nullopt;
+}
+
+int cmd_import(const std::string& dir, bool as_json) {
+  if (!std::filesystem::is_directory(dir)) throw ckpt::InvalidArgument(fmt::format("{}: not a directory", dir), dir);
+  ckpt::StoreOptions options = writer_options(dir);
+  options.metric_of_adopted = guide_metric;
+  ckpt::CheckpointStore store(dir, options);
+  const auto& report = store.last_recovery();
+  if (as_json) {
+    std::cout << json{{"adopted", report.adopted}, {"quarantined", report.quarantined},
+                      {"temp_files_removed", report.temp_files_removed}, {"checkpoints", store.live_checkpoints().size()}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << fmt::format("{}: adopted {}, quarantined {}, removed {} temp file{}; {} checkpoints indexed\n", dir,
+                             report.adopted, report.quarantined, report.temp_files_removed,
+                             report.temp_files_removed == 1 ? "" : "s", store.live_checkpoints().size());
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The library logs through spdlog; the tool reports in its own words.
+  spdlog::set_level(spdlog::level::err);
+  CLI::App app{"ckpt: inspect, verify and look after ckpt checkpoint directories"};
+  app.set_version_flag("--version", std::string(ckpt::version()));
+  app.require_subcommand(1);
+  bool as_json = false;
+  app.add_flag("--json", as_json, "machine-readable output (JSON on stdout)");
+
+  std::string dir, file_a, file_b, plot;
+  std::vector<std::string> target;
+  bool all = false, verbose = false, stats = false;
+  std::optional<int> keep;
+  std::int64_t id = 0;
+
+  auto* ls = app.add_subcommand("ls", "list the committed checkpoints (kind, epoch, metric, size, age, hash, file)");
+  ls->add_option("DIR", dir, "checkpoint directory")->required();
+  ls->add_flag("--all", all, "include history: replaced, deleted, consumed, quarantined rows");
+  auto* latest = app.add_subcommand("latest", "print the file a resume would load; exit 1 if there is none");
+  latest->add_option("DIR", dir, "checkpoint directory")->required();
+  latest->add_flag("-v,--verbose", verbose, "say why this one");
+  auto* best = app.add_subcommand("best", "print the best model's file; exit 1 if there is none");
+  best->add_option("DIR", dir, "checkpoint directory")->required();
+  best->add_flag("-v,--verbose", verbose, "say which metric");
+  auto* show = app.add_subcommand("show", "show a payload's structure: keys, tensor dtypes, shapes and sizes (no tensor data read)");
+  show->add_option("TARGET", target, "FILE, or DIR latest|best|interrupt, or DIR epoch N")->required()->expected(1, 3);
+  show->add_flag("--stats", stats, "add min, max, mean, NaN and Inf counts (reads tensor data)");
+  auto* diff = app.add_subcommand("diff", "which keys and tensors differ between two payloads, and by how much; exit 1 if any");
+  diff->add_option("A", file_a, "first payload")->required();
+  diff->add_option("B", file_b, "second payload")->required();
+  auto* history = app.add_subcommand("history", "the directory's event log");
+  history->add_option("DIR", dir, "checkpoint directory")->required();
+  history->add_option("--plot", plot, "draw the metric over epochs with best, interrupt and resume marked, as SVG");
+  auto* verify = app.add_subcommand("verify", "rehash every committed file against the index; exit 1 on any mismatch");
+  verify->add_option("DIR", dir, "checkpoint directory")->required();
+  auto* gc = app.add_subcommand("gc", "apply the retention stored in the index now (delete epochs beyond it)");
+  gc->add_option("DIR", dir, "checkpoint directory")->required();
+  gc->add_option("--keep", keep, "keep this many epochs instead (0 keeps all)");
+  auto* rm = app.add_subcommand("rm", "remove one checkpoint (by the id `ckpt ls` shows) with its row");
+  rm->add_option("DIR", dir, "checkpoint directory")->required();
+  rm->add_option("ID", id, "checkpoint id")->required();
+  auto* import = app.add_subcommand("import", "adopt in place a directory written by the Python CheckpointManager");
+  import->add_option("DIR", dir, "directory with best_model.pth, checkpoint_epoch_N.pth, ...")->required();
+  for (auto* command : {ls, latest, best, show, diff, history, verify, gc, rm, import}) {
+    command->add_flag("--json", as_json, "machine-readable output (JSON on stdout)");
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "ckpt: " << e.what() << " (see ckpt --help)\n";
+    return kUsage;
+  }
+
+  try {
+    if (*ls) return cmd_ls(dir, all, as_json);
+    if (*latest) return cmd_latest_or_best(dir, false, verbose, as_json);
+    if (*best) return cmd_latest_or_best(dir, true, verbose, as_json);
+    if (*show) return cmd_show(target, stats, as_json);
+    if (*diff) return cmd_diff(file_a, file_b, as_json);
+    if (*history) return cmd_history(dir, plot, as_json);
+    if (*verify) return cmd_verify(dir, as_json);
+    if (*gc) return cmd_gc(dir, keep, as_json);
+    if (*rm) return cmd_rm(dir, id, as_json);
+    if (*import) return cmd_import(dir, as_json);
+  } catch (const ckpt::InvalidArgument& e) {
+    std::cerr << "ckpt: " << e.what() << "\n";
+    return kUsage;
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    std::cerr << "ckpt: " << message.substr(0, message.find('\n')) << "\n";
+    return kError;
+  }
+  return kUsage;
+}
