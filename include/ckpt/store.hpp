@@ -114,6 +114,28 @@ struct RecoveryReport {
   bool anything_done() const;
 };
 
+// One step of recovery or repair, as planned before anything is changed.
+struct RepairAction {
+  enum class Type {
+    roll_forward,           // a save whose rename happened: commit it
+    roll_back,              // a save whose rename did not happen: abort it, keep the old file
+    finish_deletion,        // an obsolete file whose deletion was cut short
+    remove_temp_file,       // a leftover *.tmp
+    mark_missing,           // a committed row whose file is gone
+    quarantine_checkpoint,  // a committed row whose file has another size or hash
+    delete_again,           // a file with no row whose bytes match a deleted row (undone deletion)
+    adopt,                  // a complete checkpoint file with no row
+    quarantine_file,        // a damaged checkpoint file with no row
+  };
+  Type type;
+  std::optional<std::int64_t> checkpoint_id;
+  std::string file;
+  std::string reason;
+  std::uint64_t size = 0;  // adopt: what the file holds
+  std::string hash;
+};
+std::string_view to_string(RepairAction::Type type) noexcept;
+
 class CheckpointStore {
  public:
   // Opens (creating if needed) the directory and its index, takes the writer lock,
@@ -172,6 +194,15 @@ class CheckpointStore {
   std::filesystem::path index_path() const;
   int max_to_keep() const noexcept;
   const RecoveryReport& last_recovery() const noexcept;
+
+  // What a full repair of `dir` would do, without the lock and without changing
+  // anything: the recovery an open performs, plus a rehash of every committed file
+  // (`verify_hashes`). Throws IndexError for a missing, damaged or too new index.
+  static std::vector<RepairAction> plan_repair(const std::filesystem::path& dir, bool verify_hashes = true,
+                                               StoreOptions options = {});
+  // Carries out a full repair now (recovery plus rehashing every committed file;
+  // mismatches are quarantined) and returns what was done.
+  std::vector<RepairAction> repair();
 
  private:
   class Impl;

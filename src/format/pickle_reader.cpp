@@ -1,5 +1,6 @@
 #include "format/pickle_reader.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -43,6 +44,9 @@ bool allowed_global(const std::string& name) {
       "torch._utils._rebuild_parameter_with_state",
       "torch.Size",
       "_codecs.encode",
+      // Protocol 2 pickles an empty bytes object as a call of bytes() with no argument.
+      "__builtin__.bytes",
+      "builtins.bytes",
   };
   for (const char* allowed : kAllowed) {
     if (name == allowed) return true;
@@ -145,6 +149,69 @@ ValuePtr PickleReader::memo_get(std::uint64_t index) {
   return found->second;
 }
 
+// Why sealing prevents cycles: for a cycle C1 -> C2 -> ... -> Ck -> C1, each Ci+1 was
+// stored in Ci at some time t_i, which sealed Ci+1 and required Ci unsealed; so Ci was
+// sealed after t_i but no later than t_(i-1), when it was stored in Ci-1: t_i < t_(i-1)
+// all around the cycle, a contradiction. And as a sealed container's items are sealed
+// too, its depth is final when it is stored: the depth recorded below is exact. Python's
+// pickler always completes a container before storing it in another, except in a
+// recursive structure, which a checkpoint never is.
+ValuePtr PickleReader::container(ValuePtr value) {
+  if (containers_.size() >= purge_at_) {
+    // Forget containers only this map still holds (REDUCE arguments, popped values):
+    // nothing can store them again, and holding them would keep every temporary alive
+    // to the end. Amortized O(1): the map at least doubles between two purges.
+    for (auto it = containers_.begin(); it != containers_.end();) {
+      it = it->second.keep_alive.use_count() == 1 ? containers_.erase(it) : std::next(it);
+    }
+    purge_at_ = std::max<std::size_t>(1024, 2 * containers_.size());
+  }
+  containers_[value.get()] = ContainerState{value, 0, false};
+  return value;
+}
+
+ValuePtr PickleReader::tuple_of(std::vector<ValuePtr> items) {
+  ValuePtr tuple = container(Value::tuple());
+  for (const auto& item : items) adopt(tuple, item);
+  tuple->items = std::move(items);
+  return tuple;
+}
+
+void PickleReader::adopt(const ValuePtr& target, const ValuePtr& item) {
+  int item_depth = 0;
+  if (auto found = containers_.find(item.get()); found != containers_.end()) {
+    found->second.sealed = true;
+    item_depth = found->second.depth;
+  }
+  auto found = containers_.find(target.get());
+  if (found == containers_.end()) fail("data.pkl: internal error: untracked {} at byte {}", kind_name(target->kind), pos_);
+  if (found->second.sealed) {
+    fail("data.pkl: a {} is changed after it was stored in another container (byte {}): recursive structures "
+         "are not supported in a checkpoint",
+         kind_name(target->kind), pos_);
+  }
+  if (item_depth + 1 > kMaxNesting) fail("data.pkl: nesting deeper than {} levels at byte {}", kMaxNesting, pos_);
+  found->second.depth = std::max(found->second.depth, item_depth + 1);
+}
+
+// A memo reference (BINGET, 2 bytes) can name the same large tuple or string again and
+// again. What the reader copies out of a value it already holds (a tensor's sizes and
+// strides, a parameter's, _codecs.encode's text, a storage's key and location; and the
+// check of a torch.Size's items) is charged here, and more than kCopyFactor times the input is refused: fuzzing found
+// 27-71 KB pickles that made it hold 55-340 MB this way. Pickles as torch.save or ckpt
+// write them copy at most a few times their size (8 bytes per shape element, each
+// written in 2 bytes or more); real ones far less.
+constexpr std::uint64_t kCopyFactor = 16;
+constexpr std::uint64_t kCopySlack = 1 << 16;
+
+void PickleReader::charge(std::uint64_t bytes) {
+  copied_ = checked_add(copied_, bytes, "data.pkl: copied bytes");
+  if (copied_ > kCopyFactor * data_.size() + kCopySlack) {
+    fail("data.pkl: memo references make it copy more than {} bytes from a {}-byte input (at byte {})",
+         kCopyFactor * data_.size() + kCopySlack, data_.size(), pos_);
+  }
+}
+
 ValuePtr PickleReader::make_global(std::string module, std::string name) {
   std::string qualified = module + "." + name;
   if (!allowed_global(qualified)) {
@@ -167,6 +234,7 @@ ValuePtr PickleReader::persistent_load(const ValuePtr& pid) {
   const std::string& key = expect(items[2], ValueKind::string, "a storage key")->text;
   const std::string& location = expect(items[3], ValueKind::string, "a storage location")->text;
   std::int64_t numel = expect(items[4], ValueKind::integer, "a storage size")->integer;
+  charge(key.size() + location.size());  // hashed below, copied for a new storage
   if (numel < 0) fail("data.pkl: storage '{}' has a negative size", key);
   if (items.size() > 5 && items[5]->kind != ValueKind::none) fail("data.pkl: legacy storage views are not supported");
 
@@ -189,6 +257,8 @@ ValuePtr PickleReader::rebuild_tensor(const std::vector<ValuePtr>& args, bool v2
   auto tensor = std::make_shared<TensorInfo>();
   tensor->storage = expect(args[0], ValueKind::storage, "a tensor's storage")->storage;
   tensor->storage_offset = expect(args[1], ValueKind::integer, "a tensor's storage offset")->integer;
+  charge(8 * (expect(args[2], ValueKind::tuple, "a tensor's size")->items.size() +
+              expect(args[3], ValueKind::tuple, "a tensor's stride")->items.size()));
   tensor->sizes = int_tuple(args[2], "a tensor's size");
   tensor->strides = int_tuple(args[3], "a tensor's stride");
   if (v2 && args.size() > 4) tensor->requires_grad = expect(args[4], ValueKind::boolean, "requires_grad")->boolean;
@@ -221,13 +291,14 @@ ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_val
   const auto& args = expect(args_value, ValueKind::tuple, "REDUCE arguments")->items;
   if (name == "collections.OrderedDict") {
     if (!args.empty()) fail("data.pkl: OrderedDict built from arguments is not supported");
-    return Value::dict(/*ordered=*/true);
+    return container(Value::dict(/*ordered=*/true));
   }
   if (name == "torch._utils._rebuild_tensor_v2") return rebuild_tensor(args, true);
   if (name == "torch._utils._rebuild_tensor") return rebuild_tensor(args, false);
   if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
     if (args.size() < 2) fail("data.pkl: parameter rebuild with {} arguments", args.size());
     auto source = expect(args[0], ValueKind::tensor, "a parameter's data")->tensor;
+    charge(8 * (source->sizes.size() + source->strides.size()));
     auto tensor = std::make_shared<TensorInfo>(*source);
     tensor->requires_grad = expect(args[1], ValueKind::boolean, "requires_grad")->boolean;
     tensor->is_parameter = true;
@@ -235,8 +306,15 @@ ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_val
   }
   if (name == "torch.Size") {
     if (args.size() != 1) fail("data.pkl: torch.Size with {} arguments", args.size());
+    charge(8 * expect(args[0], ValueKind::tuple, "torch.Size")->items.size());  // checked by int_tuple
     int_tuple(args[0], "torch.Size");
-    return Value::tuple(args[0]->items);
+    // The argument tuple itself, not a copy: tuples are never changed, and a memo
+    // reference to a large one must not be copied each time (see charge()).
+    return args[0];
+  }
+  if (name == "__builtin__.bytes" || name == "builtins.bytes") {
+    if (!args.empty()) fail("data.pkl: only bytes() without arguments is supported");
+    return Value::of_bytes({});
   }
   if (name == "_codecs.encode") {
     if (args.size() != 2 || args[0]->kind != ValueKind::string || args[1]->kind != ValueKind::string ||
@@ -247,6 +325,7 @@ ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_val
     // back to code points below 256.
     std::string bytes;
     const std::string& text = args[0]->text;
+    charge(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
       auto c = static_cast<std::uint8_t>(text[i]);
       if (c < 0x80) {
@@ -305,49 +384,58 @@ ValuePtr PickleReader::load() {
       case kShortBinBytes: stack_.push_back(Value::of_bytes(std::string(read_bytes(read_uint(1))))); break;
       case kBinBytes: stack_.push_back(Value::of_bytes(std::string(read_bytes(read_uint(4))))); break;
       case kBinBytes8: stack_.push_back(Value::of_bytes(std::string(read_bytes(read_uint(8))))); break;
-      case kEmptyTuple: stack_.push_back(Value::tuple()); break;
+      case kEmptyTuple: stack_.push_back(container(Value::tuple())); break;
       case kTuple1:
       case kTuple2:
       case kTuple3: {
         std::size_t n = op - kTuple1 + 1;
         std::vector<ValuePtr> items(n);
         for (std::size_t i = n; i-- > 0;) items[i] = pop();
-        stack_.push_back(Value::tuple(std::move(items)));
+        stack_.push_back(tuple_of(std::move(items)));
         break;
       }
-      case kTuple: stack_.push_back(Value::tuple(pop_to_mark())); break;
-      case kEmptyList: stack_.push_back(Value::list()); break;
+      case kTuple: stack_.push_back(tuple_of(pop_to_mark())); break;
+      case kEmptyList: stack_.push_back(container(Value::list())); break;
       case kList: {
-        auto list = Value::list();
-        list->items = pop_to_mark();
+        auto list = container(Value::list());
+        auto items = pop_to_mark();
+        for (const auto& item : items) adopt(list, item);
+        list->items = std::move(items);
         stack_.push_back(list);
         break;
       }
       case kAppend: {
         ValuePtr item = pop();
-        expect(top(), ValueKind::list, "the target of APPEND")->items.push_back(std::move(item));
+        const ValuePtr& list = expect(top(), ValueKind::list, "the target of APPEND");
+        adopt(list, item);
+        list->items.push_back(std::move(item));
         break;
       }
       case kAppends: {
         auto items = pop_to_mark();
-        auto& list = expect(top(), ValueKind::list, "the target of APPENDS")->items;
-        list.insert(list.end(), items.begin(), items.end());
+        const ValuePtr& list = expect(top(), ValueKind::list, "the target of APPENDS");
+        for (const auto& item : items) adopt(list, item);
+        list->items.insert(list->items.end(), items.begin(), items.end());
         break;
       }
-      case kEmptyDict: stack_.push_back(Value::dict()); break;
+      case kEmptyDict: stack_.push_back(container(Value::dict())); break;
       case kDict:
       case kSetItems: {
         auto items = pop_to_mark();
         if (items.size() % 2 != 0) fail("data.pkl: odd number of items for a dict at byte {}", at);
-        if (op == kDict) stack_.push_back(Value::dict());
-        auto& entries = expect(top(), ValueKind::dict, "the target of SETITEMS")->entries;
-        for (std::size_t i = 0; i < items.size(); i += 2) entries.emplace_back(items[i], items[i + 1]);
+        if (op == kDict) stack_.push_back(container(Value::dict()));
+        const ValuePtr& dict = expect(top(), ValueKind::dict, "the target of SETITEMS");
+        for (const auto& item : items) adopt(dict, item);
+        for (std::size_t i = 0; i < items.size(); i += 2) dict->entries.emplace_back(items[i], items[i + 1]);
         break;
       }
       case kSetItem: {
         ValuePtr value = pop();
         ValuePtr key = pop();
-        expect(top(), ValueKind::dict, "the target of SETITEM")->entries.emplace_back(key, value);
+        const ValuePtr& dict = expect(top(), ValueKind::dict, "the target of SETITEM");
+        adopt(dict, key);
+        adopt(dict, value);
+        dict->entries.emplace_back(key, value);
         break;
       }
       case kBinPut: memo_put(read_uint(1)); break;

@@ -49,6 +49,25 @@ class PickleReader {
   ValuePtr rebuild_tensor(const std::vector<ValuePtr>& args, bool v2);
   void memo_put(std::uint64_t index);
   ValuePtr memo_get(std::uint64_t index);
+  // Nesting and cycle guard (fuzzing found both: a list that contains itself leaked, and
+  // 100,000 nested lists overflowed the stack in ~Value). Every list, tuple and dict is
+  // created through container(); every insertion goes through adopt(), which refuses
+  // nesting deeper than kMaxNesting and any change to a container after it was stored
+  // in another one (which is how a cycle must be built). See pickle_reader.cpp.
+  ValuePtr container(ValuePtr value);
+  ValuePtr tuple_of(std::vector<ValuePtr> items);
+  void adopt(const ValuePtr& target, const ValuePtr& item);
+  struct ContainerState {
+    ValuePtr keep_alive;  // so that no other Value reuses the address while we read
+    int depth = 0;        // levels below it: 0 when empty, else 1 + its deepest item's
+    bool sealed = false;  // stored in another container: no longer changed
+  };
+  std::unordered_map<const Value*, ContainerState> containers_;
+  std::size_t purge_at_ = 1024;
+  // Copies out of values already held (a memo reference is 2 bytes; what it names may
+  // be large): bounded by a multiple of the input's size. See pickle_reader.cpp.
+  void charge(std::uint64_t bytes);
+  std::uint64_t copied_ = 0;
 
   std::string_view data_;
   std::size_t pos_ = 0;

@@ -4,8 +4,10 @@
 //
 // Containers are shared (std::shared_ptr) because pickle memoizes objects and mutates
 // them after they are referenced: a list is created, put in the memo, then appended to.
-// A hostile pickle can make a container contain itself; consumers walk the graph with a
-// depth limit (kMaxNesting) and report cycles as FormatError.
+// The reader refuses a container that would contain itself and nesting deeper than
+// kMaxNesting (PickleReader::adopt); consumers still walk with a depth limit. Memo
+// references keep sub-graphs shared: a graph from a hostile file can be a DAG that
+// expands to an exponential tree, so a consumer must not expand it blindly.
 #pragma once
 
 #include <cstdint>

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <set>
 #include <ctime>
 #include <fmt/format.h>
 
@@ -82,6 +83,8 @@ std::string describe(const CheckpointRecord& record) {
 
 class CheckpointStore::Impl {
  public:
+  struct PlanOnly {};
+
   Impl(std::filesystem::path dir, StoreOptions options)
       : dir_(std::move(dir)), options_(std::move(options)), fs_(options_.file_system) {
     if (options_.max_to_keep < 0) {
@@ -94,7 +97,18 @@ class CheckpointStore::Impl {
     lock_ = fs_->lock_exclusive(dir_ / names::kLock, fmt::format("pid {} on {}", ::getpid(), host_name()));
     index_ = std::make_unique<index::Index>(dir_ / names::kIndex);
     record_retention_setting();
-    recover();
+    apply(plan(/*verify_hashes=*/false));
+  }
+
+  // For planning only: no lock, a read-only index, nothing recovered or written.
+  Impl(std::filesystem::path dir, StoreOptions options, PlanOnly)
+      : dir_(std::move(dir)), options_(std::move(options)), fs_(options_.file_system) {
+    if (!fs_) fs_ = FileSystem::posix();
+    const std::filesystem::path index_path = dir_ / names::kIndex;
+    if (!fs_->file_size(index_path)) {
+      throw IndexError(ErrorCode::index, fmt::format("{}: no {}", dir_.string(), names::kIndex), index_path);
+    }
+    index_ = std::make_unique<index::Index>(index_path, index::Index::Mode::read_only);
   }
 
   CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
@@ -418,44 +432,137 @@ class CheckpointStore::Impl {
     log::write(level_enum::err, "{}: {}; moved to {}", (dir_ / record.file).string(), why, target.string());
   }
 
-  void recover() {
+  // Recovery and repair, planned from the index and the directory before anything
+  // changes, so that `ckpt repair` can show the plan and an open can carry it out.
+  std::vector<RepairAction> plan(bool verify_hashes) {
+    using Type = RepairAction::Type;
+    std::vector<RepairAction> actions;
+    std::set<std::string> replaced;  // names a rolled-forward save now owns
+    std::set<std::string> deleted;   // names an unfinished deletion will remove
     for (const auto& pending : index_->rows_with_status(status::kPending)) {
-      step("recover_pending");
-      if (resolve_pending(pending)) {
-        ++report_.rolled_forward;
+      const std::filesystem::path path = dir_ / pending.file;
+      bool renamed = false;
+      if (auto size = fs_->file_size(path); size && *size == pending.size) {
+        renamed = digest_of(path, pending.hash_algo).hash == pending.hash;
+      }
+      if (renamed) {
+        replaced.insert(pending.file);
+        actions.push_back({Type::roll_forward, pending.id, pending.file, "the rename happened: commit the save", 0, {}});
       } else {
-        ++report_.rolled_back;
+        actions.push_back({Type::roll_back, pending.id, pending.file, "the save did not complete: keep the previous file", 0, {}});
       }
     }
-    report_.deletions_finished += delete_obsolete_files();
-
-    std::vector<std::string> files = fs_->list_files(dir_);
+    for (const auto& row : index_->rows_with_status(status::kDeleting)) {
+      if (!index_->live_row_for(row.file) && !replaced.count(row.file)) deleted.insert(row.file);
+      actions.push_back({Type::finish_deletion, row.id, row.file, "obsolete: its deletion was cut short", 0, {}});
+    }
+    const std::vector<std::string> files = fs_->list_files(dir_);
     for (const auto& name : files) {
-      if (!names::is_temp_file(name)) continue;
-      fs_->remove(dir_ / name);
-      ++report_.temp_files_removed;
-      log::write(level_enum::info, "removed leftover temp file {}", (dir_ / name).string());
+      if (names::is_temp_file(name)) actions.push_back({Type::remove_temp_file, std::nullopt, name, "leftover temp file", 0, {}});
     }
-    if (report_.temp_files_removed > 0) fs_->sync_dir(dir_);
-
-    // Invariant 1, cheaply: every live row's file exists with its recorded size. Hashes
-    // are checked when a file is loaded (rehashing everything at every open would make
-    // opening cost a full read of the directory).
+    std::set<std::string> retired;  // names whose live row is about to be retired
     for (const auto& row : index_->live_rows()) {
-      auto size = fs_->file_size(dir_ / row.file);
+      if (replaced.count(row.file)) continue;
+      const std::filesystem::path path = dir_ / row.file;
+      auto size = fs_->file_size(path);
+      std::string problem;
       if (!size) {
-        mark_missing(row, "file not found at open");
-      } else if (*size != row.size) {
-        quarantine(row, fmt::format("size {} does not match the recorded {}", *size, row.size));
+        actions.push_back({Type::mark_missing, row.id, row.file, "file not found", 0, {}});
+        continue;
+      }
+      if (*size != row.size) {
+        problem = fmt::format("size {} does not match the recorded {}", *size, row.size);
+      } else if (verify_hashes) {
+        std::string hash = digest_of(path, row.hash_algo).hash;
+        if (hash != row.hash) problem = fmt::format("{} hash {} does not match the recorded {}", row.hash_algo, hash, row.hash);
+      }
+      if (!problem.empty()) {
+        retired.insert(row.file);
+        actions.push_back({Type::quarantine_checkpoint, row.id, row.file, problem, 0, {}});
       }
     }
-
     for (const auto& name : files) {
       auto parsed = names::parse_checkpoint_file(name);
-      if (!parsed || index_->live_row_for(name)) continue;
-      if (!fs_->file_size(dir_ / name)) continue;  // quarantined just above
-      adopt_or_quarantine(name, *parsed);
+      if (!parsed || replaced.count(name) || deleted.count(name) || retired.count(name) || index_->live_row_for(name)) continue;
+      actions.push_back(plan_orphan(name));
     }
+    return actions;
+  }
+
+  // A checkpoint file the index has no live row for: left by a deletion a power loss
+  // undid (delete it again), written while the index lost its last commits or copied in
+  // by hand (adopt it if complete), or damaged (quarantine it). Never deleted otherwise.
+  RepairAction plan_orphan(const std::string& name) {
+    using Type = RepairAction::Type;
+    store::ProbeResult probe = store::probe_payload(*fs_, dir_ / name, options_.hash_algorithm);
+    for (std::string_view old_status : {status::kDeleting, status::kDeleted}) {
+      for (const auto& row : index_->rows_for(name, old_status)) {
+        if (row.size == probe.digest.size && row.hash_algo == to_string(options_.hash_algorithm) &&
+            row.hash == probe.digest.hash) {
+          return {Type::delete_again, row.id, name, "its bytes match a deleted checkpoint: a crash undid the deletion", 0, {}};
+        }
+      }
+    }
+    if (!probe.looks_complete) return {Type::quarantine_file, std::nullopt, name, "no index row and " + probe.reason, 0, {}};
+    return {Type::adopt, std::nullopt, name, "a complete checkpoint file without an index row", probe.digest.size,
+            probe.digest.hash};
+  }
+
+  void apply(const std::vector<RepairAction>& actions) {
+    using Type = RepairAction::Type;
+    bool synced_temp_removal = false;
+    for (const auto& action : actions) {
+      const std::filesystem::path path = dir_ / action.file;
+      switch (action.type) {
+        case Type::roll_forward:
+          step("recover_pending");
+          finish_save(*action.checkpoint_id, "recovered");
+          ++report_.rolled_forward;
+          break;
+        case Type::roll_back: {
+          step("recover_pending");
+          Transaction transaction(*index_, Durability::deferred);
+          index_->set_status(*action.checkpoint_id, status::kAborted);
+          index_->add_event("recovered", action.checkpoint_id,
+                            fmt::format("{}: save did not complete; previous file kept", action.file));
+          transaction.commit();
+          log::write(level_enum::warn, "rolled back an unfinished save of {}", path.string());
+          ++report_.rolled_back;
+          break;
+        }
+        case Type::finish_deletion: break;  // all at once below, with those a roll-forward adds
+        case Type::remove_temp_file:
+          fs_->remove(path);
+          synced_temp_removal = true;
+          ++report_.temp_files_removed;
+          log::write(level_enum::info, "removed leftover temp file {}", path.string());
+          break;
+        case Type::mark_missing: mark_missing(index_->find(*action.checkpoint_id).value(), action.reason); break;
+        case Type::quarantine_checkpoint: quarantine(index_->find(*action.checkpoint_id).value(), action.reason); break;
+        case Type::delete_again:
+          fs_->remove(path);
+          fs_->sync_dir(dir_);
+          ++report_.deletions_finished;
+          log::write(level_enum::info, "deleted {} again: its deletion was undone by a crash", path.string());
+          break;
+        case Type::quarantine_file: {
+          step("recover_orphan");
+          std::filesystem::path target = move_to_quarantine(action.file);
+          Transaction transaction(*index_, Durability::full);
+          index_->add_event("quarantined", std::nullopt, fmt::format("{}: {}; moved to {}", action.file, action.reason, target.string()));
+          transaction.commit();
+          ++report_.quarantined;
+          log::write(level_enum::err, "{}: {}; moved to {}", path.string(), action.reason, target.string());
+          break;
+        }
+        case Type::adopt:
+          step("recover_orphan");
+          adopt(action);
+          break;
+      }
+    }
+    if (synced_temp_removal) fs_->sync_dir(dir_);
+    report_.deletions_finished += delete_obsolete_files();
 
     if (report_.anything_done()) {
       std::string summary = fmt::format(
@@ -470,41 +577,15 @@ class CheckpointStore::Impl {
     }
   }
 
-  // A checkpoint file the index has no live row for: left by a deletion a power loss
-  // undid (delete it again), written while the index lost its last commits or copied in
-  // by hand (adopt it if complete), or damaged (quarantine it). Never deleted otherwise.
-  void adopt_or_quarantine(const std::string& name, const names::ParsedCheckpointName& parsed) {
-    step("recover_orphan");
-    const std::filesystem::path path = dir_ / name;
-    store::ProbeResult probe = store::probe_payload(*fs_, path, options_.hash_algorithm);
-    for (std::string_view retired : {status::kDeleting, status::kDeleted}) {
-      for (const auto& row : index_->rows_for(name, retired)) {
-        if (row.size == probe.digest.size && row.hash_algo == to_string(options_.hash_algorithm) &&
-            row.hash == probe.digest.hash) {
-          fs_->remove(path);
-          fs_->sync_dir(dir_);
-          ++report_.deletions_finished;
-          log::write(level_enum::info, "deleted {} again: its deletion was undone by a crash", path.string());
-          return;
-        }
-      }
-    }
-    if (!probe.looks_complete) {
-      std::filesystem::path target = move_to_quarantine(name);
-      Transaction transaction(*index_, Durability::full);
-      index_->add_event("quarantined", std::nullopt,
-                        fmt::format("{}: no index row and {}; moved to {}", name, probe.reason, target.string()));
-      transaction.commit();
-      ++report_.quarantined;
-      log::write(level_enum::err, "{}: no index row and {}; moved to {}", path.string(), probe.reason, target.string());
-      return;
-    }
+  void adopt(const RepairAction& action) {
+    const std::filesystem::path path = dir_ / action.file;
+    auto parsed = names::parse_checkpoint_file(action.file).value();
     CheckpointRecord record;
     record.kind = parsed.kind;
     record.epoch = parsed.epoch;
-    record.file = name;
-    record.size = probe.digest.size;
-    record.hash = probe.digest.hash;
+    record.file = action.file;
+    record.size = action.size;
+    record.hash = action.hash;
     record.hash_algo = std::string(to_string(options_.hash_algorithm));
     record.status = std::string(status::kCommitted);
     if (options_.metric_of_adopted) {
@@ -522,6 +603,16 @@ class CheckpointStore::Impl {
     log::write(level_enum::warn, "adopted {} (it had no index row)", path.string());
   }
 
+ public:
+  std::vector<RepairAction> plan_for_repair(bool verify_hashes) { return plan(verify_hashes); }
+  std::vector<RepairAction> repair() {
+    report_ = RecoveryReport{};
+    auto actions = plan(/*verify_hashes=*/true);
+    apply(actions);
+    return actions;
+  }
+
+ private:
   std::filesystem::path dir_;
   StoreOptions options_;
   std::shared_ptr<FileSystem> fs_;
@@ -578,5 +669,29 @@ const std::filesystem::path& CheckpointStore::dir() const noexcept { return impl
 std::filesystem::path CheckpointStore::index_path() const { return impl_->index_path(); }
 int CheckpointStore::max_to_keep() const noexcept { return impl_->max_to_keep(); }
 const RecoveryReport& CheckpointStore::last_recovery() const noexcept { return impl_->last_recovery(); }
+
+std::vector<RepairAction> CheckpointStore::plan_repair(const std::filesystem::path& dir, bool verify_hashes,
+                                                       StoreOptions options) {
+  Impl planner(dir, std::move(options), Impl::PlanOnly{});
+  return planner.plan_for_repair(verify_hashes);
+}
+
+std::vector<RepairAction> CheckpointStore::repair() { return impl_->repair(); }
+
+std::string_view to_string(RepairAction::Type type) noexcept {
+  using Type = RepairAction::Type;
+  switch (type) {
+    case Type::roll_forward: return "roll forward";
+    case Type::roll_back: return "roll back";
+    case Type::finish_deletion: return "finish deletion";
+    case Type::remove_temp_file: return "remove temp file";
+    case Type::mark_missing: return "mark missing";
+    case Type::quarantine_checkpoint: return "quarantine";
+    case Type::delete_again: return "delete again";
+    case Type::adopt: return "adopt";
+    case Type::quarantine_file: return "quarantine";
+  }
+  return "unknown";
+}
 
 }  // namespace ckpt

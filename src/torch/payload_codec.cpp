@@ -261,7 +261,7 @@ class Decoder {
     const c10::Storage& storage = storages_.at(info.storage->key);
     at::Tensor tensor = at::empty({0}, at::TensorOptions().dtype(to_scalar_type(info.storage->dtype)));
     tensor.set_(storage, info.storage_offset, info.sizes, info.strides);
-    if (info.requires_grad && tensor.is_floating_point()) tensor.requires_grad_(true);
+    if (info.requires_grad && (tensor.is_floating_point() || tensor.is_complex())) tensor.requires_grad_(true);
     return tensor;
   }
 
