@@ -327,12 +327,16 @@ int cmd_rm(const std::string& dir, std::int64_t id, bool as_json) {
   return kOk;
 }
 
-// The guide's Python CheckpointManager stores the best metric as "best_acc" and each
+// The guide's Python CheckpointManager keeps the best metric as "best_acc" and each
 // epoch's as "val_acc" (its examples' keys); those become the index's metric.
 std::optional<double> guide_metric(const std::filesystem::path& file, CheckpointKind kind) {
-  const char* key = kind == CheckpointKind::best ? "best_acc" : "val_acc";
-  for (const auto& entry : ckpt::inspect_payload(file).entries) {
-    if (entry.path == key && (entry.type == "float" || entry.type == "int")) return std::stod(entry.value);
+  std::vector<std::string> keys{"val_acc"};
+  if (kind == CheckpointKind::best) keys.insert(keys.begin(), "best_acc");
+  auto entries = ckpt::inspect_payload(file).entries;
+  for (const auto& key : keys) {
+    for (const auto& entry : entries) {
+      if (entry.path == key && (entry.type == "float" || entry.type == "int")) return std::stod(entry.value);
+    }
   }
   return std::nullopt;
 }
@@ -356,6 +360,103 @@ int cmd_import(const std::string& dir, bool as_json) {
   return kOk;
 }
 
+// What state the index is in, for repair.
+enum class IndexHealth { ok, missing, damaged, too_new };
+
+IndexHealth index_health(const std::string& dir, std::string& detail) {
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) return IndexHealth::missing;
+  try {
+    ckpt::CheckpointReader reader(dir);
+    detail = reader.integrity_check();
+    if (detail != "ok") return IndexHealth::damaged;
+    reader.checkpoints(true);  // a damaged page can also surface only when read
+    reader.events();
+    return IndexHealth::ok;
+  } catch (const ckpt::IndexError& error) {
+    detail = error.what();
+    return error.code() == ckpt::ErrorCode::schema_too_new ? IndexHealth::too_new : IndexHealth::damaged;
+  }
+}
+
+// Moves index.sqlite and its WAL files aside (never deletes them); returns the new name.
+std::string move_index_aside(const std::string& dir) {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  const std::filesystem::path base = std::filesystem::path(dir) / "index.sqlite";
+  const std::string aside = base.string() + ".old-" + stamp;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::path from = base.string() + suffix;
+    if (std::filesystem::exists(from)) std::filesystem::rename(from, aside + suffix);
+  }
+  return aside;
+}
+
+int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
+  std::string detail;
+  IndexHealth health = index_health(dir, detail);
+  if (health == IndexHealth::too_new && !force) {
+    throw ckpt::IndexError(ckpt::ErrorCode::schema_too_new, detail + " (ckpt repair --force rebuilds it from the files, keeping the old index aside)");
+  }
+  json out{{"dir", dir}, {"applied", apply}};
+  if (health != IndexHealth::ok) {
+    // Rebuild: the files are the truth; every complete checkpoint file is adopted.
+    std::string why = health == IndexHealth::missing ? "no index" : "index unusable: " + detail.substr(0, detail.find('\n'));
+    out["index"] = why;
+    out["plan"] = {{{"action", "rebuild index"}, {"reason", why}}};
+    if (!apply) {
+      if (as_json) std::cout << out.dump(2) << "\n";
+      else std::cout << fmt::format("plan for {}:\n  rebuild the index from the checkpoint files ({}){}\nrun with --apply to carry it out\n",
+                                    dir, why, health == IndexHealth::missing ? "" : "; the old index is kept aside");
+      return kNo;
+    }
+    if (health != IndexHealth::missing) out["old_index"] = move_index_aside(dir);
+    ckpt::StoreOptions options;
+    options.metric_of_adopted = guide_metric;
+    ckpt::CheckpointStore store(dir, options);
+    const auto& report = store.last_recovery();
+    out["adopted"] = report.adopted;
+    out["quarantined"] = report.quarantined;
+    if (as_json) std::cout << out.dump(2) << "\n";
+    else std::cout << fmt::format("rebuilt the index of {}: adopted {}, quarantined {}{}\n", dir, report.adopted, report.quarantined,
+                                  out.contains("old_index") ? fmt::format("; old index kept as {}", out["old_index"].get<std::string>()) : "");
+    return kOk;
+  }
+
+  ckpt::StoreOptions options = writer_options(dir);
+  options.metric_of_adopted = guide_metric;
+  auto plan = ckpt::CheckpointStore::plan_repair(dir, /*verify_hashes=*/true, options);
+  json actions = json::array();
+  for (const auto& action : plan) {
+    actions.push_back({{"action", std::string(ckpt::to_string(action.type))}, {"file", action.file},
+                       {"checkpoint_id", action.checkpoint_id ? json(*action.checkpoint_id) : json(nullptr)},
+                       {"reason", action.reason}});
+  }
+  out["plan"] = actions;
+  if (!apply) {
+    if (as_json) {
+      std::cout << out.dump(2) << "\n";
+    } else if (plan.empty()) {
+      std::cout << fmt::format("{}: nothing to repair\n", dir);
+    } else {
+      std::cout << fmt::format("plan for {}:\n", dir);
+      for (const auto& action : plan) std::cout << fmt::format("  {:<17} {:<28} {}\n", ckpt::to_string(action.type), action.file, action.reason);
+      std::cout << "run with --apply to carry it out\n";
+    }
+    return plan.empty() ? kOk : kNo;
+  }
+  ckpt::CheckpointStore store(dir, options);  // opening performs the recovery part
+  store.repair();                             // and this the rehash of every file
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("repaired {}: {} action{} carried out\n", dir, plan.size(), plan.size() == 1 ? "" : "s");
+  }
+  return kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -364,6 +465,9 @@ int main(int argc, char** argv) {
   CLI::App app{"ckpt: inspect, verify and look after ckpt checkpoint directories"};
   app.set_version_flag("--version", std::string(ckpt::version()));
   app.require_subcommand(1);
+  app.footer("Exit codes: 0 success; 1 the answer is no (no checkpoint, verification or repair found problems,\n"
+             "payloads differ); 2 usage error; 3 error (I/O, damaged index or file, directory locked by a writer).\n"
+             "Reference: docs/cli.md");
   bool as_json = false;
   app.add_flag("--json", as_json, "machine-readable output (JSON on stdout)");
 
@@ -399,9 +503,14 @@ int main(int argc, char** argv) {
   auto* rm = app.add_subcommand("rm", "remove one checkpoint (by the id `ckpt ls` shows) with its row");
   rm->add_option("DIR", dir, "checkpoint directory")->required();
   rm->add_option("ID", id, "checkpoint id")->required();
+  bool apply = false, force = false;
+  auto* repair = app.add_subcommand("repair", "reconcile index and directory; shows the plan unless --apply (exit 1 if there is one)");
+  repair->add_option("DIR", dir, "checkpoint directory")->required();
+  repair->add_flag("--apply", apply, "carry the plan out (and record it in the history)");
+  repair->add_flag("--force", force, "rebuild even an index written by a newer ckpt (kept aside)");
   auto* import = app.add_subcommand("import", "adopt in place a directory written by the Python CheckpointManager");
   import->add_option("DIR", dir, "directory with best_model.pth, checkpoint_epoch_N.pth, ...")->required();
-  for (auto* command : {ls, latest, best, show, diff, history, verify, gc, rm, import}) {
+  for (auto* command : {ls, latest, best, show, diff, history, verify, gc, rm, repair, import}) {
     command->add_flag("--json", as_json, "machine-readable output (JSON on stdout)");
   }
 
@@ -428,6 +537,7 @@ int main(int argc, char** argv) {
     if (*verify) return cmd_verify(dir, as_json);
     if (*gc) return cmd_gc(dir, keep, as_json);
     if (*rm) return cmd_rm(dir, id, as_json);
+    if (*repair) return cmd_repair(dir, apply, force, as_json);
     if (*import) return cmd_import(dir, as_json);
   } catch (const ckpt::InvalidArgument& e) {
     std::cerr << "ckpt: " << e.what() << "\n";

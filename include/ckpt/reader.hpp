@@ -51,6 +51,8 @@ class CheckpointReader {
   std::vector<CheckpointEvent> events() const;
   // The retention the last writer used, if recorded.
   std::optional<int> max_to_keep() const;
+  // SQLite's integrity check of the index: "ok", or what is damaged.
+  std::string integrity_check() const;
   // Rehashes every committed or consumed checkpoint file against its row.
   // `progress(bytes_done, bytes_total)` is called as files are read.
   std::vector<VerifyResult> verify(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {}) const;

@@ -314,6 +314,10 @@ std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
   });
 }
 
+std::string Index::integrity_check() {
+  return guarded("check integrity", [&] { return db_->execAndGet("PRAGMA integrity_check").getString(); });
+}
+
 void Index::execute(const std::string& sql) {
   guarded("execute", [&] { db_->exec(sql); });
 }

@@ -109,6 +109,9 @@ class Index {
   // Committed epoch rows beyond the `keep` highest epochs. REQUIRES: keep > 0.
   std::vector<CheckpointRecord> epochs_beyond(int keep);
 
+  // PRAGMA integrity_check: "ok", or SQLite's first complaint.
+  std::string integrity_check();
+
   // Runs SQL with no result (for tests and tools).
   void execute(const std::string& sql);
 

@@ -61,6 +61,8 @@ std::optional<int> CheckpointReader::max_to_keep() const {
   }
 }
 
+std::string CheckpointReader::integrity_check() const { return impl_->index->integrity_check(); }
+
 std::vector<VerifyResult> CheckpointReader::verify(const std::function<void(std::uint64_t, std::uint64_t)>& progress) const {
   auto rows = impl_->index->live_rows();
   std::uint64_t total = 0;

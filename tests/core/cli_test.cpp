@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "ckpt/store.hpp"
 #include "format/checkpoint_format.hpp"
@@ -214,4 +215,135 @@ TEST_CASE("ckpt --help lists every command, each command has help, and misuse ex
   auto missing = ckpt_cli("ls /nonexistent/dir");
   CHECK(missing.exit_code == 3);
   CHECK_THAT(missing.output, Catch::StartsWith("ckpt: /nonexistent/dir: no index.sqlite"));
+}
+
+namespace {
+struct RepairCase {
+  bool dry_run_changed_nothing = false;
+  CommandResult plan;
+  CommandResult applied;
+  CommandResult after;  // a second dry run
+};
+
+RepairCase repair(const std::filesystem::path& dir) {
+  RepairCase result;
+  auto snapshot = [&] {
+    std::string state;
+    for (const auto& name : file_names(dir)) state += name + "\n";
+    for (const char* index : {"index.sqlite", "index.sqlite-wal"}) {
+      if (std::filesystem::exists(dir / index)) state += read_bytes(dir / index);
+    }
+    return state;
+  };
+  const std::string before = snapshot();
+  result.plan = ckpt_cli("repair " + shell_quote(dir.string()));
+  result.dry_run_changed_nothing = snapshot() == before;
+  result.applied = ckpt_cli("repair --apply " + shell_quote(dir.string()));
+  result.after = ckpt_cli("repair " + shell_quote(dir.string()));
+  return result;
+}
+}  // namespace
+
+TEST_CASE("ckpt repair plans by default, changes nothing until --apply, then leaves nothing to repair", "[cli][repair]") {
+  TestDir dir("repair");
+  make_run(dir.path());
+  CHECK(ckpt_cli("repair " + shell_quote(dir.path().string())).output == dir.path().string() + ": nothing to repair\n");
+
+  SECTION("a deleted checkpoint file") {
+    std::filesystem::remove(dir / "checkpoint_epoch_4.pth");
+    auto r = repair(dir.path());
+    CHECK(r.dry_run_changed_nothing);
+    CHECK(r.plan.exit_code == 1);
+    CHECK_THAT(r.plan.output, Catch::Contains("mark missing") && Catch::Contains("checkpoint_epoch_4.pth"));
+    CHECK(r.applied.exit_code == 0);
+    CHECK(r.after.exit_code == 0);
+  }
+  SECTION("a stray damaged checkpoint file is quarantined, a complete one adopted, other files left alone") {
+    write_bytes(dir / "checkpoint_epoch_9.pth", "garbage");
+    std::vector<float> data;
+    write_bytes(dir / "checkpoint_epoch_7.pth", real_payload(7, 0.95, 7, &data));
+    write_bytes(dir / "notes.txt", "mine");
+    auto r = repair(dir.path());
+    CHECK_THAT(r.plan.output, Catch::Contains("quarantine") && Catch::Contains("checkpoint_epoch_9.pth") &&
+                                  Catch::Contains("adopt") && Catch::Contains("checkpoint_epoch_7.pth"));
+    CHECK(r.dry_run_changed_nothing);
+    CHECK(r.applied.exit_code == 0);
+    CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_9.pth"));
+    CHECK(file_names(dir / "quarantine").size() == 1);
+    CHECK(read_bytes(dir / "notes.txt") == "mine");
+    CHECK(ckpt_stdout("latest " + shell_quote(dir.path().string())).output == (dir / "checkpoint_epoch_7.pth").string() + "\n");
+    CHECK(r.after.exit_code == 0);
+  }
+  SECTION("a flipped bit is found by the rehash and quarantined") {
+    std::string bytes = read_bytes(dir / "checkpoint_epoch_5.pth");
+    bytes[100] ^= 0x01;
+    write_bytes(dir / "checkpoint_epoch_5.pth", bytes);
+    auto r = repair(dir.path());
+    CHECK_THAT(r.plan.output, Catch::Contains("quarantine") && Catch::Contains("hash"));
+    CHECK(r.applied.exit_code == 0);
+    CHECK(ckpt_stdout("latest " + shell_quote(dir.path().string())).output == (dir / "checkpoint_epoch_4.pth").string() + "\n");
+    CHECK(r.after.exit_code == 0);
+  }
+  SECTION("a leftover temp file is removed") {
+    write_bytes(dir / "best_model.pth.tmp", "partial");
+    auto r = repair(dir.path());
+    CHECK_THAT(r.plan.output, Catch::Contains("remove temp file"));
+    CHECK(r.applied.exit_code == 0);
+    CHECK_FALSE(std::filesystem::exists(dir / "best_model.pth.tmp"));
+  }
+  SECTION("a save killed midway is rolled forward or back") {
+    std::vector<float> data;
+    std::string bytes = real_payload(6, 0.99, 6, &data);
+    REQUIRE(run_in_child([&] {
+              StoreOptions options;
+              options.max_to_keep = 3;
+              options.on_step = [](std::string_view step) {
+                if (step == "renamed") ::_exit(42);
+              };
+              CheckpointStore store(dir.path(), options);
+              save_bytes(store, CheckpointKind::epoch, 6, bytes);
+            }) == 42);
+    auto r = repair(dir.path());
+    CHECK_THAT(r.plan.output, Catch::Contains("roll forward") && Catch::Contains("checkpoint_epoch_6.pth"));
+    CHECK(r.applied.exit_code == 0);
+    CHECK(ckpt_stdout("latest " + shell_quote(dir.path().string())).output == (dir / "checkpoint_epoch_6.pth").string() + "\n");
+  }
+  SECTION("a deleted index is rebuilt from the files") {
+    for (const char* name : {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}) std::filesystem::remove(dir / name);
+    auto r = repair(dir.path());
+    CHECK(r.plan.exit_code == 1);
+    CHECK_THAT(r.plan.output, Catch::Contains("rebuild the index"));
+    CHECK(r.applied.exit_code == 0);
+    CHECK_THAT(r.applied.output, Catch::Contains("adopted 4"));
+    CHECK(ckpt_stdout("latest " + shell_quote(dir.path().string())).output == (dir / "checkpoint_epoch_5.pth").string() + "\n");
+    json best = json::parse(ckpt_stdout("--json best " + shell_quote(dir.path().string())).output);
+    CHECK(best["metric"].get<double>() == Approx(0.9));
+  }
+  SECTION("a truncated index is kept aside and rebuilt") {
+    std::string index = read_bytes(dir / "index.sqlite");
+    write_bytes(dir / "index.sqlite", index.substr(0, 3000));
+    std::filesystem::remove(dir / "index.sqlite-wal");
+    std::filesystem::remove(dir / "index.sqlite-shm");
+    auto r = repair(dir.path());
+    CHECK(r.plan.exit_code == 1);
+    CHECK_THAT(r.plan.output, Catch::Contains("rebuild the index") && Catch::Contains("kept aside"));
+    CHECK(r.applied.exit_code == 0);
+    bool kept = false;
+    for (const auto& name : file_names(dir.path())) kept |= name.rfind("index.sqlite.old-", 0) == 0;
+    CHECK(kept);
+    CHECK(ckpt_cli("verify " + shell_quote(dir.path().string())).exit_code == 0);
+  }
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("ckpt repair refuses an index from a newer ckpt unless --force", "[cli][repair]") {
+  TestDir dir("repair");
+  make_run(dir.path());
+  run_command("sqlite3 " + shell_quote((dir / "index.sqlite").string()) + " 'PRAGMA user_version = 99'");
+  auto refused = ckpt_cli("repair --apply " + shell_quote(dir.path().string()));
+  CHECK(refused.exit_code == 3);
+  CHECK_THAT(refused.output, Catch::Contains("newer") && Catch::Contains("--force"));
+  auto forced = ckpt_cli("repair --apply --force " + shell_quote(dir.path().string()));
+  CHECK(forced.exit_code == 0);
+  CHECK(ckpt_stdout("latest " + shell_quote(dir.path().string())).output == (dir / "checkpoint_epoch_5.pth").string() + "\n");
 }
