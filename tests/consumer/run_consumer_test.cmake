@@ -21,4 +21,6 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer" -B "${WORK_DIR}/build"
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" -j2)
 run("${WORK_DIR}/build/consumer_trainer" "${WORK_DIR}/checkpoints")
 run("${WORK_DIR}/build/consumer_core" "${WORK_DIR}/checkpoints")
+# The command-line tool is installed with the library and works on what the trainer wrote.
+run("${prefix}/bin/ckpt" ls "${WORK_DIR}/checkpoints")
 message(STATUS "consumer project built against ${prefix} and ran")

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "ckpt/store.hpp"
+#include "ckpt/version.hpp"
 #include "format/checkpoint_format.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
@@ -346,4 +347,11 @@ TEST_CASE("ckpt repair refuses an index from a newer ckpt unless --force", "[cli
   auto forced = ckpt_cli("repair --apply --force " + shell_quote(dir.path().string()));
   CHECK(forced.exit_code == 0);
   CHECK(ckpt_stdout("latest " + shell_quote(dir.path().string())).output == (dir / "checkpoint_epoch_5.pth").string() + "\n");
+}
+
+TEST_CASE("the ckpt tool does not link libtorch, so it starts in milliseconds", "[cli]") {
+  auto libraries = run_command("ldd " + shell_quote(CKPT_CLI) + " 2>&1");
+  REQUIRE(libraries.exit_code == 0);
+  CHECK_THAT(libraries.output, !Catch::Contains("libtorch") && !Catch::Contains("libc10"));
+  CHECK(ckpt_cli("--version").output == std::string(ckpt::version()) + "\n");
 }
