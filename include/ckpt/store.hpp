@@ -90,6 +90,13 @@ struct StoreOptions {
   // Called for each checkpoint file recovery adopts (a complete file with no index row),
   // to find its metric, e.g. from the payload's "best_acc" (ckpt import does this).
   std::function<std::optional<double>(const std::filesystem::path& file, CheckpointKind kind)> metric_of_adopted;
+  // Testing only: the SQLite VFS the index is opened with (the power-loss suite
+  // registers one that forgets unsynced writes). Empty means SQLite's default.
+  std::string sqlite_vfs;
+  // Testing only, never in production: skip the temp file's fsync, or the directory's.
+  // The power-loss suite runs with each to prove that it notices the loss.
+  bool unsafe_skip_file_fsync = false;
+  bool unsafe_skip_dir_fsync = false;
   // Testing only: called with the name of each step of the save and recovery protocols
   // ("temp_synced", "pending_committed", "renamed", ...) so a test can stop the process
   // exactly there. See docs/durability.md for the list.

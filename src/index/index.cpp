@@ -98,10 +98,10 @@ void Index::begin(Durability durability) {
   });
 }
 
-Index::Index(std::filesystem::path path, Mode mode) : path_(std::move(path)) {
+Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs) : path_(std::move(path)) {
   guarded("open", [&] {
     const int flags = mode == Mode::read_only ? SQLite::OPEN_READONLY : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE;
-    db_ = std::make_unique<SQLite::Database>(path_.string(), flags, kBusyTimeoutMs);
+    db_ = std::make_unique<SQLite::Database>(path_.string(), flags, kBusyTimeoutMs, vfs);
   });
   // The schema version is checked before anything writes: an index from a newer ckpt
   // must come out of this untouched (switching to WAL is a write).

@@ -70,7 +70,7 @@ class Index {
   // Opens the database and refuses a schema newer than this build (never modifying it).
   // In read_write mode creates it if missing and applies missing migrations, each in
   // its own transaction; in read_only mode a missing or unmigrated index is an error.
-  explicit Index(std::filesystem::path path, Mode mode = Mode::read_write);
+  Index(std::filesystem::path path, Mode mode = Mode::read_write, const std::string& vfs = {});
   ~Index();
 
   const std::filesystem::path& path() const noexcept { return path_; }

@@ -54,9 +54,9 @@ void HashingTempFile::flush_buffer() {
   buffer_.clear();
 }
 
-FileDigest HashingTempFile::sync_and_close() {
+FileDigest HashingTempFile::sync_and_close(bool sync) {
   flush_buffer();
-  file_->sync();
+  if (sync) file_->sync();
   file_->close();
   return FileDigest{size_, hasher_->hex_digest()};
 }

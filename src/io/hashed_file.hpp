@@ -28,8 +28,9 @@ class HashingTempFile final : public ByteSink {
   ~HashingTempFile() override;
 
   void write(const void* data, std::size_t n) override;
-  // Flushes, fsyncs and closes the file; returns its size and hash.
-  FileDigest sync_and_close();
+  // Flushes, fsyncs (unless `sync` is false: tests only) and closes the file; returns
+  // its size and hash.
+  FileDigest sync_and_close(bool sync = true);
   // The file has been renamed away: the destructor must not remove anything.
   void release() noexcept { released_ = true; }
   const std::filesystem::path& path() const noexcept { return path_; }

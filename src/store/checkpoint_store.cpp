@@ -95,7 +95,7 @@ class CheckpointStore::Impl {
     if (!fs_) fs_ = FileSystem::posix();
     fs_->create_directories(dir_);
     lock_ = fs_->lock_exclusive(dir_ / names::kLock, fmt::format("pid {} on {}", ::getpid(), host_name()));
-    index_ = std::make_unique<index::Index>(dir_ / names::kIndex);
+    index_ = std::make_unique<index::Index>(dir_ / names::kIndex, index::Index::Mode::read_write, options_.sqlite_vfs);
     record_retention_setting();
     apply(plan(/*verify_hashes=*/false));
   }
@@ -128,7 +128,7 @@ class CheckpointStore::Impl {
                              options_.hash_algorithm);
     write_payload(temp);
     step("temp_written");
-    io::FileDigest digest = temp.sync_and_close();
+    io::FileDigest digest = temp.sync_and_close(!options_.unsafe_skip_file_fsync);
     step("temp_synced");
 
     CheckpointRecord record;
@@ -151,7 +151,7 @@ class CheckpointStore::Impl {
       fs_->rename(temp.path(), final_path);
       temp.release();
       step("renamed");
-      fs_->sync_dir(dir_);
+      if (!options_.unsafe_skip_dir_fsync) fs_->sync_dir(dir_);
       step("dir_synced");
       finish_save(record.id, "saved");
       step("committed");

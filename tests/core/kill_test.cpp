@@ -76,5 +76,8 @@ TEST_CASE("kill -9 at random moments never loses an acknowledged save", "[store]
   }
   CHECK(invariant_violations(dir.path()).empty());
   CHECK(kills == kill_rounds());
+  if (std::getenv("CKPT_REPORT")) {
+    std::printf("kill -9 torture: %d kills, last acknowledged epoch %lld, 0 lost\n", kills, static_cast<long long>(acknowledged));
+  }
   CHECK(acknowledged > 0);
 }

@@ -1,0 +1,72 @@
+// Power loss, simulated: what survives is only what was made durable.
+//
+// PowerLossFileSystem wraps the real file system and remembers, like LevelDB's
+// FaultInjectionTestEnv, what is not yet durable: bytes appended since a file's last
+// fsync, and directory changes (new files, renames, unlinks) since the directory's last
+// fsync. lose_unsynced() then drops exactly those: files are cut back to their synced
+// size, and directory changes are undone newest first (a rename is reversed and the
+// file it replaced comes back; an unlinked file comes back; a new file disappears).
+//
+// The SQLite index is covered by a VFS of the same spirit ("ckpt_power_loss", register
+// with register_power_loss_vfs()): it snapshots each database and WAL file when SQLite
+// syncs it, and lose_unsynced_sqlite_writes() puts every file back to its last synced
+// snapshot (and drops the -shm index, which SQLite rebuilds from the WAL).
+//
+// Both track a single process's activity from a fresh directory: tests run the whole
+// scenario in a forked child, call both lose_* functions at the chosen moment, and
+// _exit; the parent then opens the directory as a restarted machine would.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ckpt/file_system.hpp"
+
+namespace ckpt::test {
+
+class PowerLossFileSystem final : public FileSystem {
+ public:
+  PowerLossFileSystem() : real_(FileSystem::posix()) {}
+
+  std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
+  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override { return real_->open_for_read(path); }
+  void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
+  void remove(const std::filesystem::path& path) override;
+  void sync_dir(const std::filesystem::path& dir) override;
+  void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
+  std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
+  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override { return real_->file_size(path); }
+  std::uint64_t free_space(const std::filesystem::path& dir) override { return real_->free_space(dir); }
+  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file, const std::string& holder) override {
+    return real_->lock_exclusive(lock_file, holder);
+  }
+
+  // Called by the files this creates.
+  void note_synced(const std::filesystem::path& path, std::uint64_t size) { synced_size_[path] = size; }
+
+  // Drops everything not durable, on the real disk.
+  void lose_unsynced();
+
+ private:
+  struct DirChange {
+    enum class Kind { created, renamed, removed } kind;
+    std::filesystem::path path;    // created, removed: the file; renamed: the new name
+    std::filesystem::path from;    // renamed: the old name
+    bool had_previous = false;     // renamed, removed: a durable file was there before
+    std::string previous;          // its durable content
+  };
+  std::string durable_content(const std::filesystem::path& path);
+
+  std::shared_ptr<FileSystem> real_;
+  std::map<std::filesystem::path, std::uint64_t> synced_size_;  // files written through here
+  std::vector<DirChange> pending_;                              // not yet covered by a directory fsync
+};
+
+// Registers the "ckpt_power_loss" SQLite VFS (idempotent) and returns its name.
+const char* register_power_loss_vfs();
+// Puts every SQLite file opened through the VFS back to its last synced content.
+void lose_unsynced_sqlite_writes();
+
+}  // namespace ckpt::test
