@@ -58,6 +58,8 @@ class CheckpointReader {
   std::vector<VerifyResult> verify(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {}) const;
 
  private:
+  VerifyResult verify_one(const CheckpointRecord& row) const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,5 +1,6 @@
 #include "ckpt/reader.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 
 #include "ckpt/errors.hpp"
@@ -69,30 +70,47 @@ std::vector<VerifyResult> CheckpointReader::verify(const std::function<void(std:
   for (const auto& row : rows) total += row.size;
   std::uint64_t done = 0;
   std::vector<VerifyResult> results;
-  for (const auto& row : rows) {
-    VerifyResult result{row, false, {}};
-    const std::filesystem::path path = impl_->dir / row.file;
-    HashAlgorithm algorithm;
-    auto size = impl_->fs->file_size(path);
-    if (!size) {
-      result.problem = "missing";
-    } else if (*size != row.size) {
-      result.problem = fmt::format("size {} bytes, index recorded {}", *size, row.size);
-    } else if (!io::parse_hash_algorithm(row.hash_algo, algorithm)) {
-      result.problem = fmt::format("unknown hash algorithm '{}'", row.hash_algo);
-    } else {
+  for (auto row : rows) {
+    VerifyResult result = verify_one(row);
+    // A trainer may replace the file between the query and the read: if the name now
+    // has another row, verify that one instead (a reader never needs the lock).
+    for (int retry = 0; !result.ok && retry < 3; ++retry) {
+      auto current = impl_->index->live_row_for(row.file);
+      if (!current || current->id == row.id) break;
+      row = *current;
+      result = verify_one(row);
+    }
+    done += row.size;
+    if (progress) progress(done, std::max(total, done));
+    results.push_back(std::move(result));
+  }
+  return results;
+}
+
+VerifyResult CheckpointReader::verify_one(const CheckpointRecord& row) const {
+  VerifyResult result{row, false, {}};
+  const std::filesystem::path path = impl_->dir / row.file;
+  HashAlgorithm algorithm;
+  auto size = impl_->fs->file_size(path);
+  if (!size) {
+    result.problem = "missing";
+  } else if (*size != row.size) {
+    result.problem = fmt::format("size {} bytes, index recorded {}", *size, row.size);
+  } else if (!io::parse_hash_algorithm(row.hash_algo, algorithm)) {
+    result.problem = fmt::format("unknown hash algorithm '{}'", row.hash_algo);
+  } else {
+    try {
       auto digest = io::hash_file(*impl_->fs, path, algorithm);
       if (digest.hash != row.hash) {
         result.problem = fmt::format("{} hash {}, index recorded {}", row.hash_algo, digest.hash, row.hash);
       } else {
         result.ok = true;
       }
+    } catch (const IoError& error) {
+      result.problem = error.what();  // removed or unreadable while being read
     }
-    done += row.size;
-    if (progress) progress(done, total);
-    results.push_back(std::move(result));
   }
-  return results;
+  return result;
 }
 
 }  // namespace ckpt

@@ -12,11 +12,15 @@
 #include <cstdlib>
 
 #include <algorithm>
+#include <fmt/format.h>
 #include <map>
 #include <set>
 
+#include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
 #include "support/power_loss.hpp"
+#include "support/fault_file_system.hpp"
+#include "support/scenario.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -26,58 +30,6 @@ using namespace ckpt::test;
 namespace {
 
 constexpr int kPowerLost = 42;
-constexpr int kMaxToKeep = 2;
-
-// What each step of the scenario leaves under each name once it is acknowledged.
-using Files = std::map<std::string, std::string>;
-
-struct Operation {
-  std::string name;
-  std::function<void(CheckpointStore&)> run;
-  std::function<void(Files&)> effect;  // on the model of the directory's checkpoint files
-};
-
-std::vector<Operation> scenario() {
-  auto epoch = [](int n, int seed) {
-    return Operation{"epoch " + std::to_string(n),
-                     [=](CheckpointStore& s) { save_epoch(s, n, zip_payload(seed)); },
-                     [=](Files& f) {
-                       f["checkpoint_epoch_" + std::to_string(n) + ".pth"] = zip_payload(seed);
-                       // rotation: keep the kMaxToKeep highest epochs
-                       std::vector<int> epochs;
-                       for (const auto& [name, bytes] : f) {
-                         if (name.rfind("checkpoint_epoch_", 0) == 0) epochs.push_back(std::stoi(name.substr(17)));
-                       }
-                       std::sort(epochs.rbegin(), epochs.rend());
-                       for (std::size_t i = kMaxToKeep; i < epochs.size(); ++i) {
-                         f.erase("checkpoint_epoch_" + std::to_string(epochs[i]) + ".pth");
-                       }
-                     }};
-  };
-  auto best = [](int seed) {
-    return Operation{"best", [=](CheckpointStore& s) { save_bytes(s, CheckpointKind::best, std::nullopt, zip_payload(seed), seed * 0.01); },
-                     [=](Files& f) { f["best_model.pth"] = zip_payload(seed); }};
-  };
-  return {
-      epoch(1, 1),
-      epoch(2, 2),
-      best(3),
-      epoch(3, 4),
-      Operation{"interrupt", [](CheckpointStore& s) { save_bytes(s, CheckpointKind::interrupt, std::nullopt, zip_payload(5)); },
-                [](Files& f) { f["interrupt_checkpoint.pth"] = zip_payload(5); }},
-      Operation{"resume", [](CheckpointStore& s) { REQUIRE(s.load_latest()); }, [](Files&) {}},
-      // The resumed run's next epoch deletes the consumed interrupt checkpoint.
-      Operation{"epoch 4 after resume", [](CheckpointStore& s) { save_epoch(s, 4, zip_payload(6)); },
-                [](Files& f) {
-                  f.erase("interrupt_checkpoint.pth");
-                  f["checkpoint_epoch_4.pth"] = zip_payload(6);
-                  f.erase("checkpoint_epoch_2.pth");
-                }},
-      best(7),
-      epoch(4, 8),  // replaces epoch 4
-  };
-}
-
 struct Switches {
   bool skip_file_fsync = false;
   bool skip_dir_fsync = false;
@@ -92,7 +44,7 @@ int run_child(const std::filesystem::path& dir, int crash_at, Switches switches,
     ::close(pipe_fds[0]);
     auto fs = std::make_shared<PowerLossFileSystem>();
     StoreOptions options;
-    options.max_to_keep = kMaxToKeep;
+    options.max_to_keep = kScenarioMaxToKeep;
     options.file_system = fs;
     options.sqlite_vfs = register_power_loss_vfs();
     options.unsafe_skip_file_fsync = switches.skip_file_fsync;
@@ -122,42 +74,6 @@ int run_child(const std::filesystem::path& dir, int crash_at, Switches switches,
   return status;
 }
 
-// After power loss at some point of operation `acked` (0-based: that operation was in
-// flight), every file must hold what the acknowledged operations left, or what the
-// in-flight one would leave. Returns the problems found.
-std::vector<std::string> check_after_power_loss(const std::filesystem::path& dir, int acked) {
-  std::vector<std::string> problems;
-  try {
-    { CheckpointStore reopened(dir, StoreOptions{kMaxToKeep}); }
-  } catch (const std::exception& error) {
-    return {std::string("reopen failed: ") + error.what()};
-  }
-  for (const auto& violation : invariant_violations(dir)) problems.push_back(violation);
-  auto ops = scenario();
-  Files before, after;
-  for (int i = 0; i < acked; ++i) ops[i].effect(before);
-  after = before;
-  if (acked < static_cast<int>(ops.size())) ops[acked].effect(after);
-  std::set<std::string> names;
-  for (const auto& [name, bytes] : before) names.insert(name);
-  for (const auto& [name, bytes] : after) names.insert(name);
-  for (const auto& name : file_names(dir)) {
-    if (name.size() > 4 && name.substr(name.size() - 4) == ".pth") names.insert(name);
-  }
-  for (const auto& name : names) {
-    std::optional<std::string> actual;
-    if (std::filesystem::exists(dir / name)) actual = read_bytes(dir / name);
-    auto expected = [&](const Files& f) -> std::optional<std::string> {
-      auto found = f.find(name);
-      return found == f.end() ? std::nullopt : std::optional<std::string>(found->second);
-    };
-    if (actual != expected(before) && actual != expected(after)) {
-      problems.push_back(name + (actual ? " holds unexpected bytes" : " is missing"));
-    }
-  }
-  return problems;
-}
-
 struct SweepResult {
   int crash_points = 0;
   int violations = 0;
@@ -177,7 +93,7 @@ SweepResult sweep(Switches switches) {
     int acked = 0;
     REQUIRE(run_child(dir.path(), crash_at, switches, acked) == kPowerLost);
     ++result.crash_points;
-    auto problems = check_after_power_loss(dir.path(), acked);
+    auto problems = check_scenario_after_crash(dir.path(), acked);
     if (!problems.empty()) {
       ++result.violations;
       if (result.examples.size() < 3) result.examples.push_back("power loss at step " + std::to_string(crash_at) + ": " + problems.front());
@@ -210,4 +126,56 @@ TEST_CASE("the power-loss sweep notices when the file fsync is missing", "[store
 TEST_CASE("the power-loss sweep notices when the directory fsync is missing", "[store][power][mutation]") {
   SweepResult result = sweep({false, /*skip_dir_fsync=*/true});
   CHECK(result.violations > 0);
+}
+
+TEST_CASE("an I/O error at any file operation of the scenario loses nothing acknowledged", "[store][fault]") {
+  // Counts each kind of operation in a clean run, then fails the n-th one of each kind
+  // with each error, in turn; the scenario stops at the first failed operation (as a
+  // trainer would crash or report), and the reopened directory is checked.
+  auto count_ops = [](Op op) {
+    TestDir dir("fault-count");
+    auto fs = std::make_shared<FaultFileSystem>();
+    StoreOptions options;
+    options.max_to_keep = kScenarioMaxToKeep;
+    options.file_system = fs;
+    CheckpointStore store(dir.path(), options);
+    for (const auto& operation : scenario()) operation.run(store);
+    return fs->count(op);
+  };
+  int faults = 0, violations = 0;
+  std::vector<std::string> examples;
+  for (Op op : {Op::create, Op::write, Op::sync, Op::rename, Op::remove, Op::sync_dir, Op::read}) {
+    const int total = count_ops(op);
+    for (int n = 1; n <= total; ++n) {
+      for (int error : {ENOSPC, EIO, EACCES}) {
+        TestDir dir("fault");
+        auto fs = std::make_shared<FaultFileSystem>();
+        StoreOptions options;
+        options.max_to_keep = kScenarioMaxToKeep;
+        options.file_system = fs;
+        int acknowledged = 0;
+        try {
+          CheckpointStore store(dir.path(), options);
+          fs->fail_nth(op, n, error);
+          for (const auto& operation : scenario()) {
+            operation.run(store);
+            ++acknowledged;
+          }
+        } catch (const IoError& caught) {
+          CHECK(caught.os_error() == error);
+          CHECK(!caught.path().empty());
+        }
+        ++faults;
+        auto problems = check_scenario_after_crash(dir.path(), acknowledged);
+        if (!problems.empty()) {
+          ++violations;
+          if (examples.size() < 3) examples.push_back(fmt::format("op {} #{} errno {}: {}", static_cast<int>(op), n, error, problems.front()));
+        }
+      }
+    }
+  }
+  for (const auto& example : examples) INFO(example);
+  CHECK(violations == 0);
+  CHECK(faults > 100);
+  if (std::getenv("CKPT_REPORT")) std::printf("I/O-error sweep: %d faults injected, %d with violations\n", faults, violations);
 }
