@@ -1,6 +1,8 @@
 #include "ckpt/reader.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <fmt/format.h>
 
 #include "ckpt/errors.hpp"
@@ -72,17 +74,34 @@ std::vector<VerifyResult> CheckpointReader::verify(const std::function<void(std:
   std::vector<VerifyResult> results;
   for (auto row : rows) {
     VerifyResult result = verify_one(row);
-    // A trainer may replace the file between the query and the read: if the name now
-    // has another row, verify that one instead (a reader never needs the lock).
-    for (int retry = 0; !result.ok && retry < 3; ++retry) {
+    // A trainer may be replacing or rotating out the file while it is read (a reader
+    // never takes the lock): between its rename and its commit the name holds the
+    // bytes of a pending row. So a mismatch is checked again against what the index
+    // says now, a few times, before it is reported; a checkpoint no longer committed is
+    // skipped.
+    bool gone = false;
+    for (int retry = 0; !result.ok && retry < 5; ++retry) {
+      if (retry > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      bool in_flight = false;
+      for (const auto& pending : impl_->index->rows_for(row.file, "pending")) {
+        if (verify_one(pending).ok) in_flight = true;
+      }
+      if (in_flight) {
+        result.ok = true;
+        result.problem.clear();
+        break;
+      }
       auto current = impl_->index->live_row_for(row.file);
-      if (!current || current->id == row.id) break;
+      if (!current) {
+        gone = true;
+        break;
+      }
       row = *current;
       result = verify_one(row);
     }
     done += row.size;
     if (progress) progress(done, std::max(total, done));
-    results.push_back(std::move(result));
+    if (!gone) results.push_back(std::move(result));
   }
   return results;
 }
