@@ -2,6 +2,11 @@
 // payloads, leftover temp files.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
 #include "support/store_support.hpp"
@@ -156,4 +161,69 @@ TEST_CASE("the recovery summary is recorded in the history", "[store][recovery]"
   { CheckpointStore store(dir.path()); }
   auto events = index_events(dir.path());
   CHECK(events.back() == "recovered");
+}
+
+TEST_CASE("bit flips, truncations and zeroed blocks are all caught by the hash before decoding, and the load falls back",
+          "[store][corruption]") {
+  struct Damage {
+    const char* name;
+    std::function<std::string(std::string)> apply;
+  };
+  const Damage damages[] = {
+      {"bit flip at the start", [](std::string b) { b[3] ^= 0x01; return b; }},
+      {"bit flip in the middle", [](std::string b) { b[b.size() / 2] ^= 0x80; return b; }},
+      {"bit flip at the end", [](std::string b) { b[b.size() - 2] ^= 0x04; return b; }},
+      {"zeroed 4 KiB block", [](std::string b) { std::fill(b.begin() + 512, b.begin() + 512 + 4096, '\0'); return b; }},
+      {"truncated by one byte", [](std::string b) { b.pop_back(); return b; }},
+      {"truncated to half", [](std::string b) { b.resize(b.size() / 2); return b; }},
+      {"emptied", [](std::string) { return std::string(); }},
+  };
+  for (const auto& damage : damages) {
+    DYNAMIC_SECTION(damage.name) {
+      TestDir dir("damage");
+      {
+        CheckpointStore store(dir.path());
+        save_epoch(store, 1, zip_payload(1, 8192));
+        save_epoch(store, 2, zip_payload(2, 8192));
+      }
+      write_bytes(dir / "checkpoint_epoch_2.pth", damage.apply(read_bytes(dir / "checkpoint_epoch_2.pth")));
+      CheckpointStore store(dir.path());
+      bool decoder_ran_on_damage = false;
+      auto loaded = store.load_latest([&](PayloadSource& source, const CheckpointRecord& record) {
+        if (record.epoch == 2) decoder_ran_on_damage = true;
+        std::string bytes(source.size(), '\0');
+        source.read_at(0, bytes.data(), bytes.size());
+      });
+      REQUIRE(loaded);
+      CHECK(loaded->epoch == 1);
+      // A size change is caught before the decoder runs; a same-size change by the hash
+      // of the same pass, and the decoded result is discarded.
+      if (std::string(damage.name).find("trunc") != std::string::npos || std::string(damage.name) == "emptied") {
+        CHECK_FALSE(decoder_ran_on_damage);
+      }
+      CHECK(quarantined(dir.path()).size() == 1);
+      CHECK(invariant_violations(dir.path()).empty());
+    }
+  }
+}
+
+TEST_CASE("a deleted hot WAL loses index rows, never checkpoints: their files are adopted on open",
+          "[store][corruption]") {
+  TestDir dir("hot-wal");
+  REQUIRE(run_in_child([&] {
+            CheckpointStore store(dir.path(), StoreOptions{0});
+            for (int epoch = 1; epoch <= 4; ++epoch) save_epoch(store, epoch, zip_payload(epoch));
+            save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(9), 0.9);
+            ::_exit(0);  // no clean close: the commits are still in the WAL
+          }) == 0);
+  REQUIRE(std::filesystem::exists(dir / "index.sqlite-wal"));
+  std::filesystem::remove(dir / "index.sqlite-wal");
+  std::filesystem::remove(dir / "index.sqlite-shm");
+  CheckpointStore store(dir.path(), StoreOptions{0});
+  CHECK(store.last_recovery().adopted == 5);
+  CHECK(store.latest()->epoch == 4);
+  auto best = store.load_best();
+  REQUIRE(best);
+  CHECK(std::string(best->bytes.begin(), best->bytes.end()) == zip_payload(9));
+  CHECK(invariant_violations(dir.path()).empty());
 }
