@@ -131,9 +131,16 @@ class Payload {
     return cache_.emplace(key, std::move(bytes)).first->second;
   }
 
+  // One entry per path. A shared sub-object appears under each path that reaches it, so
+  // a hostile pickle could expand exponentially: the number of entries is capped.
   void flatten(const ValuePtr& value, const std::string& path, int depth, std::vector<std::pair<std::string, ValuePtr>>& out) {
+    constexpr std::size_t kMaxEntries = 1'000'000;
     if (depth > format::kMaxNesting) {
       throw FormatError(ErrorCode::format, fmt::format("{}: nesting deeper than {}", file_.string(), format::kMaxNesting), file_);
+    }
+    if (out.size() >= kMaxEntries) {
+      throw FormatError(ErrorCode::format,
+                        fmt::format("{}: more than {} entries (shared sub-objects repeated?)", file_.string(), kMaxEntries), file_);
     }
     auto child = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
     if (value->kind == ValueKind::dict && !value->entries.empty()) {

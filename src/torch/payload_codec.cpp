@@ -177,7 +177,22 @@ class Decoder {
   Decoder(const std::unordered_map<std::string, c10::Storage>& storages, const std::filesystem::path& path)
       : storages_(storages), path_(path) {}
 
+  // A pickle can share one object in many places (memo references); Python then
+  // shares it too. Converting each shared node once and reusing the result keeps that
+  // sharing and bounds the work by the graph's size: without it, a few hundred bytes of
+  // nested references expand exponentially.
   c10::IValue convert(const ValuePtr& value, int depth) {
+    auto found = converted_.find(value.get());
+    if (found != converted_.end()) return found->second;
+    c10::IValue result = convert_new(value, depth);
+    if (value->kind == ValueKind::list || value->kind == ValueKind::tuple || value->kind == ValueKind::dict ||
+        value->kind == ValueKind::tensor) {
+      converted_.emplace(value.get(), result);
+    }
+    return result;
+  }
+
+  c10::IValue convert_new(const ValuePtr& value, int depth) {
     if (depth > format::kMaxNesting) fail("nesting deeper than {} levels (or a container that contains itself)", format::kMaxNesting);
     switch (value->kind) {
       case ValueKind::none: return c10::IValue();
@@ -274,13 +289,16 @@ class Decoder {
 
   const std::unordered_map<std::string, c10::Storage>& storages_;
   const std::filesystem::path& path_;
+  std::unordered_map<const format::Value*, c10::IValue> converted_;
 };
 
-void collect_storages(const ValuePtr& value, std::unordered_set<std::string>& keys, int depth) {
-  if (depth > format::kMaxNesting) return;  // the decoder reports it
+// Each node once: shared sub-graphs are not walked again (see Decoder::convert).
+void collect_storages(const ValuePtr& value, std::unordered_set<std::string>& keys,
+                      std::unordered_set<const format::Value*>& visited, int depth) {
+  if (depth > format::kMaxNesting || !visited.insert(value.get()).second) return;  // the decoder reports depth
   if (value->kind == ValueKind::tensor) keys.insert(value->tensor->storage->key);
-  for (const auto& item : value->items) collect_storages(item, keys, depth + 1);
-  for (const auto& [key, item] : value->entries) collect_storages(item, keys, depth + 1);
+  for (const auto& item : value->items) collect_storages(item, keys, visited, depth + 1);
+  for (const auto& [key, item] : value->entries) collect_storages(item, keys, visited, depth + 1);
 }
 
 c10::Storage read_storage(PayloadSource& source, const StorageInfo& info, const format::StorageLocation& location,
@@ -378,7 +396,8 @@ State decode(PayloadSource& source, const LoadOptions& options, const std::files
     }
   }
   std::unordered_set<std::string> needed;
-  for (const auto& entry : selected) collect_storages(entry.second, needed, 0);
+  std::unordered_set<const format::Value*> visited;
+  for (const auto& entry : selected) collect_storages(entry.second, needed, visited, 0);
 
   std::vector<const StorageInfo*> order;
   for (const auto& storage : layout.storages) {
