@@ -75,6 +75,8 @@ struct Reading {
   double user_s = 0;
   double sys_s = 0;
   long maxrss_kib = 0;
+  long minflt = 0;  // page faults served from memory (page cache, zeroed pages)
+  long majflt = 0;  // page faults that had to read from the disk
 
   static Reading now() {
     rusage usage{};
@@ -84,19 +86,24 @@ struct Reading {
     r.user_s = seconds(usage.ru_utime);
     r.sys_s = seconds(usage.ru_stime);
     r.maxrss_kib = usage.ru_maxrss;
+    r.minflt = usage.ru_minflt;
+    r.majflt = usage.ru_majflt;
     return r;
   }
 };
 
-// One measured span: wall, user and system CPU between two readings.
+// One measured span: wall, user and system CPU, and page faults between two readings.
 struct Span {
   double wall_s = 0, user_s = 0, sys_s = 0;
+  long minflt = 0, majflt = 0;
   static Span between(const Reading& a, const Reading& b) {
-    return {std::chrono::duration<double>(b.at - a.at).count(), b.user_s - a.user_s, b.sys_s - a.sys_s};
+    return {std::chrono::duration<double>(b.at - a.at).count(), b.user_s - a.user_s, b.sys_s - a.sys_s,
+            b.minflt - a.minflt, b.majflt - a.majflt};
   }
   std::string json(const std::string& prefix) const {
-    return fmt::format("\"{0}wall_s\": {1:.6f}, \"{0}user_s\": {2:.6f}, \"{0}sys_s\": {3:.6f}", prefix, wall_s,
-                       user_s, sys_s);
+    return fmt::format(
+        "\"{0}wall_s\": {1:.6f}, \"{0}user_s\": {2:.6f}, \"{0}sys_s\": {3:.6f}, \"{0}minflt\": {4}, \"{0}majflt\": {5}",
+        prefix, wall_s, user_s, sys_s, minflt, majflt);
   }
 };
 

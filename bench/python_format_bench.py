@@ -54,10 +54,13 @@ class Reading:
         self.user_s = usage.ru_utime
         self.sys_s = usage.ru_stime
         self.maxrss_kib = usage.ru_maxrss
+        self.minflt = usage.ru_minflt
+        self.majflt = usage.ru_majflt
 
 
 def span(prefix, a, b):
-    return {f"{prefix}wall_s": b.at - a.at, f"{prefix}user_s": b.user_s - a.user_s, f"{prefix}sys_s": b.sys_s - a.sys_s}
+    return {f"{prefix}wall_s": b.at - a.at, f"{prefix}user_s": b.user_s - a.user_s, f"{prefix}sys_s": b.sys_s - a.sys_s,
+            f"{prefix}minflt": b.minflt - a.minflt, f"{prefix}majflt": b.majflt - a.majflt}
 
 
 def memory(rss_before, before, after):

@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# Builds the benchmarks, runs ckpt's epoch save and the guide's Python save side by side,
-# counts their fsyncs with strace, times the index queries at 100,000 rows, and writes
-# docs/benchmarks.md.
+# Builds the benchmarks and runs them, then writes docs/benchmarks.md. Two parts:
+#   core    ckpt's epoch save and the guide's Python save side by side, their fsyncs
+#           counted with strace, and the index queries at 100,000 rows;
+#   format  the serialization benchmark (bench/run_format_benchmarks.sh): ckpt's
+#           save_file/load_file against dd, Python's torch.save/torch.load and libtorch's
+#           pickle_save/pickle_load, 1 GiB and 20,000 small tensors.
 #
-#   bash bench/run_benchmarks.sh
+#   bash bench/run_benchmarks.sh                 # both parts
+#   bash bench/run_benchmarks.sh --only core     # one part; the report keeps the other's
+#   bash bench/run_benchmarks.sh --only format   #   section (regenerated from its last results)
 #
 # Knobs (environment): BUILD_DIR (default build), SAVES per run (500), ROUNDS (6; each
 # round runs both sides, the order alternating between rounds so that drift in the
 # machine's fsync latency hits both equally), ROWS (100000), ITERATIONS (10000),
-# PYTHON (/usr/bin/python3, which must have torch).
+# PYTHON (/usr/bin/python3, which must have torch). The format part's knobs are listed in
+# bench/run_format_benchmarks.sh.
 #
 # Checkpoints are written under the build tree, on purpose not under /tmp: /tmp may be a
 # tmpfs, where fsync costs nothing and the comparison would mean nothing.
 set -euo pipefail
+
+only=all
+while (($#)); do
+  case $1 in
+    --only)
+      [[ ${2:-} == core || ${2:-} == format ]] || { echo "usage: run_benchmarks.sh [--only core|format]" >&2; exit 2; }
+      only=$2
+      shift 2 ;;
+    *) echo "usage: run_benchmarks.sh [--only core|format]" >&2; exit 2 ;;
+  esac
+done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
@@ -23,6 +40,7 @@ iterations=${ITERATIONS:-10000}
 python=${PYTHON:-/usr/bin/python3}
 runs_dir=$build/bench/runs
 results=$build/bench/results
+format_results=$build/bench/results-format
 
 die() {
   echo "run_benchmarks: $*" >&2
@@ -40,61 +58,78 @@ case $build_type in
   Release | RelWithDebInfo) ;;
   *) echo "run_benchmarks: warning: CMAKE_BUILD_TYPE is '$build_type', not an optimized build" >&2 ;;
 esac
-cmake --build "$build" --target save_bench index_bench -j 2
-
 "$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (set PYTHON)"
 
-rm -rf "$results" "$runs_dir"
-mkdir -p "$results" "$runs_dir"
-fs_type=$(df -T "$runs_dir" | awk 'NR == 2 { print $2 }')
-case $fs_type in
-  tmpfs | ramfs) die "$runs_dir is on $fs_type, where fsync is free; set BUILD_DIR to a disk-backed directory" ;;
-esac
-
-# run_side SIDE SAVES JSON_OUT [WRAPPER...]: one run of one side; WRAPPER (strace)
-# prefixes the command when given.
-run_side() {
-  local side=$1 n=$2 out=$3
-  shift 3
-  case $side in
-    cpp) "$@" "$build/bench/save_bench" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
-    python) "$@" "$python" "$root/bench/python_guide_save.py" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
+if [[ $only != format ]]; then
+  cmake --build "$build" --target save_bench index_bench -j 2
+  rm -rf "$results" "$runs_dir"
+  mkdir -p "$results" "$runs_dir"
+  "$python" - "$results/run.json" "$root" <<'EOF_JSON'
+import datetime, json, subprocess, sys
+out, root = sys.argv[1:]
+def git(*args):
+    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True).stdout.strip()
+commit = git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+json.dump({"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit}, open(out, "w"))
+EOF_JSON
+  fs_type=$(df -T "$runs_dir" | awk 'NR == 2 { print $2 }')
+  case $fs_type in
+    tmpfs | ramfs) die "$runs_dir is on $fs_type, where fsync is free; set BUILD_DIR to a disk-backed directory" ;;
   esac
-}
 
-# --- epoch save latency, both sides in the same run ------------------------------------
-for ((round = 1; round <= rounds; round++)); do
-  if ((round % 2)); then order="cpp python"; else order="python cpp"; fi
-  for side in $order; do
-    echo "== round $round/$rounds: $side"
-    run_side "$side" "$saves" "$results/save-$side-$round.json"
-  done
-done
+  # run_side SIDE SAVES JSON_OUT [WRAPPER...]: one run of one side; WRAPPER (strace)
+  # prefixes the command when given.
+  run_side() {
+    local side=$1 n=$2 out=$3
+    shift 3
+    case $side in
+      cpp) "$@" "$build/bench/save_bench" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
+      python) "$@" "$python" "$root/bench/python_guide_save.py" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
+    esac
+  }
 
-# --- fsyncs per save, verified with strace ---------------------------------------------
-# Separate, untimed runs (strace slows every traced call). A run with 0 saves traces the
-# setup alone (creating the index, for ckpt), so (calls with N saves - calls with 0) / N
-# is what the saves themselves do. -y names the file behind each descriptor, which is how
-# the report tells the temp file, the WAL and the directory apart.
-if command -v strace >/dev/null; then
-  for side in cpp python; do
-    for n in 0 "$saves"; do
-      echo "== strace: $side, $n saves"
-      run_side "$side" "$n" "$results/strace-$side-$n.json" \
-        strace -f -y -o "$results/strace-$side-$n.log" -e trace=fsync,fdatasync,sync,syncfs,sync_file_range,msync \
-        >/dev/null
+  # --- epoch save latency, both sides in the same run ------------------------------------
+  for ((round = 1; round <= rounds; round++)); do
+    if ((round % 2)); then order="cpp python"; else order="python cpp"; fi
+    for side in $order; do
+      echo "== round $round/$rounds: $side"
+      run_side "$side" "$saves" "$results/save-$side-$round.json"
     done
   done
-else
-  echo "run_benchmarks: warning: strace not found (apt-get install -y strace); fsyncs will not be counted" >&2
+
+  # --- fsyncs per save, verified with strace ---------------------------------------------
+  # Separate, untimed runs (strace slows every traced call). A run with 0 saves traces the
+  # setup alone (creating the index, for ckpt), so (calls with N saves - calls with 0) / N
+  # is what the saves themselves do. -y names the file behind each descriptor, which is how
+  # the report tells the temp file, the WAL and the directory apart.
+  if command -v strace >/dev/null; then
+    for side in cpp python; do
+      for n in 0 "$saves"; do
+        echo "== strace: $side, $n saves"
+        run_side "$side" "$n" "$results/strace-$side-$n.json" \
+          strace -f -y -o "$results/strace-$side-$n.log" -e trace=fsync,fdatasync,sync,syncfs,sync_file_range,msync \
+          >/dev/null
+      done
+    done
+  else
+    echo "run_benchmarks: warning: strace not found (apt-get install -y strace); fsyncs will not be counted" >&2
+  fi
+
+  # --- index queries at ROWS rows (torch-free) -------------------------------------------
+  echo "== index_bench: $rows rows"
+  "$build/bench/index_bench" --dir "$runs_dir" --rows "$rows" --iterations "$iterations" --json-out "$results/index.json"
+
 fi
 
-# --- index queries at ROWS rows (torch-free) -------------------------------------------
-echo "== index_bench: $rows rows"
-"$build/bench/index_bench" --dir "$runs_dir" --rows "$rows" --iterations "$iterations" --json-out "$results/index.json"
+# --- the serialization benchmark --------------------------------------------------------
+if [[ $only != core ]]; then
+  BUILD_DIR=$build PYTHON=$python bash "$root/bench/run_format_benchmarks.sh"
+fi
 
 # --- the report --------------------------------------------------------------------------
-"$python" "$root/bench/write_report.py" --results "$results" --runs-dir "$runs_dir" --build-dir "$build" \
-  --saves "$saves" --rounds "$rounds" --out "$root/docs/benchmarks.md"
+# Each part's section comes from its latest results (BUILD_DIR/bench/results and
+# results-format); a part without results keeps its section of the current report.
+"$python" "$root/bench/write_report.py" --results "$results" --format-results "$format_results" \
+  --runs-dir "$runs_dir" --build-dir "$build" --out "$root/docs/benchmarks.md"
 rmdir "$runs_dir" 2>/dev/null || true
 echo "== wrote $root/docs/benchmarks.md"

@@ -76,9 +76,23 @@ def machine_info(runs_dir, build_dir):
                 cache[match.group(1)] = match.group(2)
     compiler = run(cache.get("CMAKE_CXX_COMPILER", "c++"), "--version").splitlines()[0]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    commit = run("git", "-C", root, "rev-parse", "--short", "HEAD")
-    dirty = run("git", "-C", root, "status", "--porcelain", "--untracked-files=no")
+    memory = "unknown"
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
+                break
+    read_ahead = "unknown"
+    block = os.path.join("/sys/class/block", os.path.basename(device))
+    for candidate in (block, os.path.dirname(os.path.realpath(block))):
+        path = os.path.join(candidate, "queue", "read_ahead_kb")
+        if os.path.exists(path):
+            with open(path) as value:
+                read_ahead = f"{value.read().strip()} KiB"
+            break
     return {
+        "read_ahead": read_ahead,
+        "memory": memory,
         "nproc": run("nproc"),
         "cpu": cpu_model,
         "kernel": run("uname", "-r"),
@@ -87,8 +101,6 @@ def machine_info(runs_dir, build_dir):
         "build_type": cache.get("CMAKE_BUILD_TYPE", "unknown"),
         "compiler": compiler,
         "python": f"{sys.executable} {platform.python_version()}",
-        "commit": commit + (" with uncommitted changes" if dirty not in ("", "unknown") else ""),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -418,51 +430,148 @@ def index_section(results):
     return lines
 
 
+# --- parts and the whole document ----------------------------------------------------------
+
+# Each part of the report is regenerated from its own result files when they exist, and
+# otherwise carried over from the current docs/benchmarks.md, so that running one part
+# (run_benchmarks.sh --only ...) rewrites the document without losing the other.
+PART_BEGIN = "<!-- part: {} (generated from its own run; see the Machine table for when) -->"
+PART_END = "<!-- end of part: {} -->"
+# Documents written before the parts were marked: the headings that began each part.
+LEGACY_HEADINGS = {"core": "## Epoch save", "format": "## Serialization"}
+
+
+def carried_over(text, part):
+    """The lines of `part` in an existing report, or None."""
+    begin, end = PART_BEGIN.format(part), PART_END.format(part)
+    if begin in text and end in text:
+        inner = text.split(begin, 1)[1].split(end, 1)[0]
+        return inner.strip("\n").splitlines()
+    heading = LEGACY_HEADINGS[part]
+    if heading not in text:
+        return None
+    rest = text[text.index(heading):]
+    # A legacy document ends a part where the other part's heading begins.
+    for other, other_heading in LEGACY_HEADINGS.items():
+        if other != part and other_heading in rest:
+            rest = rest[: rest.index(other_heading)]
+    return rest.strip("\n").splitlines()
+
+
+def carried_row(text, label):
+    """A Machine-table row of an existing report, or None."""
+    match = re.search(r"^\| " + re.escape(label) + r" \| (.*) \|$", text, re.M)
+    return match.group(1) if match else None
+
+
+def part_run(results, fallback_file):
+    """(date, commit) of a part's run, from the run.json its runner wrote."""
+    path = os.path.join(results, "run.json")
+    if os.path.exists(path):
+        info = load(path)
+        return info.get("started", "unknown"), info.get("commit", "unknown")
+    fallback = os.path.join(results, fallback_file)
+    if os.path.exists(fallback):
+        mtime = datetime.datetime.fromtimestamp(os.path.getmtime(fallback), datetime.timezone.utc)
+        return mtime.strftime("%Y-%m-%d %H:%M UTC") + " (file time)", "unknown"
+    return "unknown", "unknown"
+
+
+def core_lines(args):
+    """The core benchmarks' sections, or None when their results are missing."""
+    if not os.path.exists(os.path.join(args.results, "save-cpp-1.json")):
+        return None
+    rounds = args.rounds
+    if rounds is None:
+        rounds = len([n for n in os.listdir(args.results) if re.fullmatch(r"save-cpp-\d+\.json", n)])
+    saves = args.saves
+    if saves is None:
+        saves = load(os.path.join(args.results, "save-cpp-1.json"))["saves"]
+    save_lines, stats = save_section(args.results, rounds, saves)
+    return save_lines + fsync_section(args.results, saves, stats) + index_section(args.results)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", required=True)
+    parser.add_argument("--results", required=True, help="the core benchmarks' results")
+    parser.add_argument("--format-results", help="bench/run_format_benchmarks.sh's results")
     parser.add_argument("--runs-dir", required=True)
     parser.add_argument("--build-dir", required=True)
-    parser.add_argument("--saves", type=int, required=True)
-    parser.add_argument("--rounds", type=int, required=True)
+    parser.add_argument("--saves", type=int, help="default: from the results")
+    parser.add_argument("--rounds", type=int, help="default: from the results")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    machine = machine_info(args.runs_dir, args.build_dir)
-    save_lines, stats = save_section(args.results, args.rounds, args.saves)
+    old = ""
+    if os.path.exists(args.out):
+        with open(args.out) as existing:
+            old = existing.read()
+    df_dir = args.runs_dir if os.path.isdir(args.runs_dir) else os.path.join(args.build_dir, "bench")
+    machine = machine_info(df_dir, args.build_dir)
+
+    parts = []  # (name, title, lines, date, commit)
+    generated = core_lines(args)
+    if generated is not None:
+        date, commit = part_run(args.results, "index.json")
+        if commit == "unknown":  # results of a run from before run.json: its report said
+            commit = (carried_row(old, "commit: core benchmarks (epoch save, fsyncs, index)")
+                      or carried_row(old, "commit") or "unknown")
+        parts.append(("core", "core benchmarks (epoch save, fsyncs, index)", generated, date, commit))
+    elif carried_over(old, "core") is not None:
+        parts.append(("core", "core benchmarks (epoch save, fsyncs, index)", carried_over(old, "core"),
+                      carried_row(old, "run: core benchmarks (epoch save, fsyncs, index)")
+                      or carried_row(old, "date") or "unknown",
+                      carried_row(old, "commit: core benchmarks (epoch save, fsyncs, index)")
+                      or carried_row(old, "commit") or "unknown"))
+    fmt_results = args.format_results
+    if fmt_results and os.path.exists(os.path.join(fmt_results, "run.json")):
+        import format_report
+        date, commit = part_run(fmt_results, "run.json")
+        parts.append(("format", "serialization benchmarks", format_report.section(fmt_results), date, commit))
+    elif carried_over(old, "format") is not None:
+        parts.append(("format", "serialization benchmarks", carried_over(old, "format"),
+                      carried_row(old, "run: serialization benchmarks") or "unknown",
+                      carried_row(old, "commit: serialization benchmarks") or "unknown"))
+
     lines = [
         "# Benchmarks",
         "",
         "Generated by `bench/run_benchmarks.sh`; do not edit by hand, rerun it. Every number below "
-        "comes from one run of the script, and the C++ and Python sides ran in that same run, on the "
-        "same file system. Compare ratios; absolute times depend on the disk's fsync latency, which on "
-        "a shared virtual machine drifts from minute to minute.",
+        "comes from the result files of one run of its part, and the contenders compared in a part ran in "
+        "that same run, on the same file system. Compare ratios; absolute times depend on the disk's fsync "
+        "latency and throughput, which on a shared virtual machine drift from minute to minute.",
         "",
         "To reproduce:",
         "",
         "```sh",
-        "bash bench/run_benchmarks.sh",
+        "bash bench/run_benchmarks.sh                  # everything: about 25 minutes",
+        "bash bench/run_benchmarks.sh --only core      # epoch save, fsyncs, index (keeps the other part)",
+        "bash bench/run_benchmarks.sh --only format    # serialization (keeps the other part)",
         "```",
         "",
         "## Machine",
         "",
         "| | |",
         "|---|---|",
-        f"| date | {machine['date']} |",
-        f"| commit | {machine['commit']} |",
+    ]
+    for _, title, _, date, commit in parts:
+        lines.append(f"| run: {title} | {date} |")
+        lines.append(f"| commit: {title} | {commit} |")
+    lines += [
         f"| CPUs (`nproc`) | {machine['nproc']} |",
         f"| CPU model | {machine['cpu']} |",
+        f"| memory | {machine['memory']} |",
         f"| kernel | {machine['kernel']} |",
-        f"| checkpoint directory | `{machine['runs_dir']}`: {machine['fs']} (`df -T`) |",
+        f"| benchmark files | `{machine['runs_dir']}`: {machine['fs']} (`df -T`), read-ahead "
+        f"{machine['read_ahead']} |",
         f"| build | {machine['build_type']}, {machine['compiler']} |",
         f"| Python | {machine['python']} |",
         "",
     ]
-    lines += save_lines
-    lines += fsync_section(args.results, args.saves, stats)
-    lines += index_section(args.results)
+    for name, _, part_lines, _, _ in parts:
+        lines += [PART_BEGIN.format(name), "", *part_lines, "", PART_END.format(name), ""]
     with open(args.out, "w") as out:
-        out.write("\n".join(lines))
+        out.write("\n".join(lines).rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,323 @@
+// format_whatif: the bounds under ckpt's save and load of case A, measured the way
+// format_bench measures ckpt itself, to tell what limits it and what a change would gain.
+// Not ckpt code: each variant does one thing ckpt's save or eager load does (or could do)
+// on the same bytes, with the same libraries (xxHash's XXH3-128, libdeflate's CRC-32) and
+// the same allocator (c10's CPU allocator), and nothing else. No zip structure is written
+// or parsed: its bytes (~70 KB per GiB) and parsing (~1 ms for 256 records) are noise here.
+//
+//   format_whatif save --case A --out FILE --variant V     write the state's tensor bytes to
+//       FILE.tmp in 1 MiB writes straight from tensor memory, fsync, rename, fsync the dir:
+//       plain          nothing else: dd's work, from the state's memory
+//       hash           XXH3-128 and CRC-32 of each chunk before its write (what ckpt hashes)
+//       hash-copy      as hash, and every other 1 MiB chunk first copied into a 1 MiB buffer
+//                      (what ckpt's HashingTempFile does to chunks of exactly its buffer's
+//                      size when the buffer is empty; a model of ckpt's save to check)
+//       hash-overlap   as hash, and every 8 MiB sync_file_range(SYNC_FILE_RANGE_WRITE) of the
+//                      8 MiB before it: the disk writes while the CPU hashes, and the final
+//                      fsync has only the tail left
+//   format_whatif hash --case A                            XXH3-128, then CRC-32, of the
+//       state's bytes in memory (1 MiB chunks): each one's cost per GiB, no I/O
+//   format_whatif load --file FILE --variant V             the file's bytes into new memory,
+//       4 MiB per allocation (one tensor of case A), in file order:
+//       read           pread into c10 CPU-allocator memory (4 KiB pages faulted in by the copy)
+//       read-crc       as read, plus CRC-32 of each 4 MiB read: ckpt's eager load, less the format
+//       thp-read-crc   as read-crc into 2 MiB-aligned anonymous memory with MADV_HUGEPAGE
+//                      (512 page faults per GiB instead of 262,144)
+//       map-crc        mmap the file as ckpt's memory_map load does (MAP_PRIVATE, copy-on-write)
+//                      and CRC-32 over all of it: a load whose tensors point into the page
+//                      cache (no copy, no new memory), with every byte verified
+//
+// Each writes the one-line JSON result of format_bench (--json-out FILE).
+#include <fcntl.h>
+#include <libdeflate.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <c10/core/CPUAllocator.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "format_bench_util.hpp"
+
+namespace {
+
+using format_bench::Reading;
+using format_bench::Result;
+using format_bench::Span;
+
+constexpr std::size_t kWriteChunk = 1 << 20;    // ckpt's zip writer hands 1 MiB at a time
+constexpr std::size_t kRecord = 4 << 20;        // one case-A tensor
+constexpr std::size_t kOverlapStep = 8 << 20;   // hash-overlap: writeback started per 8 MiB
+constexpr std::size_t kHugePage = 2 << 20;
+
+struct Options {
+  std::string command;
+  std::string case_name = "A";
+  std::string variant;
+  std::filesystem::path file;
+  std::filesystem::path json_out;
+};
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr, "usage: format_whatif save|hash|load [--case A|B] [--variant V] [--out|--file FILE] [--json-out FILE]\n");
+  std::exit(2);
+}
+
+Options parse_options(int argc, char** argv) {
+  if (argc < 2) usage();
+  Options options;
+  options.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage();
+      return argv[++i];
+    };
+    if (arg == "--case") {
+      options.case_name = value();
+    } else if (arg == "--variant") {
+      options.variant = value();
+    } else if (arg == "--out" || arg == "--file") {
+      options.file = value();
+    } else if (arg == "--json-out") {
+      options.json_out = value();
+    } else {
+      usage();
+    }
+  }
+  return options;
+}
+
+[[noreturn]] void os_error(const char* what, const std::filesystem::path& path) {
+  throw std::runtime_error(fmt::format("{}: {}: {}", path.string(), what, std::strerror(errno)));
+}
+
+void write_all(int fd, const char* data, std::size_t n, const std::filesystem::path& path) {
+  while (n > 0) {
+    ssize_t written = ::write(fd, data, n);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      os_error("write", path);
+    }
+    data += written;
+    n -= static_cast<std::size_t>(written);
+  }
+}
+
+void sync_dir(const std::filesystem::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) os_error("fsync directory", dir);
+  ::close(fd);
+}
+
+void save(const Options& options, Result& result) {
+  const auto c = format_bench::case_named(options.case_name);
+  const std::string& v = options.variant;
+  const bool hash = v == "hash" || v == "hash-copy" || v == "hash-overlap";
+  const bool copy = v == "hash-copy";
+  const bool overlap = v == "hash-overlap";
+  if (!hash && v != "plain") usage();
+  auto tensors = format_bench::make_tensors(c);
+  std::vector<char> buffer(copy ? kWriteChunk : 0);
+  XXH3_state_t* xxh = XXH3_createState();
+  const std::filesystem::path temp = options.file.string() + ".tmp";
+
+  const long rss_before = format_bench::current_rss_kib();
+  Reading before = Reading::now();
+  XXH3_128bits_reset(xxh);
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) os_error("create", temp);
+  std::uint64_t written = 0, kicked = 0;
+  std::uint32_t crc = 0;
+  std::size_t chunk_index = 0;
+  for (const auto& entry : tensors) {
+    const auto* bytes = static_cast<const char*>(entry.second.data_ptr());
+    const std::size_t size = entry.second.nbytes();
+    crc = 0;
+    for (std::size_t done = 0; done < size; done += kWriteChunk, ++chunk_index) {
+      const std::size_t n = std::min(kWriteChunk, size - done);
+      const char* data = bytes + done;
+      if (hash) {
+        crc = libdeflate_crc32(crc, data, n);
+        XXH3_128bits_update(xxh, data, n);
+      }
+      if (copy && chunk_index % 2 == 1) {
+        std::memcpy(buffer.data(), data, n);
+        data = buffer.data();
+      }
+      write_all(fd, data, n, temp);
+      written += n;
+      if (overlap && written - kicked >= 2 * kOverlapStep) {
+        // Start writeback of the older step; the newest stays in cache for the hasher.
+        if (::sync_file_range(fd, static_cast<off_t>(kicked), kOverlapStep, SYNC_FILE_RANGE_WRITE) != 0) {
+          os_error("sync_file_range", temp);
+        }
+        kicked += kOverlapStep;
+      }
+    }
+  }
+  Reading written_at = Reading::now();
+  if (::fsync(fd) != 0) os_error("fsync", temp);
+  ::close(fd);
+  Reading synced = Reading::now();
+  if (::rename(temp.c_str(), options.file.c_str()) != 0) os_error("rename", temp);
+  sync_dir(options.file.parent_path().empty() ? "." : options.file.parent_path());
+  Reading after = Reading::now();
+  XXH128_hash_t digest = XXH3_128bits_digest(xxh);
+  XXH3_freeState(xxh);
+
+  result.add_span("", Span::between(before, after));
+  result.add_memory(rss_before, before, after);
+  result.add_span("write_", Span::between(before, written_at));
+  result.add_span("fsync_", Span::between(written_at, synced));
+  result.add("state_bytes", c.state_bytes());
+  result.add("file_bytes", written);
+  result.add("checksum", static_cast<std::uint64_t>(digest.low64 ^ crc));
+}
+
+void hash(const Options& options, Result& result) {
+  const auto c = format_bench::case_named(options.case_name);
+  auto tensors = format_bench::make_tensors(c);
+  XXH3_state_t* xxh = XXH3_createState();
+  XXH3_128bits_reset(xxh);
+  const long rss_before = format_bench::current_rss_kib();
+  Reading before = Reading::now();
+  for (const auto& entry : tensors) {
+    const auto* bytes = static_cast<const char*>(entry.second.data_ptr());
+    for (std::size_t done = 0; done < entry.second.nbytes(); done += kWriteChunk) {
+      XXH3_128bits_update(xxh, bytes + done, std::min(kWriteChunk, entry.second.nbytes() - done));
+    }
+  }
+  Reading middle = Reading::now();
+  std::uint32_t crc = 0;
+  for (const auto& entry : tensors) {
+    const auto* bytes = static_cast<const char*>(entry.second.data_ptr());
+    for (std::size_t done = 0; done < entry.second.nbytes(); done += kWriteChunk) {
+      crc = libdeflate_crc32(crc, bytes + done, std::min(kWriteChunk, entry.second.nbytes() - done));
+    }
+  }
+  Reading after = Reading::now();
+  XXH128_hash_t digest = XXH3_128bits_digest(xxh);
+  XXH3_freeState(xxh);
+  result.add_span("", Span::between(before, after));
+  result.add_memory(rss_before, before, after);
+  result.add_span("xxh3_", Span::between(before, middle));
+  result.add_span("crc32_", Span::between(middle, after));
+  result.add("state_bytes", c.state_bytes());
+  result.add("checksum", static_cast<std::uint64_t>(digest.low64 ^ crc));
+}
+
+// 4 MiB of anonymous memory on 2 MiB boundaries, asking for transparent huge pages.
+struct HugeBuffer {
+  char* base = nullptr;
+  std::size_t mapped = 0;
+  char* data = nullptr;
+  explicit HugeBuffer(std::size_t n) : mapped(n + kHugePage) {
+    void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
+    base = static_cast<char*>(p);
+    data = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(base) + kHugePage - 1) & ~(kHugePage - 1));
+    ::madvise(data, n, MADV_HUGEPAGE);
+  }
+  ~HugeBuffer() { ::munmap(base, mapped); }
+};
+
+void load(const Options& options, Result& result) {
+  const std::string& v = options.variant;
+  if (v != "read" && v != "read-crc" && v != "thp-read-crc" && v != "map-crc") usage();
+  const bool crc_on = v != "read";
+  std::uint32_t crc = 0;
+  std::uint64_t total = 0;
+  std::vector<c10::DataPtr> storages;
+  std::vector<std::unique_ptr<HugeBuffer>> huge;
+  void* mapping = nullptr;
+  std::size_t mapping_size = 0;
+
+  const long rss_before = format_bench::current_rss_kib();
+  Reading before = Reading::now();
+  int fd = ::open(options.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) os_error("open", options.file);
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) os_error("stat", options.file);
+  const auto size = static_cast<std::size_t>(st.st_size);
+  if (v == "map-crc") {
+    // As ckpt maps (private, writable: copy-on-write), read-faulted by the CRC pass: each
+    // fault maps the page-cache pages around it (fault-around), nothing is copied.
+    // (MAP_POPULATE would pre-fault a writable private mapping for writing: a copy.)
+    mapping = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (mapping == MAP_FAILED) os_error("mmap", options.file);
+    mapping_size = size;
+    const auto* bytes = static_cast<const unsigned char*>(mapping);
+    for (std::size_t done = 0; done < size; done += kRecord) {
+      crc = libdeflate_crc32(crc, bytes + done, std::min(kRecord, size - done));
+    }
+    total = size;
+  } else {
+    for (std::size_t offset = 0; offset < size; offset += kRecord) {
+      const std::size_t n = std::min(kRecord, size - offset);
+      char* into = nullptr;
+      if (v == "thp-read-crc") {
+        huge.push_back(std::make_unique<HugeBuffer>(n));
+        into = huge.back()->data;
+      } else {
+        storages.push_back(c10::GetCPUAllocator()->allocate(n));
+        into = static_cast<char*>(storages.back().get());
+      }
+      for (std::size_t done = 0; done < n;) {
+        ssize_t got = ::pread(fd, into + done, n - done, static_cast<off_t>(offset + done));
+        if (got < 0) {
+          if (errno == EINTR) continue;
+          os_error("read", options.file);
+        }
+        if (got == 0) throw std::runtime_error("file shrank");
+        done += static_cast<std::size_t>(got);
+      }
+      if (crc_on) crc = libdeflate_crc32(crc, into, n);
+      total += n;
+    }
+  }
+  ::close(fd);
+  Reading after = Reading::now();
+  result.add("variant", v);
+  result.add_span("", Span::between(before, after));
+  result.add_memory(rss_before, before, after);
+  result.add("file_bytes", total);
+  result.add("checksum", static_cast<std::uint64_t>(crc));
+  if (mapping) ::munmap(mapping, mapping_size);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = parse_options(argc, argv);
+  try {
+    Result result;
+    result.add("tool", "whatif");
+    result.add("command", options.command);
+    if (options.command == "save") {
+      result.add("variant", options.variant);
+      save(options, result);
+    } else if (options.command == "hash") {
+      hash(options, result);
+    } else if (options.command == "load") {
+      load(options, result);
+    } else {
+      usage();
+    }
+    if (!options.json_out.empty()) bench::write_text_file(options.json_out, result.json());
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "format_whatif %s: %s\n", options.command.c_str(), error.what());
+    return 1;
+  }
+  return 0;
+}
