@@ -119,7 +119,9 @@ TEST_CASE("readers beside a writer never see a torn file or an error; a second w
   }
   readers.push_back(spawn_loop(
       [&](std::string& why) {
-        auto result = run_command("sqlite3 " + shell_quote((dir / "index.sqlite").string()) +
+        // As docs/schema.md advises beside a running trainer: a busy timeout, because a
+        // WAL reader can meet a lock for a moment (another connection's checkpoint).
+        auto result = run_command("sqlite3 -cmd '.timeout 5000' " + shell_quote((dir / "index.sqlite").string()) +
                                   " 'SELECT count(*) FROM checkpoints; SELECT file FROM checkpoints WHERE status = \"committed\"' 2>&1");
         why = result.output;
         return result.exit_code == 0 && result.output.find("Error") == std::string::npos;
