@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh --target demo_trainer
+bash scripts/build.sh --target demo_trainer --target ckpt_cli
 
 dir=demo_checkpoints
 rm -rf "$dir"
@@ -19,9 +19,12 @@ echo
 echo "== run 2: resume from the interrupt checkpoint and finish =="
 ./build/examples/demo_trainer --dir "$dir" --epochs 25
 echo
-echo "== $dir =="
-ls -l "$dir"
+echo "== ckpt ls $dir =="
+./build/tools/ckpt ls "$dir"
 echo
-echo "== history: sqlite3 $dir/index.sqlite (events, last 15) =="
+echo "== the run's story: sqlite3 $dir/index.sqlite =="
 sqlite3 -header -column "$dir/index.sqlite" \
-  "SELECT at, event, detail FROM (SELECT * FROM events ORDER BY id DESC LIMIT 15) ORDER BY id"
+  "SELECT at, event, detail FROM events
+   WHERE event IN ('new_best', 'interrupted', 'resumed_from', 'consumed_obsolete', 'recovered') ORDER BY id"
+echo
+echo "more: ./build/tools/ckpt history $dir --plot history.svg; docs/cli.md; docs/schema.md"
