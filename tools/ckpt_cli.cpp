@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -110,22 +111,27 @@ int cmd_ls(const std::string& dir, bool all, bool as_json) {
   return kOk;
 }
 
+// Resume loads the most recently committed resumable checkpoint (docs/durability.md).
 std::string why_latest(const ckpt::CheckpointReader& reader, const CheckpointRecord& latest) {
-  std::optional<std::int64_t> highest;
-  std::size_t epochs = 0;
+  std::size_t resumable = 0;
+  std::vector<std::string> higher;  // epochs above the chosen one, committed before it
   for (const auto& r : reader.checkpoints()) {
-    if (r.kind == CheckpointKind::epoch) {
-      ++epochs;
-      if (!highest || *r.epoch > *highest) highest = r.epoch;
-    }
+    if (r.kind == CheckpointKind::best) continue;
+    ++resumable;
+    if (r.kind == CheckpointKind::epoch && latest.epoch && *r.epoch > *latest.epoch) higher.push_back(std::to_string(*r.epoch));
   }
-  if (latest.kind == CheckpointKind::interrupt) {
-    std::string status = latest.status == "consumed" ? "resumed from, no newer checkpoint since" : "not resumed yet";
-    return highest ? fmt::format("interrupt checkpoint from {} ({}), preferred over epoch {}", latest.created_at, status, *highest)
-                   : fmt::format("interrupt checkpoint from {} ({})", latest.created_at, status);
+  std::string what = latest.kind == CheckpointKind::interrupt
+                         ? fmt::format("interrupt checkpoint ({})", latest.status == "consumed"
+                                                                        ? "resumed from, nothing newer saved since"
+                                                                        : "not resumed yet")
+                         : fmt::format("epoch {}", *latest.epoch);
+  std::string why = fmt::format("{}: the most recently committed of {} resumable checkpoint{} (saved {})", what,
+                                resumable, resumable == 1 ? "" : "s", latest.created_at);
+  if (!higher.empty()) {
+    why += fmt::format("; higher epoch{} {} {} older, from a run this one was restarted over (superseded)",
+                       higher.size() == 1 ? "" : "s", fmt::join(higher, ", "), higher.size() == 1 ? "is" : "are");
   }
-  return fmt::format("epoch {}, the highest of {} epoch checkpoint{}, saved {}", *latest.epoch, epochs,
-                     epochs == 1 ? "" : "s", latest.created_at);
+  return why;
 }
 
 int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_json) {

@@ -20,6 +20,7 @@ enum class ErrorCode {
   corrupt,           // a payload or index does not match what was committed
   format,            // a file is not a valid checkpoint payload
   locked,            // another process holds the directory's writer lock
+  needs_recovery,    // a save failed past its point of no return; reopen the directory
   schema_too_new,    // the index was written by a newer ckpt
   index,             // SQLite reported an error on the index
   invalid_argument,  // a caller passed an unusable value

@@ -51,11 +51,13 @@ class CheckpointManager {
   std::optional<State> load_best_model();
 
   // Saves checkpoint_epoch_<epoch>.pth (replacing one of that epoch), then keeps only
-  // the max_to_keep highest epochs. REQUIRES: epoch >= 0.
+  // the max_to_keep most recently committed epochs (an epoch not above those already
+  // there supersedes them: they are rotated out first, with a warning). REQUIRES: epoch >= 0.
   CheckpointRecord save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                          std::optional<double> metric = std::nullopt);
-  // The state to resume from: the interrupt checkpoint if there is one, else the
-  // highest epoch. nullopt when there is nothing to resume from.
+  // The state to resume from: the most recently committed epoch or interrupt
+  // checkpoint (the guide's "interrupt first, else highest epoch" in every ordinary run;
+  // docs/durability.md). nullopt when there is nothing to resume from.
   std::optional<State> load_latest_checkpoint();
 
   // Saves interrupt_checkpoint.pth: call it from the training loop (never from a signal

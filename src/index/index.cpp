@@ -4,6 +4,9 @@
 #include <sqlite3.h>
 #include <fmt/format.h>
 
+#include <limits>
+#include <utility>
+
 #include "ckpt/errors.hpp"
 #include "ckpt/version.hpp"
 #include "index/migrations.hpp"
@@ -13,8 +16,12 @@ namespace ckpt::index {
 namespace {
 
 constexpr int kBusyTimeoutMs = 10'000;
+// Columns of read_record, in order; {seq} is the commit order (see commit_order_).
 constexpr const char* kColumns =
-    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at";
+    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}";
+// Before migration 0002 (a read-only view of an index no writer has migrated yet), the
+// order of ids is the order of commits: one writer, saves one at a time.
+constexpr const char* kCommitOrderBeforeMigration2 = "(CASE WHEN status IN ('pending', 'aborted') THEN NULL ELSE id END)";
 
 CheckpointKind parse_kind(const std::string& kind) {
   if (kind == "best") return CheckpointKind::best;
@@ -34,6 +41,7 @@ CheckpointRecord read_record(SQLite::Statement& row) {
   record.hash_algo = row.getColumn(7).getString();
   record.status = row.getColumn(8).getString();
   record.created_at = row.getColumn(9).getString();
+  if (!row.getColumn(10).isNull()) record.commit_seq = row.getColumn(10).getInt64();
   return record;
 }
 
@@ -98,10 +106,12 @@ void Index::begin(Durability durability) {
   });
 }
 
-Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs) : path_(std::move(path)) {
+Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Locking locking) : path_(std::move(path)) {
   guarded("open", [&] {
     const int flags = mode == Mode::read_only ? SQLite::OPEN_READONLY : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE;
     db_ = std::make_unique<SQLite::Database>(path_.string(), flags, kBusyTimeoutMs, vfs);
+    // Must precede the first read: a WAL database read once in normal mode has mapped -shm.
+    if (locking == Locking::exclusive) db_->exec("PRAGMA locking_mode=EXCLUSIVE");
   });
   // The schema version is checked before anything writes: an index from a newer ckpt
   // must come out of this untouched (switching to WAL is a write).
@@ -117,6 +127,8 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs) : pa
     if (version == 0) {
       throw IndexError(ErrorCode::index, fmt::format("{}: not a ckpt index (no schema)", path_.string()), path_);
     }
+    if (version < 2) commit_order_ = kCommitOrderBeforeMigration2;
+    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_));
     return;
   }
   guarded("configure", [&] {
@@ -124,6 +136,7 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs) : pa
     db_->exec("PRAGMA foreign_keys=ON");
   });
   migrate();
+  columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_));
 }
 
 Index::~Index() = default;
@@ -135,7 +148,10 @@ SQLite::Statement& Index::prepared(const std::string& sql) {
   if (!cached) {
     cached = std::make_unique<SQLite::Statement>(*db_, sql);
   } else {
-    cached->reset();
+    // tryReset, not reset: sqlite3_reset returns the error of the statement's last step,
+    // and a statement that failed once (a full disk, a busy database) must be usable
+    // again, not fail forever with its old error.
+    (void)cached->tryReset();
     cached->clearBindings();
   }
   return *cached;
@@ -180,8 +196,11 @@ void Index::set_setting(std::string_view key, std::string_view value) {
 
 std::int64_t Index::insert(const CheckpointRecord& record) {
   return guarded("insert checkpoint", [&] {
-    SQLite::Statement& statement = prepared("INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    // A row inserted as committed (adopted by recovery) takes its place in the commit order now.
+    SQLite::Statement& statement = prepared(
+        "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 = 'committed' "
+        "THEN (SELECT COALESCE(MAX(commit_seq), 0) + 1 FROM checkpoints) END)");
     statement.bind(1, std::string(to_string(record.kind)));
     if (record.epoch) statement.bind(2, static_cast<int64_t>(*record.epoch));
     if (record.metric) statement.bind(3, *record.metric);
@@ -205,6 +224,17 @@ void Index::set_status(std::int64_t id, std::string_view new_status) {
   });
 }
 
+void Index::mark_committed(std::int64_t id) {
+  guarded("commit checkpoint", [&] {
+    SQLite::Statement& statement = prepared(
+        "UPDATE checkpoints SET status = 'committed', "
+        "commit_seq = (SELECT COALESCE(MAX(commit_seq), 0) + 1 FROM checkpoints), "
+        "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?");
+    statement.bind(1, static_cast<int64_t>(id));
+    statement.exec();
+  });
+}
+
 void Index::add_event(std::string_view event, std::optional<std::int64_t> checkpoint_id, std::string_view detail) {
   guarded("record event", [&] {
     SQLite::Statement& statement = prepared("INSERT INTO events (event, checkpoint_id, detail) VALUES (?, ?, ?)");
@@ -217,7 +247,7 @@ void Index::add_event(std::string_view event, std::optional<std::int64_t> checkp
 
 std::optional<CheckpointRecord> Index::find(std::int64_t id) {
   return guarded("find checkpoint", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE id = ?", kColumns));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE id = ?", columns_));
     query.bind(1, static_cast<int64_t>(id));
     return read_first(query);
   });
@@ -225,7 +255,7 @@ std::optional<CheckpointRecord> Index::find(std::int64_t id) {
 
 std::optional<CheckpointRecord> Index::live_row_for(std::string_view file) {
   return guarded("find live checkpoint", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status IN ('committed', 'consumed')", kColumns));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status IN ('committed', 'consumed')", columns_));
     query.bind(1, std::string(file));
     return read_first(query);
   });
@@ -233,7 +263,7 @@ std::optional<CheckpointRecord> Index::live_row_for(std::string_view file) {
 
 std::vector<CheckpointRecord> Index::rows_with_status(std::string_view status) {
   return guarded("list checkpoints", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = ? ORDER BY id", kColumns));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = ? ORDER BY id", columns_));
     query.bind(1, std::string(status));
     return read_all(query);
   });
@@ -241,7 +271,7 @@ std::vector<CheckpointRecord> Index::rows_with_status(std::string_view status) {
 
 std::vector<CheckpointRecord> Index::rows_for(std::string_view file, std::string_view status) {
   return guarded("list checkpoints", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status = ? ORDER BY id DESC", kColumns));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status = ? ORDER BY id DESC", columns_));
     query.bind(1, std::string(file));
     query.bind(2, std::string(status));
     return read_all(query);
@@ -252,14 +282,14 @@ std::vector<CheckpointRecord> Index::live_rows() {
   return guarded("list checkpoints", [&] {
     SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status IN ('committed', 'consumed') "
                                               "ORDER BY kind, epoch, id",
-                                              kColumns));
+                                              columns_));
     return read_all(query);
   });
 }
 
 std::vector<CheckpointRecord> Index::all_rows() {
   return guarded("list checkpoints", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints ORDER BY id", kColumns));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints ORDER BY id", columns_));
     return read_all(query);
   });
 }
@@ -281,36 +311,76 @@ std::vector<Index::Event> Index::events() {
   });
 }
 
-std::optional<CheckpointRecord> Index::resume_candidate() {
+std::optional<CheckpointRecord> Index::resume_candidate(std::optional<std::int64_t> committed_before) {
   return guarded("find resume candidate", [&]() -> std::optional<CheckpointRecord> {
-    // Two index range scans rather than one ORDER BY CASE, which would sort every row.
-    SQLite::Statement& interrupt = prepared(fmt::format("SELECT {} FROM checkpoints WHERE kind = 'interrupt' "
-                                                  "AND status IN ('committed', 'consumed') ORDER BY id DESC LIMIT 1",
-                                                  kColumns));
-    if (auto record = read_first(interrupt)) return record;
-    SQLite::Statement& epoch = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
-                                              "AND kind = 'epoch' ORDER BY epoch DESC, id DESC LIMIT 1",
-                                              kColumns));
-    return read_first(epoch);
+    // One index range scan per (status, kind) that can be resumed from, newest commit
+    // first; the newest of the three wins. (One query with status IN and kind IN would
+    // sort every live row, which is every row of a directory that keeps all epochs.)
+    static constexpr std::pair<std::string_view, std::string_view> kResumable[] = {
+        {status::kCommitted, "epoch"}, {status::kCommitted, "interrupt"}, {status::kConsumed, "interrupt"}};
+    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE status = ? AND kind = ? "
+                                                    "AND {1} < ? ORDER BY {1} DESC LIMIT 1",
+                                                    columns_, commit_order_));
+    std::optional<CheckpointRecord> newest;
+    for (const auto& [row_status, kind] : kResumable) {
+      query.reset();
+      query.bind(1, std::string(row_status));
+      query.bind(2, std::string(kind));
+      query.bind(3, static_cast<int64_t>(committed_before.value_or(std::numeric_limits<std::int64_t>::max())));
+      auto record = read_first(query);
+      if (record && (!newest || record->commit_seq > newest->commit_seq)) newest = std::move(record);
+    }
+    return newest;
   });
 }
 
 std::optional<CheckpointRecord> Index::best() {
   return guarded("find best checkpoint", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
-                                              "AND kind = 'best' ORDER BY id DESC LIMIT 1",
-                                              kColumns));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE status = 'committed' "
+                                                    "AND kind = 'best' ORDER BY {1} DESC LIMIT 1",
+                                                    columns_, commit_order_));
     return read_first(query);
   });
 }
 
 std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
   return guarded("find checkpoints to rotate", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
-                                              "AND kind = 'epoch' ORDER BY epoch DESC, id DESC LIMIT -1 OFFSET ?",
-                                              kColumns));
+    // later_min: the lowest epoch committed after this row. A row whose epoch is not
+    // below it belongs to a run that was restarted from an earlier state (superseded);
+    // those go first, then the rest by commit order, newest kept.
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT {0} FROM (SELECT *, MIN(epoch) OVER (ORDER BY {1} DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
+        "AS later_min FROM checkpoints WHERE status = 'committed' AND kind = 'epoch') "
+        "ORDER BY (later_min IS NOT NULL AND later_min <= epoch), {1} DESC LIMIT -1 OFFSET ?",
+        columns_, commit_order_));
     query.bind(1, keep);
     return read_all(query);
+  });
+}
+
+std::vector<CheckpointRecord> Index::epochs_from(std::int64_t epoch) {
+  return guarded("find superseded checkpoints", [&] {
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
+                                                    "AND kind = 'epoch' AND epoch >= ? ORDER BY epoch",
+                                                    columns_));
+    query.bind(1, static_cast<int64_t>(epoch));
+    return read_all(query);
+  });
+}
+
+bool Index::file_moved() {
+  return guarded("check the index file", [&] {
+    int moved = 0;
+    int rc = sqlite3_file_control(db_->getHandle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved);
+    return rc == SQLITE_OK && moved != 0;
+  });
+}
+
+void Index::copy_to(const std::filesystem::path& target) {
+  guarded("copy the index", [&] {
+    SQLite::Statement statement(*db_, "VACUUM INTO ?");
+    statement.bind(1, target.string());
+    statement.exec();
   });
 }
 

@@ -67,10 +67,18 @@ class Index {
     read_only,   // never writes: for readers beside a running writer (tools, sqlite3)
   };
 
+  enum class Locking {
+    normal,     // WAL with its shared-memory index: readers read beside the writer
+    exclusive,  // PRAGMA locking_mode=EXCLUSIVE before WAL is first used: the WAL index
+                // lives in this process's heap (no -shm, which needs memory shared on one
+                // host); the connection keeps the file locked, so no other reads beside it
+  };
+
   // Opens the database and refuses a schema newer than this build (never modifying it).
   // In read_write mode creates it if missing and applies missing migrations, each in
   // its own transaction; in read_only mode a missing or unmigrated index is an error.
-  Index(std::filesystem::path path, Mode mode = Mode::read_write, const std::string& vfs = {});
+  Index(std::filesystem::path path, Mode mode = Mode::read_write, const std::string& vfs = {},
+        Locking locking = Locking::normal);
   ~Index();
 
   const std::filesystem::path& path() const noexcept { return path_; }
@@ -102,12 +110,28 @@ class Index {
   };
   std::vector<Event> events();
 
-  // Resume priority: the newest interrupt checkpoint (committed or consumed), else the
-  // committed epoch checkpoint with the highest epoch.
-  std::optional<CheckpointRecord> resume_candidate();
+  // Makes a pending row committed and gives it the next place in the commit order.
+  void mark_committed(std::int64_t id);
+
+  // Resume: the most recently committed resumable row (a committed epoch checkpoint, or
+  // a committed or consumed interrupt checkpoint), among those committed before
+  // `committed_before` (a commit_seq) when given: the next candidate after that one.
+  std::optional<CheckpointRecord> resume_candidate(std::optional<std::int64_t> committed_before = std::nullopt);
   std::optional<CheckpointRecord> best();
-  // Committed epoch rows beyond the `keep` highest epochs. REQUIRES: keep > 0.
+  // Rotation: committed epoch rows beyond the `keep` that stay. Kept first are the most
+  // recently committed that no later commit of a lower epoch superseded (a run restarted
+  // from an earlier state supersedes the higher epochs of the run it abandoned), then
+  // the superseded ones, most recently committed first. REQUIRES: keep > 0.
   std::vector<CheckpointRecord> epochs_beyond(int keep);
+  // Committed epoch rows with an epoch >= `epoch`, lowest first.
+  std::vector<CheckpointRecord> epochs_from(std::int64_t epoch);
+
+  // Whether the index file was deleted or replaced since it was opened (this connection
+  // would then write into a file no one can open again).
+  bool file_moved();
+  // Writes a consistent copy of the whole database to `target` (VACUUM INTO), which must
+  // not exist. Not synced: the caller syncs it.
+  void copy_to(const std::filesystem::path& target);
 
   // PRAGMA integrity_check: "ok", or SQLite's first complaint.
   std::string integrity_check();
@@ -128,6 +152,9 @@ class Index {
   // Declared after db_: destroyed before the connection closes.
   std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> statements_;
   std::optional<Durability> durability_;
+  // SQL for the commit order, and the columns read_record reads.
+  std::string commit_order_ = "commit_seq";
+  std::string columns_;
 };
 
 }  // namespace ckpt::index

@@ -81,7 +81,7 @@ TEST_CASE("ckpt latest and best print the path, say why with -v, and exit 1 when
   auto latest = ckpt_stdout("latest -v " + shell_quote(dir.path().string()));
   CHECK(latest.exit_code == 0);
   CHECK_THAT(latest.output, Catch::StartsWith((dir / "checkpoint_epoch_5.pth").string() + "\n") &&
-                                Catch::Contains("epoch 5, the highest of 3 epoch checkpoints"));
+                                Catch::Contains("epoch 5: the most recently committed of 3 resumable checkpoints"));
   CHECK(ckpt_stdout("best " + shell_quote(dir.path().string())).output == (dir / "best_model.pth").string() + "\n");
   TestDir empty("cli-empty");
   { CheckpointStore store(empty.path()); }
@@ -89,6 +89,25 @@ TEST_CASE("ckpt latest and best print the path, say why with -v, and exit 1 when
   CHECK(none.exit_code == 1);
   CHECK_THAT(none.output, Catch::Contains("no resumable checkpoint"));
   CHECK(ckpt_cli("best " + shell_quote(empty.path().string())).exit_code == 1);
+}
+
+TEST_CASE("ckpt latest -v explains a choice by commit order: a restarted run, an interrupt", "[cli][order]") {
+  TestDir dir("cli");
+  std::vector<float> data;
+  {
+    CheckpointStore store(dir.path(), StoreOptions{3});
+    for (int epoch : {7, 8, 9, 3}) save_bytes(store, CheckpointKind::epoch, epoch, real_payload(epoch, 0.5, 1, &data));
+  }
+  auto latest = ckpt_stdout("latest -v " + shell_quote(dir.path().string()));
+  CHECK_THAT(latest.output, Catch::StartsWith((dir / "checkpoint_epoch_3.pth").string() + "\n") &&
+                                Catch::Contains("epoch 3: the most recently committed of 3 resumable checkpoints") &&
+                                Catch::Contains("higher epochs 8, 9 are older") && Catch::Contains("superseded"));
+  {
+    CheckpointStore store(dir.path(), StoreOptions{3});
+    save_bytes(store, CheckpointKind::interrupt, std::nullopt, real_payload(4, 0.5, 1, &data));
+  }
+  CHECK_THAT(ckpt_stdout("latest -v " + shell_quote(dir.path().string())).output,
+             Catch::Contains("interrupt checkpoint (not resumed yet): the most recently committed of 4"));
 }
 
 TEST_CASE("ckpt show prints the structure without tensor data, and statistics with --stats", "[cli]") {

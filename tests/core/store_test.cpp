@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
 
 #include "ckpt/errors.hpp"
@@ -58,13 +59,74 @@ TEST_CASE("rotation keeps exactly the max_to_keep highest epochs", "[store]") {
   CHECK(invariant_violations(dir.path()).empty());
 }
 
-TEST_CASE("rotation keeps the highest epochs, not the newest saves", "[store]") {
+TEST_CASE("a run restarted from an earlier state is resumed and kept; the abandoned run's epochs rotate out first",
+          "[store][order]") {
+  TestDir dir("store");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{3});
+    for (int epoch = 7; epoch <= 9; ++epoch) save_epoch(store, epoch, zip_payload(epoch));
+    // The run is restarted from its epoch-2 state (e.g. a bad learning rate found):
+    // its epoch 3 is the newest save. The guide's rule (highest epoch) would resume
+    // epoch 9 and rotate the new epoch 3 out at once.
+    auto restarted = save_epoch(store, 3, zip_payload(103));
+    CHECK(std::filesystem::exists(dir / "checkpoint_epoch_3.pth"));
+    CHECK(store.latest()->id == restarted.id);
+    CHECK(epoch_files(dir.path()) ==
+          std::vector<std::string>{"checkpoint_epoch_3.pth", "checkpoint_epoch_8.pth", "checkpoint_epoch_9.pth"});
+    auto events = index_events(dir.path());
+    CHECK(std::count(events.begin(), events.end(), "superseded") == 3);
+    save_epoch(store, 4, zip_payload(104));
+    CHECK(epoch_files(dir.path()) ==
+          std::vector<std::string>{"checkpoint_epoch_3.pth", "checkpoint_epoch_4.pth", "checkpoint_epoch_9.pth"});
+  }
+  CheckpointStore reopened(dir.path(), StoreOptions{3});
+  auto resumed = reopened.load_latest();
+  REQUIRE(resumed);
+  CHECK(resumed->record.epoch == 4);
+  CHECK(payload_text(*resumed) == zip_payload(104));
+  save_epoch(reopened, 5, zip_payload(105));
+  CHECK(epoch_files(dir.path()) ==
+        std::vector<std::string>{"checkpoint_epoch_3.pth", "checkpoint_epoch_4.pth", "checkpoint_epoch_5.pth"});
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("rotation keeps the most recently committed epochs; superseded ones go before older kept ones",
+          "[store][order]") {
   TestDir dir("store");
   CheckpointStore store(dir.path(), StoreOptions{2});
   save_epoch(store, 5, zip_payload(5));
   save_epoch(store, 6, zip_payload(6));
-  save_epoch(store, 2, zip_payload(2));  // an older epoch saved late is the one rotated out
-  CHECK(epoch_files(dir.path()) == std::vector<std::string>{"checkpoint_epoch_5.pth", "checkpoint_epoch_6.pth"});
+  save_epoch(store, 2, zip_payload(2));  // saved last: kept, and 5 (superseded, older) goes
+  CHECK(epoch_files(dir.path()) == std::vector<std::string>{"checkpoint_epoch_2.pth", "checkpoint_epoch_6.pth"});
+  CHECK(store.latest()->epoch == 2);
+  // gc applies the same order.
+  CHECK(store.gc(1).front().epoch == 6);
+  CHECK(epoch_files(dir.path()) == std::vector<std::string>{"checkpoint_epoch_2.pth"});
+}
+
+TEST_CASE("an interrupt saved on a preemption warning, then more epochs: resume loads the newest epoch",
+          "[store][order]") {
+  TestDir dir("store");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{3});
+    for (int epoch = 1; epoch <= 4; ++epoch) save_epoch(store, epoch, zip_payload(epoch));
+    save_bytes(store, CheckpointKind::interrupt, std::nullopt, zip_payload(100));  // SIGUSR1: preemption warned
+    CHECK(store.latest()->kind == CheckpointKind::interrupt);  // the newest save, as the guide says
+    for (int epoch = 5; epoch <= 9; ++epoch) save_epoch(store, epoch, zip_payload(epoch));  // ... but training went on
+    // The interrupt can never be the resume point again: it is deleted like a consumed one.
+    CHECK_FALSE(std::filesystem::exists(dir / "interrupt_checkpoint.pth"));
+    CHECK(epoch_files(dir.path()) ==
+          std::vector<std::string>{"checkpoint_epoch_7.pth", "checkpoint_epoch_8.pth", "checkpoint_epoch_9.pth"});
+  }
+  CheckpointStore reopened(dir.path(), StoreOptions{3});
+  auto resumed = reopened.load_latest();
+  REQUIRE(resumed);
+  CHECK(resumed->record.epoch == 9);
+  CHECK(payload_text(*resumed) == zip_payload(9));
+  save_epoch(reopened, 10, zip_payload(10));  // the next save is kept, not rotated out
+  CHECK(std::filesystem::exists(dir / "checkpoint_epoch_10.pth"));
+  auto events = index_events(dir.path());
+  CHECK(std::count(events.begin(), events.end(), "interrupt_obsolete") == 1);
 }
 
 TEST_CASE("max_to_keep 0 keeps every epoch; a negative value is refused", "[store]") {
@@ -136,12 +198,15 @@ TEST_CASE("a best save does not consume progress: the interrupt stays the resume
   CHECK(store.latest()->kind == CheckpointKind::interrupt);
 }
 
-TEST_CASE("an unconsumed interrupt checkpoint survives epoch saves (nobody resumed from it)", "[store]") {
+TEST_CASE("the best model is never rotated, and a best save leaves the resume point alone", "[store][order]") {
   TestDir dir("store");
-  CheckpointStore store(dir.path());
-  save_bytes(store, CheckpointKind::interrupt, std::nullopt, zip_payload(2));
-  save_epoch(store, 1, zip_payload(1));
-  CHECK(store.latest()->kind == CheckpointKind::interrupt);
+  CheckpointStore store(dir.path(), StoreOptions{1});
+  save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(50), 0.5);
+  for (int epoch = 1; epoch <= 4; ++epoch) save_epoch(store, epoch, zip_payload(epoch));
+  CHECK(read_bytes(dir / "best_model.pth") == zip_payload(50));
+  save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(51), 0.6);
+  CHECK(store.latest()->epoch == 4);
+  CHECK(payload_text(*store.load_best()) == zip_payload(51));
 }
 
 TEST_CASE("best lookup returns the latest best and its metric", "[store]") {
@@ -273,12 +338,23 @@ TEST_CASE("each failing file operation of a save leaves the old checkpoint or th
           }
           // Only the rotation's unlink comes after the commit: the save itself succeeded.
           CHECK(failed == (op != Op::remove));
-          auto latest = store.load_latest();
+          if (op == Op::sync_dir) {
+            // Whether the rename is durable cannot be known in this process: refused until reopened.
+            CHECK_THROWS_MATCHES(store.load_latest(), IoError,
+                                 Catch::Predicate<IoError>([](const IoError& e) { return e.code() == ErrorCode::needs_recovery; }));
+          } else {
+            auto latest = store.load_latest();
+            REQUIRE(latest);
+            CHECK(payload_text(*latest) == zip_payload(latest->record.epoch == 2 ? 2 : 1));
+          }
+        }
+        fs->clear_faults();
+        {
+          CheckpointStore reopened(dir.path(), options);
+          auto latest = reopened.load_latest();
           REQUIRE(latest);
           CHECK(payload_text(*latest) == zip_payload(latest->record.epoch == 2 ? 2 : 1));
         }
-        fs->clear_faults();
-        { CheckpointStore reopened(dir.path(), options); }
         CHECK(invariant_violations(dir.path()).empty());
       }
     }
@@ -308,4 +384,237 @@ TEST_CASE("the SHA-256 option records sha256 hashes and verifies them on load", 
   CHECK(record.hash_algo == "sha256");
   CHECK(record.hash.size() == 64);
   CHECK(store.load_latest());
+}
+
+namespace {
+
+// Another connection to the index makes the store's commits fail, as a full disk, an
+// I/O error or a busy database would: a trigger refuses to mark any row committed.
+void fail_commits(const std::filesystem::path& dir, bool on) {
+  SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE, 10000);
+  if (on) {
+    db.exec("CREATE TRIGGER test_fail_commit BEFORE UPDATE OF status ON checkpoints "
+            "WHEN NEW.status = 'committed' BEGIN SELECT RAISE(ABORT, 'injected: database or disk is full'); END");
+  } else {
+    db.exec("DROP TRIGGER test_fail_commit");
+  }
+}
+
+bool is_needs_recovery(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const IoError& error) {
+    return error.code() == ErrorCode::needs_recovery;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a commit that fails after the rename is retried by the next call: the new checkpoint is not lost",
+          "[store][fault][no-return]") {
+  TestDir dir("store");
+  CheckpointStore store(dir.path());
+  save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(1), 0.1);
+  fail_commits(dir.path(), true);
+  CHECK_THROWS_WITH(save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(2), 0.2),
+                    Catch::Contains("injected"));
+  // The name holds the new bytes; their row is pending. The store must not call them
+  // corrupt: it refuses work while the commit still fails ...
+  CHECK(read_bytes(dir / "best_model.pth") == zip_payload(2));
+  try {
+    store.load_best();
+    FAIL("a load went ahead with an unresolved save");
+  } catch (const IoError& error) {
+    CHECK_THAT(error.what(), Catch::Contains("best_model.pth") && Catch::Contains("injected"));
+  }
+  CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  // ... and resolves it first once the commit can succeed.
+  fail_commits(dir.path(), false);
+  auto best = store.load_best();
+  REQUIRE(best);
+  CHECK(payload_text(*best) == zip_payload(2));
+  CHECK(best->record.metric == 0.2);
+  CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a commit that fails after the rename is rolled forward by the next open", "[store][fault][no-return]") {
+  TestDir dir("store");
+  {
+    CheckpointStore store(dir.path());
+    save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(1), 0.1);
+    fail_commits(dir.path(), true);
+    CHECK_THROWS(save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(2), 0.2));
+    CHECK_THROWS(store.load_best());
+    fail_commits(dir.path(), false);
+  }
+  CheckpointStore reopened(dir.path());
+  auto best = reopened.load_best();
+  REQUIRE(best);
+  CHECK(payload_text(*best) == zip_payload(2));
+  CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+}
+
+TEST_CASE("a failed directory fsync commits nothing, deletes nothing, and only a reopen decides the save",
+          "[store][fault][no-return]") {
+  TestDir dir("store");
+  auto fs = std::make_shared<FaultFileSystem>();
+  StoreOptions options;
+  options.max_to_keep = 1;
+  options.file_system = fs;
+  {
+    CheckpointStore store(dir.path(), options);
+    save_epoch(store, 1, zip_payload(1));
+    fs->fail_nth(Op::sync_dir, 1, EIO);
+    try {
+      save_epoch(store, 2, zip_payload(2));
+      FAIL("a failed directory fsync was not reported");
+    } catch (const IoError& error) {
+      CHECK(error.os_error() == EIO);
+      CHECK_THAT(error.what(), Catch::Contains("Input/output error"));
+    }
+    // Epoch 1 is still committed and on disk (rotation did not run); epoch 2 is pending.
+    CHECK(read_bytes(dir / "checkpoint_epoch_1.pth") == zip_payload(1));
+    for (const auto& row : index_rows(dir.path())) {
+      if (row.file == "checkpoint_epoch_1.pth") CHECK(row.status == "committed");
+      if (row.file == "checkpoint_epoch_2.pth") CHECK(row.status == "pending");
+    }
+    // A later fsync that succeeds would not prove the rename durable: the store refuses
+    // every call, even once the file system works again, until it is reopened.
+    CHECK(is_needs_recovery([&] { store.load_latest(); }));
+    CHECK(is_needs_recovery([&] { save_epoch(store, 3, zip_payload(3)); }));
+    CHECK(is_needs_recovery([&] { store.gc(); }));
+    CHECK(read_bytes(dir / "checkpoint_epoch_1.pth") == zip_payload(1));
+  }
+  CheckpointStore reopened(dir.path(), options);
+  CHECK(reopened.last_recovery().rolled_forward == 1);
+  auto latest = reopened.load_latest();
+  REQUIRE(latest);
+  CHECK(payload_text(*latest) == zip_payload(2));
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a rename that fails without happening is rolled back at once; the store goes on", "[store][fault][no-return]") {
+  TestDir dir("store");
+  auto fs = std::make_shared<FaultFileSystem>();
+  StoreOptions options;
+  options.file_system = fs;
+  CheckpointStore store(dir.path(), options);
+  save_epoch(store, 1, zip_payload(1));
+  fs->fail_nth(Op::rename, 1, EIO);
+  CHECK_THROWS_AS(save_epoch(store, 2, zip_payload(2)), IoError);
+  auto latest = store.load_latest();
+  REQUIRE(latest);
+  CHECK(payload_text(*latest) == zip_payload(1));
+  save_epoch(store, 3, zip_payload(3));
+  CHECK(store.latest()->epoch == 3);
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a read error on the newest checkpoint is not corruption: the file stays and the load falls back",
+          "[store][fault]") {
+  TestDir dir("store");
+  auto fs = std::make_shared<FaultFileSystem>();
+  StoreOptions options;
+  options.file_system = fs;
+  CheckpointStore store(dir.path(), options);
+  save_epoch(store, 1, zip_payload(1));
+  save_epoch(store, 2, zip_payload(2));
+  save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(3), 0.3);
+  fs->fail_nth(Op::read, 1, EIO);
+  auto latest = store.load_latest();
+  REQUIRE(latest);
+  CHECK(payload_text(*latest) == zip_payload(1));
+  CHECK(read_bytes(dir / "checkpoint_epoch_2.pth") == zip_payload(2));
+  CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  CHECK(store.latest()->epoch == 2);  // still committed: the next load reads it
+  CHECK(payload_text(*store.load_latest()) == zip_payload(2));
+
+  fs->fail_nth(Op::read, 1, EIO);
+  try {
+    store.load_best();
+    FAIL("a read error on the best model was not reported");
+  } catch (const IoError& error) {
+    CHECK(error.os_error() == EIO);
+    CHECK_THAT(error.what(), Catch::Contains("best_model.pth") && Catch::Contains("Input/output error"));
+  }
+  CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  CHECK(payload_text(*store.load_best()) == zip_payload(3));
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a load never quarantines a file that holds the bytes of a pending row", "[store][fault][no-return]") {
+  TestDir dir("store");
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+    save_epoch(store, 2, zip_payload(2));
+    // What a save cut short after its rename leaves, seen by a store that did not make it.
+    write_bytes(dir / "checkpoint_epoch_2.pth", zip_payload(22));
+    SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE, 10000);
+    db.exec(fmt::format("INSERT INTO checkpoints (kind, epoch, file, size, hash, hash_algo, status) VALUES "
+                        "('epoch', 2, 'checkpoint_epoch_2.pth', {}, '{}', 'xxh3-128', 'pending')",
+                        zip_payload(22).size(), xxh3_of(dir / "checkpoint_epoch_2.pth")));
+    auto latest = store.load_latest();
+    REQUIRE(latest);
+    CHECK(latest->record.epoch == 1);
+    CHECK(read_bytes(dir / "checkpoint_epoch_2.pth") == zip_payload(22));
+    CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  }
+  CheckpointStore reopened(dir.path());
+  CHECK(payload_text(*reopened.load_latest()) == zip_payload(22));
+}
+
+TEST_CASE("a decoder that fails on damaged bytes does not stop the hash from deciding", "[store][corruption]") {
+  // Whatever the decoder throws on bytes that are not what was committed (a format
+  // error, or any other error from deep in a payload), the hash decides: quarantine and
+  // fall back.
+  for (bool format_error : {true, false}) {
+    TestDir dir("store");
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+    save_epoch(store, 2, zip_payload(2));
+    std::string damaged = zip_payload(2);
+    damaged[0] ^= 0x01;  // the local header's signature: a zip reader gives up at once
+    write_bytes(dir / "checkpoint_epoch_2.pth", damaged);
+    int runs = 0;
+    std::optional<CheckpointRecord> loaded;
+    CHECK_NOTHROW(loaded = store.load_latest([&](PayloadSource& source, const CheckpointRecord&) {
+      ++runs;
+      char magic[2];
+      source.read_at(0, magic, 2);
+      if (magic[0] != 'P' || magic[1] != 'K') {
+        if (format_error) throw FormatError(ErrorCode::format, "not a zip archive");
+        throw std::runtime_error("decoder: unexpected value");
+      }
+    }));
+    REQUIRE(loaded);
+    CHECK(loaded->epoch == 1);
+    CHECK(runs == 2);
+    CHECK(std::filesystem::exists(dir / "quarantine"));
+    CHECK(invariant_violations(dir.path()).empty());
+  }
+}
+
+TEST_CASE("an index deleted while the store runs is noticed at the next save and recreated, history kept",
+          "[store][fault]") {
+  TestDir dir("store");
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+    save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(2), 0.75);
+    for (const char* name : {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}) std::filesystem::remove(dir / name);
+    save_epoch(store, 2, zip_payload(3));
+    CHECK(std::filesystem::exists(dir / "index.sqlite"));
+    CHECK(store.latest()->epoch == 2);
+  }
+  CheckpointStore reopened(dir.path());
+  CHECK_FALSE(reopened.last_recovery().anything_done());
+  CHECK(reopened.best()->metric == 0.75);  // an adopted file would have no metric
+  CHECK(payload_text(*reopened.load_latest()) == zip_payload(3));
+  auto events = index_events(dir.path());
+  CHECK(std::count(events.begin(), events.end(), "index_recreated") == 1);
+  CHECK(std::count(events.begin(), events.end(), "new_best") == 1);
+  CHECK(invariant_violations(dir.path()).empty());
 }
