@@ -16,7 +16,9 @@
 //
 // Thread safety: a CheckpointStore is not thread-safe; use one per directory and thread,
 // or guard it. Exactly one store may write a directory at a time: the constructor takes an
-// advisory lock (index.lock) and throws LockedError naming the holder if it is taken.
+// advisory lock on the directory (FileSystem::lock_exclusive; index.lock names the
+// holder) and throws LockedError naming the holder if it is taken. A child forked
+// without exec does not inherit the lock and must not use the parent's store.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +56,9 @@ struct CheckpointRecord {
   std::string hash_algo;
   std::string status;      // see docs/schema.md for the lifecycle
   std::string created_at;  // UTC, ISO-8601 with milliseconds
+  // Position in the directory's order of commits (1, 2, ...): what "newest" means for
+  // resume and rotation. 0 for a row that was never committed (pending, aborted).
+  std::int64_t commit_seq = 0;
 };
 
 // Where a PayloadWriter puts the payload's bytes. The store hashes them as they pass.
@@ -81,12 +86,22 @@ class PayloadSource {
 using PayloadReader = std::function<void(PayloadSource&, const CheckpointRecord&)>;
 
 struct StoreOptions {
-  // Epoch checkpoints kept by rotation: the `max_to_keep` highest epochs. 0 keeps all.
+  // Epoch checkpoints kept by rotation: the `max_to_keep` most recently committed
+  // (epochs a restarted run superseded go first; docs/durability.md). 0 keeps all.
   // Stored in the index so that tools apply the same rule.
   int max_to_keep = 5;
   HashAlgorithm hash_algorithm = HashAlgorithm::xxh3_128;
   // The file-system seam; nullptr means FileSystem::posix().
   std::shared_ptr<FileSystem> file_system;
+  // A writer refuses a directory on a network file system (NFS, SMB/CIFS, Ceph, AFS, 9P,
+  // Lustre, GPFS, FUSE, ...: FileSystem::file_system_type) with an IoError naming this
+  // option, because there the writer lock may not exclude writers on other hosts,
+  // directory fsync may not be durable, and SQLite's WAL needs memory shared on one host.
+  // With true it proceeds, logs a warning, and opens the index with
+  // PRAGMA locking_mode=EXCLUSIVE before WAL is used (the WAL index in this process's
+  // memory, no -shm file): then nothing else, not `ckpt ls` nor sqlite3, can read the
+  // index while this store is open. Make sure only one host ever writes the directory.
+  bool allow_network_file_system = false;
   // Called for each checkpoint file recovery adopts (a complete file with no index row),
   // to find its metric, e.g. from the payload's "best_acc" (ckpt import does this).
   std::function<std::optional<double>(const std::filesystem::path& file, CheckpointKind kind)> metric_of_adopted;
@@ -147,8 +162,9 @@ class CheckpointStore {
  public:
   // Opens (creating if needed) the directory and its index, takes the writer lock,
   // applies pending index migrations, and recovers from any interrupted save.
-  // Throws LockedError, IndexError (schema too new, not a database), IoError,
-  // InvalidArgument (max_to_keep < 0).
+  // Throws LockedError, IndexError (schema too new, not a database), IoError (also for a
+  // network file system unless allow_network_file_system), InvalidArgument
+  // (max_to_keep < 0).
   explicit CheckpointStore(std::filesystem::path dir, StoreOptions options = {});
   ~CheckpointStore();
   CheckpointStore(const CheckpointStore&) = delete;
@@ -159,15 +175,19 @@ class CheckpointStore {
   // Durably saves a payload under the kind's file name (best_model.pth,
   // checkpoint_epoch_N.pth, interrupt_checkpoint.pth), replacing any file of that name
   // atomically. `size_hint` is the expected payload size, checked against free space
-  // before anything is written. Epoch saves then rotate; epoch and interrupt saves
-  // delete a consumed interrupt checkpoint. Returns the committed row.
+  // before anything is written. Epoch saves then rotate and delete the interrupt
+  // checkpoint they supersede. Returns the committed row.
+  // A failure after the pending row leaves the save to be resolved by content: the store
+  // then resolves it at the start of the next call, or refuses every call with IoError
+  // (ErrorCode::needs_recovery) until the directory is reopened (docs/durability.md,
+  // "Failures past the point of no return").
   // REQUIRES: epoch set (>= 0) exactly when kind == epoch.
   CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch,
                         std::optional<double> metric, std::uint64_t size_hint,
                         const PayloadWriter& write_payload);
 
-  // The checkpoint a resume would load: the interrupt checkpoint if there is one,
-  // else the epoch checkpoint with the highest epoch. A query, no file is read.
+  // The checkpoint a resume would load: the most recently committed epoch or interrupt
+  // checkpoint. A query, no file is read.
   std::optional<CheckpointRecord> latest() const;
   // The committed best model, if any. A query, no file is read.
   std::optional<CheckpointRecord> best() const;
@@ -177,21 +197,23 @@ class CheckpointStore {
   // Loads the resume candidate through `read_payload`, hashing the whole file in the
   // same pass, and checks the hash once the reader returns. A file that is missing or
   // does not match is marked in the index, moved into quarantine/ and logged as an
-  // error, and the next candidate in priority order is tried (so the reader may run
-  // more than once; only its last run counts). A FormatError from the reader on a file
-  // whose hash matches is rethrown. An interrupt checkpoint is marked consumed; its file
-  // stays until the next epoch or interrupt save commits.
+  // error, and the next candidate in commit order (newest first) is tried (so the reader
+  // may run more than once; only its last run counts). An error the reader throws on a
+  // file whose hash matches is rethrown. A file that cannot be read (IoError) is left as
+  // it is, logged, and the next candidate tried. An interrupt checkpoint is marked
+  // consumed; its file stays until the next epoch or interrupt save commits.
   // Returns the loaded row, or nullopt when no candidate is left.
   std::optional<CheckpointRecord> load_latest(const PayloadReader& read_payload);
-  // The same for the best model; nullopt when there is none (or it was corrupt).
+  // The same for the best model; nullopt when there is none (or it was corrupt). Throws
+  // IoError when its file cannot be read (nothing is changed then).
   std::optional<CheckpointRecord> load_best(const PayloadReader& read_payload);
 
   // As above, returning the verified bytes.
   std::optional<VerifiedPayload> load_latest();
   std::optional<VerifiedPayload> load_best();
 
-  // Applies rotation now: keeps the `keep` highest epochs (default: max_to_keep; 0 keeps
-  // all) and deletes the rest, recorded as 'rotated_out'. Returns the removed rows.
+  // Applies rotation now: keeps `keep` epochs by rotation's order (default: max_to_keep;
+  // 0 keeps all) and deletes the rest, recorded as 'rotated_out'. Returns the removed rows.
   std::vector<CheckpointRecord> gc(std::optional<int> keep = std::nullopt);
   // Removes one committed or consumed checkpoint and its file ('removed' event).
   // Throws InvalidArgument when there is no such live row.

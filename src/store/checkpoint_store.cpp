@@ -20,10 +20,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <ctime>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "ckpt/errors.hpp"
 #include "index/index.hpp"
@@ -94,8 +97,26 @@ class CheckpointStore::Impl {
     }
     if (!fs_) fs_ = FileSystem::posix();
     fs_->create_directories(dir_);
+    // See StoreOptions::allow_network_file_system for what goes wrong there.
+    const FileSystemType fs_type = fs_->file_system_type(dir_);
+    if (fs_type.network && !options_.allow_network_file_system) {
+      throw IoError(ErrorCode::io,
+                    fmt::format("{}: refusing to write checkpoints on a network file system ({}): the writer lock, "
+                                "directory fsync and SQLite's WAL are not reliable there; use a local directory, or "
+                                "set StoreOptions::allow_network_file_system to write from one host at a time",
+                                dir_.string(), fs_type.name),
+                    dir_);
+    }
+    if (fs_type.network) {
+      log::write(level_enum::warn,
+                 "{}: writing on a network file system ({}) as allowed; the index is opened in exclusive locking "
+                 "mode (no readers while this store is open); make sure only one host writes this directory",
+                 dir_.string(), fs_type.name);
+    }
     lock_ = fs_->lock_exclusive(dir_ / names::kLock, fmt::format("pid {} on {}", ::getpid(), host_name()));
-    index_ = std::make_unique<index::Index>(dir_ / names::kIndex, index::Index::Mode::read_write, options_.sqlite_vfs);
+    index_ = std::make_unique<index::Index>(dir_ / names::kIndex, index::Index::Mode::read_write, options_.sqlite_vfs,
+                                            fs_type.network ? index::Index::Locking::exclusive
+                                                            : index::Index::Locking::normal);
     record_retention_setting();
     apply(plan(/*verify_hashes=*/false));
   }
@@ -120,6 +141,8 @@ class CheckpointStore::Impl {
     if (epoch && *epoch < 0) {
       throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", dir_.string(), *epoch), dir_);
     }
+    ensure_resolved();
+    ensure_index_present();
     const std::string final_name = names::checkpoint_file(kind, epoch);
     const std::filesystem::path final_path = dir_ / final_name;
     check_free_space(final_path, size_hint);
@@ -147,20 +170,42 @@ class CheckpointStore::Impl {
     }
     step("pending_committed");
 
+    // Past the point of no return: from here a failure leaves a pending row that only
+    // the content of the file can resolve. Until it is resolved the store refuses work.
     try {
       fs_->rename(temp.path(), final_path);
-      temp.release();
-      step("renamed");
-      if (!options_.unsafe_skip_dir_fsync) fs_->sync_dir(dir_);
-      step("dir_synced");
-      finish_save(record.id, "saved");
-      step("committed");
-    } catch (...) {
-      // The rename may or may not have happened: decide by content, exactly as
-      // recovery would, so this process keeps loading the right file.
-      resolve_pending_quietly(record.id);
+    } catch (const std::exception& error) {
+      // The rename may or may not have happened: decide by content now if possible.
+      unresolved_ = Unresolved{record.id, record.file, /*dir_synced=*/false, /*reopen_required=*/false, error.what()};
+      resolve_quietly();
       throw;
     }
+    temp.release();
+    step("renamed");
+    try {
+      if (!options_.unsafe_skip_dir_fsync) fs_->sync_dir(dir_);
+    } catch (const std::exception& error) {
+      // Whether the rename is durable is unknown, and a later fsync that succeeds would
+      // not prove it (the failure may have dropped the dirty state it reported). Nothing
+      // is committed or marked for deletion; the previous checkpoints stay. Only a fresh
+      // open, whose recovery syncs the directory before it rolls anything forward, may
+      // decide this save.
+      unresolved_ = Unresolved{record.id, record.file, false, /*reopen_required=*/true, error.what()};
+      log::write(level_enum::err, "{}: the directory fsync after renaming {} failed: {}; the save is not committed "
+                 "and the directory must be reopened to recover it", dir_.string(), final_name, error.what());
+      throw;
+    }
+    step("dir_synced");
+    try {
+      finish_save(record.id, "saved");
+    } catch (const std::exception& error) {
+      // The rename is durable: the save can still be committed, by this process (the
+      // next call retries) or by the next open's recovery.
+      unresolved_ = Unresolved{record.id, record.file, /*dir_synced=*/true, false, error.what()};
+      resolve_quietly();
+      throw;
+    }
+    step("committed");
     try {
       delete_obsolete_files();
     } catch (const Error& error) {
@@ -172,13 +217,25 @@ class CheckpointStore::Impl {
     return index_->find(record.id).value();
   }
 
-  std::optional<CheckpointRecord> latest() const { return index_->resume_candidate(); }
-  std::optional<CheckpointRecord> best() const { return index_->best(); }
-  std::vector<CheckpointRecord> live_checkpoints() const { return index_->live_rows(); }
+  std::optional<CheckpointRecord> latest() {
+    ensure_resolved();
+    return index_->resume_candidate();
+  }
+  std::optional<CheckpointRecord> best() {
+    ensure_resolved();
+    return index_->best();
+  }
+  std::vector<CheckpointRecord> live_checkpoints() {
+    ensure_resolved();
+    return index_->live_rows();
+  }
 
   std::optional<CheckpointRecord> load_latest(const PayloadReader& read_payload) {
-    while (auto candidate = index_->resume_candidate()) {
-      if (!try_load(*candidate, read_payload)) continue;  // quarantined or missing: next in priority
+    ensure_resolved();
+    std::optional<std::int64_t> before;  // after a candidate that could not be read: the next older one
+    while (auto candidate = index_->resume_candidate(before)) {
+      before = candidate->commit_seq;
+      if (try_load(*candidate, read_payload) != Loaded::yes) continue;  // next in commit order
       Transaction transaction(*index_, Durability::deferred);
       if (candidate->kind == CheckpointKind::interrupt && candidate->status == status::kCommitted) {
         // Consumed, not deleted: if this run dies before its next save, the next resume
@@ -195,13 +252,25 @@ class CheckpointStore::Impl {
   }
 
   std::optional<CheckpointRecord> load_best(const PayloadReader& read_payload) {
+    ensure_resolved();
     while (auto candidate = index_->best()) {
-      if (try_load(*candidate, read_payload)) return candidate;
+      switch (try_load(*candidate, read_payload)) {
+        case Loaded::yes: return candidate;
+        case Loaded::retired: continue;  // quarantined or missing: nothing else is the best
+        case Loaded::unreadable:
+          // Not corruption: the file stays, and so does its row. There is no other best
+          // to fall back to, so the caller hears why.
+          throw IoError(ErrorCode::io,
+                        fmt::format("{}: the best model could not be read: {}", (dir_ / candidate->file).string(),
+                                    read_error_->what()),
+                        dir_ / candidate->file, read_error_->os_error());
+      }
     }
     return std::nullopt;
   }
 
   std::vector<CheckpointRecord> gc(std::optional<int> keep) {
+    ensure_resolved();
     const int limit = keep.value_or(options_.max_to_keep);
     if (limit < 0) throw InvalidArgument(fmt::format("{}: keep must be >= 0 (0 keeps all), got {}", dir_.string(), limit));
     std::vector<CheckpointRecord> removed;
@@ -220,6 +289,7 @@ class CheckpointStore::Impl {
   }
 
   CheckpointRecord remove(std::int64_t id) {
+    ensure_resolved();
     auto row = index_->find(id);
     if (!row || (row->status != status::kCommitted && row->status != status::kConsumed)) {
       throw InvalidArgument(fmt::format("{}: no committed checkpoint with id {}", dir_.string(), id), dir_);
@@ -279,18 +349,21 @@ class CheckpointStore::Impl {
     for (const auto& stale : index_->rows_for(record.file, status::kDeleting)) {
       index_->set_status(stale.id, status::kDeleted);
     }
-    index_->set_status(record.id, status::kCommitted);
+    index_->mark_committed(record.id);
     std::string metric = record.metric ? fmt::format(", metric {}", *record.metric) : "";
     index_->add_event(how, record.id, fmt::format("{}{}", describe(record), metric));
     if (record.kind == CheckpointKind::best) index_->add_event("new_best", record.id, fmt::format("best{}", metric));
     if (record.kind == CheckpointKind::interrupt) index_->add_event("interrupted", record.id, describe(record));
-    if (record.kind != CheckpointKind::best) {
-      // Newer progress is committed: an interrupt checkpoint a run resumed from is obsolete.
-      for (const auto& consumed : index_->rows_with_status(status::kConsumed)) {
-        index_->set_status(consumed.id, status::kDeleting);
-        index_->add_event("consumed_obsolete", consumed.id,
-                          fmt::format("{} superseded by checkpoint {}", consumed.file, record.id));
+    if (record.kind == CheckpointKind::epoch) {
+      // Newer progress is committed: the interrupt checkpoint, resumed from or not, can
+      // never be the resume point again (resume loads the most recent commit). (A new
+      // interrupt checkpoint replaces the old one by name, above.)
+      if (auto old = index_->live_row_for(names::checkpoint_file(CheckpointKind::interrupt, std::nullopt))) {
+        index_->set_status(old->id, status::kDeleting);
+        index_->add_event(old->status == status::kConsumed ? "consumed_obsolete" : "interrupt_obsolete", old->id,
+                          fmt::format("{} superseded by checkpoint {}", old->file, record.id));
       }
+      note_superseded(record);
     }
     if (record.kind == CheckpointKind::epoch && options_.max_to_keep > 0) {
       for (const auto& old : index_->epochs_beyond(options_.max_to_keep)) {
@@ -302,6 +375,26 @@ class CheckpointStore::Impl {
     transaction.commit();
     log::write(how == "saved" ? level_enum::debug : level_enum::warn, "{} checkpoint {}", how,
                (dir_ / record.file).string());
+  }
+
+  // An epoch save that is not above the epochs already there: the run was restarted from
+  // an earlier state, and the higher epochs belong to the run it abandoned. They stay
+  // (rotation removes them first); resume follows the new save, the most recent commit.
+  void note_superseded(const CheckpointRecord& record) {
+    std::vector<std::string> epochs;
+    for (const auto& old : index_->epochs_from(*record.epoch)) {
+      if (old.id == record.id) continue;
+      epochs.push_back(std::to_string(*old.epoch));
+      index_->add_event("superseded", old.id,
+                        fmt::format("{} superseded by epoch {} (checkpoint {}), committed after it", describe(old),
+                                    *record.epoch, record.id));
+    }
+    if (epochs.empty()) return;
+    log::write(level_enum::warn,
+               "{}: epoch {} was saved after epoch{} {} (a run restarted from an earlier state?): resume now "
+               "follows epoch {}, and rotation removes the superseded epoch{} first",
+               dir_.string(), *record.epoch, epochs.size() == 1 ? "" : "s", fmt::join(epochs, ", "), *record.epoch,
+               epochs.size() == 1 ? "" : "s");
   }
 
   // Step 7: unlink files whose rows are 'deleting', then mark them 'deleted'. Unsynced:
@@ -323,34 +416,121 @@ class CheckpointStore::Impl {
     return static_cast<int>(doomed.size());
   }
 
-  // Whether the file under a pending row's name holds that row's bytes decides whether
-  // the rename happened: roll forward if so, back if not. Returns true on roll forward.
-  bool resolve_pending(const CheckpointRecord& pending) {
+  // Whether the file under a pending row's name holds that row's bytes: whether the
+  // rename happened.
+  bool holds_pending_bytes(const CheckpointRecord& pending) {
     const std::filesystem::path path = dir_ / pending.file;
-    bool renamed = false;
-    if (auto size = fs_->file_size(path); size && *size == pending.size) {
-      renamed = digest_of(path, pending.hash_algo).hash == pending.hash;
+    auto size = fs_->file_size(path);
+    return size && *size == pending.size && digest_of(path, pending.hash_algo).hash == pending.hash;
+  }
+
+  // A save that failed past its pending row, resolved by the content of the file: roll
+  // forward if the rename happened (syncing the directory first unless the save already
+  // had), back if it did not. Throws when that cannot be done now; the store then keeps
+  // refusing work until it is (or until the directory is reopened).
+  void resolve() {
+    Unresolved& unresolved = *unresolved_;
+    if (unresolved.reopen_required) {
+      throw IoError(ErrorCode::needs_recovery,
+                    fmt::format("{}: an earlier save of {} failed after its rename ({}); whether it is durable cannot "
+                                "be known in this process: close this store and open the directory again, whose "
+                                "recovery decides it",
+                                dir_.string(), unresolved.file, unresolved.cause),
+                    dir_ / unresolved.file);
     }
-    if (renamed) {
-      finish_save(pending.id, "recovered");
-      return true;
+    try {
+      auto pending = index_->find(unresolved.pending_id);
+      if (pending && pending->status == status::kPending) {
+        if (holds_pending_bytes(*pending)) {
+          if (!unresolved.dir_synced && !options_.unsafe_skip_dir_fsync) {
+            try {
+              fs_->sync_dir(dir_);
+            } catch (...) {
+              unresolved.reopen_required = true;
+              throw;
+            }
+            unresolved.dir_synced = true;
+          }
+          finish_save(pending->id, "recovered");
+        } else {
+          roll_back(*pending);
+        }
+      }
+    } catch (const std::exception& error) {
+      throw IoError(unresolved.reopen_required ? ErrorCode::needs_recovery : ErrorCode::io,
+                    fmt::format("{}: an earlier save of {} failed after its pending row ({}), and resolving it failed "
+                                "too: {}; this store refuses work until it can be resolved (retried at each call) "
+                                "or the directory is reopened",
+                                dir_.string(), unresolved.file, unresolved.cause, error.what()),
+                    dir_ / unresolved.file);
     }
+    log::write(level_enum::warn, "{}: resolved the save of {} that failed earlier ({})", dir_.string(),
+               unresolved.file, unresolved.cause);
+    unresolved_.reset();
+    try {
+      delete_obsolete_files();
+    } catch (const Error& error) {
+      log::write(level_enum::warn, "could not delete obsolete checkpoints yet: {}", error.what());
+    }
+  }
+
+  // Called first by every operation: a save left unresolved is resolved, or the call refused.
+  void ensure_resolved() {
+    if (unresolved_) resolve();
+  }
+
+  void resolve_quietly() noexcept {
+    try {
+      resolve();
+    } catch (const std::exception& error) {
+      log::write(level_enum::err, "{}", error.what());
+    }
+  }
+
+  void roll_back(const CheckpointRecord& pending) {
     Transaction transaction(*index_, Durability::deferred);
     index_->set_status(pending.id, status::kAborted);
     index_->add_event("recovered", pending.id, fmt::format("{}: save did not complete; previous file kept", pending.file));
     transaction.commit();
-    log::write(level_enum::warn, "rolled back an unfinished save of {}", path.string());
-    return false;
+    log::write(level_enum::warn, "rolled back an unfinished save of {}", (dir_ / pending.file).string());
   }
 
-  void resolve_pending_quietly(std::int64_t pending_id) noexcept {
+  // The index file was deleted or replaced under the running store: this connection
+  // would write into a file nobody can open again. Copy what it holds to a new index
+  // file at the path, switch to it, and recover (which reconciles it with the files).
+  void ensure_index_present() {
+    if (!index_->file_moved()) return;
+    const std::filesystem::path path = dir_ / names::kIndex;
+    log::write(level_enum::err, "{}: the index file was deleted or replaced while this store had it open; "
+               "recreating it from this process's copy", path.string());
+    // SQLite writes the copy without syncing it; it then takes the name through the
+    // durable one-file write (temp, fsync, rename, directory fsync).
+    const std::filesystem::path copy = dir_ / fmt::format("{}.copy-{}-{}", names::kIndex, ::getpid(), ++temp_sequence_);
+    fs_->remove(copy);
+    index_->copy_to(copy);
+    index_.reset();  // the last connection to the deleted file: SQLite removes its -wal and -shm
     try {
-      if (auto pending = index_->find(pending_id); pending && pending->status == status::kPending) {
-        resolve_pending(*pending);
-      }
+      for (const char* suffix : {"-wal", "-shm"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
+      io::write_file_atomically(*fs_, path, options_.hash_algorithm, [&](ByteSink& sink) {
+        std::vector<char> bytes = io::read_whole_file(*fs_, copy);
+        sink.write(bytes.data(), bytes.size());
+      });
+      fs_->remove(copy);
+      index_ = std::make_unique<index::Index>(path, index::Index::Mode::read_write, options_.sqlite_vfs);
     } catch (const std::exception& error) {
-      log::write(level_enum::err, "could not resolve the failed save now ({}); the next open will", error.what());
+      // No index is open now: only a fresh open (which recreates one from the files) can go on.
+      unresolved_ = Unresolved{0, std::string(names::kIndex), false, /*reopen_required=*/true,
+                               fmt::format("recreating the deleted index failed: {}", error.what())};
+      throw;
     }
+    {
+      Transaction transaction(*index_, Durability::full);
+      index_->add_event("index_recreated", std::nullopt,
+                        "the index file was deleted or replaced while a writer had it open; recreated from the "
+                        "writer's copy");
+      transaction.commit();
+    }
+    apply(plan(/*verify_hashes=*/false));
   }
 
   io::FileDigest digest_of(const std::filesystem::path& path, const std::string& algorithm_name) {
@@ -359,41 +539,82 @@ class CheckpointStore::Impl {
     return io::hash_file(*fs_, path, algorithm);
   }
 
-  // Runs the reader on a committed row's file while hashing it. On a missing file or a
-  // hash mismatch the row is retired (and the file quarantined) and false is returned.
-  bool try_load(const CheckpointRecord& record, const PayloadReader& read_payload) {
+  enum class Loaded {
+    yes,         // verified: the reader's last run is the checkpoint
+    retired,     // missing or corrupt: the row is retired, the file quarantined
+    unreadable,  // an I/O error (read_error_): file and row left as they are
+  };
+
+  // Runs the reader on a committed row's file while hashing it. A missing file or a
+  // hash mismatch retires the row (and quarantines the file). A read error is not
+  // corruption: it is logged and nothing is changed.
+  Loaded try_load(const CheckpointRecord& record, const PayloadReader& read_payload) {
     const std::filesystem::path path = dir_ / record.file;
-    auto size = fs_->file_size(path);
-    if (!size) {
-      mark_missing(record, "file not found");
-      return false;
-    }
-    if (*size != record.size) {
-      quarantine(record, fmt::format("corrupt: {} bytes, index recorded {}", *size, record.size));
-      return false;
-    }
     HashAlgorithm algorithm = options_.hash_algorithm;
     if (!io::parse_hash_algorithm(record.hash_algo, algorithm)) {
       throw IndexError(ErrorCode::index, fmt::format("{}: unknown hash algorithm '{}' for {}",
                                                      index_->path().string(), record.hash_algo, record.file),
                        index_->path());
     }
-    io::FileSource source(*fs_, path, io::Hasher::create(algorithm));
-    // A damaged file usually breaks the decoder before the hash can tell: decide by the
-    // hash, then report the decoder's error only for a file that is what was committed.
-    std::exception_ptr decode_error;
     try {
-      read_payload(source, record);
-    } catch (const FormatError&) {
-      decode_error = std::current_exception();
+      auto size = fs_->file_size(path);
+      if (!size) {
+        mark_missing(record, "file not found");
+        return Loaded::retired;
+      }
+      if (*size != record.size) {
+        if (matches_pending(record.file, *size, std::nullopt)) return unreadable_pending(record);
+        quarantine(record, fmt::format("corrupt: {} bytes, index recorded {}", *size, record.size));
+        return Loaded::retired;
+      }
+      io::FileSource source(*fs_, path, io::Hasher::create(algorithm));
+      // A damaged file usually breaks the decoder before the hash can tell: decide by
+      // the hash, then report the decoder's error only for a file that is what was
+      // committed. Whatever the decoder throws (a format error, a type error deep in the
+      // payload, bad_alloc on a damaged length), except a read error, which is not the
+      // bytes' fault.
+      std::exception_ptr decode_error;
+      try {
+        read_payload(source, record);
+      } catch (const IoError&) {
+        throw;
+      } catch (...) {
+        decode_error = std::current_exception();
+      }
+      std::string hash = source.finish();
+      if (hash != record.hash) {
+        if (matches_pending(record.file, *size, hash)) return unreadable_pending(record);
+        quarantine(record, fmt::format("corrupt: {} hash {}, index recorded {}", record.hash_algo, hash, record.hash));
+        return Loaded::retired;
+      }
+      if (decode_error) std::rethrow_exception(decode_error);
+      return Loaded::yes;
+    } catch (const IoError& error) {
+      read_error_ = error;
+      log::write(level_enum::err, "{}: could not be read ({}); left in place, not treated as corrupt", path.string(),
+                 error.what());
+      return Loaded::unreadable;
     }
-    std::string hash = source.finish();
-    if (hash != record.hash) {
-      quarantine(record, fmt::format("corrupt: {} hash {}, index recorded {}", record.hash_algo, hash, record.hash));
-      return false;
+  }
+
+  // Whether `file` holds the bytes of a pending row (a save not yet resolved): then it is
+  // not corrupt, and must not be quarantined.
+  bool matches_pending(const std::string& file, std::uint64_t size, const std::optional<std::string>& hash) {
+    for (const auto& pending : index_->rows_for(file, status::kPending)) {
+      if (pending.size != size) continue;
+      if (!hash || pending.hash == *hash || holds_pending_bytes(pending)) return true;
     }
-    if (decode_error) std::rethrow_exception(decode_error);
-    return true;
+    return false;
+  }
+
+  Loaded unreadable_pending(const CheckpointRecord& record) {
+    read_error_ = IoError(ErrorCode::needs_recovery,
+                          fmt::format("{}: holds the bytes of an unfinished save, not of checkpoint {}; reopen the "
+                                      "directory to recover it",
+                                      (dir_ / record.file).string(), record.id),
+                          dir_ / record.file);
+    log::write(level_enum::err, "{}", read_error_->what());
+    return Loaded::unreadable;
   }
 
   void mark_missing(const CheckpointRecord& record, std::string_view why) {
@@ -481,11 +702,22 @@ class CheckpointStore::Impl {
         actions.push_back({Type::quarantine_checkpoint, row.id, row.file, problem, 0, {}});
       }
     }
+    // Orphans in the order they are adopted, which is their place in the commit order:
+    // epochs by increasing number, then the interrupt checkpoint (while it exists it is
+    // newer than every epoch there), then the best model.
+    std::vector<std::pair<names::ParsedCheckpointName, std::string>> orphans;
     for (const auto& name : files) {
       auto parsed = names::parse_checkpoint_file(name);
       if (!parsed || replaced.count(name) || deleted.count(name) || retired.count(name) || index_->live_row_for(name)) continue;
-      actions.push_back(plan_orphan(name));
+      orphans.emplace_back(*parsed, name);
     }
+    auto adoption_rank = [](const names::ParsedCheckpointName& parsed) {
+      int kind = parsed.kind == CheckpointKind::epoch ? 0 : parsed.kind == CheckpointKind::interrupt ? 1 : 2;
+      return std::make_pair(kind, parsed.epoch.value_or(0));
+    };
+    std::sort(orphans.begin(), orphans.end(),
+              [&](const auto& a, const auto& b) { return adoption_rank(a.first) < adoption_rank(b.first); });
+    for (const auto& [parsed, name] : orphans) actions.push_back(plan_orphan(name));
     return actions;
   }
 
@@ -495,10 +727,19 @@ class CheckpointStore::Impl {
   RepairAction plan_orphan(const std::string& name) {
     using Type = RepairAction::Type;
     store::ProbeResult probe = store::probe_payload(*fs_, dir_ / name, options_.hash_algorithm);
+    // Each row is compared by the algorithm it was hashed with: the store's may have
+    // changed since (StoreOptions::hash_algorithm), and a file a power loss brought back
+    // must still be recognized. Other algorithms hash the file once each, and only for
+    // rows of its size.
+    std::map<std::string, std::string> hash_by_algorithm{{std::string(to_string(options_.hash_algorithm)), probe.digest.hash}};
     for (std::string_view old_status : {status::kDeleting, status::kDeleted}) {
       for (const auto& row : index_->rows_for(name, old_status)) {
-        if (row.size == probe.digest.size && row.hash_algo == to_string(options_.hash_algorithm) &&
-            row.hash == probe.digest.hash) {
+        if (row.size != probe.digest.size) continue;
+        auto hash = hash_by_algorithm.find(row.hash_algo);
+        if (hash == hash_by_algorithm.end()) {
+          hash = hash_by_algorithm.emplace(row.hash_algo, digest_of(dir_ / name, row.hash_algo).hash).first;
+        }
+        if (hash->second == row.hash) {
           return {Type::delete_again, row.id, name, "its bytes match a deleted checkpoint: a crash undid the deletion", 0, {}};
         }
       }
@@ -511,11 +752,25 @@ class CheckpointStore::Impl {
   void apply(const std::vector<RepairAction>& actions) {
     using Type = RepairAction::Type;
     bool synced_temp_removal = false;
+    bool synced_before_roll_forward = false;
     for (const auto& action : actions) {
       const std::filesystem::path path = dir_ / action.file;
+      // The plan was made before anything changed, and an earlier action may have
+      // retired a row since (a roll-forward rotates epochs out, or deletes the interrupt
+      // checkpoint): an action on a row runs only while the row is as planned.
+      if (!still_as_planned(action)) continue;
       switch (action.type) {
         case Type::roll_forward:
           step("recover_pending");
+          if (!synced_before_roll_forward) {
+            // The rename this commits may not be durable: the saver may have died before
+            // its directory fsync, or seen it fail (after which a successful fsync proves
+            // nothing about that rename). Sync now, in this process, or fail the open:
+            // a committed row whose rename a power loss undoes would cost the file it
+            // replaced and the epochs the commit rotates out.
+            fs_->sync_dir(dir_);
+            synced_before_roll_forward = true;
+          }
           finish_save(*action.checkpoint_id, "recovered");
           ++report_.rolled_forward;
           break;
@@ -540,6 +795,7 @@ class CheckpointStore::Impl {
         case Type::mark_missing: mark_missing(index_->find(*action.checkpoint_id).value(), action.reason); break;
         case Type::quarantine_checkpoint: quarantine(index_->find(*action.checkpoint_id).value(), action.reason); break;
         case Type::delete_again:
+          if (index_->live_row_for(action.file)) break;  // the name has a checkpoint again
           fs_->remove(path);
           fs_->sync_dir(dir_);
           ++report_.deletions_finished;
@@ -577,6 +833,26 @@ class CheckpointStore::Impl {
     }
   }
 
+  bool still_as_planned(const RepairAction& action) {
+    using Type = RepairAction::Type;
+    if (!action.checkpoint_id) return true;
+    std::optional<std::string> now;
+    if (auto row = index_->find(*action.checkpoint_id)) now = row->status;
+    bool as_planned = true;
+    switch (action.type) {
+      case Type::roll_forward:
+      case Type::roll_back: as_planned = now == status::kPending; break;
+      case Type::mark_missing:
+      case Type::quarantine_checkpoint: as_planned = now == status::kCommitted || now == status::kConsumed; break;
+      default: break;
+    }
+    if (!as_planned) {
+      log::write(level_enum::debug, "{}: not applying '{}': checkpoint {} is now {}", (dir_ / action.file).string(),
+                 to_string(action.type), *action.checkpoint_id, now.value_or("gone"));
+    }
+    return as_planned;
+  }
+
   void adopt(const RepairAction& action) {
     const std::filesystem::path path = dir_ / action.file;
     auto parsed = names::parse_checkpoint_file(action.file).value();
@@ -595,6 +871,11 @@ class CheckpointStore::Impl {
         log::write(level_enum::warn, "{}: no metric: {}", path.string(), error.what());
       }
     }
+    // Nothing says the file was ever synced (copied in by hand, or written by a process
+    // whose index commits a power loss took): make its bytes and its name durable before
+    // a row vouches for them.
+    fs_->sync_file(path);
+    fs_->sync_dir(dir_);
     Transaction transaction(*index_, Durability::full);
     record.id = index_->insert(record);
     index_->add_event("adopted", record.id, fmt::format("{}: complete file without an index row", describe(record)));
@@ -606,6 +887,7 @@ class CheckpointStore::Impl {
  public:
   std::vector<RepairAction> plan_for_repair(bool verify_hashes) { return plan(verify_hashes); }
   std::vector<RepairAction> repair() {
+    ensure_resolved();
     report_ = RecoveryReport{};
     auto actions = plan(/*verify_hashes=*/true);
     apply(actions);
@@ -620,6 +902,16 @@ class CheckpointStore::Impl {
   std::unique_ptr<index::Index> index_;
   RecoveryReport report_;
   std::uint64_t temp_sequence_ = 0;
+  // A save that failed past its pending row and is not resolved yet (see resolve()).
+  struct Unresolved {
+    std::int64_t pending_id;
+    std::string file;
+    bool dir_synced;       // the rename, if it happened, is durable
+    bool reopen_required;  // the directory fsync failed: only a fresh open may decide
+    std::string cause;
+  };
+  std::optional<Unresolved> unresolved_;
+  std::optional<IoError> read_error_;  // why the last try_load returned unreadable
 };
 
 CheckpointStore::CheckpointStore(std::filesystem::path dir, StoreOptions options)
