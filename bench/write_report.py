@@ -569,7 +569,12 @@ def main():
         "",
     ]
     for name, _, part_lines, _, _ in parts:
-        lines += [PART_BEGIN.format(name), "", *part_lines, "", PART_END.format(name), ""]
+        body = list(part_lines)
+        while body and not body[0].strip():
+            body.pop(0)
+        while body and not body[-1].strip():
+            body.pop()  # so that a part carried over is laid out exactly as when it was generated
+        lines += [PART_BEGIN.format(name), "", *body, "", PART_END.format(name), ""]
     with open(args.out, "w") as out:
         out.write("\n".join(lines).rstrip("\n") + "\n")
 
