@@ -299,8 +299,12 @@ int cmd_verify(const std::string& dir, bool as_json) {
 
 // Writers open the store with the retention the directory already uses, so a tool never
 // changes it by accident (the guide's default, 5, for a directory without an index).
+// --allow-network-fs: what StoreOptions::allow_network_file_system allows, for every writer.
+bool g_allow_network_fs = false;
+
 ckpt::StoreOptions writer_options(const std::string& dir) {
   ckpt::StoreOptions options;
+  options.allow_network_file_system = g_allow_network_fs;
   if (std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
     if (auto keep = ckpt::CheckpointReader(dir).max_to_keep()) options.max_to_keep = *keep;
   }
@@ -420,6 +424,7 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
     }
     if (health != IndexHealth::missing) out["old_index"] = move_index_aside(dir);
     ckpt::StoreOptions options;
+    options.allow_network_file_system = g_allow_network_fs;
     options.metric_of_adopted = guide_metric;
     ckpt::CheckpointStore store(dir, options);
     const auto& report = store.last_recovery();
@@ -476,6 +481,9 @@ int main(int argc, char** argv) {
              "Reference: docs/cli.md");
   bool as_json = false;
   app.add_flag("--json", as_json, "machine-readable output (JSON on stdout)");
+  app.add_flag("--allow-network-fs", g_allow_network_fs,
+               "let gc, rm, repair and import write on a network file system (one host at a time; no reader "
+               "beside them: docs/durability.md)");
 
   std::string dir, file_a, file_b, plot;
   std::vector<std::string> target;

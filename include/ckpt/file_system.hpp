@@ -42,10 +42,21 @@ class ReadableFile {
   virtual std::size_t read_at(std::uint64_t offset, void* buffer, std::size_t n) = 0;
 };
 
-// Held for its lifetime; released by the destructor or when the process dies.
+// Held for its lifetime; released by the destructor or when the process dies. A child
+// created by fork() does not inherit it (see FileSystem::lock_exclusive).
 class DirectoryLock {
  public:
   virtual ~DirectoryLock() = default;
+};
+
+// What kind of file system holds a directory (FileSystem::file_system_type).
+struct FileSystemType {
+  // "ext2/3/4", "xfs", "tmpfs", "nfs", "cifs", "fuse", ...; the statfs magic number in
+  // hex ("0x65735546") when it has no name here.
+  std::string name;
+  // Shared between hosts, or not known to be local (FUSE): the writer lock and SQLite's
+  // shared-memory WAL index are only as good as the file system's emulation of them.
+  bool network = false;
 };
 
 class FileSystem {
@@ -62,6 +73,12 @@ class FileSystem {
   virtual void remove(const std::filesystem::path& path) = 0;
   // Makes the directory's entries (creations, renames, unlinks) durable.
   virtual void sync_dir(const std::filesystem::path& dir) = 0;
+  // Makes an existing file's bytes durable (fsync), e.g. a file this process did not
+  // write, before an index row vouches for it. Its name is durable only after sync_dir.
+  // The default calls FileSystem::posix()'s (right for a wrapper of the real file
+  // system, and FileSystems written before this method existed keep compiling); one
+  // that models durability or injects faults overrides it.
+  virtual void sync_file(const std::filesystem::path& path);
   // Creates the directory and its parents if missing, syncing each new entry's parent.
   virtual void create_directories(const std::filesystem::path& dir) = 0;
   // Names of the directory's regular files (not subdirectories), in no particular order.
@@ -70,11 +87,25 @@ class FileSystem {
   virtual std::optional<std::uint64_t> file_size(const std::filesystem::path& path) = 0;
   // Bytes available to this user on the file system holding `dir`.
   virtual std::uint64_t free_space(const std::filesystem::path& dir) = 0;
-  // Takes an exclusive advisory lock on `lock_file` (created if missing) without waiting.
-  // `holder` (pid and host) is written into the file so that a refused caller can say
-  // who holds it. Throws LockedError naming the holder when the lock is taken.
+  // Takes the exclusive writer lock of the directory holding `lock_file`, without
+  // waiting. Throws LockedError naming the holder when another lock holds it (in this
+  // process or another).
+  // The POSIX implementation flocks the directory itself (a descriptor opened O_RDONLY |
+  // O_DIRECTORY), which cannot be unlinked under its holder while the directory holds
+  // files, and also flocks `lock_file` (created if missing; checked after locking to be
+  // the file still at that path), which older ckpt versions lock. `holder` (pid and
+  // host) is written into `lock_file` only to name the holder to a refused caller; if
+  // the file was deleted, the holder's pid is taken from /proc/locks instead.
+  // flock locks belong to the open file description, which fork() shares: a child
+  // forked without exec closes its copies at once (pthread_atfork), so it neither keeps
+  // the lock after the parent releases it nor is named as its holder.
   virtual std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file,
                                                         const std::string& holder) = 0;
+  // The type of the file system holding `dir` (statfs), to refuse network file systems
+  // (see StoreOptions::allow_network_file_system). Throws IoError if `dir` is missing.
+  // The default asks FileSystem::posix(), right for wrappers over the real file system;
+  // a file system of another kind (in memory, remote) must say what it is.
+  virtual FileSystemType file_system_type(const std::filesystem::path& dir);
 
   // The operating system's file system. Shared, stateless.
   static std::shared_ptr<FileSystem> posix();

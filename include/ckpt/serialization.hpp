@@ -4,18 +4,30 @@
 #include <c10/core/Device.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "ckpt/file_system.hpp"
 #include "ckpt/state.hpp"
 
 namespace ckpt {
 
+struct SaveOptions {
+  // The file-system seam: the temp file's create, writes and fsync, the rename and the
+  // directory fsync all go through it. nullptr means FileSystem::posix(). Tests pass one
+  // that fails an operation or simulates a power loss.
+  std::shared_ptr<FileSystem> file_system;
+};
+
 // Writes `state` to `path` as a PyTorch zip-format payload that Python's torch.load
 // reads: to a temp file beside it, fsync, rename, fsync the directory. When it returns
 // the file survives a power loss; if it throws (IoError naming the file and cause) the
-// previous file at `path`, if any, is untouched and no temp file is left.
-void save_file(const State& state, const std::filesystem::path& path);
+// previous file at `path`, if any, is untouched and no temp file is left. A process
+// crash or power loss during the call leaves either the previous file or the new one,
+// complete, under `path` (an interrupted call may also leave its temp file beside it,
+// `<name>.<pid>-<n>.tmp`, which nothing removes).
+void save_file(const State& state, const std::filesystem::path& path, const SaveOptions& options = {});
 
 struct LoadOptions {
   // Every loaded tensor ends up on this device.

@@ -69,7 +69,7 @@ auto Index::guarded(std::string_view what, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const SQLite::Exception& e) {
-    int code = e.getErrorCode();
+    int code = e.getErrorCode() & 0xff;  // the primary result code of an extended one
     ErrorCode error = ErrorCode::index;
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) error = ErrorCode::corrupt;
     if (code == SQLITE_FULL) error = ErrorCode::disk_full;

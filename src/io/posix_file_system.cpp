@@ -1,12 +1,26 @@
 // FileSystem over POSIX calls. Every call retries EINTR and reports failures as
 // IoError naming the path.
+//
+// The writer lock is two flocks: on the directory itself, which nothing can unlink while
+// it holds files, and on index.lock, which older ckpt versions lock (so the two exclude
+// each other) and which names the holder. Lock descriptors are closed in a forked child
+// by a pthread_atfork handler: flock belongs to the open file description, which fork
+// shares, so a child that outlives its parent's store would otherwise keep the lock.
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
 #include <fmt/format.h>
 
 #include "ckpt/errors.hpp"
@@ -86,13 +100,208 @@ class PosixReadableFile final : public ReadableFile {
   std::filesystem::path path_;
 };
 
-class PosixDirectoryLock final : public DirectoryLock {
+// Closes a descriptor it owns; never throws.
+class UniqueFd {
  public:
-  explicit PosixDirectoryLock(int fd) : fd_(fd) {}
-  ~PosixDirectoryLock() override { ::close(fd_); }  // closing the descriptor releases flock
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = other.release();
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
 
  private:
   int fd_;
+};
+
+class PosixDirectoryLock;
+
+// The locks this process holds, for the fork handler. The mutex is held from before a
+// lock's descriptors open until they are registered, and while they close, so fork()
+// (whose prepare handler takes it) never copies a lock descriptor the child does not
+// know to close. Never destroyed: a lock may outlive static destruction.
+std::mutex& lock_registry_mutex() {
+  static auto* mutex = new std::mutex;
+  return *mutex;
+}
+std::set<PosixDirectoryLock*>& live_locks() {
+  static auto* locks = new std::set<PosixDirectoryLock*>;
+  return *locks;
+}
+
+class PosixDirectoryLock final : public DirectoryLock {
+ public:
+  // REQUIRES: lock_registry_mutex() held.
+  PosixDirectoryLock(UniqueFd dir_fd, UniqueFd file_fd) : dir_fd_(std::move(dir_fd)), file_fd_(std::move(file_fd)) {
+    live_locks().insert(this);
+  }
+  // Closing the last descriptor of an open file description releases its flock.
+  ~PosixDirectoryLock() override {
+    std::lock_guard<std::mutex> no_fork(lock_registry_mutex());
+    live_locks().erase(this);
+    file_fd_.reset();
+    dir_fd_.reset();
+  }
+
+  // In a forked child: drops the child's references to the locked descriptions. Only
+  // close(), never flock(LOCK_UN), which would release the parent's lock too.
+  void close_in_child() noexcept {
+    file_fd_.reset();
+    dir_fd_.reset();
+  }
+
+ private:
+  UniqueFd dir_fd_;
+  UniqueFd file_fd_;
+};
+
+void register_fork_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::pthread_atfork([] { lock_registry_mutex().lock(); }, [] { lock_registry_mutex().unlock(); },
+                     [] {
+                       // The set is left as it is (no allocation here): the child's lock
+                       // objects, if ever destroyed, erase themselves.
+                       for (PosixDirectoryLock* lock : live_locks()) lock->close_in_child();
+                       lock_registry_mutex().unlock();
+                     });
+  });
+}
+
+std::string this_host() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown-host";
+  return buffer;
+}
+
+// The pid holding an exclusive flock on the file open as `fd`, from /proc/locks (this
+// host's locks only), or 0 when it cannot be found.
+long flock_holder_pid(int fd) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return 0;
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  long inode_only_match = 0;
+  int inode_only_matches = 0;
+  while (std::getline(locks, line)) {
+    // "1: FLOCK  ADVISORY  WRITE 4242 00:2e:1234567 0 EOF"; waiters have "->" after "1:".
+    std::istringstream fields(line);
+    std::string number, type, mode, access, device;
+    long pid = 0;
+    if (!(fields >> number >> type >> mode >> access >> pid >> device)) continue;
+    if (type != "FLOCK" || access != "WRITE" || pid <= 0) continue;
+    unsigned major_number = 0, minor_number = 0;
+    unsigned long inode = 0;
+    if (std::sscanf(device.c_str(), "%x:%x:%lu", &major_number, &minor_number, &inode) != 3) continue;
+    if (inode != static_cast<unsigned long>(st.st_ino)) continue;
+    if (major_number == major(st.st_dev) && minor_number == minor(st.st_dev)) return pid;
+    // Some file systems (btrfs subvolumes) report another device number to stat().
+    inode_only_match = pid;
+    ++inode_only_matches;
+  }
+  return inode_only_matches == 1 ? inode_only_match : 0;
+}
+
+// Who holds the lock, for a refused caller: the holder's line in `lock_file`, else the
+// pid the kernel lists for the lock on `locked_fd`.
+std::string describe_holder(const std::filesystem::path& lock_file, int locked_fd) {
+  std::string text(256, '\0');
+  ssize_t got = -1;
+  if (int fd = ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    got = ::pread(fd, text.data(), text.size(), 0);
+    ::close(fd);
+  }
+  text.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\0')) text.pop_back();
+  if (!text.empty()) return text;
+  if (long pid = flock_holder_pid(locked_fd)) {
+    return fmt::format("pid {} on {}; {} is missing", pid, this_host(), lock_file.filename().string());
+  }
+  return "holder unknown";
+}
+
+[[noreturn]] void throw_locked(const std::filesystem::path& dir, const std::filesystem::path& lock_file,
+                               int locked_fd) {
+  throw LockedError(ErrorCode::locked,
+                    fmt::format("{}: directory is locked by another checkpoint writer ({})", dir.string(),
+                                describe_holder(lock_file, locked_fd)),
+                    lock_file);
+}
+
+// Opens and flocks `lock_file`, retrying if it was unlinked or replaced between the open
+// and the flock (then what is locked is not the file at that path).
+UniqueFd lock_holder_file(const std::filesystem::path& dir, const std::filesystem::path& lock_file) {
+  for (int attempt = 0;; ++attempt) {
+    UniqueFd fd(retry_on_eintr([&] { return ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); }));
+    if (fd.get() < 0) throw_os_error(errno, "open lock file", lock_file);
+    if (retry_on_eintr([&] { return ::flock(fd.get(), LOCK_EX | LOCK_NB); }) != 0) {
+      if (errno == EWOULDBLOCK) throw_locked(dir, lock_file, fd.get());  // an older ckpt holds it
+      throw_os_error(errno, "flock", lock_file);
+    }
+    struct stat locked{}, at_path{};
+    if (::fstat(fd.get(), &locked) != 0) throw_os_error(errno, "fstat", lock_file);
+    if (::stat(lock_file.c_str(), &at_path) == 0) {
+      if (locked.st_dev == at_path.st_dev && locked.st_ino == at_path.st_ino) return fd;
+    } else if (errno != ENOENT) {
+      throw_os_error(errno, "stat", lock_file);
+    }
+    if (attempt == 10) throw_os_error(EAGAIN, "lock (the file keeps being replaced)", lock_file);
+  }
+}
+
+// statfs f_type values (linux/magic.h and the file systems' own headers).
+struct KnownFileSystem {
+  std::uint32_t magic;
+  const char* name;
+  bool network;
+};
+constexpr KnownFileSystem kKnownFileSystems[] = {
+    // Shared between hosts: flock and SQLite's shared memory do not reach other hosts,
+    // or only as far as the client emulates them.
+    {0x6969, "nfs", true},
+    {0x517B, "smb", true},
+    {0xFF534D42, "cifs", true},
+    {0xFE534D42, "smb2", true},
+    {0x00C36400, "ceph", true},
+    {0x5346414F, "afs", true},  // OpenAFS
+    {0x6B414653, "afs", true},  // the kernel's kAFS
+    {0x01021997, "9p", true},
+    {0x0BD00BD0, "lustre", true},
+    {0x47504653, "gpfs", true},
+    {0x73757245, "coda", true},
+    {0x564C, "ncp", true},
+    {0x01161970, "gfs2", true},
+    {0x7461636F, "ocfs2", true},
+    // FUSE: sshfs, s3fs, gcsfuse and most others are remote, and statfs cannot tell
+    // which one this is: not known to be local.
+    {0x65735546, "fuse", true},
+    {0xEF53, "ext2/3/4", false},
+    {0x58465342, "xfs", false},
+    {0x9123683E, "btrfs", false},
+    {0x2FC12FC1, "zfs", false},
+    {0xF2F52010, "f2fs", false},
+    {0x01021994, "tmpfs", false},
+    {0x858458F6, "ramfs", false},
+    {0x794C7630, "overlayfs", false},
+    {0x3153464A, "jfs", false},
+    {0x52654973, "reiserfs", false},
+    {0x4D44, "vfat", false},
+    {0x2011BAB0, "exfat", false},
+    {0x5346544E, "ntfs", false},
 };
 
 class PosixFileSystem final : public FileSystem {
@@ -126,6 +335,15 @@ class PosixFileSystem final : public FileSystem {
     if (rc != 0) throw_os_error(saved, "fsync directory", dir);
   }
 
+  void sync_file(const std::filesystem::path& path) override {
+    int fd = retry_on_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+    if (fd < 0) throw_os_error(errno, "open", path);
+    int rc = retry_on_eintr([&] { return ::fsync(fd); });
+    int saved = errno;
+    ::close(fd);
+    if (rc != 0) throw_os_error(saved, "fsync", path);
+  }
+
   void create_directories(const std::filesystem::path& dir) override {
     if (dir.empty()) return;
     struct stat st{};
@@ -146,10 +364,13 @@ class PosixFileSystem final : public FileSystem {
     std::error_code ec;
     std::filesystem::directory_iterator it(dir, ec);
     if (ec) throw_os_error(ec.value(), "list directory", dir);
-    for (const auto& entry : it) {
+    // increment(ec), not a range-for: a readdir failure past the first entry must leave
+    // as IoError naming the directory, not as std::filesystem::filesystem_error.
+    for (std::filesystem::directory_iterator end; it != end; it.increment(ec)) {
       std::error_code type_ec;
-      if (entry.is_regular_file(type_ec)) names.push_back(entry.path().filename().string());
+      if (it->is_regular_file(type_ec)) names.push_back(it->path().filename().string());
     }
+    if (ec) throw_os_error(ec.value(), "list directory", dir);
     return names;
   }
 
@@ -171,37 +392,44 @@ class PosixFileSystem final : public FileSystem {
 
   std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file,
                                                 const std::string& holder) override {
-    int fd = retry_on_eintr([&] { return ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); });
-    if (fd < 0) throw_os_error(errno, "open lock file", lock_file);
+    const std::filesystem::path dir = lock_file.has_parent_path() ? lock_file.parent_path() : ".";
+    register_fork_handlers();
+    std::lock_guard<std::mutex> no_fork(lock_registry_mutex());
+    UniqueFd dir_fd(retry_on_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
+    if (dir_fd.get() < 0) throw_os_error(errno, "open directory", dir);
     // flock, not fcntl: fcntl locks belong to the process and vanish when any descriptor
     // of the file closes (SQLite's own use of fcntl would interfere); flock belongs to
-    // this open file description, so a second manager in the same process is refused too.
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      int saved = errno;
-      std::string current(256, '\0');
-      ssize_t got = ::pread(fd, current.data(), current.size(), 0);
-      ::close(fd);
-      current.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
-      while (!current.empty() && (current.back() == '\n' || current.back() == '\0')) current.pop_back();
-      if (saved == EWOULDBLOCK) {
-        throw LockedError(ErrorCode::locked,
-                          fmt::format("{}: directory is locked by another checkpoint writer ({})",
-                                      lock_file.parent_path().string(), current.empty() ? "holder unknown" : current),
-                          lock_file);
-      }
-      throw_os_error(saved, "flock", lock_file);
+    // this open file description, so a second store in the same process is refused too.
+    if (retry_on_eintr([&] { return ::flock(dir_fd.get(), LOCK_EX | LOCK_NB); }) != 0) {
+      if (errno == EWOULDBLOCK) throw_locked(dir, lock_file, dir_fd.get());
+      throw_os_error(errno, "flock directory", dir);
     }
+    UniqueFd file_fd = lock_holder_file(dir, lock_file);
     std::string line = holder + "\n";
-    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, line.data(), line.size(), 0) < 0) {
-      int saved = errno;
-      ::close(fd);
-      throw_os_error(saved, "write lock file", lock_file);
+    if (::ftruncate(file_fd.get(), 0) != 0 || ::pwrite(file_fd.get(), line.data(), line.size(), 0) < 0) {
+      throw_os_error(errno, "write lock file", lock_file);
     }
-    return std::make_unique<PosixDirectoryLock>(fd);
+    return std::make_unique<PosixDirectoryLock>(std::move(dir_fd), std::move(file_fd));
+  }
+
+  FileSystemType file_system_type(const std::filesystem::path& dir) override {
+    struct statfs st{};
+    if (retry_on_eintr([&] { return ::statfs(dir.c_str(), &st); }) != 0) throw_os_error(errno, "statfs", dir);
+    // Magic numbers are 32 bits; f_type is a signed long (CIFS's would be negative on
+    // 32-bit systems).
+    const auto magic = static_cast<std::uint32_t>(st.f_type);
+    for (const auto& known : kKnownFileSystems) {
+      if (known.magic == magic) return {known.name, known.network};
+    }
+    return {fmt::format("{:#x}", magic), false};
   }
 };
 
 }  // namespace
+
+FileSystemType FileSystem::file_system_type(const std::filesystem::path& dir) { return posix()->file_system_type(dir); }
+
+void FileSystem::sync_file(const std::filesystem::path& path) { posix()->sync_file(path); }
 
 std::shared_ptr<FileSystem> FileSystem::posix() {
   static const std::shared_ptr<FileSystem> instance = std::make_shared<PosixFileSystem>();

@@ -177,8 +177,8 @@ class CheckpointStore::Impl {
     } catch (const std::exception& error) {
       // The rename may or may not have happened: decide by content now if possible.
       unresolved_ = Unresolved{record.id, record.file, /*dir_synced=*/false, /*reopen_required=*/false, error.what()};
-      resolve_quietly();
-      throw;
+      if (!resolve_quietly()) throw;
+      return index_->find(record.id).value();  // it had happened: synced and committed now
     }
     temp.release();
     step("renamed");
@@ -202,8 +202,8 @@ class CheckpointStore::Impl {
       // The rename is durable: the save can still be committed, by this process (the
       // next call retries) or by the next open's recovery.
       unresolved_ = Unresolved{record.id, record.file, /*dir_synced=*/true, false, error.what()};
-      resolve_quietly();
-      throw;
+      if (!resolve_quietly()) throw;
+      return index_->find(record.id).value();  // the retry committed it
     }
     step("committed");
     try {
@@ -427,8 +427,9 @@ class CheckpointStore::Impl {
   // A save that failed past its pending row, resolved by the content of the file: roll
   // forward if the rename happened (syncing the directory first unless the save already
   // had), back if it did not. Throws when that cannot be done now; the store then keeps
-  // refusing work until it is (or until the directory is reopened).
-  void resolve() {
+  // refusing work until it is (or until the directory is reopened). Returns whether the
+  // save was rolled forward (committed).
+  bool resolve() {
     Unresolved& unresolved = *unresolved_;
     if (unresolved.reopen_required) {
       throw IoError(ErrorCode::needs_recovery,
@@ -438,10 +439,12 @@ class CheckpointStore::Impl {
                                 dir_.string(), unresolved.file, unresolved.cause),
                     dir_ / unresolved.file);
     }
+    bool rolled_forward = false;
     try {
       auto pending = index_->find(unresolved.pending_id);
       if (pending && pending->status == status::kPending) {
-        if (holds_pending_bytes(*pending)) {
+        rolled_forward = holds_pending_bytes(*pending);
+        if (rolled_forward) {
           if (!unresolved.dir_synced && !options_.unsafe_skip_dir_fsync) {
             try {
               fs_->sync_dir(dir_);
@@ -472,18 +475,21 @@ class CheckpointStore::Impl {
     } catch (const Error& error) {
       log::write(level_enum::warn, "could not delete obsolete checkpoints yet: {}", error.what());
     }
+    return rolled_forward;
   }
 
   // Called first by every operation: a save left unresolved is resolved, or the call refused.
   void ensure_resolved() {
-    if (unresolved_) resolve();
+    if (unresolved_) (void)resolve();
   }
 
-  void resolve_quietly() noexcept {
+  // resolve(), logging instead of throwing; false unless the save was rolled forward.
+  bool resolve_quietly() noexcept {
     try {
-      resolve();
+      return resolve();
     } catch (const std::exception& error) {
       log::write(level_enum::err, "{}", error.what());
+      return false;
     }
   }
 
@@ -833,6 +839,8 @@ class CheckpointStore::Impl {
     }
   }
 
+  // Whether the row an action is about is still in the state the plan saw (a row-less
+  // action always is).
   bool still_as_planned(const RepairAction& action) {
     using Type = RepairAction::Type;
     if (!action.checkpoint_id) return true;

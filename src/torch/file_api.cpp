@@ -6,9 +6,10 @@
 
 namespace ckpt {
 
-void save_file(const State& state, const std::filesystem::path& path) {
+void save_file(const State& state, const std::filesystem::path& path, const SaveOptions& options) {
   auto payload = torch_layer::encode(state);
-  io::write_file_atomically(*FileSystem::posix(), path, HashAlgorithm::xxh3_128, payload.write);
+  std::shared_ptr<FileSystem> fs = options.file_system ? options.file_system : FileSystem::posix();
+  io::write_file_atomically(*fs, path, HashAlgorithm::xxh3_128, payload.write);
 }
 
 State load_file(const std::filesystem::path& path, const LoadOptions& options) {

@@ -9,6 +9,7 @@
 
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
+#include "support/fault_file_system.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -27,6 +28,27 @@ void flip_bit(const std::filesystem::path& path, std::size_t offset) {
   std::string bytes = read_bytes(path);
   bytes[offset % bytes.size()] ^= 0x10;
   write_bytes(path, bytes);
+}
+
+// Saves `epoch` in a child that dies (as kill -9 would) right after the rename, before
+// the directory fsync: the next open must roll the save forward.
+void save_epoch_killed_after_rename(const std::filesystem::path& dir, int max_to_keep, std::int64_t epoch, int seed) {
+  REQUIRE(run_in_child([&] {
+            StoreOptions options{max_to_keep};
+            options.on_step = [](std::string_view step) {
+              if (step == "renamed") ::_exit(42);
+            };
+            CheckpointStore store(dir, options);
+            save_epoch(store, epoch, zip_payload(seed));
+          }) == 42);
+}
+
+std::string status_of(const std::filesystem::path& dir, const std::string& file) {
+  std::string status = "no row";
+  for (const auto& row : index_rows(dir)) {
+    if (row.file == file) status = row.status;  // the last row of that name
+  }
+  return status;
 }
 }  // namespace
 
@@ -226,4 +248,72 @@ TEST_CASE("a deleted hot WAL loses index rows, never checkpoints: their files ar
   REQUIRE(best);
   CHECK(std::string(best->bytes.begin(), best->bytes.end()) == zip_payload(9));
   CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("recovery syncs the directory before it rolls a save forward, and the open fails if it cannot",
+          "[store][recovery]") {
+  // The saver died before its directory fsync: the rename may exist only in memory. A
+  // roll-forward committed on that is undone by the next power loss, with the epochs it
+  // rotated out already gone.
+  TestDir dir("roll-forward-sync");
+  save_epoch_killed_after_rename(dir.path(), 0, 1, 1);
+  {
+    auto fs = std::make_shared<FaultFileSystem>();
+    fs->fail_nth(Op::sync_dir, 1, EIO);
+    StoreOptions options;
+    options.file_system = fs;
+    try {
+      CheckpointStore store(dir.path(), options);
+      FAIL("the open succeeded although the directory fsync before the roll-forward failed");
+    } catch (const IoError& error) {
+      CHECK(error.os_error() == EIO);
+      CHECK(error.path() == dir.path());
+    }
+    CHECK(fs->count(Op::sync_dir) == 1);
+  }
+  CHECK(status_of(dir.path(), "checkpoint_epoch_1.pth") == "pending");  // nothing committed
+  CheckpointStore store(dir.path());
+  CHECK(store.last_recovery().rolled_forward == 1);
+  auto loaded = store.load_latest();
+  REQUIRE(loaded);
+  CHECK(payload_text(*loaded) == zip_payload(1));
+}
+
+TEST_CASE("a row a roll-forward rotated out stays deleted: the planned 'missing' for its vanished file is dropped",
+          "[store][recovery]") {
+  TestDir dir("recheck");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{2});
+    save_epoch(store, 1, zip_payload(1));
+    save_epoch(store, 2, zip_payload(2));
+  }
+  save_epoch_killed_after_rename(dir.path(), 2, 3, 3);
+  std::filesystem::remove(dir / "checkpoint_epoch_1.pth");  // gone too, by hand
+  // The plan says: roll epoch 3 forward (which rotates epoch 1 out: 'deleting'), and
+  // mark epoch 1 missing. The second must not undo the first.
+  CheckpointStore store(dir.path(), StoreOptions{2});
+  CHECK(store.last_recovery().rolled_forward == 1);
+  CHECK(store.last_recovery().missing == 0);
+  CHECK(status_of(dir.path(), "checkpoint_epoch_1.pth") == "deleted");
+  auto events = index_events(dir.path());
+  CHECK(std::count(events.begin(), events.end(), "missing") == 0);
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a file a power loss brought back is recognized by the hash algorithm of its own row", "[store][recovery]") {
+  TestDir dir("resurrect-algo");
+  {
+    StoreOptions options{1};
+    options.hash_algorithm = HashAlgorithm::sha256;
+    CheckpointStore store(dir.path(), options);
+    save_epoch(store, 1, zip_payload(1));
+    save_epoch(store, 2, zip_payload(2));
+  }
+  REQUIRE_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
+  write_bytes(dir / "checkpoint_epoch_1.pth", zip_payload(1));  // the unlink, undone
+  CheckpointStore store(dir.path(), StoreOptions{1});  // now with the default, xxh3-128
+  CHECK(store.last_recovery().deletions_finished == 1);
+  CHECK(store.last_recovery().adopted == 0);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
+  CHECK(store.latest()->epoch == 2);
 }

@@ -512,6 +512,28 @@ TEST_CASE("a rename that fails without happening is rolled back at once; the sto
   CHECK(invariant_violations(dir.path()).empty());
 }
 
+TEST_CASE("a rename that fails after happening is found by content, synced and committed", "[store][fault][no-return]") {
+  TestDir dir("store");
+  auto fs = std::make_shared<FaultFileSystem>();
+  StoreOptions options;
+  options.max_to_keep = 1;
+  options.file_system = fs;
+  {
+    CheckpointStore store(dir.path(), options);
+    save_epoch(store, 1, zip_payload(1));
+    fs->fail_nth_after_doing(Op::rename, 1, EIO);
+    const int syncs_before = fs->count(Op::sync_dir);
+    // The name holds the new bytes: the store syncs the directory (the rename's own sync
+    // never ran) and commits, so the save is acknowledged after all.
+    auto record = save_epoch(store, 2, zip_payload(2));
+    CHECK(record.status == "committed");
+    CHECK(fs->count(Op::sync_dir) == syncs_before + 1);
+    CHECK(payload_text(*store.load_latest()) == zip_payload(2));
+    CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));  // rotated as usual
+  }
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
 TEST_CASE("a read error on the newest checkpoint is not corruption: the file stays and the load falls back",
           "[store][fault]") {
   TestDir dir("store");

@@ -63,8 +63,7 @@ std::unique_ptr<ReadableFile> FaultFileSystem::open_for_read(const std::filesyst
 }
 
 void FaultFileSystem::rename(const std::filesystem::path& from, const std::filesystem::path& to) {
-  before(Op::rename, from);
-  real_->rename(from, to);
+  around(Op::rename, from, [&] { real_->rename(from, to); });
 }
 
 void FaultFileSystem::remove(const std::filesystem::path& path) {
@@ -73,8 +72,12 @@ void FaultFileSystem::remove(const std::filesystem::path& path) {
 }
 
 void FaultFileSystem::sync_dir(const std::filesystem::path& dir) {
-  before(Op::sync_dir, dir);
-  real_->sync_dir(dir);
+  around(Op::sync_dir, dir, [&] { real_->sync_dir(dir); });
+}
+
+void FaultFileSystem::sync_file(const std::filesystem::path& path) {
+  before(Op::sync, path);
+  real_->sync_file(path);
 }
 
 }  // namespace ckpt::test

@@ -22,6 +22,13 @@ class FaultFileSystem final : public FileSystem {
     auto& fault = faults_[static_cast<int>(op)];
     fault.countdown = n;
     fault.error = error;
+    fault.after = false;
+  }
+  // The same, but the operation is carried out before the error is reported (a rename
+  // that happened although rename() failed, as after an I/O error on some file systems).
+  void fail_nth_after_doing(Op op, int n, int error) {
+    fail_nth(op, n, error);
+    faults_[static_cast<int>(op)].after = true;
   }
   void clear_faults() { faults_ = {}; }
   void set_free_space(std::optional<std::uint64_t> bytes) { free_space_ = bytes; }
@@ -32,6 +39,7 @@ class FaultFileSystem final : public FileSystem {
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
   void remove(const std::filesystem::path& path) override;
   void sync_dir(const std::filesystem::path& dir) override;
+  void sync_file(const std::filesystem::path& path) override;  // counted and failed as Op::sync
   void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
   std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
   std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override {
@@ -44,6 +52,7 @@ class FaultFileSystem final : public FileSystem {
                                                 const std::string& holder) override {
     return real_->lock_exclusive(lock_file, holder);
   }
+  FileSystemType file_system_type(const std::filesystem::path& dir) override { return real_->file_system_type(dir); }
 
   // Counts the operation and throws the injected error when its turn has come.
   void before(Op op, const std::filesystem::path& path);
@@ -52,7 +61,19 @@ class FaultFileSystem final : public FileSystem {
   struct Fault {
     int countdown = 0;
     int error = 0;
+    bool after = false;
   };
+  // Runs `operation` around the fault check of `op`: before it, or after it when so set.
+  template <typename Fn>
+  void around(Op op, const std::filesystem::path& path, Fn&& operation) {
+    if (faults_[static_cast<int>(op)].after) {
+      operation();
+      before(op, path);
+    } else {
+      before(op, path);
+      operation();
+    }
+  }
   std::shared_ptr<FileSystem> real_;
   std::array<Fault, static_cast<int>(Op::count_)> faults_{};
   std::array<int, static_cast<int>(Op::count_)> counts_{};

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 
 namespace ckpt::test {
 
@@ -32,8 +33,7 @@ class TrackedFile final : public WritableFile {
     size_ += n;
   }
   void sync() override {
-    real_->sync();
-    fs_.note_synced(path_, size_);
+    fs_.note_synced(path_, size_);  // no real fsync: see the header
   }
   void close() override { real_->close(); }
 
@@ -89,12 +89,18 @@ void PowerLossFileSystem::remove(const std::filesystem::path& path) {
 }
 
 void PowerLossFileSystem::sync_dir(const std::filesystem::path& dir) {
-  real_->sync_dir(dir);
-  std::vector<DirChange> still_pending;
+  std::vector<DirChange> still_pending;  // no real fsync: see the header
   for (auto& change : pending_) {
-    if (change.path.parent_path() != dir && change.from.parent_path() != dir) still_pending.push_back(std::move(change));
+    if (change.path.parent_path() == dir) change.to_synced = true;
+    if (change.kind == DirChange::Kind::renamed && change.from.parent_path() == dir) change.from_synced = true;
+    bool durable = change.to_synced && (change.kind != DirChange::Kind::renamed || change.from_synced);
+    if (!durable) still_pending.push_back(std::move(change));
   }
   pending_ = std::move(still_pending);
+}
+
+void PowerLossFileSystem::sync_file(const std::filesystem::path& path) {
+  synced_size_[path] = std::filesystem::file_size(path);
 }
 
 void PowerLossFileSystem::lose_unsynced() {
@@ -107,8 +113,17 @@ void PowerLossFileSystem::lose_unsynced() {
     switch (change->kind) {
       case DirChange::Kind::created: std::filesystem::remove(change->path); break;
       case DirChange::Kind::renamed:
-        if (std::filesystem::exists(change->path)) std::filesystem::rename(change->path, change->from);
-        if (change->had_previous) write_all(change->path, change->previous);
+        if (change->to_synced) {
+          // The new name is durable, the old one's removal is not: the file is under both.
+          if (std::filesystem::exists(change->path)) write_all(change->from, read_all(change->path));
+        } else if (change->from_synced) {
+          // The old name's removal is durable, the new name is not: the file is gone.
+          std::filesystem::remove(change->path);
+          if (change->had_previous) write_all(change->path, change->previous);
+        } else {
+          if (std::filesystem::exists(change->path)) std::filesystem::rename(change->path, change->from);
+          if (change->had_previous) write_all(change->path, change->previous);
+        }
         break;
       case DirChange::Kind::removed:
         if (change->had_previous) write_all(change->path, change->previous);
@@ -148,13 +163,11 @@ int vfs_read(sqlite3_file* f, void* b, int n, sqlite3_int64 o) { return real_of(
 int vfs_write(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) { return real_of(f)->pMethods->xWrite(real_of(f), b, n, o); }
 int vfs_truncate(sqlite3_file* f, sqlite3_int64 size) { return real_of(f)->pMethods->xTruncate(real_of(f), size); }
 int vfs_sync(sqlite3_file* f, int flags) {
-  int rc = real_of(f)->pMethods->xSync(real_of(f), flags);
-  if (rc == SQLITE_OK) {
-    std::lock_guard<std::mutex> lock(vfs_mutex);
-    auto* file = reinterpret_cast<VfsFile*>(f);
-    snapshots()[file->path] = read_all(file->path);
-  }
-  return rc;
+  (void)flags;  // no real fsync: see the header
+  std::lock_guard<std::mutex> lock(vfs_mutex);
+  auto* file = reinterpret_cast<VfsFile*>(f);
+  snapshots()[file->path] = read_all(file->path);
+  return SQLITE_OK;
 }
 int vfs_file_size(sqlite3_file* f, sqlite3_int64* size) { return real_of(f)->pMethods->xFileSize(real_of(f), size); }
 int vfs_lock(sqlite3_file* f, int level) { return real_of(f)->pMethods->xLock(real_of(f), level); }
@@ -175,7 +188,15 @@ const sqlite3_io_methods kMethods = {
     vfs_lock,    vfs_unlock,  vfs_check_lock, vfs_control,     vfs_sector,       vfs_device, vfs_shm_map,
     vfs_shm_lock, vfs_shm_barrier, vfs_shm_unmap, nullptr, nullptr};
 
-int vfs_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out_flags) {
+int vfs_sync_nothing(sqlite3_file*, int) { return SQLITE_OK; }
+
+const sqlite3_io_methods kNoSyncMethods = {
+    2,           vfs_close,   vfs_read,       vfs_write,       vfs_truncate,     vfs_sync_nothing, vfs_file_size,
+    vfs_lock,    vfs_unlock,  vfs_check_lock, vfs_control,     vfs_sector,       vfs_device, vfs_shm_map,
+    vfs_shm_lock, vfs_shm_barrier, vfs_shm_unmap, nullptr, nullptr};
+
+// Opens through the real VFS; `power_loss` snapshots the file as durable on first sight.
+int open_wrapped(const char* name, sqlite3_file* file, int flags, int* out_flags, bool power_loss) {
   auto* wrapper = reinterpret_cast<VfsFile*>(file);
   wrapper->base.pMethods = nullptr;
   wrapper->real = static_cast<sqlite3_file*>(sqlite3_malloc(real_vfs->szOsFile));
@@ -187,15 +208,22 @@ int vfs_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int*
     return rc;
   }
   new (&wrapper->path) std::string(name ? name : "");
-  {
+  if (power_loss) {
     std::lock_guard<std::mutex> lock(vfs_mutex);
     if (name && !snapshots().count(name)) {
       // What exists when first opened counts as durable (the scenario starts empty).
       snapshots()[name] = read_all(name);
     }
   }
-  wrapper->base.pMethods = &kMethods;
+  wrapper->base.pMethods = power_loss ? &kMethods : &kNoSyncMethods;
   return SQLITE_OK;
+}
+
+int vfs_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out_flags) {
+  return open_wrapped(name, file, flags, out_flags, /*power_loss=*/true);
+}
+int vfs_open_no_sync(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out_flags) {
+  return open_wrapped(name, file, flags, out_flags, /*power_loss=*/false);
 }
 
 int vfs_delete(sqlite3_vfs*, const char* name, int sync_dir) {
@@ -244,6 +272,19 @@ const char* register_power_loss_vfs() {
   return vfs.zName;
 }
 
+const char* register_no_sync_vfs() {
+  static sqlite3_vfs vfs{};
+  static std::once_flag once;
+  std::call_once(once, [] {
+    vfs = *sqlite3_vfs_find(register_power_loss_vfs());
+    vfs.pNext = nullptr;
+    vfs.zName = "ckpt_no_sync";
+    vfs.xOpen = vfs_open_no_sync;
+    sqlite3_vfs_register(&vfs, /*makeDflt=*/0);
+  });
+  return vfs.zName;
+}
+
 void lose_unsynced_sqlite_writes() {
   std::lock_guard<std::mutex> lock(vfs_mutex);
   for (const auto& [path, content] : snapshots()) {
@@ -252,6 +293,82 @@ void lose_unsynced_sqlite_writes() {
     } else {
       write_all(path, content);
     }
+  }
+}
+
+// ---- carrying the record of what is not durable across a crash ----
+
+namespace {
+
+void put_number(std::ostream& out, std::uint64_t value) { out.write(reinterpret_cast<const char*>(&value), sizeof value); }
+void put_text(std::ostream& out, const std::string& text) {
+  put_number(out, text.size());
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+}
+std::uint64_t get_number(std::istream& in) {
+  std::uint64_t value = 0;
+  if (!in.read(reinterpret_cast<char*>(&value), sizeof value)) throw std::runtime_error("power-loss state: truncated");
+  return value;
+}
+std::string get_text(std::istream& in) {
+  std::string text(get_number(in), '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) throw std::runtime_error("power-loss state: truncated");
+  return text;
+}
+
+}  // namespace
+
+void PowerLossFileSystem::save_state(const std::filesystem::path& file) const {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  put_number(out, synced_size_.size());
+  for (const auto& [path, size] : synced_size_) {
+    put_text(out, path.string());
+    put_number(out, size);
+  }
+  put_number(out, pending_.size());
+  for (const auto& change : pending_) {
+    put_number(out, static_cast<std::uint64_t>(change.kind));
+    put_text(out, change.path.string());
+    put_text(out, change.from.string());
+    put_number(out, change.had_previous);
+    put_text(out, change.previous);
+    put_number(out, change.to_synced);
+    put_number(out, change.from_synced);
+  }
+  std::lock_guard<std::mutex> lock(vfs_mutex);
+  put_number(out, snapshots().size());
+  for (const auto& [path, content] : snapshots()) {
+    put_text(out, path);
+    put_text(out, content);
+  }
+  out.flush();
+  if (!out) throw std::runtime_error("power-loss state: cannot write " + file.string());
+}
+
+void PowerLossFileSystem::load_state(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error("power-loss state: cannot read " + file.string());
+  synced_size_.clear();
+  for (std::uint64_t n = get_number(in); n > 0; --n) {
+    std::filesystem::path path = get_text(in);
+    synced_size_[path] = get_number(in);
+  }
+  pending_.clear();
+  for (std::uint64_t n = get_number(in); n > 0; --n) {
+    DirChange change{static_cast<DirChange::Kind>(get_number(in)), {}, {}, false, {}};
+    change.path = get_text(in);
+    change.from = get_text(in);
+    change.had_previous = get_number(in) != 0;
+    change.previous = get_text(in);
+    change.to_synced = get_number(in) != 0;
+    change.from_synced = get_number(in) != 0;
+    pending_.push_back(std::move(change));
+  }
+  std::lock_guard<std::mutex> lock(vfs_mutex);
+  snapshots().clear();
+  for (std::uint64_t n = get_number(in); n > 0; --n) {
+    std::string path = get_text(in);
+    snapshots()[path] = get_text(in);
   }
 }
 

@@ -91,6 +91,78 @@ TEST_CASE("save_file into a missing directory fails with an error naming it", "[
                     Catch::Contains("no/such") && Catch::Contains("No such file"));
 }
 
+namespace {
+
+// The real file system, counting what save_file asks of it.
+class CountingFileSystem final : public FileSystem {
+ public:
+  std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override {
+    ++creates;
+    return std::make_unique<CountedFile>(*this, real_->create_new(path));
+  }
+  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override { return real_->open_for_read(path); }
+  void rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
+    renamed_to.push_back(to);
+    real_->rename(from, to);
+  }
+  void remove(const std::filesystem::path& path) override { real_->remove(path); }
+  void sync_dir(const std::filesystem::path& dir) override {
+    synced_dirs.push_back(dir);
+    real_->sync_dir(dir);
+  }
+  void sync_file(const std::filesystem::path& path) override {
+    ++file_syncs;
+    real_->sync_file(path);
+  }
+  void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
+  std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
+  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override { return real_->file_size(path); }
+  std::uint64_t free_space(const std::filesystem::path& dir) override { return real_->free_space(dir); }
+  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file, const std::string& holder) override {
+    return real_->lock_exclusive(lock_file, holder);
+  }
+
+  int creates = 0;
+  int file_syncs = 0;
+  std::vector<std::filesystem::path> renamed_to;
+  std::vector<std::filesystem::path> synced_dirs;
+
+ private:
+  class CountedFile final : public WritableFile {
+   public:
+    CountedFile(CountingFileSystem& fs, std::unique_ptr<WritableFile> real) : fs_(fs), real_(std::move(real)) {}
+    void append(const void* data, std::size_t n) override { real_->append(data, n); }
+    void sync() override {
+      ++fs_.file_syncs;
+      real_->sync();
+    }
+    void close() override { real_->close(); }
+
+   private:
+    CountingFileSystem& fs_;
+    std::unique_ptr<WritableFile> real_;
+  };
+
+  std::shared_ptr<FileSystem> real_ = FileSystem::posix();
+};
+
+}  // namespace
+
+TEST_CASE("save_file does its I/O through the file system it is given: one temp file, one fsync, one rename, "
+          "one directory fsync",
+          "[file][seam]") {
+  TestDir dir("file");
+  auto fs = std::make_shared<CountingFileSystem>();
+  SaveOptions options;
+  options.file_system = fs;
+  save_file(State{{"w", at::arange(10, at::kFloat)}}, dir / "x.pth", options);
+  CHECK(fs->creates == 1);
+  CHECK(fs->file_syncs == 1);
+  CHECK(fs->renamed_to == std::vector<std::filesystem::path>{dir / "x.pth"});
+  CHECK(fs->synced_dirs == std::vector<std::filesystem::path>{dir.path()});
+  CHECK(load_file(dir / "x.pth").get<at::Tensor>("w").equal(at::arange(10, at::kFloat)));
+}
+
 TEST_CASE("a device this build cannot use is refused with a clear message", "[file][device]") {
   TestDir dir("file");
   save_file(State{{"v", int64_t{1}}}, dir / "x.pth");

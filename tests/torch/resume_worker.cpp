@@ -7,12 +7,18 @@
 // position inside the epoch all come from the checkpoint. At the end it writes the
 // final model and optimizer state to OUT with save_file.
 //
+// It reports on stdout, one line each, so the test can check that each run resumed
+// where the previous one stopped and that no step was done twice or skipped:
+//   start EPOCH BATCH          where this run begins (0 0 when there is no checkpoint)
+//   ready                      the guard is installed: SIGINT is safe from now on
+//   interrupted EPOCH BATCH    the position the interrupt checkpoint holds (exit 130)
+//   steps N                    optimizer steps this run did, last line of every run
+//
 // The data set (inputs, labels, each epoch's batch order) and the initial weights live
 // in DATA, made on first use, so that Python can run the same training from them
 // (tests/python/resume_in_python.py).
 //
 // Usage: ckpt_resume_worker DIR DATA OUT EPOCHS [STEP_SLEEP_MS]
-// Prints "ready" once the guard is installed, so a test knows when SIGINT is safe.
 #include <ckpt/ckpt.hpp>
 #include <ckpt/training.hpp>
 #include <spdlog/spdlog.h>
@@ -92,8 +98,13 @@ int main(int argc, char** argv) {
   }
 
   ckpt::InterruptGuard interrupt;
-  std::printf("ready\n");
+  std::printf("start %lld %lld\nready\n", static_cast<long long>(start_epoch), static_cast<long long>(start_batch));
   std::fflush(stdout);
+  auto report_steps = [](int64_t steps) {
+    std::printf("steps %lld\n", static_cast<long long>(steps));
+    std::fflush(stdout);
+  };
+  int64_t steps = 0;
   model->train();
   for (int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
     for (int64_t batch = epoch == start_epoch ? start_batch : 0; batch < kBatches; ++batch) {
@@ -102,9 +113,12 @@ int main(int argc, char** argv) {
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
+      ++steps;
       if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
       if (interrupt.requested()) {
         manager.save_interrupt_checkpoint(snapshot(epoch, batch + 1, model, optimizer, scheduler));
+        std::printf("interrupted %lld %lld\n", static_cast<long long>(epoch), static_cast<long long>(batch + 1));
+        report_steps(steps);
         return 130;
       }
     }
@@ -115,5 +129,6 @@ int main(int argc, char** argv) {
   final_state.set("model", ckpt::state_dict(*model));
   final_state.set("optimizer", ckpt::state_dict(optimizer));
   ckpt::save_file(final_state, out);
+  report_steps(steps);
   return 0;
 }
