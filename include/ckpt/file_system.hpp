@@ -47,6 +47,15 @@ class ReadableFile {
 class DirectoryLock {
  public:
   virtual ~DirectoryLock() = default;
+  // Whether the directory at `dir` is still the one this lock locked. False once it was
+  // renamed away (and maybe another created at its path, which another writer can
+  // lock): a store doing its I/O by path would then write into a directory it does not
+  // hold. The POSIX lock compares its directory descriptor (fstat) with stat(dir).
+  // Default true, for locks that cannot tell.
+  virtual bool still_locks(const std::filesystem::path& dir) const {
+    (void)dir;
+    return true;
+  }
 };
 
 // What kind of file system holds a directory (FileSystem::file_system_type).
@@ -83,6 +92,11 @@ class FileSystem {
   virtual void create_directories(const std::filesystem::path& dir) = 0;
   // Names of the directory's regular files (not subdirectories), in no particular order.
   virtual std::vector<std::string> list_files(const std::filesystem::path& dir) = 0;
+  // When a regular file's content last changed (st_mtim, nanoseconds since the epoch),
+  // or nullopt when there is none at that path. A rename keeps it: for a checkpoint it
+  // is when its temp file was written. Recovery orders adopted files by it. The default
+  // calls FileSystem::posix()'s.
+  virtual std::optional<std::int64_t> modified_ns(const std::filesystem::path& path);
   // Size of a regular file, or nullopt when there is none at that path.
   virtual std::optional<std::uint64_t> file_size(const std::filesystem::path& path) = 0;
   // Bytes available to this user on the file system holding `dir`.
@@ -93,7 +107,11 @@ class FileSystem {
   // The POSIX implementation flocks the directory itself (a descriptor opened O_RDONLY |
   // O_DIRECTORY), which cannot be unlinked under its holder while the directory holds
   // files, and also flocks `lock_file` (created if missing; checked after locking to be
-  // the file still at that path), which older ckpt versions lock. `holder` (pid and
+  // the file still at that path), which older ckpt versions lock. Both are checked after
+  // locking to still be at their paths (else it retries). Where the directory cannot be
+  // flocked (EBADF, ENOLCK, EOPNOTSUPP: NFS emulates flock with byte-range locks, which
+  // need a descriptor open for writing) it locks `lock_file` only, with a warning in the
+  // log; deleting `lock_file` under the holder then lets another writer in. `holder` (pid and
   // host) is written into `lock_file` only to name the holder to a refused caller; if
   // the file was deleted, the holder's pid is taken from /proc/locks instead.
   // flock locks belong to the open file description, which fork() shares: a child

@@ -148,6 +148,7 @@ struct RepairAction {
     delete_again,           // a file with no row whose bytes match a deleted row (undone deletion)
     adopt,                  // a complete checkpoint file with no row
     quarantine_file,        // a damaged checkpoint file with no row
+    leave_unreadable,       // a file that could not be read (EIO): it and its row are left as they are
   };
   Type type;
   std::optional<std::int64_t> checkpoint_id;

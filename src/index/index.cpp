@@ -200,7 +200,7 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     SQLite::Statement& statement = prepared(
         "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 = 'committed' "
-        "THEN (SELECT COALESCE(MAX(commit_seq), 0) + 1 FROM checkpoints) END)");
+        "THEN (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1) END)");
     statement.bind(1, std::string(to_string(record.kind)));
     if (record.epoch) statement.bind(2, static_cast<int64_t>(*record.epoch));
     if (record.metric) statement.bind(3, *record.metric);
@@ -224,11 +224,13 @@ void Index::set_status(std::int64_t id, std::string_view new_status) {
   });
 }
 
+// The next commit_seq is read from the top of checkpoints_by_commit_seq (ORDER BY ...
+// LIMIT 1 on the partial index: one step; MAX() here would scan a whole index).
 void Index::mark_committed(std::int64_t id) {
   guarded("commit checkpoint", [&] {
     SQLite::Statement& statement = prepared(
         "UPDATE checkpoints SET status = 'committed', "
-        "commit_seq = (SELECT COALESCE(MAX(commit_seq), 0) + 1 FROM checkpoints), "
+        "commit_seq = (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1), "
         "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?");
     statement.bind(1, static_cast<int64_t>(id));
     statement.exec();
@@ -355,6 +357,16 @@ std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
         columns_, commit_order_));
     query.bind(1, keep);
     return read_all(query);
+  });
+}
+
+std::optional<CheckpointRecord> Index::newest_epoch(std::int64_t except_id) {
+  return guarded("find the newest epoch checkpoint", [&] {
+    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE status = 'committed' "
+                                                    "AND kind = 'epoch' AND id != ? ORDER BY {1} DESC LIMIT 1",
+                                                    columns_, commit_order_));
+    query.bind(1, static_cast<int64_t>(except_id));
+    return read_first(query);
   });
 }
 

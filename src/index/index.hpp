@@ -123,6 +123,8 @@ class Index {
   // from an earlier state supersedes the higher epochs of the run it abandoned), then
   // the superseded ones, most recently committed first. REQUIRES: keep > 0.
   std::vector<CheckpointRecord> epochs_beyond(int keep);
+  // The most recently committed epoch row other than `except_id`.
+  std::optional<CheckpointRecord> newest_epoch(std::int64_t except_id);
   // Committed epoch rows with an epoch >= `epoch`, lowest first.
   std::vector<CheckpointRecord> epochs_from(std::int64_t epoch);
 

@@ -26,6 +26,7 @@
 #include "ckpt/errors.hpp"
 #include "ckpt/file_system.hpp"
 #include "io/os_error.hpp"
+#include "util/log.hpp"
 
 namespace ckpt {
 namespace io {
@@ -130,6 +131,18 @@ class UniqueFd {
 
 class PosixDirectoryLock;
 
+// Whether `fd` is open on the file now at `path` (same device and inode). A path that
+// no longer exists (ENOENT, ENOTDIR) is not it; other stat failures throw.
+bool is_file_at(int fd, const std::filesystem::path& path) {
+  struct stat opened{}, at_path{};
+  if (fd < 0 || ::fstat(fd, &opened) != 0) return false;
+  if (::stat(path.c_str(), &at_path) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    throw_os_error(errno, "stat", path);
+  }
+  return opened.st_dev == at_path.st_dev && opened.st_ino == at_path.st_ino;
+}
+
 // The locks this process holds, for the fork handler. The mutex is held from before a
 // lock's descriptors open until they are registered, and while they close, so fork()
 // (whose prepare handler takes it) never copies a lock descriptor the child does not
@@ -156,6 +169,10 @@ class PosixDirectoryLock final : public DirectoryLock {
     file_fd_.reset();
     dir_fd_.reset();
   }
+
+  // The directory descriptor is kept open (flocked or not), so this works also where
+  // only the lock file is flocked. In a forked child (descriptors closed): false.
+  bool still_locks(const std::filesystem::path& dir) const override { return is_file_at(dir_fd_.get(), dir); }
 
   // In a forked child: drops the child's references to the locked descriptions. Only
   // close(), never flock(LOCK_UN), which would release the parent's lock too.
@@ -344,6 +361,16 @@ class PosixFileSystem final : public FileSystem {
     if (rc != 0) throw_os_error(saved, "fsync", path);
   }
 
+  std::optional<std::int64_t> modified_ns(const std::filesystem::path& path) override {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
+      throw_os_error(errno, "stat", path);
+    }
+    if (!S_ISREG(st.st_mode)) return std::nullopt;
+    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  }
+
   void create_directories(const std::filesystem::path& dir) override {
     if (dir.empty()) return;
     struct stat st{};
@@ -395,21 +422,39 @@ class PosixFileSystem final : public FileSystem {
     const std::filesystem::path dir = lock_file.has_parent_path() ? lock_file.parent_path() : ".";
     register_fork_handlers();
     std::lock_guard<std::mutex> no_fork(lock_registry_mutex());
-    UniqueFd dir_fd(retry_on_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
-    if (dir_fd.get() < 0) throw_os_error(errno, "open directory", dir);
-    // flock, not fcntl: fcntl locks belong to the process and vanish when any descriptor
-    // of the file closes (SQLite's own use of fcntl would interfere); flock belongs to
-    // this open file description, so a second store in the same process is refused too.
-    if (retry_on_eintr([&] { return ::flock(dir_fd.get(), LOCK_EX | LOCK_NB); }) != 0) {
-      if (errno == EWOULDBLOCK) throw_locked(dir, lock_file, dir_fd.get());
-      throw_os_error(errno, "flock directory", dir);
+    for (int attempt = 0;; ++attempt) {
+      UniqueFd dir_fd(retry_on_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
+      if (dir_fd.get() < 0) throw_os_error(errno, "open directory", dir);
+      // flock, not fcntl: fcntl locks belong to the process and vanish when any
+      // descriptor of the file closes (SQLite's own use of fcntl would interfere); flock
+      // belongs to this open file description, so a second store in the same process is
+      // refused too.
+      if (retry_on_eintr([&] { return ::flock(dir_fd.get(), LOCK_EX | LOCK_NB); }) != 0) {
+        const int error = errno;
+        if (error == EWOULDBLOCK) throw_locked(dir, lock_file, dir_fd.get());
+        // NFS emulates flock with byte-range locks, which need a descriptor open for
+        // writing (flock(2)); a directory cannot be opened so. Lock index.lock only.
+        if (error != EBADF && error != ENOLCK && error != EOPNOTSUPP) throw_os_error(error, "flock directory", dir);
+        if (attempt == 0) {
+          log::write(spdlog::level::warn,
+                     "{}: the directory cannot be flocked ({}); locking only {}, so deleting it while this writer "
+                     "runs would let another writer in",
+                     dir.string(), std::strerror(error), lock_file.filename().string());
+        }
+      }
+      UniqueFd file_fd = lock_holder_file(dir, lock_file);
+      // Renamed away (and maybe replaced) between the open and the flocks: what is locked
+      // is not the directory at that path. Try again with the one there now.
+      if (!is_file_at(dir_fd.get(), dir)) {
+        if (attempt == 10) throw_os_error(EAGAIN, "lock (the directory keeps being replaced)", dir);
+        continue;
+      }
+      std::string line = holder + "\n";
+      if (::ftruncate(file_fd.get(), 0) != 0 || ::pwrite(file_fd.get(), line.data(), line.size(), 0) < 0) {
+        throw_os_error(errno, "write lock file", lock_file);
+      }
+      return std::make_unique<PosixDirectoryLock>(std::move(dir_fd), std::move(file_fd));
     }
-    UniqueFd file_fd = lock_holder_file(dir, lock_file);
-    std::string line = holder + "\n";
-    if (::ftruncate(file_fd.get(), 0) != 0 || ::pwrite(file_fd.get(), line.data(), line.size(), 0) < 0) {
-      throw_os_error(errno, "write lock file", lock_file);
-    }
-    return std::make_unique<PosixDirectoryLock>(std::move(dir_fd), std::move(file_fd));
   }
 
   FileSystemType file_system_type(const std::filesystem::path& dir) override {
@@ -430,6 +475,9 @@ class PosixFileSystem final : public FileSystem {
 FileSystemType FileSystem::file_system_type(const std::filesystem::path& dir) { return posix()->file_system_type(dir); }
 
 void FileSystem::sync_file(const std::filesystem::path& path) { posix()->sync_file(path); }
+std::optional<std::int64_t> FileSystem::modified_ns(const std::filesystem::path& path) {
+  return posix()->modified_ns(path);
+}
 
 std::shared_ptr<FileSystem> FileSystem::posix() {
   static const std::shared_ptr<FileSystem> instance = std::make_shared<PosixFileSystem>();

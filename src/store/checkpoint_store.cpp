@@ -24,6 +24,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <tuple>
 #include <ctime>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -61,6 +62,8 @@ using spdlog::level::level_enum;
 // Room left beside the payload for the index's WAL growth and file-system metadata.
 constexpr std::uint64_t kFreeSpaceMargin = 1 << 20;
 constexpr const char* kMaxToKeepSetting = "max_to_keep";
+// Where a writer whose index was deleted under it puts the copy it recreates it from.
+constexpr const char* kRecreatedIndex = "index.sqlite.recreated";
 
 std::string host_name() {
   char buffer[256] = {};
@@ -114,9 +117,10 @@ class CheckpointStore::Impl {
                  dir_.string(), fs_type.name);
     }
     lock_ = fs_->lock_exclusive(dir_ / names::kLock, fmt::format("pid {} on {}", ::getpid(), host_name()));
+    index_locking_ = fs_type.network ? index::Index::Locking::exclusive : index::Index::Locking::normal;
+    take_recreated_index();
     index_ = std::make_unique<index::Index>(dir_ / names::kIndex, index::Index::Mode::read_write, options_.sqlite_vfs,
-                                            fs_type.network ? index::Index::Locking::exclusive
-                                                            : index::Index::Locking::normal);
+                                            index_locking_);
     record_retention_setting();
     apply(plan(/*verify_hashes=*/false));
   }
@@ -141,6 +145,7 @@ class CheckpointStore::Impl {
     if (epoch && *epoch < 0) {
       throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", dir_.string(), *epoch), dir_);
     }
+    ensure_still_locked();
     ensure_resolved();
     ensure_index_present();
     const std::string final_name = names::checkpoint_file(kind, epoch);
@@ -270,6 +275,7 @@ class CheckpointStore::Impl {
   }
 
   std::vector<CheckpointRecord> gc(std::optional<int> keep) {
+    ensure_still_locked();
     ensure_resolved();
     const int limit = keep.value_or(options_.max_to_keep);
     if (limit < 0) throw InvalidArgument(fmt::format("{}: keep must be >= 0 (0 keeps all), got {}", dir_.string(), limit));
@@ -289,6 +295,7 @@ class CheckpointStore::Impl {
   }
 
   CheckpointRecord remove(std::int64_t id) {
+    ensure_still_locked();
     ensure_resolved();
     auto row = index_->find(id);
     if (!row || (row->status != status::kCommitted && row->status != status::kConsumed)) {
@@ -305,7 +312,7 @@ class CheckpointStore::Impl {
   }
 
   const std::filesystem::path& dir() const noexcept { return dir_; }
-  std::filesystem::path index_path() const { return index_->path(); }
+  std::filesystem::path index_path() const { return dir_ / names::kIndex; }
   int max_to_keep() const noexcept { return options_.max_to_keep; }
   const RecoveryReport& last_recovery() const noexcept { return report_; }
 
@@ -381,6 +388,10 @@ class CheckpointStore::Impl {
   // an earlier state, and the higher epochs belong to the run it abandoned. They stay
   // (rotation removes them first); resume follows the new save, the most recent commit.
   void note_superseded(const CheckpointRecord& record) {
+    // Only a save that goes back (its epoch not above the previous epoch save's)
+    // supersedes anything; the saves after it continue its line.
+    auto previous = index_->newest_epoch(record.id);
+    if (!previous || *previous->epoch < *record.epoch) return;
     std::vector<std::string> epochs;
     for (const auto& old : index_->epochs_from(*record.epoch)) {
       if (old.id == record.id) continue;
@@ -442,8 +453,12 @@ class CheckpointStore::Impl {
     bool rolled_forward = false;
     try {
       auto pending = index_->find(unresolved.pending_id);
-      if (pending && pending->status == status::kPending) {
-        rolled_forward = holds_pending_bytes(*pending);
+      if (pending && pending->status == status::kCommitted) {
+        rolled_forward = true;  // the commit had succeeded although it reported a failure
+      } else if (pending && pending->status == status::kPending) {
+        // After the directory fsync the rename is known to have happened: only the commit
+        // is missing. Before it, the content of the file tells.
+        rolled_forward = unresolved.dir_synced || holds_pending_bytes(*pending);
         if (rolled_forward) {
           if (!unresolved.dir_synced && !options_.unsafe_skip_dir_fsync) {
             try {
@@ -501,6 +516,19 @@ class CheckpointStore::Impl {
     log::write(level_enum::warn, "rolled back an unfinished save of {}", (dir_ / pending.file).string());
   }
 
+  // The directory at dir_ is no longer the one this store locked (renamed away, maybe
+  // replaced by one another writer has locked): every write by path would land there.
+  // Checked before anything that writes, ahead of ensure_index_present(), which would
+  // otherwise "recreate" the index over the other writer's.
+  void ensure_still_locked() {
+    if (!lock_ || lock_->still_locks(dir_)) return;
+    throw LockedError(ErrorCode::locked,
+                      fmt::format("{}: the checkpoint directory was moved or replaced since this store locked it; "
+                                  "nothing was written; reopen the store (on the directory it should write)",
+                                  dir_.string()),
+                      dir_);
+  }
+
   // The index file was deleted or replaced under the running store: this connection
   // would write into a file nobody can open again. Copy what it holds to a new index
   // file at the path, switch to it, and recover (which reconciles it with the files).
@@ -509,22 +537,22 @@ class CheckpointStore::Impl {
     const std::filesystem::path path = dir_ / names::kIndex;
     log::write(level_enum::err, "{}: the index file was deleted or replaced while this store had it open; "
                "recreating it from this process's copy", path.string());
-    // SQLite writes the copy without syncing it; it then takes the name through the
-    // durable one-file write (temp, fsync, rename, directory fsync).
-    const std::filesystem::path copy = dir_ / fmt::format("{}.copy-{}-{}", names::kIndex, ::getpid(), ++temp_sequence_);
+    // The copy is made durable under its own name before it takes the index's: a crash
+    // in between leaves it for the next open (take_recreated_index), never no index.
+    const std::filesystem::path copy = dir_ / kRecreatedIndex;
     fs_->remove(copy);
     index_->copy_to(copy);
-    index_.reset();  // the last connection to the deleted file: SQLite removes its -wal and -shm
+    fs_->sync_file(copy);
     try {
+      // The old connection's -wal and -shm go first (it keeps them open), so that the
+      // new index starts without them, and its close can remove nothing of the new one.
       for (const char* suffix : {"-wal", "-shm"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
-      io::write_file_atomically(*fs_, path, options_.hash_algorithm, [&](ByteSink& sink) {
-        std::vector<char> bytes = io::read_whole_file(*fs_, copy);
-        sink.write(bytes.data(), bytes.size());
-      });
-      fs_->remove(copy);
-      index_ = std::make_unique<index::Index>(path, index::Index::Mode::read_write, options_.sqlite_vfs);
+      fs_->rename(copy, path);
+      fs_->sync_dir(dir_);
+      index_.reset();
+      index_ = std::make_unique<index::Index>(path, index::Index::Mode::read_write, options_.sqlite_vfs, index_locking_);
     } catch (const std::exception& error) {
-      // No index is open now: only a fresh open (which recreates one from the files) can go on.
+      // Only a fresh open (which takes the copy if it is still there) can go on.
       unresolved_ = Unresolved{0, std::string(names::kIndex), false, /*reopen_required=*/true,
                                fmt::format("recreating the deleted index failed: {}", error.what())};
       throw;
@@ -537,6 +565,21 @@ class CheckpointStore::Impl {
       transaction.commit();
     }
     apply(plan(/*verify_hashes=*/false));
+  }
+
+  // At open: a durable copy left by ensure_index_present that did not take the index's
+  // name yet (a crash in between) takes it now; beside an index, it is stale.
+  void take_recreated_index() {
+    const std::filesystem::path copy = dir_ / kRecreatedIndex;
+    if (!fs_->file_size(copy)) return;
+    if (fs_->file_size(dir_ / names::kIndex)) {
+      fs_->remove(copy);
+      return;
+    }
+    log::write(level_enum::warn, "{}: taking {}, the copy a writer made of its deleted index", dir_.string(), copy.string());
+    for (const char* suffix : {"-wal", "-shm"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
+    fs_->rename(copy, dir_ / names::kIndex);
+    fs_->sync_dir(dir_);
   }
 
   io::FileDigest digest_of(const std::filesystem::path& path, const std::string& algorithm_name) {
@@ -562,53 +605,63 @@ class CheckpointStore::Impl {
                                                      index_->path().string(), record.hash_algo, record.file),
                        index_->path());
     }
+    // The read phase: only its errors are read errors. What is decided from it (missing,
+    // corrupt) is done after it, so that a failure to quarantine is not taken for one.
+    std::optional<std::uint64_t> size;
+    std::string hash;
+    std::exception_ptr decode_error;
     try {
-      auto size = fs_->file_size(path);
-      if (!size) {
-        mark_missing(record, "file not found");
-        return Loaded::retired;
+      size = fs_->file_size(path);
+      if (size && *size == record.size) {
+        io::FileSource source(*fs_, path, io::Hasher::create(algorithm));
+        // A damaged file usually breaks the decoder before the hash can tell: decide by
+        // the hash, then report the decoder's error only for a file that is what was
+        // committed. Whatever the decoder throws (a format error, a type error deep in
+        // the payload, bad_alloc on a damaged length), except a read error, which is not
+        // the bytes' fault.
+        try {
+          read_payload(source, record);
+        } catch (const IoError&) {
+          throw;
+        } catch (...) {
+          decode_error = std::current_exception();
+        }
+        hash = source.finish();
       }
-      if (*size != record.size) {
-        if (matches_pending(record.file, *size, std::nullopt)) return unreadable_pending(record);
-        quarantine(record, fmt::format("corrupt: {} bytes, index recorded {}", *size, record.size));
-        return Loaded::retired;
-      }
-      io::FileSource source(*fs_, path, io::Hasher::create(algorithm));
-      // A damaged file usually breaks the decoder before the hash can tell: decide by
-      // the hash, then report the decoder's error only for a file that is what was
-      // committed. Whatever the decoder throws (a format error, a type error deep in the
-      // payload, bad_alloc on a damaged length), except a read error, which is not the
-      // bytes' fault.
-      std::exception_ptr decode_error;
-      try {
-        read_payload(source, record);
-      } catch (const IoError&) {
-        throw;
-      } catch (...) {
-        decode_error = std::current_exception();
-      }
-      std::string hash = source.finish();
-      if (hash != record.hash) {
-        if (matches_pending(record.file, *size, hash)) return unreadable_pending(record);
-        quarantine(record, fmt::format("corrupt: {} hash {}, index recorded {}", record.hash_algo, hash, record.hash));
-        return Loaded::retired;
-      }
-      if (decode_error) std::rethrow_exception(decode_error);
-      return Loaded::yes;
-    } catch (const IoError& error) {
-      read_error_ = error;
-      log::write(level_enum::err, "{}: could not be read ({}); left in place, not treated as corrupt", path.string(),
-                 error.what());
-      return Loaded::unreadable;
+    } catch (const Error& error) {  // IoError, or the file shrank while it was read
+      return unreadable(path, error);
     }
+    if (!size) {
+      mark_missing(record, "file not found");
+      return Loaded::retired;
+    }
+    if (*size != record.size || hash != record.hash) {
+      try {
+        if (matches_pending(record.file)) return unreadable_pending(record);
+      } catch (const Error& error) {
+        return unreadable(path, error);
+      }
+      quarantine(record, *size != record.size
+                             ? fmt::format("corrupt: {} bytes, index recorded {}", *size, record.size)
+                             : fmt::format("corrupt: {} hash {}, index recorded {}", record.hash_algo, hash, record.hash));
+      return Loaded::retired;
+    }
+    if (decode_error) std::rethrow_exception(decode_error);
+    return Loaded::yes;
+  }
+
+  Loaded unreadable(const std::filesystem::path& path, const Error& error) {
+    read_error_ = IoError(ErrorCode::io, error.what(), error.path(), error.os_error());
+    log::write(level_enum::err, "{}: could not be read ({}); left in place, not treated as corrupt", path.string(),
+               error.what());
+    return Loaded::unreadable;
   }
 
   // Whether `file` holds the bytes of a pending row (a save not yet resolved): then it is
   // not corrupt, and must not be quarantined.
-  bool matches_pending(const std::string& file, std::uint64_t size, const std::optional<std::string>& hash) {
+  bool matches_pending(const std::string& file) {
     for (const auto& pending : index_->rows_for(file, status::kPending)) {
-      if (pending.size != size) continue;
-      if (!hash || pending.hash == *hash || holds_pending_bytes(pending)) return true;
+      if (holds_pending_bytes(pending)) return true;
     }
     return false;
   }
@@ -666,11 +719,23 @@ class CheckpointStore::Impl {
     std::vector<RepairAction> actions;
     std::set<std::string> replaced;  // names a rolled-forward save now owns
     std::set<std::string> deleted;   // names an unfinished deletion will remove
+    // A file that cannot be read is not decided on: it and its row stay as they are (a
+    // read error is not corruption), and the rest of the directory is recovered.
+    std::set<std::string> unreadable;
+    auto leave_unreadable = [&](std::optional<std::int64_t> id, const std::string& file, const Error& error) {
+      unreadable.insert(file);
+      actions.push_back({Type::leave_unreadable, id, file, fmt::format("could not be read: {}", error.what()), 0, {}});
+    };
     for (const auto& pending : index_->rows_with_status(status::kPending)) {
       const std::filesystem::path path = dir_ / pending.file;
       bool renamed = false;
-      if (auto size = fs_->file_size(path); size && *size == pending.size) {
-        renamed = digest_of(path, pending.hash_algo).hash == pending.hash;
+      try {
+        if (auto size = fs_->file_size(path); size && *size == pending.size) {
+          renamed = digest_of(path, pending.hash_algo).hash == pending.hash;
+        }
+      } catch (const IoError& error) {
+        leave_unreadable(pending.id, pending.file, error);
+        continue;
       }
       if (renamed) {
         replaced.insert(pending.file);
@@ -689,19 +754,25 @@ class CheckpointStore::Impl {
     }
     std::set<std::string> retired;  // names whose live row is about to be retired
     for (const auto& row : index_->live_rows()) {
-      if (replaced.count(row.file)) continue;
+      if (replaced.count(row.file) || unreadable.count(row.file)) continue;
       const std::filesystem::path path = dir_ / row.file;
-      auto size = fs_->file_size(path);
+      std::optional<std::uint64_t> size;
       std::string problem;
+      try {
+        size = fs_->file_size(path);
+        if (size && *size != row.size) {
+          problem = fmt::format("size {} does not match the recorded {}", *size, row.size);
+        } else if (size && verify_hashes) {
+          std::string hash = digest_of(path, row.hash_algo).hash;
+          if (hash != row.hash) problem = fmt::format("{} hash {} does not match the recorded {}", row.hash_algo, hash, row.hash);
+        }
+      } catch (const IoError& error) {
+        leave_unreadable(row.id, row.file, error);
+        continue;
+      }
       if (!size) {
         actions.push_back({Type::mark_missing, row.id, row.file, "file not found", 0, {}});
         continue;
-      }
-      if (*size != row.size) {
-        problem = fmt::format("size {} does not match the recorded {}", *size, row.size);
-      } else if (verify_hashes) {
-        std::string hash = digest_of(path, row.hash_algo).hash;
-        if (hash != row.hash) problem = fmt::format("{} hash {} does not match the recorded {}", row.hash_algo, hash, row.hash);
       }
       if (!problem.empty()) {
         retired.insert(row.file);
@@ -709,21 +780,35 @@ class CheckpointStore::Impl {
       }
     }
     // Orphans in the order they are adopted, which is their place in the commit order:
-    // epochs by increasing number, then the interrupt checkpoint (while it exists it is
-    // newer than every epoch there), then the best model.
-    std::vector<std::pair<names::ParsedCheckpointName, std::string>> orphans;
+    // by when they were written (a rename keeps the temp file's mtime), so that after an
+    // index is rebuilt a restarted run's low epochs stay newer than the abandoned run's
+    // high ones; ties (copied files) by kind, epochs by number, then the interrupt.
+    struct Orphan {
+      std::int64_t written;
+      int kind;
+      std::int64_t epoch;
+      std::string name;
+    };
+    std::vector<Orphan> orphans;
     for (const auto& name : files) {
       auto parsed = names::parse_checkpoint_file(name);
-      if (!parsed || replaced.count(name) || deleted.count(name) || retired.count(name) || index_->live_row_for(name)) continue;
-      orphans.emplace_back(*parsed, name);
+      if (!parsed || replaced.count(name) || deleted.count(name) || retired.count(name) || unreadable.count(name) ||
+          index_->live_row_for(name)) {
+        continue;
+      }
+      int kind = parsed->kind == CheckpointKind::epoch ? 0 : parsed->kind == CheckpointKind::interrupt ? 1 : 2;
+      orphans.push_back({fs_->modified_ns(dir_ / name).value_or(0), kind, parsed->epoch.value_or(0), name});
     }
-    auto adoption_rank = [](const names::ParsedCheckpointName& parsed) {
-      int kind = parsed.kind == CheckpointKind::epoch ? 0 : parsed.kind == CheckpointKind::interrupt ? 1 : 2;
-      return std::make_pair(kind, parsed.epoch.value_or(0));
-    };
-    std::sort(orphans.begin(), orphans.end(),
-              [&](const auto& a, const auto& b) { return adoption_rank(a.first) < adoption_rank(b.first); });
-    for (const auto& [parsed, name] : orphans) actions.push_back(plan_orphan(name));
+    std::sort(orphans.begin(), orphans.end(), [](const Orphan& a, const Orphan& b) {
+      return std::tie(a.written, a.kind, a.epoch) < std::tie(b.written, b.kind, b.epoch);
+    });
+    for (const auto& orphan : orphans) {
+      try {
+        actions.push_back(plan_orphan(orphan.name));
+      } catch (const IoError& error) {
+        leave_unreadable(std::nullopt, orphan.name, error);
+      }
+    }
     return actions;
   }
 
@@ -821,6 +906,10 @@ class CheckpointStore::Impl {
           step("recover_orphan");
           adopt(action);
           break;
+        case Type::leave_unreadable:
+          log::write(level_enum::err, "{}: {}; left as it is (a read error is not corruption)", path.string(),
+                     action.reason);
+          break;
       }
     }
     if (synced_temp_removal) fs_->sync_dir(dir_);
@@ -908,6 +997,7 @@ class CheckpointStore::Impl {
   std::shared_ptr<FileSystem> fs_;
   std::unique_ptr<DirectoryLock> lock_;
   std::unique_ptr<index::Index> index_;
+  index::Index::Locking index_locking_ = index::Index::Locking::normal;
   RecoveryReport report_;
   std::uint64_t temp_sequence_ = 0;
   // A save that failed past its pending row and is not resolved yet (see resolve()).
@@ -990,6 +1080,7 @@ std::string_view to_string(RepairAction::Type type) noexcept {
     case Type::delete_again: return "delete again";
     case Type::adopt: return "adopt";
     case Type::quarantine_file: return "quarantine";
+    case Type::leave_unreadable: return "leave unreadable";
   }
   return "unknown";
 }

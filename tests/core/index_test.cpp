@@ -2,10 +2,15 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <fmt/format.h>
+
 #include <fstream>
+#include <iterator>
+#include <optional>
 #include <regex>
 
 #include "ckpt/errors.hpp"
+#include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "ckpt/version.hpp"
 #include "support/store_support.hpp"
@@ -89,4 +94,88 @@ TEST_CASE("every sqlite3 recipe in docs/schema.md runs through the sqlite3 CLI",
     ++recipes;
   }
   CHECK(recipes >= 5);
+}
+
+TEST_CASE("migration 2 orders an existing index's commits by its history; readers of an unmigrated index agree",
+          "[index][order]") {
+  TestDir dir("index");
+  // A version-1 index of a restarted run: epochs 7, 8, 9, then 3 (saved last), one old
+  // deleted row, one pending row.
+  {
+    std::ifstream init(std::string(CKPT_SOURCE_DIR) + "/migrations/0001_init.sql");
+    std::string sql((std::istreambuf_iterator<char>(init)), std::istreambuf_iterator<char>());
+    SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec(sql);
+    db.exec("PRAGMA user_version = 1");
+    auto add = [&](int id, std::int64_t epoch, const std::string& status, bool with_file) {
+      std::string file = "checkpoint_epoch_" + std::to_string(epoch) + ".pth";
+      std::string bytes = zip_payload(static_cast<int>(epoch));
+      std::string hash = "0";
+      if (with_file) {
+        write_bytes(dir / file, bytes);
+        hash = xxh3_of(dir / file);
+      }
+      db.exec(fmt::format("INSERT INTO checkpoints (id, kind, epoch, file, size, hash, hash_algo, status) VALUES "
+                          "({}, 'epoch', {}, '{}', {}, '{}', 'xxh3-128', '{}')",
+                          id, epoch, file, bytes.size(), hash, status));
+    };
+    add(2, 7, "committed", true);
+    add(3, 8, "committed", true);
+    add(4, 9, "committed", true);
+    add(5, 3, "committed", true);
+    add(6, 4, "pending", false);
+    add(1, 2, "deleted", false);
+    for (int id : {1, 2, 3, 4, 5}) {
+      db.exec(fmt::format("INSERT INTO events (event, checkpoint_id, detail) VALUES ('saved', {}, '')", id));
+    }
+  }
+  CHECK(CheckpointReader(dir.path()).latest()->epoch == 3);  // read-only: no migration, same answer
+  CheckpointStore store(dir.path(), StoreOptions{0});
+  CHECK(store.latest()->epoch == 3);
+  SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READONLY);
+  CHECK(db.execAndGet("PRAGMA user_version").getInt() == 2);
+  SQLite::Statement rows(db, "SELECT id, commit_seq FROM checkpoints ORDER BY id");
+  std::vector<std::string> seqs;
+  while (rows.executeStep()) {
+    seqs.push_back(std::to_string(rows.getColumn(0).getInt()) + ":" +
+                   (rows.getColumn(1).isNull() ? "-" : std::to_string(rows.getColumn(1).getInt())));
+  }
+  CHECK(seqs == std::vector<std::string>{"1:1", "2:2", "3:3", "4:4", "5:5", "6:-"});
+  // The next commit follows them.
+  CHECK(save_epoch(store, 4, zip_payload(44)).commit_seq == 6);
+}
+
+TEST_CASE("an index from before commit order, with an interrupt older than later epochs, resumes the newest epoch",
+          "[index][order]") {
+  // Written by ckpt 0.1 (schema 1), whose rule kept an unresumed interrupt checkpoint as
+  // the resume point whatever came after: epoch 1, an interrupt, then epochs 2 and 3.
+  TestDir dir("index");
+  {
+    std::ifstream init(std::string(CKPT_SOURCE_DIR) + "/migrations/0001_init.sql");
+    std::string sql((std::istreambuf_iterator<char>(init)), std::istreambuf_iterator<char>());
+    SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec(sql);
+    db.exec("PRAGMA user_version = 1");
+    int id = 0;
+    auto add = [&](const char* kind, std::optional<std::int64_t> epoch, const std::string& file, int seed) {
+      write_bytes(dir / file, zip_payload(seed));
+      db.exec(fmt::format("INSERT INTO checkpoints (id, kind, epoch, file, size, hash, hash_algo, status) VALUES "
+                          "({}, '{}', {}, '{}', {}, '{}', 'xxh3-128', 'committed')",
+                          ++id, kind, epoch ? std::to_string(*epoch) : "NULL", file, zip_payload(seed).size(),
+                          xxh3_of(dir / file)));
+      db.exec(fmt::format("INSERT INTO events (event, checkpoint_id, detail) VALUES ('saved', {}, '')", id));
+    };
+    add("epoch", 1, "checkpoint_epoch_1.pth", 1);
+    add("interrupt", std::nullopt, "interrupt_checkpoint.pth", 100);
+    add("epoch", 2, "checkpoint_epoch_2.pth", 2);
+    add("epoch", 3, "checkpoint_epoch_3.pth", 3);
+  }
+  CHECK(CheckpointReader(dir.path()).latest()->epoch == 3);  // unmigrated, read-only
+  CheckpointStore store(dir.path());
+  auto resumed = store.load_latest();
+  REQUIRE(resumed);
+  CHECK(resumed->record.epoch == 3);
+  CHECK(std::string(resumed->bytes.begin(), resumed->bytes.end()) == zip_payload(3));
 }

@@ -1,4 +1,5 @@
-// The writer lock: it cannot be bypassed by deleting index.lock, a child forked without
+// The writer lock: it cannot be bypassed by deleting index.lock or by renaming the
+// directory away and creating another at its path, a child forked without
 // exec does not keep it, it excludes older ckpt versions that lock only index.lock, and a
 // network file system is refused unless allowed (then the index runs without shared
 // memory).
@@ -16,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <map>
 #include <sstream>
 
 #include "ckpt/errors.hpp"
@@ -235,4 +237,73 @@ TEST_CASE("statfs names the test directory's file system and calls it local", "[
   // The test wrappers ask the real file system.
   CHECK(FaultFileSystem().file_system_type(dir.path()).name == type.name);
   CHECK_THROWS_AS(FileSystem::posix()->file_system_type(dir / "missing"), IoError);
+}
+
+namespace {
+
+// Every file of `dir` with its bytes.
+std::map<std::string, std::string> snapshot(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& name : file_names(dir)) files[name] = read_bytes(dir / name);
+  return files;
+}
+
+std::vector<std::string> epochs_in_index(const std::filesystem::path& dir) {
+  std::vector<std::string> epochs;
+  for (const auto& row : index_rows(dir)) epochs.push_back(row.file + " " + row.status);
+  return epochs;
+}
+
+}  // namespace
+
+TEST_CASE("a store whose directory was renamed away and replaced refuses to write; the new writer's files are untouched",
+          "[store][lock]") {
+  TestDir root("lock");
+  const std::filesystem::path dir = root / "ckpts";
+  const std::filesystem::path old_dir = root / "ckpts.old";
+  auto a = std::make_unique<CheckpointStore>(dir);
+  const CheckpointRecord a_first = save_epoch(*a, 1, zip_payload(1));
+
+  // mv ckpts ckpts.old && mkdir ckpts, then a second trainer there: it gets the lock of
+  // the new directory.
+  std::filesystem::rename(dir, old_dir);
+  std::filesystem::create_directory(dir);
+  auto b = std::make_unique<CheckpointStore>(dir);
+  save_epoch(*b, 5, zip_payload(5));
+  const auto b_files = snapshot(dir);
+  const auto a_files = snapshot(old_dir);
+
+  try {
+    save_epoch(*a, 2, zip_payload(2));
+    FAIL("the store wrote into a directory it no longer locks");
+  } catch (const LockedError& error) {
+    CHECK(error.code() == ErrorCode::locked);
+    CHECK_THAT(error.what(), Catch::Contains(dir.string()) && Catch::Contains("moved or replaced") &&
+                                 Catch::Contains("reopen the store"));
+  }
+  CHECK_THROWS_AS(a->gc(0), LockedError);
+  CHECK_THROWS_AS(a->gc(1), LockedError);
+  CHECK_THROWS_AS(a->remove(a_first.id), LockedError);
+  CHECK(snapshot(dir) == b_files);
+  CHECK(snapshot(old_dir) == a_files);
+
+  // B goes on as if A did not exist.
+  save_epoch(*b, 6, zip_payload(6));
+  b.reset();
+  a.reset();
+  CHECK(epochs_in_index(dir) == std::vector<std::string>{"checkpoint_epoch_5.pth committed",
+                                                          "checkpoint_epoch_6.pth committed"});
+  CHECK(invariant_violations(dir).empty());
+  CHECK(epochs_in_index(old_dir) == std::vector<std::string>{"checkpoint_epoch_1.pth committed"});
+  CHECK(invariant_violations(old_dir).empty());
+}
+
+TEST_CASE("a store whose directory was renamed away (nothing at its path) refuses to write", "[store][lock]") {
+  TestDir root("lock");
+  const std::filesystem::path dir = root / "ckpts";
+  CheckpointStore store(dir);
+  save_epoch(store, 1, zip_payload(1));
+  std::filesystem::rename(dir, root / "moved");
+  CHECK_THROWS_AS(save_epoch(store, 2, zip_payload(2)), LockedError);
+  CHECK_FALSE(std::filesystem::exists(dir));  // nothing was recreated at the old path
 }

@@ -777,3 +777,42 @@ TEST_CASE("readdir failing at any entry (LD_PRELOAD) fails the open with an IoEr
   }
   check_intact_after_reopen(dir, second);
 }
+
+TEST_CASE("where the directory cannot be flocked (EBADF, as on NFS; LD_PRELOAD) the writer locks index.lock only",
+          "[posix][preload][lock]") {
+  TestDir root("posix");
+  const std::filesystem::path dir = root / "ckpts";
+  std::filesystem::create_directories(dir);
+  const std::vector<std::pair<std::string, std::string>> no_directory_flock{
+      {"CKPT_FAULT_CALL", "flock"}, {"CKPT_FAULT_PATH", dir.string()}, {"CKPT_FAULT_ERRNO", "EBADF"},
+      {"CKPT_FAULT_TIMES", "0"}};
+  const std::string first = zip_payload(1);
+  const std::string gc = "env -u LD_PRELOAD " + std::string(CKPT_CLI) + " gc --keep 1 " + shell_quote(dir.string()) +
+                         " >" + shell_quote((root / "gc.out").string()) + " 2>&1";
+
+  // It opens and saves; a second writer, in the same process or another (a ckpt gc, whose
+  // directory flock succeeds), is refused by index.lock.
+  ScriptRun run = run_script(root.path(), dir,
+                             {"save-epoch", "1", "1", "save-epoch", "2", "2", "second-writer", "shell", gc},
+                             no_directory_flock);
+  CHECK(contains(run.err, "ckpt_fault_preload: injected EBADF into flock(" + dir.string() + ")"));
+  CHECK(run.logged({"[warning]", dir.string(), "cannot be flocked", "locking only index.lock"}));
+  CHECK(run.exit_code == 0);
+  CHECK(run.has(script_record("saved", "epoch", "1", "checkpoint_epoch_1.pth", first)));
+  CHECK(run.has(script_record("saved", "epoch", "2", "checkpoint_epoch_2.pth", zip_payload(2))));
+  CHECK(contains(run.line("second-writer "), "second-writer refused locked"));
+  CHECK(run.has("shell 3"));
+  const std::string gc_output = read_bytes(root / "gc.out");
+  INFO("ckpt gc: " << gc_output);
+  CHECK(contains(gc_output, "locked"));
+  CHECK(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
+
+  // And it is refused itself while another process holds the lock.
+  {
+    CheckpointStore holder(dir);
+    ScriptRun refused = run_script(root.path(), dir, {"open"}, no_directory_flock);
+    CHECK(refused.exit_code == 1);
+    CHECK(contains(refused.line("error "), "error locked"));
+  }
+  check_intact_after_reopen(dir, zip_payload(2));
+}

@@ -7,6 +7,8 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
 #include "support/fault_file_system.hpp"
@@ -78,6 +80,8 @@ TEST_CASE("a run restarted from an earlier state is resumed and kept; the abando
     save_epoch(store, 4, zip_payload(104));
     CHECK(epoch_files(dir.path()) ==
           std::vector<std::string>{"checkpoint_epoch_3.pth", "checkpoint_epoch_4.pth", "checkpoint_epoch_9.pth"});
+    events = index_events(dir.path());
+    CHECK(std::count(events.begin(), events.end(), "superseded") == 3);  // epoch 4 continues 3's line
   }
   CheckpointStore reopened(dir.path(), StoreOptions{3});
   auto resumed = reopened.load_latest();
@@ -639,4 +643,65 @@ TEST_CASE("an index deleted while the store runs is noticed at the next save and
   CHECK(std::count(events.begin(), events.end(), "index_recreated") == 1);
   CHECK(std::count(events.begin(), events.end(), "new_best") == 1);
   CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("a copy of the index left by a crash while it was being recreated is taken at the next open",
+          "[store][fault]") {
+  TestDir dir("store");
+  {
+    CheckpointStore store(dir.path());
+    save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(2), 0.75);
+  }
+  // What ensure_index_present leaves when the process dies after syncing its copy and
+  // before the copy takes the index's name: a copy, and no index.
+  std::filesystem::rename(dir / "index.sqlite", dir / "index.sqlite.recreated");
+  CheckpointStore reopened(dir.path());
+  CHECK_FALSE(std::filesystem::exists(dir / "index.sqlite.recreated"));
+  CHECK(reopened.last_recovery().adopted == 0);
+  CHECK(reopened.best()->metric == 0.75);
+}
+
+TEST_CASE("a file recovery cannot read is left undecided; the rest of the directory opens", "[store][fault][recovery]") {
+  TestDir dir("store");
+  { CheckpointStore store(dir.path()); save_epoch(store, 1, zip_payload(1)); }
+  // A save cut short after its rename: recovery must read the file to decide it.
+  REQUIRE(run_in_child([&] {
+            StoreOptions options;
+            options.on_step = [](std::string_view step) {
+              if (step == "renamed") ::_exit(42);
+            };
+            CheckpointStore store(dir.path(), options);
+            save_epoch(store, 2, zip_payload(2));
+          }) == 42);
+  auto fs = std::make_shared<FaultFileSystem>();
+  StoreOptions options;
+  options.file_system = fs;
+  fs->fail_nth(Op::read, 1, EIO);
+  {
+    CheckpointStore store(dir.path(), options);  // does not fail the open
+    CHECK(store.latest()->epoch == 1);
+    CHECK(read_bytes(dir / "checkpoint_epoch_2.pth") == zip_payload(2));
+    CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  }
+  CheckpointStore healed(dir.path());
+  CHECK(healed.last_recovery().rolled_forward == 1);
+  CHECK(payload_text(*healed.load_latest()) == zip_payload(2));
+}
+
+TEST_CASE("files adopted into a rebuilt index keep the order they were written in", "[store][order][recovery]") {
+  TestDir dir("store");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{0});
+    for (int epoch : {7, 8, 9, 3, 4}) save_epoch(store, epoch, zip_payload(epoch));
+  }
+  // Written a minute apart, in the order saved (the coarse file clock may tie quick saves).
+  auto when = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+  for (int epoch : {7, 8, 9, 3, 4}) {
+    when += std::chrono::minutes(1);
+    std::filesystem::last_write_time(dir / ("checkpoint_epoch_" + std::to_string(epoch) + ".pth"), when);
+  }
+  for (const char* name : {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}) std::filesystem::remove(dir / name);
+  CheckpointStore rebuilt(dir.path(), StoreOptions{0});
+  CHECK(rebuilt.last_recovery().adopted == 5);
+  CHECK(rebuilt.latest()->epoch == 4);  // by epoch number it would be 9, of the abandoned run
 }

@@ -10,7 +10,7 @@
 //                     open (open, open64, openat, openat64), read, pread (pread,
 //                     pread64), write, pwrite (pwrite, pwrite64), fsync, fdatasync,
 //                     rename (rename, renameat, renameat2), readdir (readdir,
-//                     readdir64: a failure returns NULL with errno set); an exact name
+//                     readdir64: a failure returns NULL with errno set), flock; an exact name
 //                     ("pread64") only itself. Unset or empty: nothing is failed.
 //   CKPT_FAULT_PATH   fnmatch(3) glob the call's path must match ('*' also matches '/':
 //                     '*name*' is a substring match). For descriptor calls the path is
@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -60,7 +61,8 @@ static const ErrnoName kErrnoNames[] = {
     {"EISDIR", EISDIR},   {"ENOENT", ENOENT},   {"EEXIST", EEXIST},   {"EBADF", EBADF},
     {"EINTR", EINTR},     {"EAGAIN", EAGAIN},   {"EINVAL", EINVAL},   {"EMFILE", EMFILE},
     {"ENFILE", ENFILE},   {"EXDEV", EXDEV},     {"ENAMETOOLONG", ENAMETOOLONG},
-    {"ETIMEDOUT", ETIMEDOUT}, {"ENXIO", ENXIO}, {"EBUSY", EBUSY},
+    {"ETIMEDOUT", ETIMEDOUT}, {"ENXIO", ENXIO}, {"EBUSY", EBUSY},   {"ENOLCK", ENOLCK},
+    {"EOPNOTSUPP", EOPNOTSUPP}, {"EWOULDBLOCK", EWOULDBLOCK},
 };
 
 static struct {
@@ -224,6 +226,12 @@ EXPORT int fdatasync(int fd) {
   REAL(fdatasync);
   if (fd_should_fail("fdatasync", "fdatasync", fd)) FAIL_WITH_ERRNO();
   return real_fdatasync(fd);
+}
+
+EXPORT int flock(int fd, int operation) {
+  REAL(flock);
+  if (fd_should_fail("flock", "flock", fd)) FAIL_WITH_ERRNO();
+  return real_flock(fd, operation);
 }
 
 EXPORT ssize_t write(int fd, const void* buffer, size_t n) {

@@ -12,15 +12,21 @@
 //   open | close      open the store (saves and loads open it when needed) / close it
 //   save-epoch N SEED | save-best SEED | save-interrupt SEED
 //   load-latest | load-best | list
+//   second-writer     open a second store on DIR in this process while the first is open
+//   shell CMD         run CMD with system(3) (while the store is open, say)
 //
 // Output (stdout, flushed per line):
 //   step NAME                                   each save or recovery step reached
 //   saved|loaded KIND EPOCH FILE HASH           EPOCH is '-' for best and interrupt
 //   loaded none                                 no candidate was left
 //   row KIND EPOCH FILE STATUS                  list
+//   second-writer opened | second-writer refused CODE MESSAGE   (a refusal is no failure)
+//   shell EXIT_STATUS                           (a non-zero one is no failure)
 //   error CODE ERRNO MESSAGE                    a ckpt::Error (CODE as in ErrorCode)
 //   exception MESSAGE                           anything else
 // Exit status: 0 when every command succeeded, 1 when one failed, 2 for a bad script.
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -139,6 +145,18 @@ int main(int argc, char** argv) {
         script.save(CheckpointKind::best, std::nullopt, std::stoi(argument(i)));
       } else if (command == "save-interrupt") {
         script.save(CheckpointKind::interrupt, std::nullopt, std::stoi(argument(i)));
+      } else if (command == "second-writer") {
+        try {
+          CheckpointStore second(script.dir);
+          print_line("second-writer opened");
+        } catch (const Error& error) {
+          print_line(std::string("second-writer refused ") + code_name(error.code()) + " " + error.what());
+        }
+      } else if (command == "shell") {
+        const std::string shell_command = argument(i);
+        std::fflush(nullptr);
+        const int status = std::system(shell_command.c_str());
+        print_line("shell " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1));
       } else if (command == "load-latest") {
         script.print_loaded(script.opened().load_latest());
       } else if (command == "load-best") {
