@@ -177,8 +177,8 @@ History insert_history(const std::filesystem::path& index_path, std::int64_t row
   db.exec("PRAGMA foreign_keys=ON");
   SQLite::Transaction transaction(db);
   SQLite::Statement insert_row(db,
-                               "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status) "
-                               "VALUES (?, ?, ?, ?, ?, ?, 'xxh3-128', ?)");
+                               "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, "
+                               "commit_seq) VALUES (?, ?, ?, ?, ?, ?, 'xxh3-128', ?, ?)");
   SQLite::Statement insert_event(db, "INSERT INTO events (event, checkpoint_id, detail) VALUES (?, ?, ?)");
 
   History history;
@@ -193,6 +193,7 @@ History insert_history(const std::filesystem::path& index_path, std::int64_t row
     insert_row.bind(5, static_cast<int64_t>(kPayloadBytes));
     insert_row.bind(6, fmt::format("{:016x}{:016x}", history.rows * 2654435761u, history.rows + 1));
     insert_row.bind(7, status);
+    insert_row.bind(8, static_cast<int64_t>(history.rows + 1));  // committed in this order
     insert_row.exec();
     const std::int64_t id = db.getLastInsertRowid();
     for (const char* event : events) {
@@ -242,13 +243,19 @@ std::int64_t count(const std::filesystem::path& index_path, const char* table) {
 }
 
 // Evidence that each lookup is an index range scan rather than a table scan. The SQL is
-// a copy of Index::resume_candidate() and Index::best() in src/index/index.cpp.
+// a copy of Index::resume_candidate() (one probe per resumable status and kind; the
+// committed-epoch probe shown), Index::best(), Index::epochs_beyond() and the next
+// commit_seq of Index::mark_committed() in src/index/index.cpp.
 std::vector<std::string> query_plans(const std::filesystem::path& index_path) {
   const char* queries[] = {
-      "SELECT * FROM checkpoints WHERE kind = 'interrupt' AND status IN ('committed', 'consumed') "
-      "ORDER BY id DESC LIMIT 1",
-      "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'epoch' ORDER BY epoch DESC, id DESC LIMIT 1",
-      "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'best' ORDER BY id DESC LIMIT 1",
+      "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'epoch' AND commit_seq < 9223372036854775807 "
+      "ORDER BY commit_seq DESC LIMIT 1",
+      "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'best' ORDER BY commit_seq DESC LIMIT 1",
+      "SELECT * FROM (SELECT *, MIN(epoch) OVER (ORDER BY commit_seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 "
+      "PRECEDING) AS later_min FROM checkpoints WHERE status = 'committed' AND kind = 'epoch') "
+      "ORDER BY (later_min IS NOT NULL AND later_min <= epoch), commit_seq DESC LIMIT -1 OFFSET 5",
+      "SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC "
+      "LIMIT 1), 0) + 1",
   };
   SQLite::Database db(index_path.string(), SQLite::OPEN_READONLY);
   std::vector<std::string> plans;

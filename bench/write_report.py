@@ -418,12 +418,14 @@ def index_section(results):
     lines += [
         "",
         "Query plans at this size (`EXPLAIN QUERY PLAN` of the SQL in `src/index/index.cpp`): "
-        "`latest()` runs the first two, `best()` the third. Each is a range scan of "
-        "`checkpoints_by_status_kind_epoch`, so its cost follows the live rows, not the history; the "
-        "temp B-tree sorts only the few rows the scan returns.",
+        "`latest()` runs the first once for each resumable status and kind (committed epoch, committed "
+        "and consumed interrupt) and takes the most recent commit, `best()` the second, rotation the "
+        "third, each commit the fourth. The lookups are range scans of "
+        "`checkpoints_by_status_kind_commit`, so their cost follows the live rows, not the history; "
+        "the next `commit_seq` is one step down `checkpoints_by_commit_seq`.",
         "",
     ]
-    names = ["interrupt candidate", "newest epoch", "best model"]
+    names = ["resume probe (committed epoch)", "best model", "rotation", "next commit_seq"]
     for name, plan in zip(names, large["plans"]):
         lines.append(f"- {name}: `{plan}`")
     lines.append("")
