@@ -443,11 +443,14 @@ class CheckpointStore::Impl {
   bool resolve() {
     Unresolved& unresolved = *unresolved_;
     if (unresolved.reopen_required) {
+      const std::string what =
+          unresolved.pending_id == 0
+              ? fmt::format("{}: {}", dir_.string(), unresolved.cause)
+              : fmt::format("{}: an earlier save of {} failed after its rename ({}); whether it is durable cannot be "
+                            "known in this process",
+                            dir_.string(), unresolved.file, unresolved.cause);
       throw IoError(ErrorCode::needs_recovery,
-                    fmt::format("{}: an earlier save of {} failed after its rename ({}); whether it is durable cannot "
-                                "be known in this process: close this store and open the directory again, whose "
-                                "recovery decides it",
-                                dir_.string(), unresolved.file, unresolved.cause),
+                    what + ": close this store and open the directory again, whose recovery decides it",
                     dir_ / unresolved.file);
     }
     bool rolled_forward = false;

@@ -96,18 +96,26 @@ TEST_CASE("every sqlite3 recipe in docs/schema.md runs through the sqlite3 CLI",
   CHECK(recipes >= 5);
 }
 
+namespace {
+// An index as ckpt 0.1 created it (schema version 1, migrations/0001_init.sql only).
+SQLite::Database schema_1_index(const std::filesystem::path& dir) {
+  std::ifstream init(std::string(CKPT_SOURCE_DIR) + "/migrations/0001_init.sql");
+  std::string sql((std::istreambuf_iterator<char>(init)), std::istreambuf_iterator<char>());
+  SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  db.exec("PRAGMA journal_mode=WAL");
+  db.exec(sql);
+  db.exec("PRAGMA user_version = 1");
+  return db;
+}
+}  // namespace
+
 TEST_CASE("migration 2 orders an existing index's commits by its history; readers of an unmigrated index agree",
           "[index][order]") {
   TestDir dir("index");
   // A version-1 index of a restarted run: epochs 7, 8, 9, then 3 (saved last), one old
   // deleted row, one pending row.
   {
-    std::ifstream init(std::string(CKPT_SOURCE_DIR) + "/migrations/0001_init.sql");
-    std::string sql((std::istreambuf_iterator<char>(init)), std::istreambuf_iterator<char>());
-    SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    db.exec("PRAGMA journal_mode=WAL");
-    db.exec(sql);
-    db.exec("PRAGMA user_version = 1");
+    SQLite::Database db = schema_1_index(dir.path());
     auto add = [&](int id, std::int64_t epoch, const std::string& status, bool with_file) {
       std::string file = "checkpoint_epoch_" + std::to_string(epoch) + ".pth";
       std::string bytes = zip_payload(static_cast<int>(epoch));
@@ -152,12 +160,7 @@ TEST_CASE("an index from before commit order, with an interrupt older than later
   // the resume point whatever came after: epoch 1, an interrupt, then epochs 2 and 3.
   TestDir dir("index");
   {
-    std::ifstream init(std::string(CKPT_SOURCE_DIR) + "/migrations/0001_init.sql");
-    std::string sql((std::istreambuf_iterator<char>(init)), std::istreambuf_iterator<char>());
-    SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    db.exec("PRAGMA journal_mode=WAL");
-    db.exec(sql);
-    db.exec("PRAGMA user_version = 1");
+    SQLite::Database db = schema_1_index(dir.path());
     int id = 0;
     auto add = [&](const char* kind, std::optional<std::int64_t> epoch, const std::string& file, int seed) {
       write_bytes(dir / file, zip_payload(seed));
