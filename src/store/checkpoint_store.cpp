@@ -12,6 +12,10 @@
 // Step 6 may use a deferred (unsynced) commit because steps 3 to 5 made everything it
 // records recoverable: after a power loss, recovery finds the pending row and the file
 // under the final name matching it, and redoes step 6 (finish_save) itself.
+// A failure after step 3 leaves the save unresolved (Unresolved): every later call first
+// resolves it by content (resolve()) or refuses, until the directory is reopened.
+// Step 6 gives the row its place in the commit order (commit_seq): resume and rotation
+// follow that order, not the epoch number.
 //
 // Recovery (at open, holding the writer lock) resolves pending rows by content,
 // finishes deletions, removes temp files, marks rows whose file vanished, and adopts or
