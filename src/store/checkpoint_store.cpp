@@ -478,7 +478,7 @@ class CheckpointStore::Impl {
           }
           finish_save(pending->id, "recovered");
         } else {
-          roll_back(*pending);
+          roll_back(pending->id, pending->file);
         }
       }
     } catch (const std::exception& error) {
@@ -515,12 +515,20 @@ class CheckpointStore::Impl {
     }
   }
 
-  void roll_back(const CheckpointRecord& pending) {
+  // A pending save whose rename did not happen: aborted, the previous file kept. Shared
+  // by resolve() and recovery.
+  void roll_back(std::int64_t pending_id, const std::string& file) {
     Transaction transaction(*index_, Durability::deferred);
-    index_->set_status(pending.id, status::kAborted);
-    index_->add_event("recovered", pending.id, fmt::format("{}: save did not complete; previous file kept", pending.file));
+    index_->set_status(pending_id, status::kAborted);
+    index_->add_event("recovered", pending_id, fmt::format("{}: save did not complete; previous file kept", file));
     transaction.commit();
-    log::write(level_enum::warn, "rolled back an unfinished save of {}", (dir_ / pending.file).string());
+    log::write(level_enum::warn, "rolled back an unfinished save of {}", (dir_ / file).string());
+  }
+
+  // The -wal and -shm files beside index.sqlite, which belong to whatever database was
+  // last opened under that name.
+  void remove_index_sidecars() {
+    for (const char* suffix : {"-wal", "-shm"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
   }
 
   // The directory at dir_ is no longer the one this store locked (renamed away, maybe
@@ -553,7 +561,7 @@ class CheckpointStore::Impl {
     try {
       // The old connection's -wal and -shm go first (it keeps them open), so that the
       // new index starts without them, and its close can remove nothing of the new one.
-      for (const char* suffix : {"-wal", "-shm"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
+      remove_index_sidecars();
       fs_->rename(copy, path);
       fs_->sync_dir(dir_);
       index_.reset();
@@ -584,7 +592,7 @@ class CheckpointStore::Impl {
       return;
     }
     log::write(level_enum::warn, "{}: taking {}, the copy a writer made of its deleted index", dir_.string(), copy.string());
-    for (const char* suffix : {"-wal", "-shm"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
+    remove_index_sidecars();
     fs_->rename(copy, dir_ / names::kIndex);
     fs_->sync_dir(dir_);
   }
@@ -734,12 +742,9 @@ class CheckpointStore::Impl {
       actions.push_back({Type::leave_unreadable, id, file, fmt::format("could not be read: {}", error.what()), 0, {}});
     };
     for (const auto& pending : index_->rows_with_status(status::kPending)) {
-      const std::filesystem::path path = dir_ / pending.file;
       bool renamed = false;
       try {
-        if (auto size = fs_->file_size(path); size && *size == pending.size) {
-          renamed = digest_of(path, pending.hash_algo).hash == pending.hash;
-        }
+        renamed = holds_pending_bytes(pending);
       } catch (const IoError& error) {
         leave_unreadable(pending.id, pending.file, error);
         continue;
@@ -872,17 +877,11 @@ class CheckpointStore::Impl {
           finish_save(*action.checkpoint_id, "recovered");
           ++report_.rolled_forward;
           break;
-        case Type::roll_back: {
+        case Type::roll_back:
           step("recover_pending");
-          Transaction transaction(*index_, Durability::deferred);
-          index_->set_status(*action.checkpoint_id, status::kAborted);
-          index_->add_event("recovered", action.checkpoint_id,
-                            fmt::format("{}: save did not complete; previous file kept", action.file));
-          transaction.commit();
-          log::write(level_enum::warn, "rolled back an unfinished save of {}", path.string());
+          roll_back(*action.checkpoint_id, action.file);
           ++report_.rolled_back;
           break;
-        }
         case Type::finish_deletion: break;  // all at once below, with those a roll-forward adds
         case Type::remove_temp_file:
           fs_->remove(path);
