@@ -1,6 +1,7 @@
 // One checkpoint file, without a directory index: the C++ torch.save / torch.load.
 #pragma once
 
+#include <ATen/core/ivalue.h>
 #include <c10/core/Device.h>
 
 #include <filesystem>
@@ -49,5 +50,11 @@ struct LoadOptions {
 // string keys) naming the file.
 State load_file(const std::filesystem::path& path, const LoadOptions& options);
 State load_file(const std::filesystem::path& path, c10::Device device = c10::kCPU);
+
+// The root value of any torch.save file, as an IValue: a tensor (torch.save(tensor)), a
+// list, a tuple, or a dict with any keys. Python values IValue cannot hold exactly are
+// mapped as docs/format.md ("What the reader accepts") says. Same checks and errors as
+// load_file; options.only_keys must be empty.
+c10::IValue load_value(const std::filesystem::path& path, const LoadOptions& options = {});
 
 }  // namespace ckpt

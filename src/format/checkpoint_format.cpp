@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "format/format_error.hpp"
+#include "format/printable.hpp"
 #include "format/pickle_reader.hpp"
 #include "format/pickle_writer.hpp"
 #include "format/zip_reader.hpp"
@@ -19,9 +20,19 @@ namespace {
 constexpr std::uint64_t kMaxPickleSize = 1ull << 30;
 constexpr char kArchiveRoot[] = "archive";
 
-// pickle PROTO 2, LONG1 of 10 bytes: torch's legacy magic number 0x1950a86a20f9469cfc6c, STOP.
-constexpr unsigned char kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                          0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+// The legacy stream starts with a pickle of torch's magic number 0x1950a86a20f9469cfc6c:
+// PROTO 2..5, (protocol 4 and 5: a FRAME), LONG1 of 10 bytes, STOP.
+constexpr unsigned char kLegacyMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+constexpr std::size_t kLegacyHeadMax = 2 + 9 + sizeof kLegacyMagic;
+
+// The magic pickle's length if `head` starts with it, else 0.
+std::size_t legacy_magic_length(const unsigned char* head, std::size_t n) {
+  if (n < 2 + sizeof kLegacyMagic || head[0] != 0x80 || head[1] < 2 || head[1] > 5) return 0;
+  std::size_t pos = 2;
+  if (head[1] >= 4 && n >= 11 + sizeof kLegacyMagic && head[2] == 0x95) pos += 9;
+  if (n - pos < sizeof kLegacyMagic || std::memcmp(head + pos, kLegacyMagic, sizeof kLegacyMagic) != 0) return 0;
+  return pos + sizeof kLegacyMagic;
+}
 
 // The version record's number. Not std::atoi: its result is undefined when the number
 // does not fit in an int (a fuzzed "99999999999999999999"); strtol saturates, then the
@@ -29,6 +40,8 @@ constexpr unsigned char kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x
 int parse_version(const std::string& text) {
   return static_cast<int>(std::clamp(std::strtol(text.c_str(), nullptr, 10), -1L, 1000L));
 }
+
+void locate_legacy_storages(PayloadSource& source, CheckpointLayout& layout, const Value& keys, std::uint64_t pos);
 
 std::uint64_t storage_bytes(const StorageInfo& storage) {
   return checked_mul(storage.numel, element_size(storage.dtype), "storage size");
@@ -52,7 +65,8 @@ CheckpointLayout read_zip_layout(PayloadSource& source) {
     if (zip.read_record(*byteorder, 64) != "little") fail("zip: big-endian payloads are not supported");
   }
   const std::string pickle_bytes = zip.read_record(*pickle, kMaxPickleSize);
-  PickleReader reader(pickle_bytes);
+  layout.budget = std::make_shared<MemoryBudget>(MemoryBudget::for_structure(pickle_bytes.size()));
+  PickleReader reader(pickle_bytes, *layout.budget);
   layout.root = reader.load();
   layout.storages = reader.storages();
   for (const auto& storage : layout.storages) {
@@ -68,69 +82,87 @@ CheckpointLayout read_zip_layout(PayloadSource& source) {
   return layout;
 }
 
-CheckpointLayout read_legacy_layout(PayloadSource& source) {
-  // The legacy stream has no index: pickles and storages follow each other, so it is
-  // read whole (such files are small and old).
-  std::string bytes(source.size(), '\0');
-  source.read_at(0, bytes.data(), bytes.size());
-  PickleReader reader(bytes);
-  reader.seek(sizeof kLegacyMagic);
-  ValuePtr protocol = reader.load();
-  if (protocol->kind != ValueKind::integer || protocol->integer != 1001) fail("legacy: unsupported protocol version");
-  ValuePtr sys_info = reader.load();
-  if (sys_info->kind == ValueKind::dict) {
-    for (const auto& [key, value] : sys_info->entries) {
-      if (key->kind == ValueKind::string && key->text == "little_endian" && value->kind == ValueKind::boolean &&
-          !value->boolean) {
-        fail("legacy: big-endian payloads are not supported");
+// The legacy stream: five pickles (magic, protocol 1001, system info, the object, the
+// storage keys), then each storage as an 8-byte element count and its bytes. Only the
+// pickles are read: a prefix of the file that doubles until they parse (or the prefix
+// reaches the file's end or kMaxPickleSize), so memory and time follow the pickles'
+// size, not the storages'.
+CheckpointLayout read_legacy_layout(PayloadSource& source, std::size_t magic_length) {
+  const std::uint64_t limit = std::min<std::uint64_t>(source.size(), kMaxPickleSize);
+  for (std::uint64_t prefix = std::min<std::uint64_t>(limit, 1 << 20);; prefix = std::min(limit, 2 * prefix)) {
+    std::string bytes(prefix, '\0');
+    source.read_at(0, bytes.data(), bytes.size());
+    auto budget = std::make_shared<MemoryBudget>(MemoryBudget::for_structure(prefix));
+    PickleReader reader(bytes, *budget);
+    reader.seek(magic_length);
+    try {
+      ValuePtr protocol = reader.load();
+      if (protocol->kind() != ValueKind::integer || protocol->integer() != 1001) fail("legacy: unsupported protocol version");
+      ValuePtr sys_info = reader.load();
+      for (const auto& [key, value] : sys_info->entries()) {
+        if (key->kind() == ValueKind::string && key->text() == "little_endian" && value->kind() == ValueKind::boolean &&
+            !value->boolean()) {
+          fail("legacy: big-endian payloads are not supported");
+        }
       }
+      CheckpointLayout layout;
+      layout.container = Container::legacy;
+      layout.version = 1001;
+      layout.root = reader.load();
+      layout.storages = reader.storages();
+      ValuePtr keys = reader.load();
+      if (keys->kind() != ValueKind::list) fail("legacy: the storage key list is missing");
+      layout.budget = budget;
+      locate_legacy_storages(source, layout, *keys, reader.position());
+      return layout;
+    } catch (const FormatError&) {
+      if (!reader.ran_out() || prefix >= limit) throw;
+      // The pickles continue past the prefix: read more.
     }
   }
-  CheckpointLayout layout;
-  layout.container = Container::legacy;
-  layout.version = 1001;
-  layout.root = reader.load();
-  layout.storages = reader.storages();
-  ValuePtr keys = reader.load();
-  if (keys->kind != ValueKind::list) fail("legacy: the storage key list is missing");
-  std::uint64_t pos = reader.position();
+}
+
+void locate_legacy_storages(PayloadSource& source, CheckpointLayout& layout, const Value& keys, std::uint64_t pos) {
+  const std::uint64_t size = source.size();
   // Looked up by key in a map: scanning every storage for each listed key was quadratic
   // (fuzzing: a 1.3 MB file of 40,000 storages and 50,000 keys took a minute).
   std::unordered_map<std::string, std::shared_ptr<StorageInfo>> by_key;
   for (const auto& candidate : layout.storages) by_key.emplace(candidate->key, candidate);
-  for (const auto& key : keys->items) {
-    if (key->kind != ValueKind::string) fail("legacy: a storage key is not a string");
-    auto found = by_key.find(key->text);
-    if (found == by_key.end()) fail("legacy: storage '{}' is listed but never used", key->text);
+  for (const auto& key : keys.items()) {
+    if (key->kind() != ValueKind::string) fail("legacy: a storage key is not a string");
+    auto found = by_key.find(key->text());
+    if (found == by_key.end()) fail("legacy: storage '{}' is listed but never used", printable(key->text()));
     const std::shared_ptr<StorageInfo>& storage = found->second;
     // torch lists each storage once; a repeated (memo-referenced) long key would make
     // each lookup above hash it again.
-    if (layout.locations.count(storage->key)) fail("legacy: storage '{}' is listed twice", key->text);
-    if (pos > bytes.size() || bytes.size() - pos < 8) fail("legacy: truncated before storage '{}'", key->text);
+    if (layout.locations.count(storage->key)) fail("legacy: storage '{}' is listed twice", printable(key->text()));
+    if (pos > size || size - pos < 8) fail("legacy: truncated before storage '{}'", printable(key->text()));
+    unsigned char header[8];
+    source.read_at(pos, header, sizeof header);
     std::uint64_t numel = 0;
-    for (int i = 0; i < 8; ++i) numel |= std::uint64_t(static_cast<std::uint8_t>(bytes[pos + i])) << (8 * i);
+    for (int i = 0; i < 8; ++i) numel |= std::uint64_t(header[i]) << (8 * i);
     pos += 8;
-    if (numel != storage->numel) fail("legacy: storage '{}' holds {} elements, the pickle says {}", key->text, numel, storage->numel);
+    if (numel != storage->numel) {
+      fail("legacy: storage '{}' holds {} elements, the pickle says {}", printable(key->text()), numel, storage->numel);
+    }
     const std::uint64_t nbytes = storage_bytes(*storage);
-    if (nbytes > bytes.size() - pos) fail("legacy: storage '{}' is truncated", key->text);
+    if (nbytes > size - pos) fail("legacy: storage '{}' is truncated", printable(key->text()));
     layout.locations[storage->key] = StorageLocation{pos, nbytes, std::nullopt};
     pos += nbytes;
   }
   for (const auto& storage : layout.storages) {
-    if (!layout.locations.count(storage->key)) fail("legacy: storage '{}' has no data", storage->key);
+    if (!layout.locations.count(storage->key)) fail("legacy: storage '{}' has no data", printable(storage->key));
   }
-  return layout;
 }
 
 }  // namespace
 
 CheckpointLayout read_layout(PayloadSource& source) {
   if (looks_like_zip(source)) return read_zip_layout(source);
-  if (source.size() >= sizeof kLegacyMagic) {
-    unsigned char head[sizeof kLegacyMagic];
-    source.read_at(0, head, sizeof head);
-    if (std::memcmp(head, kLegacyMagic, sizeof head) == 0) return read_legacy_layout(source);
-  }
+  unsigned char head[kLegacyHeadMax];
+  const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(source.size(), sizeof head));
+  source.read_at(0, head, n);
+  if (std::size_t magic = legacy_magic_length(head, n)) return read_legacy_layout(source, magic);
   fail("not a PyTorch payload (neither a zip archive nor a legacy torch.save stream)");
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ckpt/store.hpp"
+#include "format/memory_budget.hpp"
 #include "format/value.hpp"
 
 namespace ckpt::format {
@@ -37,10 +38,15 @@ struct CheckpointLayout {
   std::unordered_map<std::string, StorageLocation> locations;
   std::string archive_root;  // zip only
   int version = 0;           // zip: the version record; legacy: 1001
+  // The budget the graph was charged to; whoever converts or walks it further (a
+  // decoder, an inspector) charges the same one.
+  std::shared_ptr<MemoryBudget> budget;
 };
 
 // Reads the structure (never tensor data) and checks that every storage the pickle uses
-// exists with exactly the bytes its element count needs. Throws FormatError.
+// exists with exactly the bytes its element count needs. Throws FormatError. Reads and
+// holds only the structure: data.pkl (a zip) or the legacy stream's leading pickles,
+// never the storages' bytes.
 CheckpointLayout read_layout(PayloadSource& source);
 
 // A payload ready to write: its pickle is built (small), its storages point at memory.

@@ -88,19 +88,19 @@ void for_each_element(const format::TensorInfo& tensor, const std::string& stora
 }
 
 std::string scalar_text(const format::Value& value) {
-  switch (value.kind) {
+  switch (value.kind()) {
     case ValueKind::none: return "None";
-    case ValueKind::boolean: return value.boolean ? "True" : "False";
-    case ValueKind::integer: return std::to_string(value.integer);
-    case ValueKind::floating: return fmt::format("{}", value.floating);
-    case ValueKind::string: return fmt::format("'{}'", value.text);
-    case ValueKind::bytes: return fmt::format("<{} bytes>", value.text.size());
+    case ValueKind::boolean: return value.boolean() ? "True" : "False";
+    case ValueKind::integer: return std::to_string(value.integer());
+    case ValueKind::floating: return fmt::format("{}", value.floating());
+    case ValueKind::string: return fmt::format("'{}'", value.text());
+    case ValueKind::bytes: return fmt::format("<{} bytes>", value.text().size());
     default: return {};
   }
 }
 
 std::string key_text(const format::Value& key) {
-  if (key.kind == ValueKind::string) return key.text;
+  if (key.kind() == ValueKind::string) return key.text();
   return scalar_text(key);
 }
 
@@ -143,10 +143,10 @@ class Payload {
                         fmt::format("{}: more than {} entries (shared sub-objects repeated?)", file_.string(), kMaxEntries), file_);
     }
     auto child = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
-    if (value->kind == ValueKind::dict && !value->entries.empty()) {
-      for (const auto& [key, item] : value->entries) flatten(item, child(key_text(*key)), depth + 1, out);
-    } else if ((value->kind == ValueKind::list || value->kind == ValueKind::tuple) && !value->items.empty()) {
-      for (std::size_t i = 0; i < value->items.size(); ++i) flatten(value->items[i], child(std::to_string(i)), depth + 1, out);
+    if (value->kind() == ValueKind::dict && !value->entries().empty()) {
+      for (const auto& [key, item] : value->entries()) flatten(item, child(key_text(*key)), depth + 1, out);
+    } else if ((value->kind() == ValueKind::list || value->kind() == ValueKind::tuple) && !value->items().empty()) {
+      for (std::size_t i = 0; i < value->items().size(); ++i) flatten(value->items()[i], child(std::to_string(i)), depth + 1, out);
     } else {
       out.emplace_back(path, value);
     }
@@ -162,8 +162,8 @@ class Payload {
 PayloadEntry describe(const std::string& path, const format::Value& value) {
   PayloadEntry entry;
   entry.path = path;
-  if (value.kind == ValueKind::tensor) {
-    const auto& t = *value.tensor;
+  if (value.kind() == ValueKind::tensor) {
+    const auto& t = *value.tensor();
     entry.type = "Tensor";
     entry.dtype = std::string(format::dtype_name(t.storage->dtype));
     entry.shape = t.sizes;
@@ -175,7 +175,7 @@ PayloadEntry describe(const std::string& path, const format::Value& value) {
     entry.bytes = numel * format::element_size(t.storage->dtype);
     entry.requires_grad = t.requires_grad;
   } else {
-    entry.type = std::string(format::kind_name(value.kind));
+    entry.type = std::string(format::kind_name(value.kind()));
     entry.value = scalar_text(value);
   }
   return entry;
@@ -194,12 +194,12 @@ PayloadInfo inspect_payload(const std::filesystem::path& file, bool with_stats) 
   payload.flatten(payload.layout().root, "", 0, leaves);
   for (const auto& [path, value] : leaves) {
     PayloadEntry entry = describe(path, *value);
-    if (with_stats && value->kind == ValueKind::tensor && entry.bytes > 0) {
-      const std::string& storage = payload.storage(value->tensor->storage->key);
+    if (with_stats && value->kind() == ValueKind::tensor && entry.bytes > 0) {
+      const std::string& storage = payload.storage(value->tensor()->storage->key);
       TensorStats stats{INFINITY, -INFINITY, 0, 0, 0};
       double sum = 0;
       std::uint64_t finite = 0;
-      for_each_element(*value->tensor, storage, [&](double v) {
+      for_each_element(*value->tensor(), storage, [&](double v) {
         if (std::isnan(v)) {
           ++stats.nan_count;
         } else if (std::isinf(v)) {
@@ -238,16 +238,16 @@ std::vector<PayloadDifference> diff_payloads(const std::filesystem::path& a_file
     PayloadEntry ae = describe(path, *av), be = describe(path, *bv);
     if (ae.type != be.type) {
       differences.push_back({path, "type", ae.type + " vs " + be.type, 0});
-    } else if (av->kind != ValueKind::tensor) {
+    } else if (av->kind() != ValueKind::tensor) {
       if (ae.value != be.value) differences.push_back({path, "value", ae.value + " vs " + be.value, 0});
     } else if (ae.shape != be.shape) {
       differences.push_back({path, "shape", fmt::format("[{}] vs [{}]", fmt::join(ae.shape, ", "), fmt::join(be.shape, ", ")), 0});
     } else {
       std::vector<double> as;
-      for_each_element(*av->tensor, a.storage(av->tensor->storage->key), [&](double v) { as.push_back(v); });
+      for_each_element(*av->tensor(), a.storage(av->tensor()->storage->key), [&](double v) { as.push_back(v); });
       std::size_t i = 0, differing = 0;
       double max_diff = 0;
-      for_each_element(*bv->tensor, b.storage(bv->tensor->storage->key), [&](double v) {
+      for_each_element(*bv->tensor(), b.storage(bv->tensor()->storage->key), [&](double v) {
         double d = std::fabs(as[i++] - v);
         if (d > 0 || std::isnan(d)) {
           ++differing;

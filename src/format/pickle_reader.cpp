@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "format/format_error.hpp"
+#include "format/printable.hpp"
 
 namespace ckpt::format {
 
@@ -35,13 +37,16 @@ enum Opcode : std::uint8_t {
 
 // What a checkpoint may name. The same set torch's weights_only loader accepts for these
 // objects; each is interpreted by reduce(), never called.
-bool allowed_global(const std::string& name) {
+bool allowed_callable(const std::string& name) {
   static const char* const kAllowed[] = {
       "collections.OrderedDict",
       "torch._utils._rebuild_tensor",
       "torch._utils._rebuild_tensor_v2",
       "torch._utils._rebuild_parameter",
       "torch._utils._rebuild_parameter_with_state",
+      "torch._utils._rebuild_meta_tensor_no_storage",
+      "torch._utils._rebuild_sparse_tensor",
+      "torch.serialization._get_layout",
       "torch.Size",
       "_codecs.encode",
       // Protocol 2 pickles an empty bytes object as a call of bytes() with no argument.
@@ -54,25 +59,36 @@ bool allowed_global(const std::string& name) {
   return name.rfind("torch.", 0) == 0 && dtype_from_storage_class(name.substr(6)).has_value();
 }
 
-std::int64_t decode_long(std::string_view bytes) {
-  if (bytes.empty()) return 0;
-  if (bytes.size() > 8) {
-    // Allowed only if the extra high bytes are pure sign extension.
-    const char fill = (static_cast<std::uint8_t>(bytes[7]) & 0x80) ? '\xff' : '\0';
-    for (std::size_t i = 8; i < bytes.size(); ++i) {
-      if (bytes[i] != fill) fail("data.pkl: an integer does not fit in 64 bits ({} bytes)", bytes.size());
-    }
-    bytes = bytes.substr(0, 8);
-  }
+// torch.float16 and the like: a dtype value (torch pickles a dtype as a global).
+std::optional<DType> dtype_global(const std::string& name) {
+  if (name.rfind("torch.", 0) != 0) return std::nullopt;
+  return dtype_from_torch_name(std::string_view(name).substr(6));
+}
+
+// LONG1/LONG4: little-endian two's complement. Values in [-2^63, 2^64) are kept (those
+// >= 2^63 as unsigned: torch.seed() returns them); beyond is refused.
+ValuePtr decode_long(std::string_view bytes) {
+  if (bytes.empty()) return Value::of_int(0);
+  const bool negative = static_cast<std::uint8_t>(bytes.back()) & 0x80;
+  const std::size_t width = std::min<std::size_t>(bytes.size(), 8);
   std::uint64_t value = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) value |= std::uint64_t(static_cast<std::uint8_t>(bytes[i])) << (8 * i);
-  if (bytes.size() < 8 && (static_cast<std::uint8_t>(bytes.back()) & 0x80)) value |= ~std::uint64_t(0) << (8 * bytes.size());
-  return static_cast<std::int64_t>(value);
+  for (std::size_t i = 0; i < width; ++i) value |= std::uint64_t(static_cast<std::uint8_t>(bytes[i])) << (8 * i);
+  if (bytes.size() <= 8) {
+    if (width < 8 && negative) value |= ~std::uint64_t(0) << (8 * width);
+    return Value::of_int(static_cast<std::int64_t>(value));
+  }
+  // Longer: the bytes above the 8th must be pure sign extension; a negative number must
+  // also have bit 63 set (else it is below -2^63). A positive one may use all 64 bits.
+  const char fill = negative ? '\xff' : '\0';
+  bool fits = !negative || (value >> 63);
+  for (std::size_t i = 8; i < bytes.size(); ++i) fits &= bytes[i] == fill;
+  if (!fits) fail("data.pkl: an integer does not fit in 64 bits ({} bytes)", bytes.size());
+  return negative ? Value::of_int(static_cast<std::int64_t>(value)) : Value::of_uint(value);
 }
 
 const ValuePtr& expect(const ValuePtr& value, ValueKind kind, const char* what) {
-  if (!value || value->kind != kind) {
-    fail("data.pkl: {} must be a {}, found a {}", what, kind_name(kind), value ? kind_name(value->kind) : "nothing");
+  if (!value || value->kind() != kind) {
+    fail("data.pkl: {} must be a {}, found a {}", what, kind_name(kind), value ? kind_name(value->kind()) : "nothing");
   }
   return value;
 }
@@ -80,21 +96,35 @@ const ValuePtr& expect(const ValuePtr& value, ValueKind kind, const char* what) 
 std::vector<std::int64_t> int_tuple(const ValuePtr& value, const char* what) {
   expect(value, ValueKind::tuple, what);
   std::vector<std::int64_t> ints;
-  for (const auto& item : value->items) ints.push_back(expect(item, ValueKind::integer, what)->integer);
+  ints.reserve(value->items().size());
+  for (const auto& item : value->items()) {
+    const auto& v = expect(item, ValueKind::integer, what);
+    if (v->is_unsigned()) fail("data.pkl: {} holds an integer beyond 2^63", what);
+    ints.push_back(v->integer());
+  }
   return ints;
 }
 
 }  // namespace
 
-PickleReader::PickleReader(std::string_view data) : data_(data) {}
+
+PickleReader::PickleReader(std::string_view data, MemoryBudget& budget) : data_(data), budget_(budget) {}
+
+void PickleReader::charge(std::uint64_t bytes) { budget_.charge(bytes, "data.pkl"); }
 
 std::uint8_t PickleReader::read_byte() {
-  if (pos_ >= data_.size()) fail("data.pkl: truncated at byte {}", pos_);
+  if (pos_ >= data_.size()) {
+    ran_out_ = true;
+    fail("data.pkl: truncated at byte {}", pos_);
+  }
   return static_cast<std::uint8_t>(data_[pos_++]);
 }
 
 std::string_view PickleReader::read_bytes(std::uint64_t n) {
-  if (n > data_.size() - pos_) fail("data.pkl: {} bytes declared at byte {}, only {} remain", n, pos_, data_.size() - pos_);
+  if (n > data_.size() - pos_) {
+    ran_out_ = true;
+    fail("data.pkl: {} bytes declared at byte {}, only {} remain", n, pos_, data_.size() - pos_);
+  }
   std::string_view bytes = data_.substr(pos_, n);
   pos_ += n;
   return bytes;
@@ -109,10 +139,19 @@ std::uint64_t PickleReader::read_uint(int width) {
 
 std::string_view PickleReader::read_line() {
   std::size_t end = data_.find('\n', pos_);
-  if (end == std::string_view::npos) fail("data.pkl: truncated GLOBAL at byte {}", pos_);
+  if (end == std::string_view::npos) {
+    ran_out_ = true;
+    fail("data.pkl: truncated GLOBAL at byte {}", pos_);
+  }
   std::string_view line = data_.substr(pos_, end - pos_);
   pos_ = end + 1;
   return line;
+}
+
+void PickleReader::push(ValuePtr value) {
+  const std::size_t before = stack_.capacity();
+  stack_.push_back(std::move(value));
+  if (stack_.capacity() != before) charge((stack_.capacity() - before) * sizeof(ValuePtr));
 }
 
 ValuePtr PickleReader::pop() {
@@ -135,17 +174,42 @@ std::vector<ValuePtr> PickleReader::pop_to_mark() {
   if (marks_.empty()) fail("data.pkl: no MARK before byte {}", pos_);
   std::size_t mark = marks_.back();
   marks_.pop_back();
+  charge((stack_.size() - mark) * sizeof(ValuePtr));  // the vector returned
   std::vector<ValuePtr> items(std::make_move_iterator(stack_.begin() + static_cast<std::ptrdiff_t>(mark)),
                               std::make_move_iterator(stack_.end()));
   stack_.resize(mark);
   return items;
 }
 
-void PickleReader::memo_put(std::uint64_t index) { memo_[index] = top(); }
+ValuePtr PickleReader::text(ValueKind kind, std::string_view bytes) {
+  // The node, its body, and the text beyond what std::string holds inline.
+  charge(Value::kNodeBytes + (bytes.empty() ? 0 : Value::kBodyBytes) + (bytes.size() > 15 ? bytes.size() + 1 : 0));
+  std::string copy(bytes);
+  return kind == ValueKind::bytes ? Value::of_bytes(std::move(copy)) : Value::of_string(std::move(copy));
+}
+
+// Memo ids are dense from 0 in what Python's pickler writes: those live in a vector. A
+// sparse id (a hostile LONG_BINPUT 4,000,000,000) goes to a map instead of growing it.
+void PickleReader::memo_put(std::uint64_t index) {
+  ValuePtr value = top();
+  if (index < memo_.size() || index <= 2 * memo_.size() + 1024) {
+    if (index >= memo_.size()) {
+      const std::size_t before = memo_.capacity();
+      memo_.resize(index + 1);
+      charge((memo_.capacity() - before) * sizeof(ValuePtr));
+    }
+    memo_[index] = std::move(value);
+    return;
+  }
+  auto [it, fresh] = sparse_memo_.emplace(index, nullptr);
+  if (fresh) charge(64);  // a node of the map and its bucket
+  it->second = std::move(value);
+}
 
 ValuePtr PickleReader::memo_get(std::uint64_t index) {
-  auto found = memo_.find(index);
-  if (found == memo_.end()) fail("data.pkl: memo entry {} used before it was set (byte {})", index, pos_);
+  if (index < memo_.size() && memo_[index]) return memo_[index];
+  auto found = sparse_memo_.find(index);
+  if (found == sparse_memo_.end()) fail("data.pkl: memo entry {} used before it was set (byte {})", index, pos_);
   return found->second;
 }
 
@@ -155,158 +219,228 @@ ValuePtr PickleReader::memo_get(std::uint64_t index) {
 // all around the cycle, a contradiction. And as a sealed container's items are sealed
 // too, its depth is final when it is stored: the depth recorded below is exact. Python's
 // pickler always completes a container before storing it in another, except in a
-// recursive structure, which a checkpoint never is.
+// recursive structure, which a checkpoint never is. The shared empty tuple is created
+// sealed and never changed.
 ValuePtr PickleReader::container(ValuePtr value) {
-  if (containers_.size() >= purge_at_) {
-    // Forget containers only this map still holds (REDUCE arguments, popped values):
-    // nothing can store them again, and holding them would keep every temporary alive
-    // to the end. Amortized O(1): the map at least doubles between two purges.
-    for (auto it = containers_.begin(); it != containers_.end();) {
-      it = it->second.keep_alive.use_count() == 1 ? containers_.erase(it) : std::next(it);
-    }
-    purge_at_ = std::max<std::size_t>(1024, 2 * containers_.size());
-  }
-  containers_[value.get()] = ContainerState{value, 0, false};
+  charge(Value::kNodeBytes);
+  value->sealed_ = false;
+  value->depth_ = 0;
   return value;
 }
 
 ValuePtr PickleReader::tuple_of(std::vector<ValuePtr> items) {
-  ValuePtr tuple = container(Value::tuple());
-  for (const auto& item : items) adopt(tuple, item);
-  tuple->items = std::move(items);
+  if (items.empty()) return Value::tuple();  // the shared one, created sealed
+  charge(Value::kBodyBytes + items.capacity() * sizeof(ValuePtr));
+  ValuePtr tuple = container(Value::tuple(std::move(items)));
+  for (const auto& item : tuple->items()) adopt(*tuple, *item);
   return tuple;
 }
 
-void PickleReader::adopt(const ValuePtr& target, const ValuePtr& item) {
+namespace {
+bool is_container(ValueKind kind) { return kind == ValueKind::list || kind == ValueKind::tuple || kind == ValueKind::dict; }
+}  // namespace
+
+void PickleReader::adopt(Value& target, const Value& item) {
   int item_depth = 0;
-  if (auto found = containers_.find(item.get()); found != containers_.end()) {
-    found->second.sealed = true;
-    item_depth = found->second.depth;
+  if (is_container(item.kind())) {
+    // const: the shared empty tuple is never written (it is created sealed).
+    if (!item.sealed_) const_cast<Value&>(item).sealed_ = true;
+    item_depth = item.depth_;
   }
-  auto found = containers_.find(target.get());
-  if (found == containers_.end()) fail("data.pkl: internal error: untracked {} at byte {}", kind_name(target->kind), pos_);
-  if (found->second.sealed) {
+  if (target.sealed_) {
     fail("data.pkl: a {} is changed after it was stored in another container (byte {}): recursive structures "
          "are not supported in a checkpoint",
-         kind_name(target->kind), pos_);
+         kind_name(target.kind()), pos_);
   }
   if (item_depth + 1 > kMaxNesting) fail("data.pkl: nesting deeper than {} levels at byte {}", kMaxNesting, pos_);
-  found->second.depth = std::max(found->second.depth, item_depth + 1);
-}
-
-// A memo reference (BINGET, 2 bytes) can name the same large tuple or string again and
-// again. What the reader copies out of a value it already holds (a tensor's sizes and
-// strides, a parameter's, _codecs.encode's text, a storage's key and location; and the
-// check of a torch.Size's items) is charged here, and more than kCopyFactor times the input is refused: fuzzing found
-// 27-71 KB pickles that made it hold 55-340 MB this way. Pickles as torch.save or ckpt
-// write them copy at most a few times their size (8 bytes per shape element, each
-// written in 2 bytes or more); real ones far less.
-constexpr std::uint64_t kCopyFactor = 16;
-constexpr std::uint64_t kCopySlack = 1 << 16;
-
-void PickleReader::charge(std::uint64_t bytes) {
-  copied_ = checked_add(copied_, bytes, "data.pkl: copied bytes");
-  if (copied_ > kCopyFactor * data_.size() + kCopySlack) {
-    fail("data.pkl: memo references make it copy more than {} bytes from a {}-byte input (at byte {})",
-         kCopyFactor * data_.size() + kCopySlack, data_.size(), pos_);
-  }
+  target.depth_ = static_cast<std::uint16_t>(std::max<int>(target.depth_, item_depth + 1));
 }
 
 ValuePtr PickleReader::make_global(std::string module, std::string name) {
   std::string qualified = module + "." + name;
-  if (!allowed_global(qualified)) {
-    fail("data.pkl: global '{}' is not allowed in a checkpoint (only tensors, parameters, storages, "
+  charge(Value::kNodeBytes + Value::kBodyBytes + qualified.size());
+  if (auto dtype = dtype_global(qualified)) return Value::of_dtype(std::string(dtype_name(*dtype)));
+  if (!allowed_callable(qualified)) {
+    fail("data.pkl: global '{}' is not allowed in a checkpoint (only tensors, parameters, storages, dtypes, "
          "OrderedDict and torch.Size are; nothing is executed)",
-         qualified);
+         printable(qualified));
   }
   return Value::global(std::move(qualified));
 }
 
 ValuePtr PickleReader::persistent_load(const ValuePtr& pid) {
   expect(pid, ValueKind::tuple, "a persistent id");
-  const auto& items = pid->items;
-  if (items.size() < 5 || items[0]->kind != ValueKind::string || items[0]->text != "storage") {
+  const auto& items = pid->items();
+  if (items.size() < 5 || items[0]->kind() != ValueKind::string || items[0]->text() != "storage") {
     fail("data.pkl: unsupported persistent id (expected ('storage', type, key, location, numel))");
   }
-  const std::string& type = expect(items[1], ValueKind::global, "a storage type")->text;
+  const std::string& type = expect(items[1], ValueKind::global, "a storage type")->text();
   auto dtype = dtype_from_storage_class(type.substr(type.rfind('.') + 1));
-  if (!dtype) fail("data.pkl: unknown storage type '{}'", type);
-  const std::string& key = expect(items[2], ValueKind::string, "a storage key")->text;
-  const std::string& location = expect(items[3], ValueKind::string, "a storage location")->text;
-  std::int64_t numel = expect(items[4], ValueKind::integer, "a storage size")->integer;
+  if (!dtype) fail("data.pkl: unknown storage type '{}'", printable(type));
+  const std::string& key = expect(items[2], ValueKind::string, "a storage key")->text();
+  const std::string& location = expect(items[3], ValueKind::string, "a storage location")->text();
+  const auto& numel_value = expect(items[4], ValueKind::integer, "a storage size");
   charge(key.size() + location.size());  // hashed below, copied for a new storage
-  if (numel < 0) fail("data.pkl: storage '{}' has a negative size", key);
-  if (items.size() > 5 && items[5]->kind != ValueKind::none) fail("data.pkl: legacy storage views are not supported");
+  if (numel_value->integer() < 0 || numel_value->is_unsigned()) {
+    fail("data.pkl: storage '{}' has a negative or impossible size", printable(key));
+  }
+  const auto numel = static_cast<std::uint64_t>(numel_value->integer());
+  if (items.size() > 5 && items[5]->kind() != ValueKind::none) fail("data.pkl: legacy storage views are not supported");
 
   auto& storage = storages_[key];
   if (!storage) {
+    charge(sizeof(StorageInfo) + 2 * key.size() + location.size() + 64);
     storage = std::make_shared<StorageInfo>();
     storage->key = key;
     storage->dtype = *dtype;
-    storage->numel = static_cast<std::uint64_t>(numel);
+    storage->numel = numel;
     storage->location = location;
     storage_order_.push_back(storage);
-  } else if (storage->dtype != *dtype || storage->numel != static_cast<std::uint64_t>(numel)) {
-    fail("data.pkl: storage '{}' is declared twice with different types or sizes", key);
+  } else if (storage->dtype != *dtype || storage->numel != numel) {
+    fail("data.pkl: storage '{}' is declared twice with different types or sizes", printable(key));
   }
+  charge(Value::kNodeBytes + Value::kBodyBytes);
   return Value::of_storage(storage);
 }
+
+namespace {
+
+// Sizes and strides of a view, checked: non-negative, the element count fits in an int64
+// (torch's limit; also with the element size in bytes), and, for a view with elements,
+// the last element it reaches lies inside `numel` (when `numel` is given). A view with a
+// zero-sized dimension has no elements; its other dimensions are checked the same way
+// and its offset must not lie beyond the storage.
+void check_view(const TensorInfo& t, std::size_t element_bytes, std::optional<std::uint64_t> numel, const std::string& key) {
+  if (t.sizes.size() != t.strides.size()) fail("data.pkl: a tensor's size and stride differ in length");
+  if (t.storage_offset < 0) fail("data.pkl: negative storage offset");
+  std::uint64_t elements = 1;
+  std::uint64_t last = static_cast<std::uint64_t>(t.storage_offset);
+  bool empty = false;
+  for (std::size_t d = 0; d < t.sizes.size(); ++d) {
+    if (t.sizes[d] < 0 || t.strides[d] < 0) fail("data.pkl: negative tensor size or stride");
+    if (t.sizes[d] == 0) empty = true;
+  }
+  for (std::size_t d = 0; d < t.sizes.size(); ++d) {
+    const auto size = static_cast<std::uint64_t>(t.sizes[d]);
+    if (!empty) elements = checked_mul(elements, size, "a tensor's element count");
+    if (size > 0) {
+      last = checked_add(last, checked_mul(size - 1, static_cast<std::uint64_t>(t.strides[d]), "tensor extent"),
+                         "tensor extent");
+    }
+  }
+  if (elements > static_cast<std::uint64_t>(INT64_MAX) / element_bytes) {
+    fail("data.pkl: a tensor of {} elements exceeds torch's limit of 2^63 bytes", elements);
+  }
+  if (!numel) return;
+  if (empty) {
+    if (static_cast<std::uint64_t>(t.storage_offset) > *numel) {
+      fail("data.pkl: an empty tensor view starts at element {} of storage '{}', which has {}", t.storage_offset,
+           printable(key), *numel);
+    }
+  } else if (last >= *numel) {
+    fail("data.pkl: a tensor view reaches element {} of storage '{}', which has {}", last, printable(key), *numel);
+  }
+}
+
+}  // namespace
 
 ValuePtr PickleReader::rebuild_tensor(const std::vector<ValuePtr>& args, bool v2) {
   if (args.size() < 4) fail("data.pkl: tensor rebuild with {} arguments", args.size());
   auto tensor = std::make_shared<TensorInfo>();
-  tensor->storage = expect(args[0], ValueKind::storage, "a tensor's storage")->storage;
-  tensor->storage_offset = expect(args[1], ValueKind::integer, "a tensor's storage offset")->integer;
-  charge(8 * (expect(args[2], ValueKind::tuple, "a tensor's size")->items.size() +
-              expect(args[3], ValueKind::tuple, "a tensor's stride")->items.size()));
+  tensor->storage = expect(args[0], ValueKind::storage, "a tensor's storage")->storage();
+  const auto& offset = expect(args[1], ValueKind::integer, "a tensor's storage offset");
+  if (offset->is_unsigned()) fail("data.pkl: a tensor's storage offset is beyond 2^63");
+  tensor->storage_offset = offset->integer();
+  const std::size_t dims = expect(args[2], ValueKind::tuple, "a tensor's size")->items().size() +
+                           expect(args[3], ValueKind::tuple, "a tensor's stride")->items().size();
+  charge(Value::kNodeBytes + Value::kBodyBytes + sizeof(TensorInfo) + 16 + 8 * dims);
   tensor->sizes = int_tuple(args[2], "a tensor's size");
   tensor->strides = int_tuple(args[3], "a tensor's stride");
-  if (v2 && args.size() > 4) tensor->requires_grad = expect(args[4], ValueKind::boolean, "requires_grad")->boolean;
-  if (tensor->sizes.size() != tensor->strides.size()) fail("data.pkl: a tensor's size and stride differ in length");
+  if (v2 && args.size() > 4) tensor->requires_grad = expect(args[4], ValueKind::boolean, "requires_grad")->boolean();
   // The view must lie inside its storage: hostile sizes must not make torch read or
   // allocate beyond what the file holds.
-  if (tensor->storage_offset < 0) fail("data.pkl: negative storage offset");
-  std::uint64_t last = static_cast<std::uint64_t>(tensor->storage_offset);
-  bool empty = false;
-  for (std::size_t d = 0; d < tensor->sizes.size(); ++d) {
-    if (tensor->sizes[d] < 0 || tensor->strides[d] < 0) fail("data.pkl: negative tensor size or stride");
-    if (tensor->sizes[d] == 0) empty = true;
+  check_view(*tensor, element_size(tensor->storage->dtype), tensor->storage->numel, tensor->storage->key);
+  return Value::of_tensor(tensor);
+}
+
+// torch._utils._rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad).
+ValuePtr PickleReader::rebuild_meta_tensor(const std::vector<ValuePtr>& args) {
+  if (args.size() < 3) fail("data.pkl: meta tensor rebuild with {} arguments", args.size());
+  auto tensor = std::make_shared<TensorInfo>();
+  tensor->layout = TensorLayout::meta;
+  auto dtype = dtype_from_torch_name(expect(args[0], ValueKind::dtype, "a meta tensor's dtype")->text());
+  if (!dtype) fail("data.pkl: unsupported dtype for a meta tensor");
+  tensor->meta_dtype = *dtype;
+  const std::size_t dims = expect(args[1], ValueKind::tuple, "a tensor's size")->items().size() +
+                           expect(args[2], ValueKind::tuple, "a tensor's stride")->items().size();
+  charge(Value::kNodeBytes + Value::kBodyBytes + sizeof(TensorInfo) + 16 + 8 * dims);
+  tensor->sizes = int_tuple(args[1], "a tensor's size");
+  tensor->strides = int_tuple(args[2], "a tensor's stride");
+  if (args.size() > 3) tensor->requires_grad = expect(args[3], ValueKind::boolean, "requires_grad")->boolean();
+  check_view(*tensor, element_size(*dtype), std::nullopt, "");
+  return Value::of_tensor(tensor);
+}
+
+// torch._utils._rebuild_sparse_tensor(layout, (indices, values, size)), COO only. The
+// indices are checked against the size here (torch checks them after the load).
+ValuePtr PickleReader::rebuild_sparse_tensor(const std::vector<ValuePtr>& args) {
+  if (args.size() != 2) fail("data.pkl: sparse tensor rebuild with {} arguments", args.size());
+  if (expect(args[0], ValueKind::string, "a sparse tensor's layout")->text() != "torch.sparse_coo") {
+    fail("data.pkl: sparse layout '{}' is not supported (only torch.sparse_coo)", printable(args[0]->text()));
   }
-  if (!empty) {
-    for (std::size_t d = 0; d < tensor->sizes.size(); ++d) {
-      last = checked_add(last, checked_mul(static_cast<std::uint64_t>(tensor->sizes[d] - 1),
-                                           static_cast<std::uint64_t>(tensor->strides[d]), "tensor extent"),
-                         "tensor extent");
-    }
-    if (last >= tensor->storage->numel) {
-      fail("data.pkl: a tensor view reaches element {} of storage '{}', which has {}", last, tensor->storage->key,
-           tensor->storage->numel);
-    }
+  const auto& data = expect(args[1], ValueKind::tuple, "a sparse tensor's data")->items();
+  // torch >= 2.1 adds is_coalesced as a fourth item.
+  if (data.size() != 3 && data.size() != 4) {
+    fail("data.pkl: a sparse tensor's data has {} items, expected (indices, values, size[, is_coalesced])", data.size());
+  }
+  auto tensor = std::make_shared<TensorInfo>();
+  tensor->layout = TensorLayout::sparse_coo;
+  tensor->indices = expect(data[0], ValueKind::tensor, "a sparse tensor's indices")->tensor();
+  tensor->values = expect(data[1], ValueKind::tensor, "a sparse tensor's values")->tensor();
+  charge(Value::kNodeBytes + Value::kBodyBytes + sizeof(TensorInfo) + 16 + 8 * expect(data[2], ValueKind::tuple, "a sparse tensor's size")->items().size());
+  tensor->sizes = int_tuple(data[2], "a sparse tensor's size");
+  const auto& indices = *tensor->indices;
+  const auto& values = *tensor->values;
+  if (indices.layout != TensorLayout::strided || values.layout != TensorLayout::strided || indices.dtype() != DType::int64 ||
+      indices.sizes.size() != 2 || values.sizes.empty() ||
+      static_cast<std::size_t>(indices.sizes[0]) + values.sizes.size() - 1 != tensor->sizes.size() ||
+      indices.sizes[1] != values.sizes[0]) {
+    fail("data.pkl: a sparse COO tensor's indices and values do not match its size");
+  }
+  for (auto size : tensor->sizes) {
+    if (size < 0) fail("data.pkl: negative sparse tensor size");
   }
   return Value::of_tensor(tensor);
 }
 
 ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_value) {
-  const std::string& name = expect(callable, ValueKind::global, "a REDUCE callable")->text;
-  const auto& args = expect(args_value, ValueKind::tuple, "REDUCE arguments")->items;
+  const std::string& name = expect(callable, ValueKind::global, "a REDUCE callable")->text();
+  const auto& args = expect(args_value, ValueKind::tuple, "REDUCE arguments")->items();
   if (name == "collections.OrderedDict") {
     if (!args.empty()) fail("data.pkl: OrderedDict built from arguments is not supported");
     return container(Value::dict(/*ordered=*/true));
   }
   if (name == "torch._utils._rebuild_tensor_v2") return rebuild_tensor(args, true);
   if (name == "torch._utils._rebuild_tensor") return rebuild_tensor(args, false);
+  if (name == "torch._utils._rebuild_meta_tensor_no_storage") return rebuild_meta_tensor(args);
+  if (name == "torch._utils._rebuild_sparse_tensor") return rebuild_sparse_tensor(args);
+  if (name == "torch.serialization._get_layout") {
+    // A layout (torch.sparse_coo) pickles as _get_layout('torch.sparse_coo'): its name.
+    if (args.size() != 1) fail("data.pkl: _get_layout with {} arguments", args.size());
+    return expect(args[0], ValueKind::string, "a layout name");
+  }
   if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
     if (args.size() < 2) fail("data.pkl: parameter rebuild with {} arguments", args.size());
-    auto source = expect(args[0], ValueKind::tensor, "a parameter's data")->tensor;
-    charge(8 * (source->sizes.size() + source->strides.size()));
+    auto source = expect(args[0], ValueKind::tensor, "a parameter's data")->tensor();
+    charge(Value::kNodeBytes + Value::kBodyBytes + sizeof(TensorInfo) + 16 + 8 * (source->sizes.size() + source->strides.size()));
     auto tensor = std::make_shared<TensorInfo>(*source);
-    tensor->requires_grad = expect(args[1], ValueKind::boolean, "requires_grad")->boolean;
+    tensor->requires_grad = expect(args[1], ValueKind::boolean, "requires_grad")->boolean();
     tensor->is_parameter = true;
     return Value::of_tensor(tensor);
   }
   if (name == "torch.Size") {
     if (args.size() != 1) fail("data.pkl: torch.Size with {} arguments", args.size());
-    charge(8 * expect(args[0], ValueKind::tuple, "torch.Size")->items.size());  // checked by int_tuple
+    charge(8 * expect(args[0], ValueKind::tuple, "torch.Size")->items().size());  // checked by int_tuple
     int_tuple(args[0], "torch.Size");
     // The argument tuple itself, not a copy: tuples are never changed, and a memo
     // reference to a large one must not be copied each time (see charge()).
@@ -317,15 +451,15 @@ ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_val
     return Value::of_bytes({});
   }
   if (name == "_codecs.encode") {
-    if (args.size() != 2 || args[0]->kind != ValueKind::string || args[1]->kind != ValueKind::string ||
-        (args[1]->text != "latin1" && args[1]->text != "latin-1")) {
+    if (args.size() != 2 || args[0]->kind() != ValueKind::string || args[1]->kind() != ValueKind::string ||
+        (args[1]->text() != "latin1" && args[1]->text() != "latin-1")) {
       fail("data.pkl: only _codecs.encode(str, 'latin1') is supported");
     }
     // Protocol 2 pickles Python 3 bytes as the latin-1 text of the bytes: decode UTF-8
     // back to code points below 256.
     std::string bytes;
-    const std::string& text = args[0]->text;
-    charge(text.size());
+    const std::string& text = args[0]->text();
+    charge(Value::kNodeBytes + Value::kBodyBytes + text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
       auto c = static_cast<std::uint8_t>(text[i]);
       if (c < 0x80) {
@@ -338,7 +472,7 @@ ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_val
     }
     return Value::of_bytes(std::move(bytes));
   }
-  fail("data.pkl: global '{}' cannot be called", name);
+  fail("data.pkl: global '{}' cannot be called", printable(name));
 }
 
 ValuePtr PickleReader::load() {
@@ -355,111 +489,115 @@ ValuePtr PickleReader::load() {
         if (!stack_.empty() || !marks_.empty()) fail("data.pkl: values left on the stack at STOP");
         return result;
       }
-      case kMark: marks_.push_back(stack_.size()); break;
+      case kMark:
+        if (marks_.size() == marks_.capacity()) charge(std::max<std::size_t>(16, marks_.capacity()) * sizeof(std::size_t));
+        marks_.push_back(stack_.size());
+        break;
       case kPop: pop(); break;
       case kPopMark: pop_to_mark(); break;
-      case kDup: stack_.push_back(top()); break;
-      case kNone: stack_.push_back(Value::none()); break;
-      case kNewTrue: stack_.push_back(Value::of_bool(true)); break;
-      case kNewFalse: stack_.push_back(Value::of_bool(false)); break;
-      case kBinInt: stack_.push_back(Value::of_int(static_cast<std::int32_t>(read_uint(4)))); break;
-      case kBinInt1: stack_.push_back(Value::of_int(static_cast<std::int64_t>(read_uint(1)))); break;
-      case kBinInt2: stack_.push_back(Value::of_int(static_cast<std::int64_t>(read_uint(2)))); break;
-      case kLong1: stack_.push_back(Value::of_int(decode_long(read_bytes(read_uint(1))))); break;
-      case kLong4: stack_.push_back(Value::of_int(decode_long(read_bytes(read_uint(4))))); break;
+      case kDup: push(top()); break;
+      case kNone: push(Value::none()); break;
+      case kNewTrue: push(Value::of_bool(true)); break;
+      case kNewFalse: push(Value::of_bool(false)); break;
+      case kBinInt: push(integer(static_cast<std::int32_t>(read_uint(4)))); break;
+      case kBinInt1: push(integer(static_cast<std::int64_t>(read_uint(1)))); break;
+      case kBinInt2: push(integer(static_cast<std::int64_t>(read_uint(2)))); break;
+      case kLong1: charge(Value::kNodeBytes); push(decode_long(read_bytes(read_uint(1)))); break;
+      case kLong4: charge(Value::kNodeBytes); push(decode_long(read_bytes(read_uint(4)))); break;
       case kBinFloat: {
         std::uint64_t bits = 0;
         for (char c : read_bytes(8)) bits = (bits << 8) | static_cast<std::uint8_t>(c);  // big-endian
         double value;
         std::memcpy(&value, &bits, sizeof value);
-        stack_.push_back(Value::of_double(value));
+        charge(Value::kNodeBytes);
+        push(Value::of_double(value));
         break;
       }
-      case kShortBinUnicode: stack_.push_back(Value::of_string(std::string(read_bytes(read_uint(1))))); break;
-      case kBinUnicode: stack_.push_back(Value::of_string(std::string(read_bytes(read_uint(4))))); break;
-      case kBinUnicode8: stack_.push_back(Value::of_string(std::string(read_bytes(read_uint(8))))); break;
+      case kShortBinUnicode: push(text(ValueKind::string, read_bytes(read_uint(1)))); break;
+      case kBinUnicode: push(text(ValueKind::string, read_bytes(read_uint(4)))); break;
+      case kBinUnicode8: push(text(ValueKind::string, read_bytes(read_uint(8)))); break;
       // Python 2 str (the legacy format): text, as torch loads it with encoding='utf-8'.
-      case kShortBinString: stack_.push_back(Value::of_string(std::string(read_bytes(read_uint(1))))); break;
-      case kBinString: stack_.push_back(Value::of_string(std::string(read_bytes(read_uint(4))))); break;
-      case kShortBinBytes: stack_.push_back(Value::of_bytes(std::string(read_bytes(read_uint(1))))); break;
-      case kBinBytes: stack_.push_back(Value::of_bytes(std::string(read_bytes(read_uint(4))))); break;
-      case kBinBytes8: stack_.push_back(Value::of_bytes(std::string(read_bytes(read_uint(8))))); break;
-      case kEmptyTuple: stack_.push_back(container(Value::tuple())); break;
+      case kShortBinString: push(text(ValueKind::string, read_bytes(read_uint(1)))); break;
+      case kBinString: push(text(ValueKind::string, read_bytes(read_uint(4)))); break;
+      case kShortBinBytes: push(text(ValueKind::bytes, read_bytes(read_uint(1)))); break;
+      case kBinBytes: push(text(ValueKind::bytes, read_bytes(read_uint(4)))); break;
+      case kBinBytes8: push(text(ValueKind::bytes, read_bytes(read_uint(8)))); break;
+      case kEmptyTuple: push(Value::tuple()); break;
       case kTuple1:
       case kTuple2:
       case kTuple3: {
         std::size_t n = op - kTuple1 + 1;
         std::vector<ValuePtr> items(n);
         for (std::size_t i = n; i-- > 0;) items[i] = pop();
-        stack_.push_back(tuple_of(std::move(items)));
+        push(tuple_of(std::move(items)));
         break;
       }
-      case kTuple: stack_.push_back(tuple_of(pop_to_mark())); break;
-      case kEmptyList: stack_.push_back(container(Value::list())); break;
+      case kTuple: push(tuple_of(pop_to_mark())); break;
+      case kEmptyList: push(container(Value::list())); break;
       case kList: {
         auto list = container(Value::list());
         auto items = pop_to_mark();
-        for (const auto& item : items) adopt(list, item);
-        list->items = std::move(items);
-        stack_.push_back(list);
+        for (const auto& item : items) adopt(*list, *item);
+        charge(list->append(std::move(items)));
+        push(std::move(list));
         break;
       }
       case kAppend: {
         ValuePtr item = pop();
-        const ValuePtr& list = expect(top(), ValueKind::list, "the target of APPEND");
-        adopt(list, item);
-        list->items.push_back(std::move(item));
+        Value& list = *expect(top(), ValueKind::list, "the target of APPEND");
+        adopt(list, *item);
+        charge(list.append(std::move(item)));
         break;
       }
       case kAppends: {
         auto items = pop_to_mark();
-        const ValuePtr& list = expect(top(), ValueKind::list, "the target of APPENDS");
-        for (const auto& item : items) adopt(list, item);
-        list->items.insert(list->items.end(), items.begin(), items.end());
+        Value& list = *expect(top(), ValueKind::list, "the target of APPENDS");
+        for (const auto& item : items) adopt(list, *item);
+        charge(list.append(std::move(items)));
         break;
       }
-      case kEmptyDict: stack_.push_back(container(Value::dict())); break;
+      case kEmptyDict: push(container(Value::dict())); break;
       case kDict:
       case kSetItems: {
         auto items = pop_to_mark();
         if (items.size() % 2 != 0) fail("data.pkl: odd number of items for a dict at byte {}", at);
-        if (op == kDict) stack_.push_back(container(Value::dict()));
-        const ValuePtr& dict = expect(top(), ValueKind::dict, "the target of SETITEMS");
-        for (const auto& item : items) adopt(dict, item);
-        for (std::size_t i = 0; i < items.size(); i += 2) dict->entries.emplace_back(items[i], items[i + 1]);
+        if (op == kDict) push(container(Value::dict()));
+        Value& dict = *expect(top(), ValueKind::dict, "the target of SETITEMS");
+        for (const auto& item : items) adopt(dict, *item);
+        charge(dict.add_entries(std::move(items)));
         break;
       }
       case kSetItem: {
         ValuePtr value = pop();
         ValuePtr key = pop();
-        const ValuePtr& dict = expect(top(), ValueKind::dict, "the target of SETITEM");
-        adopt(dict, key);
-        adopt(dict, value);
-        dict->entries.emplace_back(key, value);
+        Value& dict = *expect(top(), ValueKind::dict, "the target of SETITEM");
+        adopt(dict, *key);
+        adopt(dict, *value);
+        charge(dict.add_entry(std::move(key), std::move(value)));
         break;
       }
       case kBinPut: memo_put(read_uint(1)); break;
       case kLongBinPut: memo_put(read_uint(4)); break;
       case kMemoize: memo_put(memo_.size()); break;
-      case kBinGet: stack_.push_back(memo_get(read_uint(1))); break;
-      case kLongBinGet: stack_.push_back(memo_get(read_uint(4))); break;
+      case kBinGet: push(memo_get(read_uint(1))); break;
+      case kLongBinGet: push(memo_get(read_uint(4))); break;
       case kGlobal: {
         std::string module(read_line());
         std::string name(read_line());
-        stack_.push_back(make_global(std::move(module), std::move(name)));
+        push(make_global(std::move(module), std::move(name)));
         break;
       }
       case kStackGlobal: {
         ValuePtr name = pop();
         ValuePtr module = pop();
-        stack_.push_back(make_global(expect(module, ValueKind::string, "a module name")->text,
-                                     expect(name, ValueKind::string, "a global name")->text));
+        push(make_global(expect(module, ValueKind::string, "a module name")->text(),
+                         expect(name, ValueKind::string, "a global name")->text()));
         break;
       }
       case kReduce: {
         ValuePtr args = pop();
         ValuePtr callable = pop();
-        stack_.push_back(reduce(callable, args));
+        push(reduce(callable, args));
         break;
       }
       case kBuild: {
@@ -467,19 +605,25 @@ ValuePtr PickleReader::load() {
         const ValuePtr& target = top();
         // state_dict()'s OrderedDict carries `_metadata` (module versions): kept by
         // Python for load_state_dict, not needed to restore tensors; dropped here.
-        bool ordered_dict_state = target->kind == ValueKind::dict && target->ordered_dict &&
-                                  (state->kind == ValueKind::dict || state->kind == ValueKind::none);
-        bool parameter_state = target->kind == ValueKind::tensor && state->kind == ValueKind::none;
+        bool ordered_dict_state = target->ordered_dict() &&
+                                  (state->kind() == ValueKind::dict || state->kind() == ValueKind::none);
+        bool parameter_state = target->kind() == ValueKind::tensor && state->kind() == ValueKind::none;
         if (!ordered_dict_state && !parameter_state) {
-          fail("data.pkl: BUILD of a {} with a {} state is not supported", kind_name(target->kind), kind_name(state->kind));
+          fail("data.pkl: BUILD of a {} with a {} state is not supported", kind_name(target->kind()),
+               kind_name(state->kind()));
         }
         break;
       }
-      case kBinPersId: stack_.push_back(persistent_load(pop())); break;
+      case kBinPersId: push(persistent_load(pop())); break;
       case kNewObj: fail("data.pkl: NEWOBJ (object construction) is not allowed in a checkpoint (byte {})", at);
       default: fail("data.pkl: unsupported pickle opcode 0x{:02x} at byte {}", op, at);
     }
   }
+}
+
+ValuePtr PickleReader::integer(std::int64_t value) {
+  if (value < -5 || value > 256) charge(Value::kNodeBytes);  // smaller ones are shared (Value::of_int)
+  return Value::of_int(value);
 }
 
 }  // namespace ckpt::format

@@ -27,6 +27,14 @@ class Writer {
     for (int i = 0; i < 4; ++i) out_ += static_cast<char>((v >> (8 * i)) & 0xff);
   }
 
+  // [2^63, 2^64): LONG1 of 9 bytes, the 64 bits and a zero byte (as Python writes it).
+  void emit_unsigned(std::uint64_t u) {
+    out_ += '\x8a';
+    out_ += '\x09';
+    for (int i = 0; i < 8; ++i) out_ += static_cast<char>((u >> (8 * i)) & 0xff);
+    out_ += '\0';
+  }
+
   void emit_int(std::int64_t v) {
     if (v >= 0 && v < 0x100) {
       out_ += 'K';
@@ -116,6 +124,21 @@ class Writer {
 
   void emit_tensor(const TensorInfo& tensor) {
     if (tensor.is_parameter) emit_global("torch._utils", "_rebuild_parameter");
+    switch (tensor.layout) {
+      case TensorLayout::strided: emit_strided(tensor); break;
+      case TensorLayout::meta: emit_meta(tensor); break;
+      case TensorLayout::sparse_coo: emit_sparse(tensor); break;
+    }
+    if (tensor.is_parameter) {
+      out_ += tensor.requires_grad ? '\x88' : '\x89';
+      emit_empty_ordered_dict();
+      out_ += '\x87';  // TUPLE3
+      out_ += 'R';
+    }
+  }
+
+  // torch._utils._rebuild_tensor_v2((persistent id), offset, size, stride, requires_grad, hooks)
+  void emit_strided(const TensorInfo& tensor) {
     emit_global("torch._utils", "_rebuild_tensor_v2");
     out_ += '(';
     // persistent id: ('storage', torch.<Type>Storage, key, location, numel)
@@ -134,30 +157,63 @@ class Writer {
     emit_empty_ordered_dict();  // backward hooks
     out_ += 't';
     out_ += 'R';
-    if (tensor.is_parameter) {
-      out_ += tensor.requires_grad ? '\x88' : '\x89';
-      emit_empty_ordered_dict();
-      out_ += '\x87';  // TUPLE3
-      out_ += 'R';
-    }
+  }
+
+  // torch._utils._rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad), as
+  // torch.save writes a tensor on the meta device.
+  void emit_meta(const TensorInfo& tensor) {
+    emit_global("torch._utils", "_rebuild_meta_tensor_no_storage");
+    out_ += '(';
+    emit_global("torch", std::string(dtype_name(tensor.meta_dtype)));
+    emit_int_tuple(tensor.sizes);
+    emit_int_tuple(tensor.strides);
+    out_ += (tensor.requires_grad && !tensor.is_parameter) ? '\x88' : '\x89';
+    out_ += 't';
+    out_ += 'R';
+  }
+
+  // torch._utils._rebuild_sparse_tensor(torch.sparse_coo, (indices, values, size)), the
+  // layout as torch pickles it: torch.serialization._get_layout('torch.sparse_coo').
+  void emit_sparse(const TensorInfo& tensor) {
+    emit_global("torch._utils", "_rebuild_sparse_tensor");
+    emit_global("torch.serialization", "_get_layout");
+    emit_string("torch.sparse_coo");
+    out_ += '\x85';  // TUPLE1
+    out_ += 'R';
+    emit_tensor(*tensor.indices);
+    emit_tensor(*tensor.values);
+    emit_global("torch", "Size");
+    emit_int_tuple(tensor.sizes);
+    out_ += '\x85';
+    out_ += 'R';
+    out_ += '\x87';  // (indices, values, size)
+    out_ += '\x86';  // (layout, data)
+    out_ += 'R';
   }
 
   void emit(const ValuePtr& value, int depth) {
     if (depth > kMaxNesting) fail("state nests deeper than {} levels (or contains itself)", kMaxNesting);
-    switch (value->kind) {
+    switch (value->kind()) {
       case ValueKind::none: out_ += 'N'; break;
-      case ValueKind::boolean: out_ += value->boolean ? '\x88' : '\x89'; break;
-      case ValueKind::integer: emit_int(value->integer); break;
+      case ValueKind::boolean: out_ += value->boolean() ? '\x88' : '\x89'; break;
+      case ValueKind::integer:
+        if (value->is_unsigned()) {
+          emit_unsigned(static_cast<std::uint64_t>(value->integer()));
+        } else {
+          emit_int(value->integer());
+        }
+        break;
       case ValueKind::floating: {
         std::uint64_t bits;
-        std::memcpy(&bits, &value->floating, sizeof bits);
+        const double floating = value->floating();
+        std::memcpy(&bits, &floating, sizeof bits);
         out_ += 'G';
         for (int i = 7; i >= 0; --i) out_ += static_cast<char>((bits >> (8 * i)) & 0xff);
         break;
       }
-      case ValueKind::string: emit_string(value->text); break;
+      case ValueKind::string: emit_string(value->text()); break;
       case ValueKind::tuple: {
-        const auto& items = value->items;
+        const auto& items = value->items();
         if (items.empty()) {
           out_ += ')';
           break;
@@ -169,35 +225,36 @@ class Writer {
       }
       case ValueKind::list: {
         out_ += ']';
-        for (std::size_t start = 0; start < value->items.size(); start += kBatchSize) {
+        for (std::size_t start = 0; start < value->items().size(); start += kBatchSize) {
           out_ += '(';
-          for (std::size_t i = start; i < std::min(start + kBatchSize, value->items.size()); ++i) {
-            emit(value->items[i], depth + 1);
+          for (std::size_t i = start; i < std::min(start + kBatchSize, value->items().size()); ++i) {
+            emit(value->items()[i], depth + 1);
           }
           out_ += 'e';
         }
         break;
       }
       case ValueKind::dict: {
-        if (value->ordered_dict) {
+        if (value->ordered_dict()) {
           emit_empty_ordered_dict();
         } else {
           out_ += '}';
         }
-        for (std::size_t start = 0; start < value->entries.size(); start += kBatchSize) {
+        for (std::size_t start = 0; start < value->entries().size(); start += kBatchSize) {
           out_ += '(';
-          for (std::size_t i = start; i < std::min(start + kBatchSize, value->entries.size()); ++i) {
-            emit(value->entries[i].first, depth + 1);
-            emit(value->entries[i].second, depth + 1);
+          for (std::size_t i = start; i < std::min(start + kBatchSize, value->entries().size()); ++i) {
+            emit(value->entries()[i].first, depth + 1);
+            emit(value->entries()[i].second, depth + 1);
           }
           out_ += 'u';
         }
         break;
       }
-      case ValueKind::tensor: emit_tensor(*value->tensor); break;
+      case ValueKind::tensor: emit_tensor(*value->tensor()); break;
       case ValueKind::bytes:
       case ValueKind::storage:
-      case ValueKind::global: fail("a {} cannot be written to a checkpoint", kind_name(value->kind));
+      case ValueKind::dtype:
+      case ValueKind::global: fail("a {} cannot be written to a checkpoint", kind_name(value->kind()));
     }
   }
 

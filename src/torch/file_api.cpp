@@ -22,6 +22,16 @@ State load_file(const std::filesystem::path& path, const LoadOptions& options) {
   return torch_layer::decode(source, options, path);
 }
 
+c10::IValue load_value(const std::filesystem::path& path, const LoadOptions& options) {
+  torch_layer::require_usable_device(options.device);
+  if (options.memory_map) {
+    auto mapping = io::MappedFile::open(path);
+    return torch_layer::decode_value(*mapping, options, path);
+  }
+  io::FileSource source(*FileSystem::posix(), path);
+  return torch_layer::decode_value(source, options, path);
+}
+
 State load_file(const std::filesystem::path& path, c10::Device device) {
   LoadOptions options;
   options.device = device;

@@ -10,7 +10,10 @@
 #include <ATen/core/Dict.h>
 #include <ATen/core/List.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/_sparse_coo_tensor_unsafe.h>
+#include <ATen/ops/_validate_sparse_coo_tensor_args.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/Storage.h>
 #include <c10/util/Exception.h>
@@ -22,6 +25,7 @@
 
 #include "ckpt/errors.hpp"
 #include "format/checkpoint_format.hpp"
+#include "format/memory_budget.hpp"
 #include "format/zip_reader.hpp"
 #include "io/mapped_file.hpp"
 
@@ -101,10 +105,16 @@ class Encoder {
         } else if (key.isInt()) {
           key_text = std::to_string(key.toInt());
           key_value = Value::of_int(key.toInt());
+        } else if (key.isBool()) {
+          key_text = key.toBool() ? "True" : "False";
+          key_value = Value::of_bool(key.toBool());
+        } else if (key.isDouble()) {
+          key_text = fmt::format("{}", key.toDouble());
+          key_value = Value::of_double(key.toDouble());
         } else {
-          cannot_save(where, fmt::format("dict keys must be strings or ints, found a {}", key.tagKind()));
+          cannot_save(where, fmt::format("dict keys must be strings, ints, bools or floats, found a {}", key.tagKind()));
         }
-        dict->entries.emplace_back(key_value, convert(entry.value(), fmt::format("{}['{}']", where, key_text), depth + 1));
+        dict->add_entry(key_value, convert(entry.value(), fmt::format("{}['{}']", where, key_text), depth + 1));
       }
       return dict;
     }
@@ -112,7 +122,7 @@ class Encoder {
       auto list = Value::list();
       std::size_t i = 0;
       for (const c10::IValue& item : value.toListRef()) {
-        list->items.push_back(convert(item, fmt::format("{}[{}]", where, i++), depth + 1));
+        list->append(convert(item, fmt::format("{}[{}]", where, i++), depth + 1));
       }
       return list;
     }
@@ -124,8 +134,8 @@ class Encoder {
       }
       return Value::tuple(std::move(items));
     }
-    cannot_save(where, fmt::format("a {} cannot be saved (supported: tensors, int, float, bool, str, None, "
-                                   "dicts, lists, tuples)",
+    cannot_save(where, fmt::format("a {} cannot be saved (supported: tensors (dense, sparse COO, meta), int, "
+                                   "float, bool, str, None, dicts, lists, tuples)",
                                    value.tagKind()));
   }
 
@@ -134,171 +144,260 @@ class Encoder {
  private:
   ValuePtr tensor(at::Tensor tensor, const std::string& where) {
     if (!tensor.defined()) return Value::none();
-    if (tensor.layout() != c10::kStrided) cannot_save(where, "only dense (strided) tensors can be saved");
+    auto info = tensor_info(std::move(tensor), where);
+    return Value::of_tensor(std::move(info));
+  }
+
+  std::shared_ptr<TensorInfo> tensor_info(at::Tensor tensor, const std::string& where) {
     if (tensor.is_quantized()) cannot_save(where, "quantized tensors cannot be saved");
     if (tensor.is_conj() || tensor.is_neg()) tensor = tensor.resolve_conj().resolve_neg();
+    auto dtype = to_dtype(tensor.scalar_type());
+    if (!dtype) cannot_save(where, fmt::format("tensors of dtype {} cannot be saved", c10::toString(tensor.scalar_type())));
+    auto result = std::make_shared<TensorInfo>();
+    result->requires_grad = tensor.requires_grad();
+    if (tensor.layout() == c10::kSparse) {
+      // As torch.save: the uncoalesced indices and values as they are.
+      result->layout = format::TensorLayout::sparse_coo;
+      result->sizes = tensor.sizes().vec();
+      result->indices = tensor_info(tensor._indices(), where + " (indices)");
+      result->values = tensor_info(tensor._values(), where + " (values)");
+      return result;
+    }
+    if (tensor.layout() != c10::kStrided) cannot_save(where, "only dense (strided) and sparse COO tensors can be saved");
+    if (tensor.is_meta()) {
+      // No data: dtype, sizes and strides, as torch.save writes a meta tensor.
+      result->layout = format::TensorLayout::meta;
+      result->meta_dtype = *dtype;
+      result->sizes = tensor.sizes().vec();
+      result->strides = tensor.strides().vec();
+      return result;
+    }
     if (!tensor.is_cpu()) {
       tensor = tensor.cpu();
       keep_alive_.push_back(tensor);
     }
-    auto dtype = to_dtype(tensor.scalar_type());
-    if (!dtype) cannot_save(where, fmt::format("tensors of dtype {} cannot be saved", c10::toString(tensor.scalar_type())));
     const c10::Storage& storage = tensor.storage();
     const std::size_t element = format::element_size(*dtype);
     if (storage.nbytes() % element != 0) cannot_save(where, "the tensor's storage is not a whole number of elements");
-    auto& info = by_storage_[storage.unsafeGetStorageImpl()];
-    if (!info) {
-      info = std::make_shared<StorageInfo>();
-      info->key = std::to_string(storages.size());
-      info->dtype = *dtype;
-      info->numel = storage.nbytes() / element;
-      info->data = storage.data();
-      storages.push_back(info);
-    } else if (info->dtype != *dtype) {
+    auto& stored = by_storage_[storage.unsafeGetStorageImpl()];
+    if (!stored) {
+      stored = std::make_shared<StorageInfo>();
+      stored->key = std::to_string(storages.size());
+      stored->dtype = *dtype;
+      stored->numel = storage.nbytes() / element;
+      stored->data = storage.data();
+      storages.push_back(stored);
+      keep_alive_.push_back(tensor);  // a _values() or _indices() view lives as long as the writer
+    } else if (stored->dtype != *dtype) {
       cannot_save(where, "two tensors view the same storage as different dtypes (as Python's torch.save, "
                          "ckpt refuses this)");
     }
-    auto result = std::make_shared<TensorInfo>();
-    result->storage = info;
+    result->storage = stored;
     result->storage_offset = tensor.storage_offset();
     result->sizes = tensor.sizes().vec();
     result->strides = tensor.strides().vec();
-    result->requires_grad = tensor.requires_grad();
-    return Value::of_tensor(result);
+    return result;
   }
 
   std::unordered_map<const c10::StorageImpl*, std::shared_ptr<StorageInfo>> by_storage_;
   std::vector<at::Tensor> keep_alive_;
 };
 
-// format::Value -> IValue over materialized storages.
+// format::Value -> IValue over materialized storages (already on the target device).
+//
+// A pickle can share one object in many places (memo references); Python then shares it
+// too. Each shared node (container, string, tensor) is converted once and its IValue
+// reused: that keeps the sharing (IValues of strings and containers are references), and
+// bounds the work by the graph's size: without it, a few hundred bytes of nested
+// references expand exponentially, and a 1 MiB string referenced 3,000 times becomes
+// 3 GB. What is built is charged to the payload's budget.
 class Decoder {
  public:
-  Decoder(const std::unordered_map<std::string, c10::Storage>& storages, const std::filesystem::path& path)
-      : storages_(storages), path_(path) {}
+  Decoder(const std::unordered_map<std::string, c10::Storage>& storages, format::MemoryBudget& budget)
+      : storages_(storages), budget_(budget) {}
 
-  // A pickle can share one object in many places (memo references); Python then
-  // shares it too. Converting each shared node once and reusing the result keeps that
-  // sharing and bounds the work by the graph's size: without it, a few hundred bytes of
-  // nested references expand exponentially.
   c10::IValue convert(const ValuePtr& value, int depth) {
     auto found = converted_.find(value.get());
     if (found != converted_.end()) return found->second;
-    c10::IValue result = convert_new(value, depth);
-    if (value->kind == ValueKind::list || value->kind == ValueKind::tuple || value->kind == ValueKind::dict ||
-        value->kind == ValueKind::tensor) {
-      converted_.emplace(value.get(), result);
+    c10::IValue result = convert_new(*value, depth);
+    switch (value->kind()) {
+      case ValueKind::none:
+      case ValueKind::boolean:
+      case ValueKind::integer:
+      case ValueKind::floating: break;  // small, and shared by the reader anyway
+      default:
+        charge(kCacheEntryBytes);
+        converted_.emplace(value.get(), result);
     }
     return result;
   }
 
-  c10::IValue convert_new(const ValuePtr& value, int depth) {
+ private:
+  // Rough sizes of what libtorch allocates, for the budget (not exact; the order of
+  // magnitude is what matters against a hostile file).
+  static constexpr std::size_t kCacheEntryBytes = 64;
+  static constexpr std::size_t kContainerBytes = 64;
+  static constexpr std::size_t kDictEntryBytes = 96;
+  static constexpr std::size_t kTensorBytes = 512;
+
+  void charge(std::uint64_t bytes) { budget_.charge(bytes, "decoding data.pkl"); }
+
+  c10::IValue convert_new(const Value& value, int depth) {
     if (depth > format::kMaxNesting) fail("nesting deeper than {} levels (or a container that contains itself)", format::kMaxNesting);
-    switch (value->kind) {
+    switch (value.kind()) {
       case ValueKind::none: return c10::IValue();
-      case ValueKind::boolean: return value->boolean;
-      case ValueKind::integer: return value->integer;
-      case ValueKind::floating: return value->floating;
-      case ValueKind::string: return value->text;
-      case ValueKind::bytes: return value->text;  // no bytes type in IValue: a string of the bytes
-      case ValueKind::tensor: return tensor(*value->tensor);
+      case ValueKind::boolean: return value.boolean();
+      case ValueKind::integer: return value.integer();  // [2^63, 2^64): the same 64 bits (docs/format.md)
+      case ValueKind::floating: return value.floating();
+      case ValueKind::string:
+      case ValueKind::bytes:  // no bytes type in IValue: a string of the bytes
+        charge(kContainerBytes + value.text().size());
+        return value.text();
+      case ValueKind::dtype: {
+        // As TorchScript holds a dtype: its ScalarType's number (docs/format.md).
+        auto dtype = format::dtype_from_torch_name(value.text());
+        if (!dtype) fail("unsupported dtype torch.{}", value.text());
+        return static_cast<std::int64_t>(to_scalar_type(*dtype));
+      }
+      case ValueKind::tensor: return tensor(*value.tensor());
+      case ValueKind::storage: {
+        // A bare storage (torch.save of a TypedStorage): a 1-D tensor of its dtype over all
+        // of it, the nearest value an IValue holds (docs/format.md).
+        format::TensorInfo whole;
+        whole.storage = value.storage();
+        whole.sizes = {static_cast<std::int64_t>(whole.storage->numel)};
+        whole.strides = {1};
+        return tensor(whole);
+      }
       case ValueKind::tuple: {
         std::vector<c10::IValue> items;
-        for (const auto& item : value->items) items.push_back(convert(item, depth + 1));
+        charge(kContainerBytes + 16 * value.items().size());
+        items.reserve(value.items().size());
+        for (const auto& item : value.items()) items.push_back(convert(item, depth + 1));
         return c10::ivalue::Tuple::create(std::move(items));
       }
-      case ValueKind::list: return list(*value, depth);
-      case ValueKind::dict: return dict(*value, depth);
-      case ValueKind::storage:
-      case ValueKind::global: fail("a bare {} is not supported outside a tensor", kind_name(value->kind));
+      case ValueKind::list: return list(value, depth);
+      case ValueKind::dict: return dict(value, depth);
+      case ValueKind::global: fail("a bare {} is not supported outside a tensor", kind_name(value.kind()));
     }
     fail("unknown value");
   }
 
+  // Keys as Python compares them (format::distinct_entries). str keys: Dict(str, Any);
+  // int keys: Dict(int, Any); str, int, bool and float mixed: Dict(Any, Any). c10 cannot
+  // hash None or tuples: a dict with such keys becomes a list of (key, value) tuples.
   c10::IValue dict(const Value& value, int depth) {
-    bool string_keys = true;
-    bool int_keys = true;
-    for (const auto& [key, item] : value.entries) {
-      string_keys &= key->kind == ValueKind::string;
-      int_keys &= key->kind == ValueKind::integer;
+    const std::vector<format::Entry> entries = format::distinct_entries(value);
+    charge(kContainerBytes + 32 * value.entries().size() + kDictEntryBytes * entries.size());
+    bool string_keys = true, int_keys = true, hashable = true;
+    for (const auto& [key, item] : entries) {
+      const ValueKind kind = key->kind();
+      string_keys &= kind == ValueKind::string;
+      int_keys &= kind == ValueKind::integer;
+      hashable &= kind == ValueKind::string || kind == ValueKind::integer || kind == ValueKind::boolean ||
+                  kind == ValueKind::floating || kind == ValueKind::bytes;
     }
-    if (!string_keys && !int_keys) fail("a dict has keys that are neither all strings nor all ints");
-    c10::TypePtr key_type = string_keys ? c10::TypePtr(c10::StringType::get()) : c10::TypePtr(c10::IntType::get());
+    if (!hashable) {
+      c10::impl::GenericList pairs(c10::TupleType::create({c10::AnyType::get(), c10::AnyType::get()}));
+      for (const auto& [key, item] : entries) {
+        pairs.push_back(c10::ivalue::Tuple::create(convert(key, depth + 1), convert(item, depth + 1)));
+      }
+      return pairs;
+    }
+    c10::TypePtr key_type = string_keys ? c10::TypePtr(c10::StringType::get())
+                            : int_keys  ? c10::TypePtr(c10::IntType::get())
+                                        : c10::TypePtr(c10::AnyType::get());
     c10::impl::GenericDict dict(key_type, c10::AnyType::get());
-    dict.reserve(value.entries.size());
-    for (const auto& [key, item] : value.entries) {
-      c10::IValue key_value = string_keys ? c10::IValue(key->text) : c10::IValue(key->integer);
-      dict.insert_or_assign(std::move(key_value), convert(item, depth + 1));
-    }
+    dict.reserve(entries.size());
+    for (const auto& [key, item] : entries) dict.insert_or_assign(convert(key, depth + 1), convert(item, depth + 1));
     return dict;
   }
 
   // Homogeneous lists get their precise type (a list of floats reads back with
-  // toDoubleList()); mixed ones are lists of Any.
+  // toDoubleList()); mixed ones are lists of Any. Typed from the Values, so a list of a
+  // million ints is built once, 8 bytes an item.
   c10::IValue list(const Value& value, int depth) {
-    std::vector<c10::IValue> items;
-    items.reserve(value.items.size());
-    for (const auto& item : value.items) items.push_back(convert(item, depth + 1));
-    auto all = [&](auto predicate) {
-      return !items.empty() && std::all_of(items.begin(), items.end(), predicate);
+    const auto& items = value.items();
+    auto all = [&](ValueKind kind) {
+      return !items.empty() &&
+             std::all_of(items.begin(), items.end(), [&](const ValuePtr& v) { return v->kind() == kind; });
     };
-    if (all([](const c10::IValue& v) { return v.isDouble(); })) {
-      c10::List<double> typed;
-      for (auto& v : items) typed.push_back(v.toDouble());
-      return typed;
+    auto typed = [&](auto list, std::size_t item_bytes, auto&& item_of) {
+      charge(kContainerBytes + item_bytes * items.size());
+      list.reserve(items.size());
+      for (const auto& item : items) list.push_back(item_of(item));
+      return c10::IValue(std::move(list));
+    };
+    if (all(ValueKind::floating)) return typed(c10::List<double>(), 8, [](const ValuePtr& v) { return v->floating(); });
+    if (all(ValueKind::integer)) return typed(c10::List<int64_t>(), 8, [](const ValuePtr& v) { return v->integer(); });
+    if (all(ValueKind::boolean)) return typed(c10::List<bool>(), 8, [](const ValuePtr& v) { return v->boolean(); });
+    if (all(ValueKind::tensor)) {
+      return typed(c10::List<at::Tensor>(), 16, [&](const ValuePtr& v) { return convert(v, depth + 1).toTensor(); });
     }
-    if (all([](const c10::IValue& v) { return v.isInt(); })) {
-      c10::List<int64_t> typed;
-      for (auto& v : items) typed.push_back(v.toInt());
-      return typed;
+    if (all(ValueKind::string)) {
+      // A List<str> holding the converted IValues themselves: a memo-shared string stays
+      // one string (List<std::string>::push_back would copy it).
+      return typed(c10::impl::GenericList(c10::StringType::get()), 16, [&](const ValuePtr& v) { return convert(v, depth + 1); });
     }
-    if (all([](const c10::IValue& v) { return v.isBool(); })) {
-      c10::List<bool> typed;
-      for (auto& v : items) typed.push_back(v.toBool());
-      return typed;
-    }
-    if (all([](const c10::IValue& v) { return v.isTensor(); })) {
-      c10::List<at::Tensor> typed;
-      for (auto& v : items) typed.push_back(v.toTensor());
-      return typed;
-    }
-    if (all([](const c10::IValue& v) { return v.isString(); })) {
-      c10::List<std::string> typed;
-      for (auto& v : items) typed.push_back(v.toStringRef());
-      return typed;
-    }
-    c10::impl::GenericList generic(c10::AnyType::get());
-    for (auto& v : items) generic.push_back(std::move(v));
-    return generic;
+    return typed(c10::impl::GenericList(c10::AnyType::get()), 16, [&](const ValuePtr& v) { return convert(v, depth + 1); });
   }
 
   at::Tensor tensor(const TensorInfo& info) {
-    const c10::Storage& storage = storages_.at(info.storage->key);
-    at::Tensor tensor = at::empty({0}, at::TensorOptions().dtype(to_scalar_type(info.storage->dtype)));
-    tensor.set_(storage, info.storage_offset, info.sizes, info.strides);
+    charge(kTensorBytes + 16 * info.sizes.size());
+    const auto dtype = to_scalar_type(info.dtype());
+    at::Tensor tensor;
+    switch (info.layout) {
+      case format::TensorLayout::strided: {
+        const c10::Storage& storage = storages_.at(info.storage->key);
+        tensor = at::empty({0}, at::TensorOptions().dtype(dtype).device(storage.device()));
+        tensor.set_(storage, info.storage_offset, info.sizes, info.strides);
+        break;
+      }
+      case format::TensorLayout::meta:
+        // No storage: stays on the meta device whatever LoadOptions::device says (as
+        // torch.load's map_location, which moves storages).
+        tensor = at::empty_strided(info.sizes, info.strides, at::TensorOptions().dtype(dtype).device(c10::kMeta));
+        break;
+      case format::TensorLayout::sparse_coo: {
+        at::Tensor indices = this->tensor(*info.indices);
+        at::Tensor values = this->tensor(*info.values);
+        // torch.load validates loaded sparse tensors the same way (indices in range).
+        at::_validate_sparse_coo_tensor_args(indices, values, info.sizes);
+        tensor = at::_sparse_coo_tensor_unsafe(indices, values, info.sizes);
+        break;
+      }
+    }
     if (info.requires_grad && (tensor.is_floating_point() || tensor.is_complex())) tensor.requires_grad_(true);
     return tensor;
   }
 
- private:
   template <typename... Args>
   [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
-    throw FormatError(ErrorCode::format,
-                      fmt::format("{}: {}", path_.string(), fmt::format(format, std::forward<Args>(args)...)), path_);
+    throw FormatError(ErrorCode::format, fmt::format(format, std::forward<Args>(args)...));
   }
 
   const std::unordered_map<std::string, c10::Storage>& storages_;
-  const std::filesystem::path& path_;
+  format::MemoryBudget& budget_;
   std::unordered_map<const format::Value*, c10::IValue> converted_;
 };
 
-// Each node once: shared sub-graphs are not walked again (see Decoder::convert).
+void collect_tensor_storages(const TensorInfo& tensor, std::unordered_set<std::string>& keys) {
+  if (tensor.storage) keys.insert(tensor.storage->key);
+  if (tensor.indices) collect_tensor_storages(*tensor.indices, keys);
+  if (tensor.values) collect_tensor_storages(*tensor.values, keys);
+}
+
+// Each node once: shared sub-graphs are not walked again (see Decoder).
 void collect_storages(const ValuePtr& value, std::unordered_set<std::string>& keys,
                       std::unordered_set<const format::Value*>& visited, int depth) {
   if (depth > format::kMaxNesting || !visited.insert(value.get()).second) return;  // the decoder reports depth
-  if (value->kind == ValueKind::tensor) keys.insert(value->tensor->storage->key);
-  for (const auto& item : value->items) collect_storages(item, keys, visited, depth + 1);
-  for (const auto& [key, item] : value->entries) collect_storages(item, keys, visited, depth + 1);
+  if (value->tensor()) collect_tensor_storages(*value->tensor(), keys);
+  if (value->storage()) keys.insert(value->storage()->key);
+  for (const auto& item : value->items()) collect_storages(item, keys, visited, depth + 1);
+  for (const auto& [key, item] : value->entries()) {
+    collect_storages(key, keys, visited, depth + 1);
+    collect_storages(item, keys, visited, depth + 1);
+  }
 }
 
 c10::Storage read_storage(PayloadSource& source, const StorageInfo& info, const format::StorageLocation& location,
@@ -330,30 +429,12 @@ c10::Storage map_storage(const std::shared_ptr<io::MappedFile>& file, const form
   return c10::Storage(c10::Storage::use_byte_size_t(), location.nbytes, std::move(data), nullptr, false);
 }
 
-c10::IValue to_device(const c10::IValue& value, c10::Device device) {
-  if (value.isTensor()) return value.toTensor().to(device);
-  if (value.isGenericDict()) {
-    auto source = value.toGenericDict();
-    c10::impl::GenericDict mapped(source.keyType(), source.valueType());
-    for (const auto& entry : source) mapped.insert(entry.key(), to_device(entry.value(), device));
-    return mapped;
-  }
-  if (value.isTensorList()) {
-    c10::List<at::Tensor> mapped;
-    for (const at::Tensor& t : value.toTensorList()) mapped.push_back(t.to(device));
-    return mapped;
-  }
-  if (value.isList()) {
-    c10::impl::GenericList mapped(value.toList().elementType());
-    for (const c10::IValue& item : value.toListRef()) mapped.push_back(to_device(item, device));
-    return mapped;
-  }
-  if (value.isTuple()) {
-    std::vector<c10::IValue> items;
-    for (const auto& item : value.toTupleRef().elements()) items.push_back(to_device(item, device));
-    return c10::ivalue::Tuple::create(std::move(items));
-  }
-  return value;
+// Storages are moved to the device once each, before any tensor is built, so that views
+// stay views of one storage and tensors that shared a storage (tied weights) still do.
+c10::Storage storage_on(const c10::Storage& storage, c10::Device device) {
+  at::Tensor bytes = at::empty({0}, at::TensorOptions().dtype(c10::kByte));
+  bytes.set_(storage, 0, {static_cast<std::int64_t>(storage.nbytes())}, {1});
+  return bytes.to(device).storage();
 }
 
 }  // namespace
@@ -369,36 +450,25 @@ EncodedPayload encode(const State& state) {
   return payload;
 }
 
-State decode(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& path) {
-  format::CheckpointLayout layout;
+namespace {
+
+// What read_layout found, with the file's name on its errors.
+format::CheckpointLayout layout_of(PayloadSource& source, const std::filesystem::path& path) {
   try {
-    layout = format::read_layout(source);
+    return format::read_layout(source);
   } catch (const FormatError& error) {
-    throw FormatError(ErrorCode::format, fmt::format("{}: {}", path.string(), error.what()), path);
+    throw FormatError(error.code(), fmt::format("{}: {}", path.string(), error.what()), path);
   }
-  if (layout.root->kind != ValueKind::dict) {
-    throw FormatError(ErrorCode::format,
-                      fmt::format("{}: payload holds a {}, not a dict of training state", path.string(),
-                                  kind_name(layout.root->kind)),
-                      path);
-  }
-  // The selected top-level entries, and the storages they use.
-  std::vector<std::pair<ValuePtr, ValuePtr>> selected;
-  for (const auto& entry : layout.root->entries) {
-    if (entry.first->kind != ValueKind::string) {
-      throw FormatError(ErrorCode::format, fmt::format("{}: a top-level key is a {}, not a string", path.string(),
-                                                       kind_name(entry.first->kind)),
-                        path);
-    }
-    if (options.only_keys.empty() ||
-        std::find(options.only_keys.begin(), options.only_keys.end(), entry.first->text) != options.only_keys.end()) {
-      selected.push_back(entry);
-    }
-  }
+}
+
+// Reads the storages `roots` use (in file order, each once) onto `options.device`, and
+// converts each root; the same Decoder for all, so sharing across roots is kept.
+std::vector<c10::IValue> convert(PayloadSource& source, const format::CheckpointLayout& layout,
+                                 const std::vector<ValuePtr>& roots, const LoadOptions& options,
+                                 const std::filesystem::path& path) {
   std::unordered_set<std::string> needed;
   std::unordered_set<const format::Value*> visited;
-  for (const auto& entry : selected) collect_storages(entry.second, needed, visited, 0);
-
+  for (const auto& root : roots) collect_storages(root, needed, visited, 0);
   std::vector<const StorageInfo*> order;
   for (const auto& storage : layout.storages) {
     if (needed.count(storage->key)) order.push_back(storage.get());
@@ -410,23 +480,86 @@ State decode(PayloadSource& source, const LoadOptions& options, const std::files
   // Zero-copy needs a mapped source and element-aligned data (torch's writer aligns
   // records to 64 bytes; other writers may not, and those records are copied).
   auto* mapped = options.memory_map ? dynamic_cast<io::MappedFile*>(&source) : nullptr;
+  const bool on_cpu = options.device == c10::Device(c10::kCPU);
   for (const StorageInfo* info : order) {
     const auto& location = layout.locations.at(info->key);
     const std::size_t alignment = format::element_size(info->dtype);
-    if (mapped && location.offset % alignment == 0) {
-      storages.emplace(info->key, map_storage(mapped->shared_from_this(), location));
-    } else {
-      storages.emplace(info->key, read_storage(source, *info, location, path));
+    c10::Storage storage = mapped && location.offset % alignment == 0 ? map_storage(mapped->shared_from_this(), location)
+                                                                       : read_storage(source, *info, location, path);
+    storages.emplace(info->key, on_cpu ? std::move(storage) : storage_on(storage, options.device));
+  }
+  Decoder decoder(storages, *layout.budget);
+  std::vector<c10::IValue> converted;
+  converted.reserve(roots.size());
+  for (const auto& root : roots) converted.push_back(decoder.convert(root, 1));
+  return converted;
+}
+
+// Whatever libtorch or the allocator throws while a payload is decoded becomes a
+// FormatError naming the file (the manager then lets the hash decide, as for any decode
+// failure); ckpt's own errors pass through.
+template <typename Fn>
+auto guarded(const std::filesystem::path& path, Fn&& fn) -> decltype(fn()) {
+  auto named = [&](const std::string& what) {
+    const std::string prefix = path.string() + ": ";
+    return what.rfind(prefix, 0) == 0 ? what : prefix + what;
+  };
+  try {
+    return fn();
+  } catch (const FormatError& error) {
+    throw FormatError(error.code(), named(error.what()), path);
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& error) {
+    throw FormatError(ErrorCode::format, named(fmt::format("cannot be loaded: {}", error.what_without_backtrace())), path);
+  } catch (const std::bad_alloc&) {
+    throw FormatError(ErrorCode::format, named("out of memory while decoding it"), path);
+  } catch (const std::exception& error) {
+    throw FormatError(ErrorCode::format, named(fmt::format("cannot be loaded: {}", error.what())), path);
+  }
+}
+
+}  // namespace
+
+State decode(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& path) {
+  return guarded(path, [&] {
+    format::CheckpointLayout layout = layout_of(source, path);
+    if (layout.root->kind() != ValueKind::dict) {
+      throw FormatError(ErrorCode::format,
+                        fmt::format("{}: payload holds a {}, not a dict of training state (load_value reads any "
+                                    "payload)",
+                                    path.string(), kind_name(layout.root->kind())),
+                        path);
     }
-  }
-  Decoder decoder(storages, path);
-  State state;
-  for (const auto& [key, value] : selected) {
-    c10::IValue converted = decoder.convert(value, 1);
-    if (options.device != c10::Device(c10::kCPU)) converted = to_device(converted, options.device);
-    state.set(key->text, std::move(converted));
-  }
-  return state;
+    // The selected top-level entries, and the storages they use.
+    std::vector<format::Entry> selected;
+    for (const auto& entry : format::distinct_entries(*layout.root)) {
+      if (entry.first->kind() != ValueKind::string) {
+        throw FormatError(ErrorCode::format,
+                          fmt::format("{}: a top-level key is a {}, not a string (load_value reads any payload)",
+                                      path.string(), kind_name(entry.first->kind())),
+                          path);
+      }
+      if (options.only_keys.empty() || std::find(options.only_keys.begin(), options.only_keys.end(),
+                                                 entry.first->text()) != options.only_keys.end()) {
+        selected.push_back(entry);
+      }
+    }
+    std::vector<ValuePtr> roots;
+    for (const auto& entry : selected) roots.push_back(entry.second);
+    std::vector<c10::IValue> values = convert(source, layout, roots, options, path);
+    State state;
+    for (std::size_t i = 0; i < selected.size(); ++i) state.set(selected[i].first->text(), std::move(values[i]));
+    return state;
+  });
+}
+
+c10::IValue decode_value(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& path) {
+  if (!options.only_keys.empty()) throw InvalidArgument("load_value: only_keys applies to load_file, not to a payload's root value");
+  return guarded(path, [&] {
+    format::CheckpointLayout layout = layout_of(source, path);
+    return convert(source, layout, {layout.root}, options, path).front();
+  });
 }
 
 void require_usable_device(c10::Device device) {

@@ -2,6 +2,7 @@
 // and format layers (bytes, object graphs) and libtorch (IValues, tensors).
 #pragma once
 
+#include <ATen/core/ivalue.h>
 #include <c10/core/Device.h>
 
 #include <cstdint>
@@ -24,8 +25,12 @@ struct EncodedPayload {
 EncodedPayload encode(const State& state);
 
 // Parses a payload from `source`; `source_path` names the file in errors.
-// Throws FormatError (and IoError from the source).
+// Throws FormatError (and IoError from the source); whatever libtorch or the allocator
+// throws while decoding is turned into a FormatError naming the file.
 State decode(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& source_path);
+// The payload's root value, whatever it is (torch.save(tensor), a list, a dict with any
+// keys). Same errors.
+c10::IValue decode_value(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& source_path);
 
 // Checks that this libtorch build can allocate on `device`; throws InvalidArgument.
 void require_usable_device(c10::Device device);

@@ -34,11 +34,11 @@ std::string real_payload(std::int64_t epoch, double val_acc, float first, std::v
   tensor->sizes = {4};
   tensor->strides = {1};
   auto model = format::Value::dict();
-  model->entries.emplace_back(format::Value::of_string("w"), format::Value::of_tensor(tensor));
+  model->add_entry(format::Value::of_string("w"), format::Value::of_tensor(tensor));
   auto root = format::Value::dict();
-  root->entries.emplace_back(format::Value::of_string("epoch"), format::Value::of_int(epoch));
-  root->entries.emplace_back(format::Value::of_string("val_acc"), format::Value::of_double(val_acc));
-  root->entries.emplace_back(format::Value::of_string("model"), model);
+  root->add_entry(format::Value::of_string("epoch"), format::Value::of_int(epoch));
+  root->add_entry(format::Value::of_string("val_acc"), format::Value::of_double(val_acc));
+  root->add_entry(format::Value::of_string("model"), model);
   format::PreparedCheckpoint prepared = format::prepare_checkpoint(root, {storage});
   struct StringSink : ByteSink {
     std::string bytes;

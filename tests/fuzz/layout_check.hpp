@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -72,44 +73,66 @@ inline std::string layout_violation(const format::CheckpointLayout& layout, std:
   std::unordered_map<const format::Value*, int> done;  // black: height
   std::unordered_set<const format::Value*> grey;
   std::vector<Frame> stack;
-  auto children = [](const format::Value& v) { return v.items.size() + 2 * v.entries.size(); };
+  auto children = [](const format::Value& v) { return v.items().size() + 2 * v.entries().size(); };
   auto child = [](const format::Value& v, std::size_t i) -> const format::ValuePtr& {
-    if (i < v.items.size()) return v.items[i];
-    const auto& entry = v.entries[(i - v.items.size()) / 2];
-    return (i - v.items.size()) % 2 == 0 ? entry.first : entry.second;
+    if (i < v.items().size()) return v.items()[i];
+    const auto& entry = v.entries()[(i - v.items().size()) / 2];
+    return (i - v.items().size()) % 2 == 0 ? entry.first : entry.second;
+  };
+  // A tensor of any layout: sizes sane, element count within int64, a strided view inside
+  // its storage (an empty one starting no later than the storage's end).
+  std::function<std::string(const format::TensorInfo&)> check_tensor = [&](const format::TensorInfo& t) -> std::string {
+    if (t.sizes.size() != t.strides.size() && t.layout != format::TensorLayout::sparse_coo) {
+      return "tensor sizes and strides differ in length";
+    }
+    bool empty = false;
+    std::uint64_t elements = 1;
+    for (std::size_t d = 0; d < t.sizes.size(); ++d) {
+      if (t.sizes[d] < 0 || (d < t.strides.size() && t.strides[d] < 0)) return "tensor with a negative size or stride";
+      if (t.sizes[d] == 0) empty = true;
+    }
+    for (auto size : t.sizes) {
+      if (!empty && mul_overflows(elements, static_cast<std::uint64_t>(size), elements)) return "tensor element count overflows";
+    }
+    if (elements > static_cast<std::uint64_t>(INT64_MAX)) return "tensor element count beyond int64";
+    switch (t.layout) {
+      case format::TensorLayout::meta: return t.storage ? "meta tensor with a storage" : "";
+      case format::TensorLayout::sparse_coo: {
+        if (!t.indices || !t.values) return "sparse tensor without indices or values";
+        if (auto problem = check_tensor(*t.indices); !problem.empty()) return "sparse indices: " + problem;
+        return check_tensor(*t.values);
+      }
+      case format::TensorLayout::strided: break;
+    }
+    if (!t.storage) return "tensor without storage";
+    if (!known.count(t.storage.get())) return fmt::format("tensor uses storage '{}' not in the layout", t.storage->key);
+    if (t.storage_offset < 0) return "tensor with a negative storage offset";
+    if (empty) {
+      if (static_cast<std::uint64_t>(t.storage_offset) > t.storage->numel) return "empty tensor view starts beyond its storage";
+      return {};
+    }
+    std::uint64_t last = static_cast<std::uint64_t>(t.storage_offset);
+    for (std::size_t d = 0; d < t.sizes.size(); ++d) {
+      std::uint64_t step = 0;
+      if (mul_overflows(static_cast<std::uint64_t>(t.sizes[d] - 1), static_cast<std::uint64_t>(t.strides[d]), step) ||
+          add_overflows(last, step, last)) {
+        return "tensor extent overflows";
+      }
+    }
+    if (last >= t.storage->numel) {
+      return fmt::format("tensor view reaches element {} of storage '{}' ({} elements)", last, t.storage->key,
+                         t.storage->numel);
+    }
+    return {};
   };
   auto check_node = [&](const format::Value& v) -> std::string {
-    switch (v.kind) {
-      case ValueKind::tensor: {
-        if (!v.tensor) return "tensor value without TensorInfo";
-        const auto& t = *v.tensor;
-        if (!t.storage) return "tensor without storage";
-        if (!known.count(t.storage.get())) return fmt::format("tensor uses storage '{}' not in the layout", t.storage->key);
-        if (t.sizes.size() != t.strides.size()) return "tensor sizes and strides differ in length";
-        if (t.storage_offset < 0) return "tensor with a negative storage offset";
-        bool empty = false;
-        for (std::size_t d = 0; d < t.sizes.size(); ++d) {
-          if (t.sizes[d] < 0 || t.strides[d] < 0) return "tensor with a negative size or stride";
-          if (t.sizes[d] == 0) empty = true;
-        }
-        if (!empty) {
-          std::uint64_t last = static_cast<std::uint64_t>(t.storage_offset);
-          for (std::size_t d = 0; d < t.sizes.size(); ++d) {
-            std::uint64_t step = 0;
-            if (mul_overflows(static_cast<std::uint64_t>(t.sizes[d] - 1), static_cast<std::uint64_t>(t.strides[d]), step) ||
-                add_overflows(last, step, last)) {
-              return "tensor extent overflows";
-            }
-          }
-          if (last >= t.storage->numel) {
-            return fmt::format("tensor view reaches element {} of storage '{}' ({} elements)", last, t.storage->key,
-                               t.storage->numel);
-          }
-        }
-        return {};
-      }
+    switch (v.kind()) {
+      case ValueKind::tensor:
+        if (!v.tensor()) return "tensor value without TensorInfo";
+        return check_tensor(*v.tensor());
       case ValueKind::storage:
-        if (!v.storage) return "storage value without StorageInfo";
+        if (!v.storage()) return "storage value without StorageInfo";
+        if (!known.count(v.storage().get())) return "bare storage not in the layout";
         return {};
       default: return {};
     }
@@ -135,7 +158,7 @@ inline std::string layout_violation(const format::CheckpointLayout& layout, std:
       frame.height = std::max(frame.height, found->second + 1);
       continue;
     }
-    if (grey.count(next.get())) return fmt::format("the graph contains a cycle (a {} contains itself)", format::kind_name(next->kind));
+    if (grey.count(next.get())) return fmt::format("the graph contains a cycle (a {} contains itself)", format::kind_name(next->kind()));
     if (auto problem = check_node(*next); !problem.empty()) return problem;
     grey.insert(next.get());
     stack.push_back(Frame{next.get()});

@@ -217,12 +217,14 @@ def hostile_seeds():
     write("hostile_big_endian.pt", payload(good, [storage], [("byteorder", b"big")]))
 
     # Memo bombs: a 2-byte memo reference names a large tuple or string again and again.
+    # "bounded_" ones copy less than the payload's memory budget allows (32 x data.pkl +
+    # 16 MiB): they may load; the unit tests scale them past it.
     ones = b"(" + b"K\x01" * 2000 + b"tq\x01"
     pid = b"(" + unicode("storage") + glob("torch", "FloatStorage") + unicode("0") + unicode("cpu") + b"K\x04tq\x02"
     rebuild = glob("torch._utils", "_rebuild_tensor") + b"q\x00"
-    bad("hostile_memo_shape.pt", ones + b"0" + pid + b"0" + rebuild + b"0](" + b"h\x00(h\x02QK\x00h\x01h\x01tR" * 300 + b"e")
+    bad("bounded_memo_shape.pt", ones + b"0" + pid + b"0" + rebuild + b"0](" + b"h\x00(h\x02QK\x00h\x01h\x01tR" * 300 + b"e")
     bad("hostile_memo_size.pt", ones + b"0" + glob("torch", "Size") + b"q\x030(h\x01\x85q\x040](" + b"h\x03h\x04R" * 300 + b"e")
-    bad("hostile_memo_codecs.pt", glob("_codecs", "encode") + b"q\x050(" + unicode("a" * 4000) + unicode("latin1") +
+    bad("bounded_memo_codecs.pt", glob("_codecs", "encode") + b"q\x050(" + unicode("a" * 4000) + unicode("latin1") +
         b"tq\x060](" + b"h\x05h\x06R" * 300 + b"e")
     bad("hostile_memo_location.pt", unicode("x" * 4000) + b"q\x070" + unicode("storage") + b"q\x080" +
         glob("torch", "FloatStorage") + b"q\x090](" +

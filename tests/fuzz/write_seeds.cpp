@@ -48,7 +48,7 @@ ValuePtr tensor(std::shared_ptr<StorageInfo> storage, std::int64_t offset, std::
 }
 
 void put(ValuePtr& dict, const std::string& key, ValuePtr value) {
-  dict->entries.emplace_back(Value::of_string(key), std::move(value));
+  dict->add_entry(Value::of_string(key), std::move(value));
 }
 
 void save(const std::filesystem::path& path, const PreparedCheckpoint& prepared, bool zip64) {
@@ -97,23 +97,23 @@ int main(int argc, char** argv) {
     put(root, "dtypes", tensors);
     auto base = storage(all, DType::float32, 12);
     auto views = Value::list();
-    views->items.push_back(tensor(base, 0, {3, 4}, {4, 1}));
-    views->items.push_back(tensor(base, 0, {4, 3}, {1, 4}));
-    views->items.push_back(tensor(base, 5, {2}, {1}));
-    views->items.push_back(tensor(base, 11, {}, {}));
-    views->items.push_back(tensor(base, 0, {0, 5}, {5, 1}));
-    views->items.push_back(tensor(base, 0, {2}, {0}));
+    views->append(tensor(base, 0, {3, 4}, {4, 1}));
+    views->append(tensor(base, 0, {4, 3}, {1, 4}));
+    views->append(tensor(base, 5, {2}, {1}));
+    views->append(tensor(base, 11, {}, {}));
+    views->append(tensor(base, 0, {0, 5}, {5, 1}));
+    views->append(tensor(base, 0, {2}, {0}));
     put(root, "views", views);
     put(root, "param", tensor(storage(all, DType::float32, 2), 0, {2}, {1}, /*parameter=*/true));
     auto by_int = Value::dict();
-    by_int->entries.emplace_back(Value::of_int(0), Value::of_string("zero"));
-    by_int->entries.emplace_back(Value::of_int(-1), Value::of_int(INT64_MIN));
-    by_int->entries.emplace_back(Value::of_int(1 << 20), Value::of_int(INT64_MAX));
+    by_int->add_entry(Value::of_int(0), Value::of_string("zero"));
+    by_int->add_entry(Value::of_int(-1), Value::of_int(INT64_MIN));
+    by_int->add_entry(Value::of_int(1 << 20), Value::of_int(INT64_MAX));
     put(root, "by_int", by_int);
     ValuePtr nested = Value::none();
     for (int i = 0; i < 20; ++i) {
       auto level = Value::list();
-      level->items.push_back(nested);
+      level->append(nested);
       nested = i % 2 ? Value::tuple({level, Value::of_bool(true)}) : level;
     }
     put(root, "nested", nested);
