@@ -20,19 +20,8 @@ namespace {
 constexpr std::uint64_t kMaxPickleSize = 1ull << 30;
 constexpr char kArchiveRoot[] = "archive";
 
-// The legacy stream starts with a pickle of torch's magic number 0x1950a86a20f9469cfc6c:
-// PROTO 2..5, (protocol 4 and 5: a FRAME), LONG1 of 10 bytes, STOP.
 constexpr unsigned char kLegacyMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
-constexpr std::size_t kLegacyHeadMax = 2 + 9 + sizeof kLegacyMagic;
-
-// The magic pickle's length if `head` starts with it, else 0.
-std::size_t legacy_magic_length(const unsigned char* head, std::size_t n) {
-  if (n < 2 + sizeof kLegacyMagic || head[0] != 0x80 || head[1] < 2 || head[1] > 5) return 0;
-  std::size_t pos = 2;
-  if (head[1] >= 4 && n >= 11 + sizeof kLegacyMagic && head[2] == 0x95) pos += 9;
-  if (n - pos < sizeof kLegacyMagic || std::memcmp(head + pos, kLegacyMagic, sizeof kLegacyMagic) != 0) return 0;
-  return pos + sizeof kLegacyMagic;
-}
+static_assert(kLegacyHeadMax == 2 + 9 + sizeof kLegacyMagic);
 
 // The version record's number. Not std::atoi: its result is undefined when the number
 // does not fit in an int (a fuzzed "99999999999999999999"); strtol saturates, then the
@@ -156,6 +145,14 @@ void locate_legacy_storages(PayloadSource& source, CheckpointLayout& layout, con
 }
 
 }  // namespace
+
+std::size_t legacy_magic_length(const unsigned char* head, std::size_t n) {
+  if (n < 2 + sizeof kLegacyMagic || head[0] != 0x80 || head[1] < 2 || head[1] > 5) return 0;
+  std::size_t pos = 2;
+  if (head[1] >= 4 && n >= 11 + sizeof kLegacyMagic && head[2] == 0x95) pos += 9;  // FRAME
+  if (n - pos < sizeof kLegacyMagic || std::memcmp(head + pos, kLegacyMagic, sizeof kLegacyMagic) != 0) return 0;
+  return pos + sizeof kLegacyMagic;
+}
 
 CheckpointLayout read_layout(PayloadSource& source) {
   if (looks_like_zip(source)) return read_zip_layout(source);

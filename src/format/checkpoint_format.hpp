@@ -49,6 +49,13 @@ struct CheckpointLayout {
 // never the storages' bytes.
 CheckpointLayout read_layout(PayloadSource& source);
 
+// The legacy (pre-1.6) stream starts with a pickle of torch's magic number
+// 0x1950a86a20f9469cfc6c: PROTO 2..5, a FRAME for protocols 4 and 5, LONG1 of 10 bytes,
+// STOP. Returns that pickle's length if the first `n` bytes of a file start with it,
+// else 0. kLegacyHeadMax bytes always suffice.
+inline constexpr std::size_t kLegacyHeadMax = 24;
+std::size_t legacy_magic_length(const unsigned char* head, std::size_t n);
+
 // A payload ready to write: its pickle is built (small), its storages point at memory.
 // write() streams the archive; size_bound() bounds its size for the free-space check.
 struct PreparedCheckpoint {

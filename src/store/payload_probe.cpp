@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "format/checkpoint_format.hpp"
+
 namespace ckpt::store {
 
 namespace {
@@ -17,9 +19,6 @@ constexpr std::size_t kChunk = 1 << 20;
 std::uint32_t le32(const unsigned char* p) {
   return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24;
 }
-
-// pickle PROTO 2, then LONG1 with 10 bytes: torch's legacy magic number 0x1950a86a20f9469cfc6c.
-constexpr unsigned char kLegacyHeader[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
 std::string check_zip(const std::vector<unsigned char>& head, const std::vector<unsigned char>& tail,
                       std::uint64_t file_size) {
@@ -58,15 +57,15 @@ ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, Has
     if (got == 0) break;
     hasher->update(chunk.data(), got);
     result.digest.size += got;
-    if (head.size() < sizeof kLegacyHeader) {
-      std::size_t take = std::min(got, sizeof kLegacyHeader - head.size());
+    if (head.size() < format::kLegacyHeadMax) {
+      std::size_t take = std::min(got, format::kLegacyHeadMax - head.size());
       head.insert(head.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(take));
     }
     tail.insert(tail.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
     if (tail.size() > kTailSize) tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(kTailSize));
   }
   result.digest.hash = hasher->hex_digest();
-  if (head.size() == sizeof kLegacyHeader && std::memcmp(head.data(), kLegacyHeader, sizeof kLegacyHeader) == 0) {
+  if (format::legacy_magic_length(head.data(), head.size()) != 0) {
     result.looks_complete = true;
     return result;
   }

@@ -664,3 +664,40 @@ TEST_CASE("hostile legacy stream: bad storage lists are refused quickly", "[form
   repeated += "e";
   require_refused(header + pkl(repeated) + std::string(8 * 40000, '\0'), "storage '19999' is listed twice");
 }
+
+TEST_CASE("legacy stream: only its pickles are read, whatever the storages' size; protocols 2 to 5", "[format][hostile]") {
+  // One storage of 16 Mi float elements (64 MiB) after the pickles.
+  const std::uint64_t numel = 16ull << 20;
+  const std::string tensor = global("torch._utils", "_rebuild_tensor") + "(" + storage_pid("J" + std::string("\x00\x00\x00\x01", 4), "k") +
+                             int1(0) + "J" + std::string("\x00\x00\x00\x01", 4) + "\x85K\x01\x85tR";
+  std::string count(8, '\0');
+  put_le(count, 0, numel, 8);
+  const std::string bytes = legacy(dict_of_tensor(tensor), {"k"}, count + std::string(numel * 4, '\0'));
+  struct CountingSource final : PayloadSource {
+    explicit CountingSource(const std::string& b) : inner(b) {}
+    std::uint64_t size() const override { return inner.size(); }
+    void read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
+      read += n;
+      inner.read_at(offset, buffer, n);
+    }
+    MemorySource inner;
+    std::uint64_t read = 0;
+  } source(bytes);
+  CheckpointLayout layout = read_layout(source);
+  CHECK(layout.container == Container::legacy);
+  CHECK(layout.locations.at("k").nbytes == numel * 4);
+  INFO("read " << source.read << " of " << bytes.size() << " bytes");
+  CHECK(source.read < (2u << 20));  // the first 1 MiB prefix, the storage header: not the 64 MiB
+
+  // Protocol 4 frames its pickles: PROTO 4, FRAME n, then the magic number.
+  const std::string magic4 = "\x80\x04\x95\x0d\x00\x00\x00\x00\x00\x00\x00"s + kLegacyMagic.substr(2);
+  std::string small = small_legacy_payload();
+  CHECK(outcome_of(magic4 + small.substr(kLegacyMagic.size())) == Outcome::loaded);
+  std::string magic3 = kLegacyMagic;
+  magic3[1] = '\x03';
+  CHECK(outcome_of(magic3 + small.substr(kLegacyMagic.size())) == Outcome::loaded);
+  magic3[1] = '\x06';  // no such protocol
+  std::string message;
+  CHECK(outcome_of(magic3 + small.substr(kLegacyMagic.size()), &message) == Outcome::refused);
+  CHECK_THAT(message, Catch::Contains("not a PyTorch payload"));
+}
