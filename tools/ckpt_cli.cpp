@@ -5,6 +5,10 @@
 // Exit codes (docs/cli.md): 0 success; 1 the answer is "no" (no checkpoint, verification
 // found problems, files differ); 2 usage error; 3 error (I/O, damaged index or file,
 // directory locked by a running writer). Errors are one line on stderr.
+//
+// Text from a payload or the index (keys, values, file names, event details, error
+// messages quoting them) is untrusted: printed text goes through printable(), JSON through
+// json_safe() (docs/cli.md, "Untrusted text").
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +26,7 @@
 #include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "ckpt/version.hpp"
+#include "format/printable.hpp"  // ckpt::core's, torch-free
 #include "history_plot.hpp"
 
 namespace {
@@ -31,6 +36,50 @@ using ckpt::CheckpointKind;
 using ckpt::CheckpointRecord;
 
 constexpr int kOk = 0, kNo = 1, kUsage = 2, kError = 3;
+
+// ---- untrusted text ----
+
+// For text output: no control character, valid UTF-8 (see format/printable.hpp).
+std::string p(std::string_view text) { return ckpt::format::printable(text); }
+
+// Every string and key of `value` through json_safe(), so dump() cannot throw on bytes
+// that are not UTF-8.
+json json_safe(const json& value) {
+  if (value.is_string()) return ckpt::format::json_safe(value.get_ref<const std::string&>());
+  if (value.is_array()) {
+    json out = json::array();
+    for (const auto& item : value) out.push_back(json_safe(item));
+    return out;
+  }
+  if (value.is_object()) {
+    json out = json::object();
+    for (const auto& [key, item] : value.items()) out[ckpt::format::json_safe(key)] = json_safe(item);
+    return out;
+  }
+  return value;
+}
+
+// The one way JSON is printed. nlohmann escapes C0 controls; DEL and the C1 controls
+// (U+0080..U+009F: a terminal may take U+009B for CSI) are valid JSON unescaped, so they
+// are written as \u escapes here: the parsed text is the same, the output inert.
+void print_json(const json& value) {
+  const std::string text = json_safe(value).dump(2);
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    const auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    if (byte == 0x7f) {
+      out += "\\u007f";
+    } else if (byte == 0xc2 && next >= 0x80 && next <= 0x9f) {  // always a lead byte in valid UTF-8
+      out += fmt::format("\\u{:04x}", next);
+      ++i;
+    } else {
+      out += text[i];
+    }
+  }
+  std::cout << out << "\n";
+}
 
 // ---- formatting ----
 
@@ -69,17 +118,30 @@ json record_json(const std::filesystem::path& dir, const CheckpointRecord& r) {
   return j;
 }
 
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+// Code points of valid UTF-8 (what printable() returns): a column's width on a terminal,
+// but for wide characters.
+std::size_t text_width(const std::string& text) {
+  return std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xc0) != 0x80; });
+}
+
+// Cells are raw text (from the file or the index); each is escaped here, and the widths
+// are those of the escaped text.
+void print_table(const std::vector<std::vector<std::string>>& raw_rows) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& raw : raw_rows) {
+    rows.emplace_back();
+    for (const auto& cell : raw) rows.back().push_back(p(cell));
+  }
   std::vector<std::size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()));
-    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], text_width(row[i]));
   }
   for (const auto& row : rows) {
     std::string line;
     for (std::size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size()) line += std::string(widths[i] - text_width(row[i]) + 2, ' ');
     }
     std::cout << line << "\n";
   }
@@ -93,7 +155,7 @@ int cmd_ls(const std::string& dir, bool all, bool as_json) {
   if (as_json) {
     json out = json::array();
     for (const auto& r : rows) out.push_back(record_json(dir, r));
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
     return kOk;
   }
   std::vector<std::vector<std::string>> table{{"id", "kind", "epoch", "metric", "size", "age", "hash", "file"}};
@@ -139,7 +201,7 @@ int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_
   auto record = best ? reader.best() : reader.latest();
   if (!record) {
     if (as_json) std::cout << "null\n";
-    std::cerr << fmt::format("ckpt: no {} checkpoint in {}\n", best ? "best" : "resumable", dir);
+    std::cerr << fmt::format("ckpt: no {} checkpoint in {}\n", best ? "best" : "resumable", p(dir));
     return kNo;
   }
   std::string why = best ? fmt::format("best model, metric {}, saved {}", record->metric ? fmt::format("{:.6g}", *record->metric) : "unknown",
@@ -148,11 +210,11 @@ int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_
   if (as_json) {
     json out = record_json(dir, *record);
     out["why"] = why;
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
     return kOk;
   }
-  std::cout << (std::filesystem::path(dir) / record->file).string() << "\n";
-  if (verbose) std::cout << why << "\n";
+  std::cout << p((std::filesystem::path(dir) / record->file).string()) << "\n";
+  if (verbose) std::cout << p(why) << "\n";
   return kOk;
 }
 
@@ -196,13 +258,11 @@ int cmd_show(const std::vector<std::string>& target, bool stats, bool as_json) {
       }
       entries.push_back(j);
     }
-    std::cout << json{{"file", file.string()}, {"container", info.container}, {"version", info.version},
-                      {"file_size", info.file_size}, {"storage_bytes", info.storage_bytes}, {"entries", entries}}
-                     .dump(2)
-              << "\n";
+    print_json({{"file", file.string()}, {"container", info.container}, {"version", info.version},
+                {"file_size", info.file_size}, {"storage_bytes", info.storage_bytes}, {"entries", entries}});
     return kOk;
   }
-  std::cout << fmt::format("{}: {} payload, format version {}, {}, tensor storage {}\n", file.string(), info.container,
+  std::cout << fmt::format("{}: {} payload, format version {}, {}, tensor storage {}\n", p(file.string()), p(info.container),
                            info.version, human_bytes(info.file_size), human_bytes(info.storage_bytes));
   std::vector<std::vector<std::string>> table;
   for (const auto& e : info.entries) {
@@ -226,7 +286,7 @@ int cmd_diff(const std::string& a, const std::string& b, bool as_json) {
   if (as_json) {
     json out = json::array();
     for (const auto& d : differences) out.push_back({{"path", d.path}, {"kind", d.kind}, {"detail", d.detail}, {"max_abs_diff", d.max_abs_diff}});
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
   } else if (differences.empty()) {
     std::cout << "no differences\n";
   } else {
@@ -246,7 +306,7 @@ int cmd_history(const std::string& dir, const std::string& plot, bool as_json) {
     std::ofstream out(plot);
     out << svg;
     if (!out) throw ckpt::IoError(ckpt::ErrorCode::io, fmt::format("{}: cannot write the plot", plot), plot);
-    if (!as_json) std::cerr << fmt::format("wrote {}\n", plot);
+    if (!as_json) std::cerr << fmt::format("wrote {}\n", p(plot));
   }
   if (as_json) {
     json out = json::array();
@@ -254,7 +314,7 @@ int cmd_history(const std::string& dir, const std::string& plot, bool as_json) {
       out.push_back({{"id", e.id}, {"at", e.at}, {"event", e.event},
                      {"checkpoint_id", e.checkpoint_id ? json(*e.checkpoint_id) : json(nullptr)}, {"detail", e.detail}});
     }
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
     return kOk;
   }
   if (plot.empty()) {
@@ -285,11 +345,11 @@ int cmd_verify(const std::string& dir, bool as_json) {
       j["problem"] = r.problem;
       out.push_back(j);
     } else if (!r.ok) {
-      std::cout << fmt::format("MISMATCH  {}  {}\n", (std::filesystem::path(dir) / r.record.file).string(), r.problem);
+      std::cout << fmt::format("MISMATCH  {}  {}\n", p((std::filesystem::path(dir) / r.record.file).string()), p(r.problem));
     }
   }
   if (as_json) {
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
   } else {
     std::cout << fmt::format("{} checkpoint{} verified, {} ok, {} mismatched\n", results.size(), results.size() == 1 ? "" : "s",
                              results.size() - bad, bad);
@@ -317,9 +377,9 @@ int cmd_gc(const std::string& dir, std::optional<int> keep, bool as_json) {
   if (as_json) {
     json out = json::array();
     for (const auto& r : removed) out.push_back(record_json(dir, r));
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
   } else {
-    for (const auto& r : removed) std::cout << "removed " << (std::filesystem::path(dir) / r.file).string() << "\n";
+    for (const auto& r : removed) std::cout << "removed " << p((std::filesystem::path(dir) / r.file).string()) << "\n";
     std::cout << fmt::format("{} checkpoint{} removed, keeping the newest {}\n", removed.size(), removed.size() == 1 ? "" : "s",
                              keep.value_or(store.max_to_keep()));
   }
@@ -330,9 +390,9 @@ int cmd_rm(const std::string& dir, std::int64_t id, bool as_json) {
   ckpt::CheckpointStore store(dir, writer_options(dir));
   auto removed = store.remove(id);
   if (as_json) {
-    std::cout << record_json(dir, removed).dump(2) << "\n";
+    print_json(record_json(dir, removed));
   } else {
-    std::cout << "removed " << (std::filesystem::path(dir) / removed.file).string() << "\n";
+    std::cout << "removed " << p((std::filesystem::path(dir) / removed.file).string()) << "\n";
   }
   return kOk;
 }
@@ -358,12 +418,10 @@ int cmd_import(const std::string& dir, bool as_json) {
   ckpt::CheckpointStore store(dir, options);
   const auto& report = store.last_recovery();
   if (as_json) {
-    std::cout << json{{"adopted", report.adopted}, {"quarantined", report.quarantined},
-                      {"temp_files_removed", report.temp_files_removed}, {"checkpoints", store.live_checkpoints().size()}}
-                     .dump(2)
-              << "\n";
+    print_json({{"adopted", report.adopted}, {"quarantined", report.quarantined},
+                {"temp_files_removed", report.temp_files_removed}, {"checkpoints", store.live_checkpoints().size()}});
   } else {
-    std::cout << fmt::format("{}: adopted {}, quarantined {}, removed {} temp file{}; {} checkpoints indexed\n", dir,
+    std::cout << fmt::format("{}: adopted {}, quarantined {}, removed {} temp file{}; {} checkpoints indexed\n", p(dir),
                              report.adopted, report.quarantined, report.temp_files_removed,
                              report.temp_files_removed == 1 ? "" : "s", store.live_checkpoints().size());
   }
@@ -417,9 +475,9 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
     out["index"] = why;
     out["plan"] = {{{"action", "rebuild index"}, {"reason", why}}};
     if (!apply) {
-      if (as_json) std::cout << out.dump(2) << "\n";
+      if (as_json) print_json(out);
       else std::cout << fmt::format("plan for {}:\n  rebuild the index from the checkpoint files ({}){}\nrun with --apply to carry it out\n",
-                                    dir, why, health == IndexHealth::missing ? "" : "; the old index is kept aside");
+                                    p(dir), p(why), health == IndexHealth::missing ? "" : "; the old index is kept aside");
       return kNo;
     }
     if (health != IndexHealth::missing) out["old_index"] = move_index_aside(dir);
@@ -430,9 +488,9 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
     const auto& report = store.last_recovery();
     out["adopted"] = report.adopted;
     out["quarantined"] = report.quarantined;
-    if (as_json) std::cout << out.dump(2) << "\n";
-    else std::cout << fmt::format("rebuilt the index of {}: adopted {}, quarantined {}{}\n", dir, report.adopted, report.quarantined,
-                                  out.contains("old_index") ? fmt::format("; old index kept as {}", out["old_index"].get<std::string>()) : "");
+    if (as_json) print_json(out);
+    else std::cout << fmt::format("rebuilt the index of {}: adopted {}, quarantined {}{}\n", p(dir), report.adopted, report.quarantined,
+                                  out.contains("old_index") ? fmt::format("; old index kept as {}", p(out["old_index"].get<std::string>())) : "");
     return kOk;
   }
 
@@ -448,12 +506,14 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
   out["plan"] = actions;
   if (!apply) {
     if (as_json) {
-      std::cout << out.dump(2) << "\n";
+      print_json(out);
     } else if (plan.empty()) {
-      std::cout << fmt::format("{}: nothing to repair\n", dir);
+      std::cout << fmt::format("{}: nothing to repair\n", p(dir));
     } else {
-      std::cout << fmt::format("plan for {}:\n", dir);
-      for (const auto& action : plan) std::cout << fmt::format("  {:<17} {:<28} {}\n", ckpt::to_string(action.type), action.file, action.reason);
+      std::cout << fmt::format("plan for {}:\n", p(dir));
+      for (const auto& action : plan) {
+        std::cout << fmt::format("  {:<17} {:<28} {}\n", ckpt::to_string(action.type), p(action.file), p(action.reason));
+      }
       std::cout << "run with --apply to carry it out\n";
     }
     return plan.empty() ? kOk : kNo;
@@ -461,11 +521,20 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
   ckpt::CheckpointStore store(dir, options);  // opening performs the recovery part
   store.repair();                             // and this the rehash of every file
   if (as_json) {
-    std::cout << out.dump(2) << "\n";
+    print_json(out);
   } else {
-    std::cout << fmt::format("repaired {}: {} action{} carried out\n", dir, plan.size(), plan.size() == 1 ? "" : "s");
+    std::cout << fmt::format("repaired {}: {} action{} carried out\n", p(dir), plan.size(), plan.size() == 1 ? "" : "s");
   }
   return kOk;
+}
+
+// The one place errors are printed: messages quote names from files and the index, so
+// they are escaped (printable_message: a name the library already escaped is not escaped
+// twice); one line (the first: a multi-line detail, such as SQLite's integrity report, is
+// cut there).
+void print_error(const std::exception& error) {
+  std::string_view message = error.what();
+  std::cerr << "ckpt: " << ckpt::format::printable_message(message.substr(0, message.find('\n'))) << "\n";
 }
 
 }  // namespace
@@ -537,7 +606,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "ckpt: " << e.what() << " (see ckpt --help)\n";
+    std::cerr << "ckpt: " << ckpt::format::printable_message(e.what()) << " (see ckpt --help)\n";
     return kUsage;
   }
 
@@ -554,11 +623,10 @@ int main(int argc, char** argv) {
     if (*repair) return cmd_repair(dir, apply, force, as_json);
     if (*import) return cmd_import(dir, as_json);
   } catch (const ckpt::InvalidArgument& e) {
-    std::cerr << "ckpt: " << e.what() << "\n";
+    print_error(e);
     return kUsage;
   } catch (const std::exception& e) {
-    std::string message = e.what();
-    std::cerr << "ckpt: " << message.substr(0, message.find('\n')) << "\n";
+    print_error(e);
     return kError;
   }
   return kUsage;

@@ -60,10 +60,10 @@ CheckpointLayout read_zip_layout(PayloadSource& source) {
   layout.storages = reader.storages();
   for (const auto& storage : layout.storages) {
     const ZipEntry* record = zip.find("data/" + storage->key);
-    if (!record) fail("zip: storage '{}' used by data.pkl has no record data/{}", storage->key, storage->key);
+    if (!record) fail("zip: storage '{}' used by data.pkl has no record data/{}", printable(storage->key), printable(storage->key));
     const std::uint64_t expected = storage_bytes(*storage);
     if (record->size != expected) {
-      fail("zip: record data/{} has {} bytes; its {} {} elements need {}", storage->key, record->size,
+      fail("zip: record data/{} has {} bytes; its {} {} elements need {}", printable(storage->key), record->size,
            storage->numel, dtype_name(storage->dtype), expected);
     }
     layout.locations[storage->key] = StorageLocation{zip.data_offset(*record), record->size, record->crc};

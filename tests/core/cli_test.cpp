@@ -2,12 +2,17 @@
 // command's output and exit code.
 #include <catch2/catch.hpp>
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 #include <unistd.h>
 
 #include "ckpt/store.hpp"
 #include "ckpt/version.hpp"
 #include "format/checkpoint_format.hpp"
+#include "format/printable.hpp"
+#include "format/zip_writer.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -373,4 +378,235 @@ TEST_CASE("the ckpt tool does not link libtorch, so it starts in milliseconds", 
   REQUIRE(libraries.exit_code == 0);
   CHECK_THAT(libraries.output, !Catch::Contains("libtorch") && !Catch::Contains("libc10"));
   CHECK(ckpt_cli("--version").output == std::string(ckpt::version()) + "\n");
+}
+
+// ---- untrusted text: what a checkpoint file or an index holds is escaped when printed ----
+
+TEST_CASE("printable escapes control characters, backslashes and bytes that are not UTF-8", "[cli][printable]") {
+  using format::printable;
+  SECTION("valid UTF-8 text passes through") {
+    CHECK(printable("") == "");
+    CHECK(printable("model.0.weight 'x' ~") == "model.0.weight 'x' ~");
+    CHECK(printable("caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80") == "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80");
+    CHECK(printable("\xc2\xa0") == "\xc2\xa0");              // U+00A0, the first code point after C1
+    CHECK(printable("\xf4\x8f\xbf\xbf") == "\xf4\x8f\xbf\xbf");  // U+10FFFF, the last one
+  }
+  SECTION("C0 controls: newline, carriage return and tab by name, the others in hex") {
+    CHECK(printable("a\nb") == "a\\nb");
+    CHECK(printable("a\rb") == "a\\rb");
+    CHECK(printable("a\tb") == "a\\tb");
+    CHECK(printable("\x1b]0;pwned\x07") == "\\x1b]0;pwned\\x07");
+    CHECK(printable("\x1b[2J") == "\\x1b[2J");
+    CHECK(printable(std::string_view("\0", 1)) == "\\x00");
+    CHECK(printable("\x01\x1f") == "\\x01\\x1f");
+  }
+  SECTION("DEL and the C1 controls") {
+    CHECK(printable("\x7f") == "\\x7f");
+    CHECK(printable("\xc2\x80") == "\\u0080");
+    CHECK(printable("\xc2\x9b" "2J") == "\\u009b2J");  // CSI
+    CHECK(printable("\xc2\x9f") == "\\u009f");
+  }
+  SECTION("a backslash is doubled, so an escape in the output always means an escaped byte") {
+    CHECK(printable("\\x1b") == "\\\\x1b");
+    CHECK(printable("\\") == "\\\\");
+  }
+  SECTION("bytes that are not valid UTF-8 are written \\xNN, one by one") {
+    CHECK(printable("\xff\xfe") == "\\xff\\xfe");
+    CHECK(printable("\x80") == "\\x80");                              // a lone continuation byte
+    CHECK(printable("\xc0\xaf") == "\\xc0\\xaf");                     // overlong '/'
+    CHECK(printable("\xc1\xbf") == "\\xc1\\xbf");                     // overlong
+    CHECK(printable("\xe0\x80\xaf") == "\\xe0\\x80\\xaf");            // overlong, 3 bytes
+    CHECK(printable("\xf0\x80\x80\xaf") == "\\xf0\\x80\\x80\\xaf");   // overlong, 4 bytes
+    CHECK(printable("\xc0\x9b") == "\\xc0\\x9b");                     // overlong C1 CSI
+    CHECK(printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");            // surrogate U+D800
+    CHECK(printable("\xed\xbf\xbf") == "\\xed\\xbf\\xbf");            // surrogate U+DFFF
+    CHECK(printable("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");   // U+110000
+    CHECK(printable("\xf5\x80\x80\x80") == "\\xf5\\x80\\x80\\x80");   // never a lead byte
+    CHECK(printable("ab\xe2\x82") == "ab\\xe2\\x82");                 // truncated at the end
+    CHECK(printable("\xe2\x82" "A") == "\\xe2\\x82A");                // truncated by an ASCII byte
+    CHECK(printable("\xe2\x1b[2J") == "\\xe2\\x1b[2J");               // ... by an escape sequence
+  }
+}
+
+TEST_CASE("printable_message escapes like printable but leaves backslashes, so escaped names are not doubled", "[cli][printable]") {
+  using format::printable;
+  using format::printable_message;
+  CHECK(printable_message("record '\x1b[2J\xff\r' \\ \xc2\x9b") == "record '\\x1b[2J\\xff\\r' \\ \\u009b");
+  for (std::string text : {"\x1b]0;pwned\x07", "a\\b\n", "\xff\xfe\xed\xa0\x80", "caf\xc3\xa9"}) {
+    CHECK(printable_message(printable(text)) == printable(text));
+  }
+}
+
+TEST_CASE("json_safe keeps valid UTF-8 and writes each invalid byte as \\xNN", "[cli][printable]") {
+  using format::json_safe;
+  CHECK(json_safe("caf\xc3\xa9 \xf0\x9f\x98\x80") == "caf\xc3\xa9 \xf0\x9f\x98\x80");
+  CHECK(json_safe("\x1b[2J\r\n\t\\") == "\x1b[2J\r\n\t\\");  // control characters are the encoder's job
+  CHECK(json_safe("\xc2\x9b") == "\xc2\x9b");
+  CHECK(json_safe("\xff\xfe") == "\\xff\\xfe");
+  CHECK(json_safe("\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|\xe2\x82") ==
+        "\\xc0\\xaf|\\xed\\xa0\\x80|\\xf4\\x90\\x80\\x80|\\xe2\\x82");
+  std::string hostile = "k\xff\x1b[2J\xed\xa0\x80";
+  CHECK_THROWS(json(hostile).dump());  // why the tool needs it
+  std::string dumped = json(json_safe(hostile)).dump();
+  CHECK(json::parse(dumped).get<std::string>() == "k\\xff\x1b[2J\\xed\\xa0\\x80");
+}
+
+namespace {
+
+const std::string kTitle = "\x1b]0;pwned\x07";  // sets the terminal window title
+const std::string kClear = "\x1b[2J";           // clears the screen
+const std::string kNotUtf8 = "\xff\xfe";
+
+std::string le32(std::size_t n) {
+  std::string bytes;
+  for (int i = 0; i < 4; ++i) bytes += static_cast<char>((n >> (8 * i)) & 0xff);
+  return bytes;
+}
+
+// A protocol-2 pickle of a dict of str to str, written by hand (BINUNICODE takes any bytes).
+std::string pickle_str_dict(const std::vector<std::pair<std::string, std::string>>& items) {
+  std::string p = "\x80\x02}(";
+  for (const auto& [key, value] : items) p += "X" + le32(key.size()) + key + "X" + le32(value.size()) + value;
+  return p + "u.";
+}
+
+// A zip payload as torch.save writes one: archive/data.pkl and archive/version; no tensors.
+std::string zip_of_pickle(const std::string& pickle, const std::vector<std::string>& extra_records = {}) {
+  struct StringSink : ByteSink {
+    std::string bytes;
+    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
+  } sink;
+  format::ZipWriter zip(sink, "archive");
+  zip.write_record("data.pkl", pickle.data(), pickle.size());
+  zip.write_record("version", "3\n", 2);
+  for (const auto& name : extra_records) zip.write_record(name, "", 0);
+  zip.finish();
+  return sink.bytes;
+}
+
+// What a terminal would act on: ESC, BEL, CR, a raw C1 CSI, and bytes that are not UTF-8.
+void check_inert(const std::string& output) {
+  INFO(output);
+  CHECK(output.find('\x1b') == std::string::npos);
+  CHECK(output.find('\x07') == std::string::npos);
+  CHECK(output.find('\r') == std::string::npos);
+  CHECK(output.find("\xc2\x9b") == std::string::npos);
+  CHECK(output.find('\xff') == std::string::npos);
+  CHECK(output.find('\xfe') == std::string::npos);
+}
+
+CommandResult ckpt_stderr(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>&1 >/dev/null"); }
+
+}  // namespace
+
+TEST_CASE("ckpt show and diff escape hostile keys and values; --json stays valid", "[cli][untrusted]") {
+  TestDir dir("cli-untrusted");
+  const std::string a = (dir / "a.pth").string(), b = (dir / "b.pth").string();
+  write_bytes(a, zip_of_pickle(pickle_str_dict({{kTitle, "v1"}, {kClear, "x\ry"}, {kNotUtf8, "ok"},
+                                                 {"csi", "\xc2\x9b" "31m"}, {"plain", kTitle}})));
+  write_bytes(b, zip_of_pickle(pickle_str_dict({{kTitle, "v2" + kClear}, {kNotUtf8, "ok\xff"}, {"only\rB", "1"}})));
+
+  auto show = ckpt_cli("show " + shell_quote(a));
+  CHECK(show.exit_code == 0);
+  check_inert(show.output);
+  CHECK_THAT(show.output, Catch::Contains("\\x1b]0;pwned\\x07") && Catch::Contains("\\x1b[2J") &&
+                              Catch::Contains("'x\\ry'") && Catch::Contains("\\xff\\xfe") && Catch::Contains("\\u009b31m"));
+  // The table's columns line up on the escaped text: each value column starts at the same offset.
+  {
+    std::istringstream lines(show.output);
+    std::string line, header;
+    std::getline(lines, header);
+    std::set<std::size_t> columns;
+    while (std::getline(lines, line)) columns.insert(line.find(" str "));
+    CHECK(columns.size() == 1);
+  }
+
+  auto shown = ckpt_stdout("--json show " + shell_quote(a));
+  CHECK(shown.exit_code == 0);
+  check_inert(shown.output);
+  json parsed = json::parse(shown.output);
+  std::set<std::string> paths;
+  for (const auto& entry : parsed["entries"]) paths.insert(entry["path"].get<std::string>());
+  CHECK(paths == std::set<std::string>{kTitle, kClear, "\\xff\\xfe", "csi", "plain"});
+
+  auto diff = ckpt_cli("diff " + shell_quote(a) + " " + shell_quote(b));
+  CHECK(diff.exit_code == 1);
+  check_inert(diff.output);
+  CHECK_THAT(diff.output, Catch::Contains("'v2\\x1b[2J'") && Catch::Contains("only\\rB") && Catch::Contains("'ok\\xff'"));
+  auto diffed = ckpt_stdout("--json diff " + shell_quote(a) + " " + shell_quote(b));
+  CHECK(diffed.exit_code == 1);
+  check_inert(diffed.output);
+  json differences = json::parse(diffed.output);
+  bool found = false;
+  for (const auto& d : differences) found |= d["path"] == "\\xff\\xfe" && d["detail"] == "'ok' vs 'ok\\xff'";
+  CHECK(found);
+}
+
+TEST_CASE("an error quoting a hostile name from a file is printed escaped", "[cli][untrusted]") {
+  TestDir dir("cli-untrusted");
+  SECTION("a refused pickle global") {
+    const std::string file = (dir / "global.pth").string();
+    write_bytes(file, zip_of_pickle("\x80\x02" "c" + kClear + "evil\nx\n."));
+    auto shown = ckpt_cli("show " + shell_quote(file));
+    CHECK(shown.exit_code == 3);
+    check_inert(shown.output);
+    CHECK_THAT(shown.output, Catch::Contains("global '\\x1b[2Jevil.x'") && Catch::Contains("not allowed"));
+    CHECK(std::count(shown.output.begin(), shown.output.end(), '\n') == 1);
+  }
+  SECTION("a zip record name that appears twice") {
+    const std::string file = (dir / "twice.pth").string();
+    write_bytes(file, zip_of_pickle(pickle_str_dict({{"k", "v"}}), {kTitle + kNotUtf8 + "\r", kTitle + kNotUtf8 + "\r"}));
+    for (const char* command : {"show ", "--json show ", "diff "}) {
+      INFO(command);
+      auto result = ckpt_stderr(command + shell_quote(file) + (command == std::string("diff ") ? " " + shell_quote(file) : ""));
+      CHECK(result.exit_code == 3);
+      check_inert(result.output);
+      CHECK_THAT(result.output, Catch::Contains("record '\\x1b]0;pwned\\x07\\xff\\xfe\\r' appears twice"));
+    }
+  }
+  SECTION("a file name given on the command line") {
+    const std::string file = (dir / (kClear + "missing.pth")).string();
+    auto result = ckpt_cli("show " + shell_quote(file));
+    CHECK(result.exit_code == 3);
+    check_inert(result.output);
+    CHECK_THAT(result.output, Catch::Contains("/\\x1b[2Jmissing.pth:"));
+  }
+}
+
+TEST_CASE("ckpt ls, latest, history and verify escape hostile text from the index", "[cli][untrusted]") {
+  TestDir dir("cli-untrusted");
+  make_run(dir.path());
+  {
+    SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE);
+    SQLite::Statement update(db, "UPDATE checkpoints SET file = ?, created_at = ? WHERE kind = 'epoch' AND epoch = 5");
+    update.bind(1, kTitle + kNotUtf8 + "\r.pth");
+    update.bind(2, kClear + "\xc2\x9b");
+    REQUIRE(update.exec() == 1);
+    SQLite::Statement insert(db, "INSERT INTO events (event, detail) VALUES (?, ?)");
+    insert.bind(1, "note" + kClear);
+    insert.bind(2, kTitle + " \xed\xa0\x80\r\nfake line");
+    insert.exec();
+  }
+  const std::string d = shell_quote(dir.path().string());
+  for (const char* command : {"ls ", "ls --all ", "latest -v ", "history ", "verify "}) {
+    INFO(command);
+    auto result = ckpt_cli(command + d);
+    check_inert(result.output);
+    CHECK_THAT(result.output, Catch::Contains("\\x1b]0;pwned\\x07"));
+  }
+  CHECK_THAT(ckpt_cli("history " + d).output, Catch::Contains("\\xed\\xa0\\x80\\r\\nfake line") && Catch::Contains("note\\x1b[2J"));
+  CHECK_THAT(ckpt_cli("latest -v " + d).output, Catch::Contains("saved \\x1b[2J\\u009b"));
+  // In JSON text the replacement `\xff` of an invalid byte is written "\\xff".
+  const std::string file_bytes = "\\\\xff\\\\xfe", detail_bytes = "\\\\xed\\\\xa0\\\\x80";
+  for (const auto& [command, escaped] : std::vector<std::pair<std::string, std::string>>{
+           {"--json ls ", file_bytes}, {"--json ls --all ", file_bytes}, {"--json latest ", file_bytes},
+           {"--json history ", detail_bytes}, {"--json verify ", file_bytes}}) {
+    INFO(command);
+    auto result = ckpt_stdout(command + d);
+    check_inert(result.output);
+    CHECK_NOTHROW(json::parse(result.output));
+    CHECK_THAT(result.output, Catch::Contains(escaped));
+  }
+  json latest = json::parse(ckpt_stdout("--json latest " + d).output);
+  CHECK(latest["file"] == kTitle + "\\xff\\xfe\r.pth");
 }
