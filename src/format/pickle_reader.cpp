@@ -48,6 +48,7 @@ bool allowed_callable(const std::string& name) {
       "torch._utils._rebuild_sparse_tensor",
       "torch.serialization._get_layout",
       "torch.Size",
+      "torch.Tensor",
       "_codecs.encode",
       // Protocol 2 pickles an empty bytes object as a call of bytes() with no argument.
       "__builtin__.bytes",
@@ -413,6 +414,36 @@ ValuePtr PickleReader::rebuild_sparse_tensor(const std::vector<ValuePtr>& args) 
   return Value::of_tensor(tensor);
 }
 
+// Tensor.__setstate__ of a torch.Tensor() (PyTorch's backwards-compatibility test
+// writes it): (storage, offset, size, stride) sets the view; (requires_grad, _, hooks)
+// and the Variable form (data, _, _, requires_grad, hooks) as Python reads them.
+void PickleReader::build_tensor(TensorInfo& tensor, const std::vector<ValuePtr>& state) {
+  if (tensor.storage || tensor.layout != TensorLayout::strided) fail("data.pkl: BUILD of a tensor that is already built");
+  if (state.size() == 4) {
+    TensorInfo view;
+    view.storage = expect(state[0], ValueKind::storage, "a tensor state's storage")->storage();
+    const auto& offset = expect(state[1], ValueKind::integer, "a tensor state's offset");
+    if (offset->is_unsigned()) fail("data.pkl: a tensor's storage offset is beyond 2^63");
+    view.storage_offset = offset->integer();
+    charge(8 * (expect(state[2], ValueKind::tuple, "a tensor state's size")->items().size() +
+                expect(state[3], ValueKind::tuple, "a tensor state's stride")->items().size()));
+    view.sizes = int_tuple(state[2], "a tensor state's size");
+    view.strides = int_tuple(state[3], "a tensor state's stride");
+    check_view(view, element_size(view.storage->dtype), view.storage->numel, view.storage->key);
+    tensor = std::move(view);
+    return;
+  }
+  if (state.size() == 5) {
+    const auto& data = *expect(state[0], ValueKind::tensor, "a Variable state's data")->tensor();
+    if (data.layout != TensorLayout::strided || !data.storage) fail("data.pkl: a Variable state's data is not a dense tensor");
+    charge(8 * (data.sizes.size() + data.strides.size()));
+    tensor = data;
+    tensor.requires_grad = expect(state[3], ValueKind::boolean, "requires_grad")->boolean();
+    return;
+  }
+  fail("data.pkl: BUILD of a tensor with a state of {} items is not supported", state.size());
+}
+
 ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_value) {
   const std::string& name = expect(callable, ValueKind::global, "a REDUCE callable")->text();
   const auto& args = expect(args_value, ValueKind::tuple, "REDUCE arguments")->items();
@@ -436,6 +467,15 @@ ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_val
     auto tensor = std::make_shared<TensorInfo>(*source);
     tensor->requires_grad = expect(args[1], ValueKind::boolean, "requires_grad")->boolean();
     tensor->is_parameter = true;
+    return Value::of_tensor(tensor);
+  }
+  if (name == "torch.Tensor") {
+    // The oldest tensor pickling: torch.Tensor() then BUILD with its state (see
+    // build_tensor). Checked at STOP: a tensor never built is refused.
+    if (!args.empty()) fail("data.pkl: torch.Tensor called with arguments");
+    charge(Value::kNodeBytes + Value::kBodyBytes + sizeof(TensorInfo) + 16);
+    auto tensor = std::make_shared<TensorInfo>();
+    unbuilt_.push_back(tensor);
     return Value::of_tensor(tensor);
   }
   if (name == "torch.Size") {
@@ -487,6 +527,10 @@ ValuePtr PickleReader::load() {
       case kStop: {
         ValuePtr result = pop();
         if (!stack_.empty() || !marks_.empty()) fail("data.pkl: values left on the stack at STOP");
+        for (const auto& tensor : unbuilt_) {
+          if (!tensor->storage) fail("data.pkl: torch.Tensor() is never given its state (BUILD)");
+        }
+        unbuilt_.clear();
         return result;
       }
       case kMark:
@@ -608,6 +652,10 @@ ValuePtr PickleReader::load() {
         bool ordered_dict_state = target->ordered_dict() &&
                                   (state->kind() == ValueKind::dict || state->kind() == ValueKind::none);
         bool parameter_state = target->kind() == ValueKind::tensor && state->kind() == ValueKind::none;
+        if (target->kind() == ValueKind::tensor && state->kind() == ValueKind::tuple) {
+          build_tensor(*target->tensor(), state->items());
+          break;
+        }
         if (!ordered_dict_state && !parameter_state) {
           fail("data.pkl: BUILD of a {} with a {} state is not supported", kind_name(target->kind()),
                kind_name(state->kind()));

@@ -56,6 +56,7 @@ class PickleReader {
   ValuePtr rebuild_tensor(const std::vector<ValuePtr>& args, bool v2);
   ValuePtr rebuild_meta_tensor(const std::vector<ValuePtr>& args);
   ValuePtr rebuild_sparse_tensor(const std::vector<ValuePtr>& args);
+  void build_tensor(TensorInfo& tensor, const std::vector<ValuePtr>& state);
   void memo_put(std::uint64_t index);
   ValuePtr memo_get(std::uint64_t index);
   // Nesting and cycle guard (fuzzing found both: a list that contains itself leaked, and
@@ -81,6 +82,7 @@ class PickleReader {
   std::unordered_map<std::uint64_t, ValuePtr> sparse_memo_;  // the others
   std::unordered_map<std::string, std::shared_ptr<StorageInfo>> storages_;
   std::vector<std::shared_ptr<StorageInfo>> storage_order_;
+  std::vector<std::shared_ptr<TensorInfo>> unbuilt_;  // torch.Tensor() awaiting BUILD
 };
 
 }  // namespace ckpt::format

@@ -701,3 +701,19 @@ TEST_CASE("legacy stream: only its pickles are read, whatever the storages' size
   CHECK(outcome_of(magic3 + small.substr(kLegacyMagic.size()), &message) == Outcome::refused);
   CHECK_THAT(message, Catch::Contains("not a PyTorch payload"));
 }
+
+TEST_CASE("hostile pickle: torch.Tensor() must be built once, with a view inside its storage", "[format][hostile]") {
+  const std::string data(16, '\0');
+  const std::string empty_tensor = global("torch", "Tensor") + ")R";
+  const std::string state = "(" + storage_pid(int1(4)) + int1(0) + "K\x02\x85K\x01\x85t";
+  // The oldest pickling loads: torch.Tensor() then BUILD (storage, offset, size, stride).
+  CHECK(outcome_of(payload(pkl(dict_of_tensor(empty_tensor + state + "b")), {{"data/0", data}})) == Outcome::loaded);
+  require_refused(payload(pkl(dict_of_tensor(empty_tensor)), {{"data/0", data}}), "never given its state");
+  require_refused(payload(pkl(dict_of_tensor(empty_tensor + state + "b" + state + "b")), {{"data/0", data}}),
+                  "already built");
+  const std::string outside = "(" + storage_pid(int1(4)) + int1(3) + "K\x02\x85K\x01\x85t";
+  require_refused(payload(pkl(dict_of_tensor(empty_tensor + outside + "b")), {{"data/0", data}}),
+                  "a tensor view reaches element 4");
+  require_refused(payload(pkl(dict_of_tensor(global("torch", "Tensor") + "(K\x01tR")), {{"data/0", data}}),
+                  "torch.Tensor called with arguments");
+}

@@ -16,6 +16,22 @@ def sparse():
     return torch.sparse_coo_tensor(torch.tensor([[0, 1, 1], [2, 0, 2]]), torch.tensor([3.0, 4.0, 5.0]), (2, 3))
 
 
+class OldTensorV1:
+    """How PyTorch's backwards-compatibility test pickles a tensor: torch.Tensor() and
+    its state (storage, offset, size, stride) for Tensor.__setstate__."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __reduce__(self):
+        t = self.tensor
+        return (torch.Tensor, (), (t.storage(), t.storage_offset(), tuple(t.size()), t.stride()))
+
+
+def strided_view():
+    return torch.arange(30.0).as_strided([2, 3], [9, 3], 2)
+
+
 def cases():
     return {
         # torch.seed() values: half of them are >= 2**63.
@@ -29,6 +45,7 @@ def cases():
         "root_tensor": torch.arange(6.0).reshape(2, 3),
         "root_list": [1, "two", torch.ones(2)],
         "legacy_protocol_4": {"w": torch.arange(5.0), "n": 3},
+        "old_tensor": {"x": OldTensorV1(strided_view())},
     }
 
 
@@ -54,6 +71,8 @@ def expected_after_round_trip(name):
     if name == "dtype":
         # As TorchScript holds a dtype: its ScalarType number (Half 5, Long 4).
         return {"dtype": 5, "other": 4}
+    if name == "old_tensor":
+        return {"x": strided_view()}
     if name == "storage":
         # A bare storage comes back as a 1-D tensor over it.
         return {"st": torch.arange(4.0)}

@@ -172,6 +172,15 @@ TEST_CASE("legacy files written with pickle protocol 4 load", "[format][unusual]
   check_round_trip("legacy_protocol_4", state);
 }
 
+TEST_CASE("a tensor pickled as torch.Tensor() and its state loads as that view", "[format][unusual]") {
+  State state = load_file(python_case("old_tensor"));
+  at::Tensor x = state.get<at::Tensor>("x");
+  CHECK(at::equal(x, at::arange(30, at::kFloat).as_strided({2, 3}, {9, 3}, 2)));
+  CHECK(x.strides() == at::IntArrayRef({9, 3}));
+  CHECK(x.storage_offset() == 2);
+  check_round_trip("old_tensor", state);
+}
+
 TEST_CASE("a memoized string referenced 3,000 times is converted once and shared", "[format][hostile]") {
   TestDir dir("hostile-decode");
   const std::string big(1 << 20, 'a');
