@@ -247,12 +247,15 @@ int cmd_show(const std::vector<std::string>& target, bool stats, bool as_json) {
     for (const auto& e : info.entries) {
       json j{{"path", e.path}, {"type", e.type}};
       if (e.type == "Tensor") {
-        j.update({{"dtype", e.dtype}, {"shape", e.shape}, {"stride", e.stride}, {"storage_offset", e.storage_offset},
-                  {"storage", e.storage}, {"bytes", e.bytes}, {"requires_grad", e.requires_grad}});
+        j.update({{"dtype", e.dtype}, {"layout", e.layout}, {"shape", e.shape}, {"stride", e.stride},
+                  {"storage_offset", e.storage_offset}, {"storage", e.storage}, {"bytes", e.bytes},
+                  {"requires_grad", e.requires_grad}});
+        if (e.layout == "sparse_coo") j["nnz"] = e.nnz;
         if (e.stats) {
           j["stats"] = {{"min", e.stats->min}, {"max", e.stats->max}, {"mean", e.stats->mean},
                         {"nan", e.stats->nan_count}, {"inf", e.stats->inf_count}};
         }
+        if (!e.stats_note.empty()) j["stats_note"] = e.stats_note;
       } else {
         j["value"] = e.value;
       }
@@ -265,12 +268,17 @@ int cmd_show(const std::vector<std::string>& target, bool stats, bool as_json) {
   std::cout << fmt::format("{}: {} payload, format version {}, {}, tensor storage {}\n", p(file.string()), p(info.container),
                            info.version, human_bytes(info.file_size), human_bytes(info.storage_bytes));
   std::vector<std::vector<std::string>> table;
-  for (const auto& e : info.entries) {
+  for (const auto& entry : info.entries) {
+    ckpt::PayloadEntry e = entry;
+    if (e.path.empty()) e.path = "(root)";  // torch.save(tensor): the root is the value itself
     if (e.type != "Tensor") {
       table.push_back({e.path, e.type, e.value});
       continue;
     }
     std::string detail = fmt::format("{} {}  {}", e.dtype, shape_text(e.shape), human_bytes(e.bytes));
+    if (e.layout == "meta") detail += "  meta (no data)";
+    if (e.layout == "sparse_coo") detail += fmt::format("  sparse COO, {} specified", e.nnz);
+    if (!e.stats_note.empty()) detail += "  stats " + e.stats_note;
     if (e.stats) {
       detail += fmt::format("  min {:.4g} max {:.4g} mean {:.4g}", e.stats->min, e.stats->max, e.stats->mean);
       if (e.stats->nan_count || e.stats->inf_count) detail += fmt::format("  NaN {} Inf {}", e.stats->nan_count, e.stats->inf_count);

@@ -495,8 +495,37 @@ class Payload {
     walk(layout_.root, path, 0, leaf);
   }
 
+  // A long list of numbers (a metric history, token ids) is one entry whose value shows
+  // its first items and its length, not one entry per item. Decided once per object.
+  bool scalar_run(const Value& value) {
+    constexpr std::size_t kShortest = 16;
+    if (value.items().size() <= kShortest) return false;
+    auto found = scalar_runs_.find(&value);
+    if (found != scalar_runs_.end()) return found->second;
+    const bool run = std::all_of(value.items().begin(), value.items().end(), [](const ValuePtr& item) {
+      const ValueKind kind = item->kind();
+      return kind == ValueKind::none || kind == ValueKind::boolean || kind == ValueKind::integer || kind == ValueKind::floating;
+    });
+    charge(64);
+    return scalar_runs_.emplace(&value, run).first->second;
+  }
+
+  std::string run_text(const Value& value) {
+    constexpr std::size_t kShownItems = 8;
+    const auto& items = value.items();
+    std::string text = value.kind() == ValueKind::tuple ? "(" : "[";
+    for (std::size_t i = 0; i < kShownItems; ++i) text += scalar_text(*items[i]) + ", ";
+    text += fmt::format("...{} ({} items)", value.kind() == ValueKind::tuple ? ")" : "]", items.size());
+    return text;
+  }
+
   // A scalar's text; a long string's is computed (and charged) once per string object.
   std::string text_of(const Value& value) {
+    if ((value.kind() == ValueKind::list || value.kind() == ValueKind::tuple) && !value.items().empty()) {
+      std::string text = run_text(value);
+      charge(text.size());
+      return text;
+    }
     if (value.kind() != ValueKind::string || value.text().size() <= kShownCharacters) return scalar_text(value);
     auto found = long_texts_.find(&value);
     if (found != long_texts_.end()) return found->second;
@@ -615,7 +644,8 @@ class Payload {
         walk(item, path, depth + 1, leaf);
         path.resize(mark);
       }
-    } else if ((value->kind() == ValueKind::list || value->kind() == ValueKind::tuple) && !value->items().empty()) {
+    } else if ((value->kind() == ValueKind::list || value->kind() == ValueKind::tuple) && !value->items().empty() &&
+               !scalar_run(*value)) {
       const auto& items = value->items();
       for (std::size_t i = 0; i < items.size(); ++i) {
         push(path, depth, std::to_string(i));
@@ -638,6 +668,7 @@ class Payload {
   std::unordered_map<const StorageInfo*, std::string> cache_;
   std::unordered_map<const Value*, std::vector<Entry>> distinct_;
   std::unordered_map<const Value*, std::string> long_texts_;
+  std::unordered_map<const Value*, bool> scalar_runs_;
   std::unordered_map<const void*, StatsResult> stats_cache_;
   std::uint64_t visit_budget_ = 0;
   std::uint64_t visits_left_ = 0;
@@ -735,6 +766,20 @@ class Differ {
         return same_.emplace(key, a.text() == b.text()).first->second;
       }
       case ValueKind::integer: return a.integer() == b.integer() && a.is_unsigned() == b.is_unsigned();
+      case ValueKind::list:
+      case ValueKind::tuple: {
+        // A run of scalars shown as one entry: compared item by item, once per pair.
+        if (a.items().size() != b.items().size()) return false;
+        auto key = std::make_pair(&a, &b);
+        auto found = same_.find(key);
+        if (found != same_.end()) return found->second;
+        a_.charge(64);
+        bool same = true;
+        for (std::size_t i = 0; same && i < a.items().size(); ++i) {
+          same = a.items()[i]->kind() == b.items()[i]->kind() && same_value(*a.items()[i], *b.items()[i]);
+        }
+        return same_.emplace(key, same).first->second;
+      }
       default: return scalar_text(a) == scalar_text(b);
     }
   }

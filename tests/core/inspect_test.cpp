@@ -517,3 +517,29 @@ TEST_CASE("inspect: the path-based functions read the file", "[inspect]") {
   CHECK(diff_payloads(dir / "a.pth", dir / "a.pth").empty());
   CHECK_THROWS_AS(inspect_payload(dir / "missing.pth"), IoError);
 }
+
+TEST_CASE("inspect: a long list of numbers is one entry; diff compares it item by item", "[inspect]") {
+  // {'ids': [1, 1, ..., 1] (5,000,000 items), 'short': [1, 2]}: one entry per item would
+  // pass the 1,000,000-entry cap and the budget; Python shows the list.
+  auto file = [](std::uint8_t last) {
+    std::string pickle = "\x80\x02}(" + unicode("ids") + "]";
+    for (int batch = 0; batch < 5000; ++batch) {
+      pickle += "(";
+      for (int i = 0; i < 1000; ++i) pickle += batch == 4999 && i == 999 ? "K" + std::string(1, static_cast<char>(last)) : "K\x01";
+      pickle += "e";
+    }
+    pickle += unicode("short") + "(K\x01K\x02l" + "u.";
+    return zip_payload(pickle);
+  };
+  const std::string a = file(1), b = file(7);
+  PayloadInfo info = show(a);
+  REQUIRE(info.entries.size() == 3);
+  CHECK(entry_at(info, "ids").type == "list");
+  CHECK(entry_at(info, "ids").value == "[1, 1, 1, 1, 1, 1, 1, 1, ...] (5000000 items)");
+  CHECK(entry_at(info, "short.1").value == "2");
+  CHECK(diff(a, a).empty());
+  auto differences = diff(a, b);  // the last of 5,000,000 items differs
+  REQUIRE(differences.size() == 1);
+  CHECK(differences[0].path == "ids");
+  CHECK(differences[0].kind == "value");
+}
