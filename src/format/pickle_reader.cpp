@@ -152,7 +152,9 @@ std::string_view PickleReader::read_line() {
 void PickleReader::push(ValuePtr value) {
   const std::size_t before = stack_.capacity();
   stack_.push_back(std::move(value));
-  if (stack_.capacity() != before) charge((stack_.capacity() - before) * sizeof(ValuePtr));
+  // The whole new buffer: while the stack grows, the old one is alive too (and the
+  // stack is never shrunk), so its peak is the sum of its buffers.
+  if (stack_.capacity() != before) charge(stack_.capacity() * sizeof(ValuePtr));
 }
 
 ValuePtr PickleReader::pop() {
