@@ -3,8 +3,10 @@
 #include <libdeflate.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "format/format_error.hpp"
+#include "format/printable.hpp"
 
 namespace ckpt::format {
 
@@ -13,6 +15,13 @@ namespace {
 constexpr std::uint64_t kEocdSize = 22;
 constexpr std::uint64_t kMaxComment = 0xffff;
 constexpr std::uint64_t kCentralEntrySize = 46;
+// A central entry with the longest name, extra field and comment.
+constexpr std::uint64_t kMaxCentralEntrySize = kCentralEntrySize + 3 * 0xffff;
+constexpr std::uint64_t kLocalHeaderSize = 30;
+// The central directory is read this much at a time (more than the longest entry).
+constexpr std::size_t kDirectoryChunk = 256 << 10;
+// read_record's CRC pass reads a large record this much at a time.
+constexpr std::size_t kCrcChunk = 1 << 20;
 
 std::uint64_t le(const unsigned char* p, int width) {
   std::uint64_t v = 0;
@@ -20,10 +29,17 @@ std::uint64_t le(const unsigned char* p, int width) {
   return v;
 }
 
+// A record name from the file, safe to put in a message: control bytes (below 0x20, DEL,
+// C1) and bytes that are not valid UTF-8 escaped (\xNN; \n, \r, \t), valid UTF-8 kept.
+// format::printable's convention, the one the CLI and checkpoint_format.cpp use (a
+// message quoting it passes through printable_message unchanged); the one place to
+// change if names get a dedicated helper.
+std::string escaped(std::string_view name) { return printable(name); }
+
 // A bounds-checked cursor over a buffer read from the file.
 class Cursor {
  public:
-  Cursor(const std::string& buffer, std::size_t pos, const char* what) : buffer_(buffer), pos_(pos), what_(what) {}
+  Cursor(std::string_view buffer, const char* what) : buffer_(buffer), what_(what) {}
   std::uint64_t take(int width) {
     need(width);
     std::uint64_t v = le(reinterpret_cast<const unsigned char*>(buffer_.data()) + pos_, width);
@@ -36,15 +52,59 @@ class Cursor {
     pos_ += n;
     return view;
   }
-  std::size_t pos() const { return pos_; }
+  std::size_t remaining() const { return buffer_.size() - pos_; }
 
  private:
   void need(std::uint64_t n) {
     if (n > buffer_.size() - pos_) fail("zip: {} is truncated", what_);
   }
-  const std::string& buffer_;
-  std::size_t pos_;
+  std::string_view buffer_;
+  std::size_t pos_ = 0;
   const char* what_;
+};
+
+// Reads [offset, offset + size) of the source front to back through a buffer of at most
+// kDirectoryChunk bytes, so what a central directory claims costs nothing until its
+// entries are parsed, and the first bad one stops the read.
+class DirectoryReader {
+ public:
+  DirectoryReader(PayloadSource& source, std::uint64_t offset, std::uint64_t size)
+      : source_(source), offset_(offset), size_(size) {}
+  std::uint64_t take(int width) {
+    const unsigned char* p = ensure(width);
+    pos_ += width;
+    return le(p, width);
+  }
+  // n <= 0xffff (a name, an extra field).
+  std::string_view bytes(std::uint64_t n) {
+    const auto* p = reinterpret_cast<const char*>(ensure(n));
+    pos_ += n;
+    return std::string_view(p, n);
+  }
+  void skip(std::uint64_t n) {
+    check(n);
+    pos_ += n;
+  }
+
+ private:
+  void check(std::uint64_t n) const {
+    if (n > size_ - pos_) fail("zip: central directory is truncated");
+  }
+  const unsigned char* ensure(std::uint64_t n) {
+    check(n);
+    if (pos_ < buffer_start_ || pos_ + n > buffer_start_ + buffer_.size()) {
+      buffer_start_ = pos_;
+      buffer_.resize(static_cast<std::size_t>(std::min<std::uint64_t>(kDirectoryChunk, size_ - pos_)));
+      source_.read_at(offset_ + pos_, buffer_.data(), buffer_.size());
+    }
+    return reinterpret_cast<const unsigned char*>(buffer_.data()) + (pos_ - buffer_start_);
+  }
+  PayloadSource& source_;
+  const std::uint64_t offset_;
+  const std::uint64_t size_;
+  std::uint64_t pos_ = 0;
+  std::uint64_t buffer_start_ = 0;
+  std::string buffer_;
 };
 
 std::string read(PayloadSource& source, std::uint64_t offset, std::uint64_t n) {
@@ -70,6 +130,35 @@ bool safe_name(std::string_view name) {
     start = end + 1;
   }
   return true;
+}
+
+// Applies the central entry's extra block: each field must lie within the block, and the
+// ZIP64 field (0x0001) supplies, in order and within its own length, the 64-bit values of
+// the size, compressed size and header offset that read 0xffffffff.
+void apply_extra_fields(std::string_view block, const std::string& full_name, ZipEntry& entry,
+                        std::uint64_t& compressed) {
+  Cursor extra(block, "extra field");
+  // Fewer than 4 bytes left cannot hold a field header: ignored, as Python's zipfile does.
+  while (extra.remaining() >= 4) {
+    const std::uint64_t id = extra.take(2);
+    const std::uint64_t length = extra.take(2);
+    if (length > extra.remaining()) {
+      fail("zip: extra field 0x{:04x} of record '{}' is {} bytes, more than the {} left in its {}-byte extra block", id,
+           escaped(full_name), length, extra.remaining(), block.size());
+    }
+    Cursor field(extra.bytes(length), "ZIP64 extra field");
+    if (id != 0x0001) continue;
+    const bool size64 = entry.size == 0xffffffffu;
+    const bool compressed64 = compressed == 0xffffffffu;
+    const bool offset64 = entry.header_offset == 0xffffffffu;
+    const std::uint64_t needed = 8 * (std::uint64_t(size64) + compressed64 + offset64);
+    if (length < needed) {
+      fail("zip: ZIP64 extra field of record '{}' is {} bytes, needs {}", escaped(full_name), length, needed);
+    }
+    if (size64) entry.size = field.take(8);
+    if (compressed64) compressed = field.take(8);
+    if (offset64) entry.header_offset = field.take(8);
+  }
 }
 
 }  // namespace
@@ -122,11 +211,16 @@ ZipReader::ZipReader(PayloadSource& source) : source_(source) {
     fail("zip: central directory ({} bytes at {}) does not end where its end record starts ({})", cd_size, cd_offset,
          cd_end);
   }
+  // Each entry is 46 to 46 + 3 * 65535 bytes: the count and the size must agree both ways.
   if (count > cd_size / kCentralEntrySize) fail("zip: {} entries cannot fit in a {}-byte central directory", count, cd_size);
+  if (count <= UINT64_MAX / kMaxCentralEntrySize && cd_size > count * kMaxCentralEntrySize) {
+    fail("zip: {} entries cannot fill a {}-byte central directory (at most {} bytes each)", count, cd_size,
+         kMaxCentralEntrySize);
+  }
 
-  const std::string cd = read(source, cd_offset, cd_size);
-  Cursor cursor(cd, 0, "central directory");
-  entries_.reserve(count);
+  // Parsed as it is read: memory grows with the entries parsed, not with what the end
+  // record claims (no reserve(count) either).
+  DirectoryReader cursor(source, cd_offset, cd_size);
   for (std::uint64_t i = 0; i < count; ++i) {
     if (cursor.take(4) != 0x02014b50) fail("zip: bad central directory entry {}", i);
     cursor.take(2);  // version made by
@@ -144,40 +238,50 @@ ZipReader::ZipReader(PayloadSource& source) : source_(source) {
     cursor.take(8);  // disk, attributes
     entry.header_offset = cursor.take(4);
     std::string full_name(cursor.bytes(name_length));
-    Cursor extra(cd, cursor.pos(), "ZIP64 extra field");
-    cursor.bytes(extra_length);
-    cursor.bytes(comment_length);
-    // ZIP64 extra: present fields replace the 32-bit ones that read 0xffffffff, in order.
-    for (std::size_t end = extra.pos() + extra_length; extra.pos() + 4 <= end;) {
-      const std::uint64_t id = extra.take(2);
-      const std::uint64_t length = extra.take(2);
-      if (id != 0x0001) {
-        extra.bytes(length);
-        continue;
-      }
-      Cursor field(cd, extra.pos(), "ZIP64 extra field");
-      extra.bytes(length);
-      if (entry.size == 0xffffffffu) entry.size = field.take(8);
-      if (compressed == 0xffffffffu) compressed = field.take(8);
-      if (entry.header_offset == 0xffffffffu) entry.header_offset = field.take(8);
-    }
+    apply_extra_fields(cursor.bytes(extra_length), full_name, entry, compressed);
+    cursor.skip(comment_length);
     if (method != 0 || compressed != entry.size) {
-      fail("zip: record '{}' is compressed (method {}); PyTorch archives store records uncompressed", full_name, method);
+      fail("zip: record '{}' is compressed (method {}); PyTorch archives store records uncompressed", escaped(full_name),
+           method);
     }
-    if (!safe_name(full_name)) fail("zip: unsafe record name '{}'", full_name);
+    if (!safe_name(full_name)) fail("zip: unsafe record name '{}'", escaped(full_name));
     std::size_t slash = full_name.find('/');
-    if (slash == std::string::npos || slash == 0) fail("zip: record '{}' is not inside an archive folder", full_name);
+    if (slash == std::string::npos || slash == 0) {
+      fail("zip: record '{}' is not inside an archive folder", escaped(full_name));
+    }
     if (root_.empty()) root_ = full_name.substr(0, slash);
     if (full_name.compare(0, slash, root_) != 0 || slash != root_.size()) {
-      fail("zip: record '{}' is outside the archive folder '{}'", full_name, root_);
+      fail("zip: record '{}' is outside the archive folder '{}'", escaped(full_name), escaped(root_));
     }
     entry.name = full_name.substr(slash + 1);
-    if (entry.header_offset >= cd_offset || entry.size > cd_offset - entry.header_offset) {
-      fail("zip: record '{}' ({} bytes at {}) overlaps the central directory", entry.name, entry.size,
+    // The local header (30 bytes at least) and the data must end before the directory.
+    if (entry.header_offset >= cd_offset || entry.size > cd_offset - entry.header_offset ||
+        cd_offset - entry.header_offset - entry.size < kLocalHeaderSize) {
+      fail("zip: record '{}' ({} bytes at {}) overlaps the central directory", escaped(entry.name), entry.size,
            entry.header_offset);
     }
-    if (!by_name_.emplace(entry.name, entries_.size()).second) fail("zip: record '{}' appears twice", entry.name);
+    if (!by_name_.emplace(entry.name, entries_.size()).second) {
+      fail("zip: record '{}' appears twice", escaped(entry.name));
+    }
     entries_.push_back(std::move(entry));
+  }
+
+  // Records must not share bytes (else one 1 MiB record listed 200 times is read 200
+  // times): in file order, each record's local header (30 bytes at least) and data end at
+  // or before the next record's header. A data descriptor after the data is fine.
+  std::vector<std::size_t> order(entries_.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return entries_[a].header_offset < entries_[b].header_offset; });
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    ZipEntry& entry = entries_[order[k]];
+    entry.end_limit = k + 1 < order.size() ? entries_[order[k + 1]].header_offset : cd_offset;
+    // header_offset + 30 + size <= cd_offset was checked above: no overflow.
+    if (entry.header_offset + kLocalHeaderSize + entry.size > entry.end_limit) {
+      const ZipEntry& next = entries_[order[k + 1]];
+      fail("zip: records '{}' ({} bytes at {}) and '{}' (at {}) overlap", escaped(entry.name), entry.size,
+           entry.header_offset, escaped(next.name), next.header_offset);
+    }
   }
 }
 
@@ -187,20 +291,45 @@ const ZipEntry* ZipReader::find(std::string_view name) const {
 }
 
 std::uint64_t ZipReader::data_offset(const ZipEntry& entry) {
-  const std::string header = read(source_, entry.header_offset, 30);
+  const std::string header = read(source_, entry.header_offset, kLocalHeaderSize);
   const auto* h = reinterpret_cast<const unsigned char*>(header.data());
-  if (le(h, 4) != 0x04034b50) fail("zip: record '{}' has no local header at {}", entry.name, entry.header_offset);
-  const std::uint64_t offset = entry.header_offset + 30 + le(h + 26, 2) + le(h + 28, 2);
+  if (le(h, 4) != 0x04034b50) {
+    fail("zip: record '{}' has no local header at {}", escaped(entry.name), entry.header_offset);
+  }
+  const std::uint64_t offset = entry.header_offset + kLocalHeaderSize + le(h + 26, 2) + le(h + 28, 2);
   if (offset > source_.size() || entry.size > source_.size() - offset) {
-    fail("zip: record '{}' ({} bytes at {}) extends beyond the end of the file", entry.name, entry.size, offset);
+    fail("zip: record '{}' ({} bytes at {}) extends beyond the end of the file", escaped(entry.name), entry.size, offset);
+  }
+  // The local header's name and extra field may not push the data into the next record.
+  if (offset > entry.end_limit || entry.size > entry.end_limit - offset) {
+    fail("zip: record '{}' ({} bytes at {}) runs into the next record or the central directory at {}",
+         escaped(entry.name), entry.size, offset, entry.end_limit);
   }
   return offset;
 }
 
 std::string ZipReader::read_record(const ZipEntry& entry, std::uint64_t max_size) {
-  if (entry.size > max_size) fail("zip: record '{}' is {} bytes, more than the {} allowed", entry.name, entry.size, max_size);
-  std::string data = read(source_, data_offset(entry), entry.size);
-  if (crc32(0, data.data(), data.size()) != entry.crc) fail("zip: record '{}' fails its CRC-32 check", entry.name);
+  if (entry.size > max_size) {
+    fail("zip: record '{}' is {} bytes, more than the {} allowed", escaped(entry.name), entry.size, max_size);
+  }
+  const std::uint64_t offset = data_offset(entry);
+  const auto bad_crc = [&] { fail("zip: record '{}' fails its CRC-32 check", escaped(entry.name)); };
+  if (entry.size > kCrcChunk) {
+    // A pass through a 1 MiB buffer first: a record whose size is a lie (1 GiB of a
+    // sparse file) costs a read, not an allocation of its claimed size.
+    std::string chunk(kCrcChunk, '\0');
+    std::uint32_t crc = 0;
+    for (std::uint64_t done = 0; done < entry.size;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kCrcChunk, entry.size - done));
+      source_.read_at(offset + done, chunk.data(), n);
+      crc = crc32(crc, chunk.data(), n);
+      done += n;
+    }
+    if (crc != entry.crc) bad_crc();
+  }
+  std::string data = read(source_, offset, entry.size);
+  // Checked (again) on the bytes returned: the file may have changed since the pass.
+  if (crc32(0, data.data(), data.size()) != entry.crc) bad_crc();
   return data;
 }
 

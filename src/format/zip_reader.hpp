@@ -1,8 +1,12 @@
 // Reads the central directory of a PyTorch zip archive and locates its records, trusting
 // nothing: every size and offset is checked against the file's size with checked
 // arithmetic, names with '..', absolute paths or backslashes are refused, compressed
-// records are refused (torch never compresses), and memory use is bounded by the
-// central directory's real size. Malformed input is a FormatError, never a crash.
+// records are refused (torch never compresses), records whose bytes overlap are refused
+// (no byte is read for two records), extra fields are read within their declared
+// lengths, and memory use is bounded by what is actually parsed: the central directory
+// is read in chunks, and a record's CRC-32 is checked in a streaming pass before its
+// claimed size is allocated. Malformed input is a FormatError, never a crash; names
+// from the file are escaped (control bytes, invalid UTF-8 as \xNN) in its message.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +24,9 @@ struct ZipEntry {
   std::uint64_t header_offset = 0;
   std::uint64_t size = 0;
   std::uint32_t crc = 0;
+  // Where the next record's local header (or the central directory) starts: the
+  // record's data must end there.
+  std::uint64_t end_limit = 0;
 };
 
 class ZipReader {
@@ -31,7 +38,8 @@ class ZipReader {
   const ZipEntry* find(std::string_view name) const;
   // Where the record's data starts, from its local header (validated).
   std::uint64_t data_offset(const ZipEntry& entry);
-  // Reads a whole record (bounded by `max_size`) and checks its CRC-32.
+  // Reads a whole record (bounded by `max_size`) and checks its CRC-32: for a record over
+  // 1 MiB, in a streaming pass before the record's size is allocated. Memory: the size.
   std::string read_record(const ZipEntry& entry, std::uint64_t max_size);
 
  private:
