@@ -69,47 +69,8 @@ SANITIZED_TIME_FACTOR = 3
 # their entries out. A failure here is reported "xfail"; a pass is reported "xpass".
 # Entries are "case" (all its operations) or "case/operation".
 EXPECTED_TO_FAIL_TODAY = [
-    # show copies the memoized 1 MiB string into each of the 3,000 entries' values (and
-    # would print 3 GiB): killed past 600 MiB against a bound of ~110 MiB.
-    "memo_string_list/show",
-    "memo_string_list/stats",
-    # inspect walks the dict's 200,000 raw entries (one 1 MiB key copy each into a path)
-    # instead of its distinct keys: killed past 650 MiB against ~140 MiB.
-    "memo_string_dict_keys/show",
-    "memo_string_dict_keys/json",
-    # Refused ("structure needs more than 285213088 bytes"), but the reader's RSS is
-    # ~47 MiB more than it charges (the mark stack is not charged): 478.4-478.6 MiB
-    # against a bound of 478.8 MiB today. It passes by 0.2-0.5 MiB, so it is listed to
-    # keep a wobble from failing CI (its "xpass" is expected); take it out once the
-    # reader's peak is clearly under the bound.
-    "empty_lists/load",
-    # Refused at the budget, after 334.5 MiB against 333 MiB: the inspector's own copies
-    # on top of the reader's are not charged.
-    "empty_lists/show",
-    "empty_lists/stats",
-    # The inspector flattens the DAG path by path until its cap of 1,000,000 entries
-    # ("more than 1000000 entries"): refused, but after 144 MiB against 77 MiB.
-    "shared_dag_meta/show",
-    "shared_dag_meta/stats",
-    "shared_dag_meta/diff",
-    # stats visits all 2^31 elements of the stride-0 view (9 s against 5 s); diff copies
-    # them into a vector of doubles (16 GiB): killed past 590 MiB.
-    "zero_stride_view/stats",
-    "zero_stride_view/diff",
-    # Loaded: 200 tensors (200 MiB) from one 1 MiB record; nothing checks that records
-    # do not overlap (load peaks at 352 MiB against 257 MiB).
-    "overlapping_records",
-    # The reader allocates and reads the ~3 GiB central directory the end record claims
-    # before looking at it: killed past 590 MiB (show) / 735 MiB (load).
-    "sparse_central_directory",
-    # Loaded: the 64-bit sizes are read from past the ZIP64 field's declared end (from the
-    # next fields' headers).
-    "zip64_extra_short",
-    # show prints 2**64-1 as -1 (and 2**63 as -9223372036854775808).
-    "legit_uint64/show",
-    # show dies of SIGSEGV: describe() reads the storage of a tensor that has none.
-    "legit_sparse_coo/show",
-    "legit_meta_tensor/show",
+    # Every case passes since issue 11's fixes (2026-12-01). A case that regresses fails
+    # the suite; list it here only with a comment saying why and what fixes it.
 ]
 
 # ---- the cases --------------------------------------------------------------------------
