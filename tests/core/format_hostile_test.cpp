@@ -719,3 +719,31 @@ TEST_CASE("hostile pickle: torch.Tensor() must be built once, with a view inside
   require_refused(payload(pkl(dict_of_tensor(global("torch", "Tensor") + "(K\x01tR")), {{"data/0", data}}),
                   "torch.Tensor called with arguments");
 }
+
+TEST_CASE("hostile pickle: empty views are bounds-checked too", "[format][hostile]") {
+  const std::string data(16, '\0');  // 4 floats
+  // sizes (0, 3): no elements; an offset at the storage's end is allowed, beyond it is not.
+  CHECK(outcome_of(payload(pkl(dict_of_tensor(tensor_v2(int1(4), int1(4), "K\x00K\x03\x86"s, "K\x03K\x01\x86"))),
+                           {{"data/0", data}})) == Outcome::loaded);
+  require_refused(payload(pkl(dict_of_tensor(tensor_v2(int1(4), int1(5), "K\x00K\x03\x86"s, "K\x03K\x01\x86"))),
+                          {{"data/0", data}}),
+                  "an empty tensor view starts at element 5 of storage '0', which has 4");
+}
+
+TEST_CASE("the budget counts every value the reader builds, strings included", "[format][hostile]") {
+  // 10,000 distinct 20-character strings in a list: each is a node, a body and its heap
+  // text; a reader that did not charge them would under-count by about 1.2 MB.
+  std::string items = "](";
+  for (int i = 0; i < 10000; ++i) {
+    char text[32];
+    std::snprintf(text, sizeof text, "string-%013d", i);
+    items += unicode(text);
+  }
+  items += "e";
+  const std::string bytes = payload(pkl("}(" + unicode("names") + items + "u"));
+  MemorySource source(bytes);
+  CheckpointLayout layout = read_layout(source);
+  REQUIRE(layout.budget);
+  CHECK(layout.budget->used() >= 10000 * (Value::kNodeBytes + Value::kBodyBytes + 21));
+  CHECK(layout.budget->used() <= layout.budget->limit());
+}

@@ -208,6 +208,23 @@ TEST_CASE("a dict keyed 200,000 times by one memoized key is one entry, as Pytho
   CHECK(dict.begin()->value().toInt() == 200000 % 200);  // the last value wins
 }
 
+TEST_CASE("keys Python takes for one (1, True, 1.0; None twice) are one entry with the last value", "[format][hostile]") {
+  TestDir dir("hostile-decode");
+  Pickle p;
+  p.op('}').op('(').unicode("d").op('}').op('(');
+  p.int1(1).unicode("int").op('\x88').unicode("bool").op('G').out += std::string("\x3f\xf0\0\0\0\0\0\0", 8);  // 1.0
+  p.unicode("float").op('N').unicode("none").op('N').unicode("none again");
+  p.op('u').op('u').op('.');
+  State state = load_file(write_payload(dir / "keys.pth", p.out));
+  // None keys: a list of (key, value) pairs (docs/format.md); the 1/True/1.0 key once.
+  auto pairs = state.at("d").toList();
+  REQUIRE(pairs.size() == 2);
+  CHECK(pairs.get(0).toTupleRef().elements()[0].toInt() == 1);
+  CHECK(pairs.get(0).toTupleRef().elements()[1].toStringRef() == "float");
+  CHECK(pairs.get(1).toTupleRef().elements()[0].isNone());
+  CHECK(pairs.get(1).toTupleRef().elements()[1].toStringRef() == "none again");
+}
+
 TEST_CASE("a shared DAG loads to the meta device without expanding it; views and sharing survive", "[format][hostile]") {
   TestDir dir("hostile-decode");
   // t0 = a tensor; t(i+1) = (t(i), t(i)), 40 levels: 2^40 paths, 41 nodes.
@@ -257,4 +274,6 @@ TEST_CASE("sparse indices outside the size are a FormatError naming the file", "
   save_file(state, dir / "bad_sparse.pth");  // writing does not validate, as torch.save
   CHECK_THROWS_AS(load_file(dir / "bad_sparse.pth"), FormatError);
   CHECK_THROWS_WITH(load_file(dir / "bad_sparse.pth"), Catch::Contains("bad_sparse.pth"));
+  // libtorch's message without its C++ backtrace (c10::Error::what_without_backtrace).
+  CHECK_THROWS_WITH(load_file(dir / "bad_sparse.pth"), !Catch::Contains("Exception raised from"));
 }
