@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "support/memory_source.hpp"
 #include "ckpt/errors.hpp"
 #include "format/checkpoint_format.hpp"
 #include "format/pickle_writer.hpp"
@@ -28,25 +29,8 @@ using namespace std::string_literals;  // "...\x00..."s keeps its NUL bytes
 
 namespace {
 
-class MemorySource final : public PayloadSource {
- public:
-  explicit MemorySource(const std::string& bytes) : bytes_(bytes) {}
-  std::uint64_t size() const override { return bytes_.size(); }
-  void read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
-    if (offset > bytes_.size() || n > bytes_.size() - offset) {
-      throw FormatError(ErrorCode::format, "read beyond the end of the payload");
-    }
-    std::memcpy(buffer, bytes_.data() + offset, n);
-  }
-
- private:
-  const std::string& bytes_;
-};
-
-struct StringSink final : ByteSink {
-  std::string bytes;
-  void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-};
+using test::MemorySource;
+using test::StringSink;
 
 CheckpointLayout read(const std::string& bytes) {
   MemorySource source(bytes);

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/memory_source.hpp"
 #include "ckpt/errors.hpp"
 #include "ckpt/inspect.hpp"
 #include "format/checkpoint_format.hpp"
@@ -26,25 +27,8 @@ using format::Value;
 
 namespace {
 
-class MemorySource final : public PayloadSource {
- public:
-  explicit MemorySource(const std::string& bytes) : bytes_(bytes) {}
-  std::uint64_t size() const override { return bytes_.size(); }
-  void read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
-    if (offset > bytes_.size() || n > bytes_.size() - offset) {
-      throw FormatError(ErrorCode::format, "read beyond the end of the payload");
-    }
-    std::memcpy(buffer, bytes_.data() + offset, n);
-  }
-
- private:
-  const std::string& bytes_;
-};
-
-struct StringSink final : ByteSink {
-  std::string bytes;
-  void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-};
+using test::MemorySource;
+using test::StringSink;
 
 PayloadInfo show(const std::string& bytes, bool stats = false, InspectCounters* counters = nullptr) {
   MemorySource source(bytes);

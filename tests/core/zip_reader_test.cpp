@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "support/memory_source.hpp"
 #include "ckpt/errors.hpp"
 #include "ckpt/file_system.hpp"
 #include "format/zip_reader.hpp"
@@ -28,20 +29,8 @@ using namespace std::string_literals;  // "...\x00..."s keeps its NUL bytes
 
 namespace {
 
-class MemorySource final : public PayloadSource {
- public:
-  explicit MemorySource(const std::string& bytes) : bytes_(bytes) {}
-  std::uint64_t size() const override { return bytes_.size(); }
-  void read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
-    if (offset > bytes_.size() || n > bytes_.size() - offset) {
-      throw FormatError(ErrorCode::format, "read beyond the end of the payload");
-    }
-    std::memcpy(buffer, bytes_.data() + offset, n);
-  }
-
- private:
-  const std::string& bytes_;
-};
+using test::MemorySource;
+using test::StringSink;
 
 // Counts what is read through it: the total, and the largest single read (a reader reads
 // into memory it holds, so this bounds its buffers).
@@ -59,11 +48,6 @@ class CountingSource final : public PayloadSource {
 
  private:
   PayloadSource& inner_;
-};
-
-struct StringSink final : ByteSink {
-  std::string bytes;
-  void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
 };
 
 constexpr std::uint64_t kMiB = 1 << 20;
