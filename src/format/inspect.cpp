@@ -416,8 +416,10 @@ class Payload {
   template <typename T>
   void append(std::vector<T>& out, T item, std::uint64_t extra) {
     if (out.size() == out.capacity()) {
+      // The whole new buffer: while it is filled the old one is alive too (fuzzing found
+      // 16% over the budget when only the growth was charged).
       const std::size_t grown = std::max<std::size_t>(16, 2 * out.capacity());
-      charge(sat_mul(grown - out.capacity(), sizeof(T)));
+      charge(sat_mul(grown, sizeof(T)));
       out.reserve(grown);
     }
     charge(extra);

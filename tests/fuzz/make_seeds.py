@@ -6,7 +6,9 @@
 Two kinds of seeds:
   py_*       valid payloads written by torch.save (torch 1.13): zip and legacy layouts,
              several dtypes, views, OrderedDict state_dicts, nn.Parameter, optimizer
-             state, pickle protocols 2 and 4.
+             state, pickle protocols 2 and 4; and (py_*_dec_*, for the decoder and the
+             inspector targets) meta and sparse COO tensors, torch.dtype values, a bare
+             storage, non-dict roots, non-str dict keys.
   hostile_*  hand-made payloads that must be refused with a FormatError: unsafe names,
              compressed or duplicate records, absurd central directories and ZIP64
              records, disallowed globals, NEWOBJ, bad memo references, overflowing sizes,
@@ -88,6 +90,31 @@ def torch_seeds():
                  "config": config, "rng": torch.get_rng_state(), "tied": [model[4].weight, model[4].weight]}
     save("py_zip_realistic.pt", realistic)
     save("py_legacy_realistic.pt", realistic, _use_new_zipfile_serialization=False)
+    decoder_seeds(save)
+
+
+def decoder_seeds(save):
+    """What the reader accepts beyond plain dicts of dense tensors: seeds for fuzz_decode
+    and fuzz_inspect (the reader reads them; the decoder and the inspector convert them)."""
+    import torch
+
+    sparse = torch.sparse_coo_tensor([[0, 1, 1], [2, 0, 2]], [3.0, 4.0, 5.0], (2, 3))
+    seeds = {
+        "meta": {"m": torch.empty(2, 3, device="meta"), "h": torch.empty(4, dtype=torch.float16, device="meta"),
+                 "w": torch.ones(2)},
+        "sparse": {"s": sparse, "i": torch.sparse_coo_tensor(torch.zeros(1, 0, dtype=torch.long), torch.zeros(0), (4,)),
+                   "dense": torch.arange(3)},
+        "dtypes_values": {"dt": torch.float16, "all": [torch.float32, torch.int8, torch.bool, torch.complex64],
+                          "w": torch.zeros(1, dtype=torch.bfloat16)},
+        "keys": {1: "one", 2.5: "float", True: "bool", None: "none", (1, 2): "tuple", "s": torch.ones(1)},
+        "list_root": [torch.arange(2), 1, "x", [2.5, None], {"k": torch.zeros(2, 2).t()}],
+    }
+    for name, obj in seeds.items():
+        save(f"py_zip_dec_{name}.pt", obj)
+    save("py_legacy_dec_sparse.pt", seeds["sparse"], _use_new_zipfile_serialization=False)
+    save("py_legacy_dec_keys.pt", seeds["keys"], _use_new_zipfile_serialization=False)
+    save("py_zip_dec_storage_root.pt", torch.arange(5, dtype=torch.int16).storage())
+    save("py_zip_dec_tensor_list_root.pt", [torch.ones(2, 2), torch.ones(2, 2)[0]])
 
 
 # --------------------------------------------------------------------------- hostile seeds
@@ -264,6 +291,16 @@ def _two_roots(good):
 
 
 if __name__ == "__main__":
+    if os.environ.get("CKPT_SEEDS_ONLY") == "decoder":  # only the decoder_seeds (kept apart)
+        import torch  # noqa: F401
+
+        def save_only(name, obj, **kwargs):
+            buffer = io.BytesIO()
+            torch.save(obj, buffer, **kwargs)
+            write(name, buffer.getvalue())
+
+        decoder_seeds(save_only)
+        sys.exit(0)
     hostile_seeds()
     if os.environ.get("CKPT_SEEDS_NO_TORCH") != "1":
         torch_seeds()
