@@ -199,13 +199,17 @@ void PickleReader::memo_put(std::uint64_t index) {
     if (index >= memo_.size()) {
       const std::size_t before = memo_.capacity();
       memo_.resize(index + 1);
-      charge((memo_.capacity() - before) * sizeof(ValuePtr));
+      if (memo_.capacity() != before) charge(memo_.capacity() * sizeof(ValuePtr));  // old and new buffers
     }
+    if (!memo_[index] && !sparse_memo_.count(index)) ++memo_count_;
     memo_[index] = std::move(value);
     return;
   }
   auto [it, fresh] = sparse_memo_.emplace(index, nullptr);
-  if (fresh) charge(64);  // a node of the map and its bucket
+  if (fresh) {
+    charge(64);  // a node of the map and its bucket
+    ++memo_count_;  // sparse ids lie beyond the vector
+  }
   it->second = std::move(value);
 }
 
@@ -404,7 +408,8 @@ ValuePtr PickleReader::rebuild_sparse_tensor(const std::vector<ValuePtr>& args) 
   tensor->sizes = int_tuple(data[2], "a sparse tensor's size");
   const auto& indices = *tensor->indices;
   const auto& values = *tensor->values;
-  if (indices.layout != TensorLayout::strided || values.layout != TensorLayout::strided || indices.dtype() != DType::int64 ||
+  if (indices.layout != TensorLayout::strided || values.layout != TensorLayout::strided || !indices.storage ||
+      !values.storage || indices.dtype() != DType::int64 ||
       indices.sizes.size() != 2 || values.sizes.empty() ||
       static_cast<std::size_t>(indices.sizes[0]) + values.sizes.size() - 1 != tensor->sizes.size() ||
       indices.sizes[1] != values.sizes[0]) {
@@ -432,6 +437,8 @@ void PickleReader::build_tensor(TensorInfo& tensor, const std::vector<ValuePtr>&
     view.sizes = int_tuple(state[2], "a tensor state's size");
     view.strides = int_tuple(state[3], "a tensor state's stride");
     check_view(view, element_size(view.storage->dtype), view.storage->numel, view.storage->key);
+    view.requires_grad = tensor.requires_grad;
+    view.is_parameter = tensor.is_parameter;
     tensor = std::move(view);
     return;
   }
@@ -465,6 +472,9 @@ ValuePtr PickleReader::reduce(const ValuePtr& callable, const ValuePtr& args_val
   if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
     if (args.size() < 2) fail("data.pkl: parameter rebuild with {} arguments", args.size());
     auto source = expect(args[0], ValueKind::tensor, "a parameter's data")->tensor();
+    if (source->layout == TensorLayout::strided && !source->storage) {
+      fail("data.pkl: a parameter of a torch.Tensor() that has no state yet");
+    }
     charge(Value::kNodeBytes + Value::kBodyBytes + sizeof(TensorInfo) + 16 + 8 * (source->sizes.size() + source->strides.size()));
     auto tensor = std::make_shared<TensorInfo>(*source);
     tensor->requires_grad = expect(args[1], ValueKind::boolean, "requires_grad")->boolean();
@@ -624,7 +634,7 @@ ValuePtr PickleReader::load() {
       }
       case kBinPut: memo_put(read_uint(1)); break;
       case kLongBinPut: memo_put(read_uint(4)); break;
-      case kMemoize: memo_put(memo_.size()); break;
+      case kMemoize: memo_put(memo_count_); break;  // Python's len(memo)
       case kBinGet: push(memo_get(read_uint(1))); break;
       case kLongBinGet: push(memo_get(read_uint(4))); break;
       case kGlobal: {

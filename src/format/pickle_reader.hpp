@@ -80,6 +80,7 @@ class PickleReader {
   std::vector<std::size_t> marks_;
   std::vector<ValuePtr> memo_;                               // dense ids
   std::unordered_map<std::uint64_t, ValuePtr> sparse_memo_;  // the others
+  std::uint64_t memo_count_ = 0;                             // distinct ids set: MEMOIZE's next
   std::unordered_map<std::string, std::shared_ptr<StorageInfo>> storages_;
   std::vector<std::shared_ptr<StorageInfo>> storage_order_;
   std::vector<std::shared_ptr<TensorInfo>> unbuilt_;  // torch.Tensor() awaiting BUILD

@@ -311,6 +311,7 @@ struct ScalarKey {
     if (cls == 0) return true;
     if (cls == 1) {
       if (integral && o.integral) return integer == o.integer && is_unsigned == o.is_unsigned;
+      if (integral != o.integral) return false;  // an int equals only a whole float, which is integral
       return number == o.number;
     }
     return *text == *o.text;
@@ -341,9 +342,17 @@ std::optional<ScalarKey> scalar_key(const Value& key) {
       return k;
     case ValueKind::floating: {
       k.cls = 1, k.number = key.floating();
-      // 2.0 == 2 in Python: an integral float is the int key.
-      if (std::isfinite(k.number) && std::trunc(k.number) == k.number && std::fabs(k.number) < 9.2e18) {
-        k.integral = true, k.integer = static_cast<std::int64_t>(k.number);
+      // NaN equals nothing, not even another NaN: only the same object is the same key
+      // (distinct_entries finds that by identity).
+      if (std::isnan(k.number)) return std::nullopt;
+      // 2.0 == 2 in Python: a whole float in the int64 or uint64 range is that int key.
+      if (std::isfinite(k.number) && std::trunc(k.number) == k.number) {
+        if (k.number >= -9223372036854775808.0 && k.number < 9223372036854775808.0) {
+          k.integral = true, k.integer = static_cast<std::int64_t>(k.number);
+        } else if (k.number >= 9223372036854775808.0 && k.number < 18446744073709551616.0) {
+          k.integral = true, k.is_unsigned = true;
+          k.integer = static_cast<std::int64_t>(static_cast<std::uint64_t>(k.number));
+        }
       }
       return k;
     }

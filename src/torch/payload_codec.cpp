@@ -19,6 +19,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fmt/format.h>
 #include <unordered_map>
 #include <unordered_set>
@@ -115,6 +116,12 @@ class Encoder {
           cannot_save(where, fmt::format("dict keys must be strings, ints, bools or floats, found a {}", key.tagKind()));
         }
         dict->add_entry(key_value, convert(entry.value(), fmt::format("{}['{}']", where, key_text), depth + 1));
+      }
+      // A c10 Dict(Any) can hold 1 and True (or 1 and 1.0) apart; Python cannot: written,
+      // one would silently replace the other when the file is read.
+      if (!value.toGenericDict().keyType()->cast<c10::StringType>() &&
+          format::distinct_entries(*dict).size() != dict->entries().size()) {
+        cannot_save(where, "two keys of this dict are one key in Python (1, 1.0 and True are equal keys there)");
       }
       return dict;
     }
@@ -289,14 +296,22 @@ class Decoder {
   c10::IValue dict(const Value& value, int depth) {
     const std::vector<format::Entry> entries = format::distinct_entries(value);
     charge(kContainerBytes + 32 * value.entries().size() + kDictEntryBytes * entries.size());
-    bool string_keys = true, int_keys = true, hashable = true;
+    bool string_keys = true, int_keys = true, hashable = true, has_str = false, has_bytes = false;
     for (const auto& [key, item] : entries) {
       const ValueKind kind = key->kind();
       string_keys &= kind == ValueKind::string;
       int_keys &= kind == ValueKind::integer;
-      hashable &= kind == ValueKind::string || kind == ValueKind::integer || kind == ValueKind::boolean ||
-                  kind == ValueKind::floating || kind == ValueKind::bytes;
+      has_str |= kind == ValueKind::string;
+      has_bytes |= kind == ValueKind::bytes;
+      // c10 hashes str, int, bool and float keys; a NaN key (never equal, even to
+      // itself, in c10) and an int beyond 2^63 (its IValue is the int64 with the same
+      // bits, another key's) would be lost in a Dict.
+      hashable &= (kind == ValueKind::string || kind == ValueKind::integer || kind == ValueKind::boolean ||
+                   kind == ValueKind::floating || kind == ValueKind::bytes) &&
+                  !(kind == ValueKind::floating && std::isnan(key->floating())) && !key->is_unsigned();
     }
+    // bytes become str IValues: b'a' and 'a' would be one key.
+    hashable &= !(has_str && has_bytes);
     if (!hashable) {
       c10::impl::GenericList pairs(c10::TupleType::create({c10::AnyType::get(), c10::AnyType::get()}));
       for (const auto& [key, item] : entries) {

@@ -731,3 +731,32 @@ TEST_CASE("the budget counts every value the reader builds, strings included", "
   CHECK(layout.budget->used() >= 10000 * (Value::kNodeBytes + Value::kBodyBytes + 21));
   CHECK(layout.budget->used() <= layout.budget->limit());
 }
+
+TEST_CASE("review findings: unbuilt tensors in sparse or parameter rebuilds, MEMOIZE after BINPUT, NaN and large keys",
+          "[format][hostile]") {
+  const std::string empty_tensor = global("torch", "Tensor") + ")R";
+  const std::string layout = global("torch.serialization", "_get_layout") + "(" + unicode("torch.sparse_coo") + "tR";
+  require_refused(payload(pkl(dict_of_tensor(global("torch._utils", "_rebuild_sparse_tensor") + "(" + layout + "(" +
+                                             empty_tensor + empty_tensor + "(K\x01tttR"))),
+                  "do not match its size");
+  require_refused(payload(pkl(dict_of_tensor(global("torch._utils", "_rebuild_parameter") + "(" + empty_tensor + "\x89tR"))),
+                  "has no state yet");
+  // MEMOIZE takes len(memo) (1 here, after BINPUT 5), as Python's unpickler does.
+  std::string message;
+  CHECK(outcome_of(payload(pkl("}(" + unicode("a") + "q\x05" + unicode("x") + "\x94" + unicode("b") + "h\x01u")),
+                   &message) == Outcome::loaded);
+  INFO(message);
+  // 40 NaN keys are 40 keys (a NaN equals nothing); the int 2^63-1 and the float 2^63 are
+  // two keys, the float 5.0 and the int 5 one.
+  std::string keys = "}(";
+  for (int i = 0; i < 40; ++i) keys += "G\x7f\xf8\x00\x00\x00\x00\x00\x00"s + int1(i);
+  keys += "\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x7f"s + int1(1) + "G\x43\xe0\x00\x00\x00\x00\x00\x00"s + int1(2);
+  keys += "G\x40\x14\x00\x00\x00\x00\x00\x00"s + int1(3) + int1(5) + int1(4) + "u";
+  const std::string bytes = payload(pkl("}(" + unicode("d") + keys + "u"));
+  MemorySource source(bytes);
+  CheckpointLayout parsed = read_layout(source);
+  const auto& dict = parsed.root->entries().at(0).second;
+  const auto distinct = distinct_entries(*dict);
+  CHECK(distinct.size() == 43);
+  CHECK(distinct.back().second->integer() == 4);  // 5.0 then 5: one key, the last value
+}

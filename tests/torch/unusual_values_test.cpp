@@ -225,6 +225,27 @@ TEST_CASE("keys Python takes for one (1, True, 1.0; None twice) are one entry wi
   CHECK(pairs.get(1).toTupleRef().elements()[1].toStringRef() == "none again");
 }
 
+TEST_CASE("a dict whose keys Python would merge is refused when saved; NaN keys load as pairs", "[format][hostile]") {
+  TestDir dir("hostile-decode");
+  c10::impl::GenericDict dict(c10::AnyType::get(), c10::AnyType::get());
+  dict.insert(c10::IValue(int64_t{1}), c10::IValue(std::string("int")));
+  dict.insert(c10::IValue(true), c10::IValue(std::string("bool")));
+  State state;
+  state.set("d", dict);
+  CHECK_THROWS_AS(save_file(state, dir / "merged.pth"), FormatError);
+  CHECK_THROWS_WITH(save_file(state, dir / "merged.pth"), Catch::Contains("one key in Python"));
+  // Two NaN keys: two entries (c10 cannot keep them in a Dict: a list of pairs).
+  Pickle p;
+  p.op('}').op('(').unicode("d").op('}').op('(');
+  for (int i = 0; i < 2; ++i) {
+    p.op('G').out += std::string("\x7f\xf8\0\0\0\0\0\0", 8);
+    p.int1(static_cast<std::uint8_t>(i));
+  }
+  p.op('u').op('u').op('.');
+  State loaded = load_file(write_payload(dir / "nan.pth", p.out));
+  CHECK(loaded.at("d").toList().size() == 2);
+}
+
 TEST_CASE("a shared DAG loads to the meta device without expanding it; views and sharing survive", "[format][hostile]") {
   TestDir dir("hostile-decode");
   // t0 = a tensor; t(i+1) = (t(i), t(i)), 40 levels: 2^40 paths, 41 nodes.
