@@ -15,16 +15,17 @@ using namespace ckpt::test;
 namespace {
 
 std::string python_cases_dir() {
-  static const std::string dir = [] {
-    TestDir* keep = new TestDir("unusual");  // lives for the whole run
+  static const TestDir dir("unusual");  // written once, removed at exit
+  static const bool written = [] {
     const std::string script = std::string(CKPT_SOURCE_DIR) + "/tests/python/unusual_values.py";
     auto result = run_command(std::string(CKPT_PYTHON) + " " + shell_quote(script) + " write " +
-                              shell_quote(keep->path().string()) + " 2>&1");
+                              shell_quote(dir.path().string()) + " 2>&1");
     INFO(result.output);
     REQUIRE(result.exit_code == 0);
-    return keep->path().string();
+    return true;
   }();
-  return dir;
+  (void)written;
+  return dir.path().string();
 }
 
 std::filesystem::path python_case(const std::string& name) { return std::filesystem::path(python_cases_dir()) / (name + ".pth"); }
