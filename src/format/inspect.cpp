@@ -152,16 +152,6 @@ const char* layout_name(TensorLayout layout) {
   return "unknown";
 }
 
-// A bare storage as a 1-D view of all its elements.
-TensorInfo whole_storage(const std::shared_ptr<StorageInfo>& storage) {
-  TensorInfo t;
-  t.storage = storage;
-  const std::uint64_t numel = std::min<std::uint64_t>(storage->numel, static_cast<std::uint64_t>(INT64_MAX));
-  t.sizes = {static_cast<std::int64_t>(numel)};
-  t.strides = {1};
-  return t;
-}
-
 // ---------------------------------------------------------------- texts
 
 // Python's repr of a float: 1.0, 0.1, 1e+16, inf, nan.
@@ -553,7 +543,7 @@ class Payload {
       if (!view || view->layout != TensorLayout::strided) return;
       result = &stats_of(*view, view);
     } else if (value.kind() == ValueKind::storage && value.storage()) {
-      const TensorInfo whole = whole_storage(value.storage());
+      const TensorInfo whole = format::whole_storage_view(value.storage());
       result = &stats_of(whole, value.storage().get());
     }
     if (result) {
@@ -742,7 +732,7 @@ class Differ {
     }
     if (av.kind() == ValueKind::storage) {
       if (!av.storage() || !bv.storage()) return std::nullopt;
-      const TensorInfo at = whole_storage(av.storage()), bt = whole_storage(bv.storage());
+      const TensorInfo at = format::whole_storage_view(av.storage()), bt = format::whole_storage_view(bv.storage());
       return compare_tensors(path, ae, at, be, bt);
     }
     if (same_value(av, bv)) return std::nullopt;

@@ -42,7 +42,12 @@ void append_hex(std::string& out, const char* prefix, std::uint32_t value) {
   out += kDigits[value & 0xf];
 }
 
-std::string escape(std::string_view text, bool double_backslashes) {
+// How escape() treats valid UTF-8: for a terminal (controls escaped, backslashes doubled
+// or not), or for JSON (passed through: nlohmann escapes controls). Invalid bytes are
+// \xNN in every mode.
+enum class Mode { printable, message, json };
+
+std::string escape(std::string_view text, Mode mode) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
@@ -53,8 +58,10 @@ std::string escape(std::string_view text, bool double_backslashes) {
       ++i;
       continue;
     }
-    if (code == '\\') {
-      out += double_backslashes ? "\\\\" : "\\";
+    if (mode == Mode::json) {
+      out.append(text.substr(i, n));
+    } else if (code == '\\') {
+      out += mode == Mode::printable ? "\\\\" : "\\";
     } else if (code == '\n') {
       out += "\\n";
     } else if (code == '\r') {
@@ -75,25 +82,10 @@ std::string escape(std::string_view text, bool double_backslashes) {
 
 }  // namespace
 
-std::string printable(std::string_view text) { return escape(text, true); }
+std::string printable(std::string_view text) { return escape(text, Mode::printable); }
 
-std::string printable_message(std::string_view text) { return escape(text, false); }
+std::string printable_message(std::string_view text) { return escape(text, Mode::message); }
 
-std::string json_safe(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size();) {
-    std::uint32_t code = 0;
-    const std::size_t n = utf8_sequence(text, i, code);
-    if (n == 0) {
-      append_hex(out, "\\x", static_cast<std::uint8_t>(text[i]));
-      ++i;
-    } else {
-      out.append(text.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
+std::string json_safe(std::string_view text) { return escape(text, Mode::json); }
 
 }  // namespace ckpt::format

@@ -1,6 +1,8 @@
 #include "format/value.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -50,6 +52,14 @@ std::optional<DType> dtype_from_torch_name(std::string_view name) noexcept {
     if (entry.name == name || (!entry.alias.empty() && entry.alias == name)) return entry.dtype;
   }
   return std::nullopt;
+}
+
+TensorInfo whole_storage_view(const std::shared_ptr<StorageInfo>& storage) {
+  TensorInfo view;
+  view.storage = storage;
+  view.sizes = {static_cast<std::int64_t>(std::min<std::uint64_t>(storage->numel, static_cast<std::uint64_t>(INT64_MAX)))};
+  view.strides = {1};
+  return view;
 }
 
 std::string_view kind_name(ValueKind kind) noexcept {

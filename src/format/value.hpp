@@ -84,6 +84,10 @@ struct TensorInfo {
   }
 };
 
+// A bare storage (torch.save of a TypedStorage) read as a value: a 1-D view of all of
+// it (docs/format.md). Its size saturates at 2^63 - 1 elements.
+TensorInfo whole_storage_view(const std::shared_ptr<StorageInfo>& storage);
+
 enum class ValueKind : std::uint8_t {
   none, boolean, integer, floating, string, bytes, list, tuple, dict, tensor, storage, global, dtype,
 };

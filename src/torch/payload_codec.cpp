@@ -270,11 +270,7 @@ class Decoder {
       case ValueKind::storage: {
         // A bare storage (torch.save of a TypedStorage): a 1-D tensor of its dtype over all
         // of it, the nearest value an IValue holds (docs/format.md).
-        format::TensorInfo whole;
-        whole.storage = value.storage();
-        whole.sizes = {static_cast<std::int64_t>(whole.storage->numel)};
-        whole.strides = {1};
-        return tensor(whole);
+        return tensor(format::whole_storage_view(value.storage()));
       }
       case ValueKind::tuple: {
         std::vector<c10::IValue> items;

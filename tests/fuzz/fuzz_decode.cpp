@@ -58,32 +58,6 @@ constexpr std::int64_t kTorchSlack = 1 << 20;
 
 const std::filesystem::path kName = "fuzz-input.pth";
 
-std::int64_t tensor_bytes(const ckpt::format::CheckpointLayout& layout) {
-  std::int64_t total = 0;
-  for (const auto& [key, location] : layout.locations) total += static_cast<std::int64_t>(location.nbytes);
-  return total;
-}
-
-// Runs `call` under the meter; a FormatError or CorruptError is the expected refusal,
-// anything else escapes.
-template <typename Call>
-void measured(const char* step, std::string_view bytes, std::int64_t tensors, Call&& call) {
-  ckpt::fuzz::MemorySource source(bytes);
-  start_tracking();
-  try {
-    call(source);
-    stop_tracking();
-    if (g_verbose) std::fprintf(stderr, "  %s: ok\n", step);
-  } catch (const ckpt::FormatError& error) {
-    stop_tracking();
-    if (g_verbose) std::fprintf(stderr, "  %s: FormatError: %s\n", step, error.what());
-  } catch (const ckpt::CorruptError& error) {
-    stop_tracking();
-    if (g_verbose) std::fprintf(stderr, "  %s: CorruptError: %s\n", step, error.what());
-  }
-  check_peak(kTarget, step, g_peak.load(), structure_bound(bytes.size()) + tensors + kTorchSlack, bytes.size());
-}
-
 void run_one(std::string_view bytes, bool also_meta) {
   std::int64_t tensors = 0;
   try {
@@ -94,14 +68,18 @@ void run_one(std::string_view bytes, bool also_meta) {
     return;
   }
   if (g_verbose) std::fprintf(stderr, "  read_layout: ok, %lld tensor bytes\n", static_cast<long long>(tensors));
-  measured("decode", bytes, tensors, [](ckpt::PayloadSource& source) {
+  const std::int64_t limit = structure_bound(bytes.size()) + tensors + kTorchSlack;
+  measured(kTarget, "decode", bytes.size(), limit, [&] {
+    MemorySource source(bytes);
     ckpt::State state = ckpt::torch_layer::decode(source, ckpt::LoadOptions{}, kName);
   });
-  measured("decode_value", bytes, tensors, [](ckpt::PayloadSource& source) {
+  measured(kTarget, "decode_value", bytes.size(), limit, [&] {
+    MemorySource source(bytes);
     c10::IValue value = ckpt::torch_layer::decode_value(source, ckpt::LoadOptions{}, kName);
   });
   if (also_meta) {
-    measured("decode_value(meta)", bytes, tensors, [](ckpt::PayloadSource& source) {
+    measured(kTarget, "decode_value(meta)", bytes.size(), limit, [&] {
+      MemorySource source(bytes);
       ckpt::LoadOptions options;
       options.device = c10::Device(c10::kMeta);
       c10::IValue value = ckpt::torch_layer::decode_value(source, options, kName);
@@ -142,12 +120,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   const bool also_meta = (size > 0 && (data[0] & 1) != 0) || (size & 1) != 0;
-  run_one(bytes, also_meta);
-  if (looks_like_zip(data, size)) {
-    std::string fixed(bytes);
-    if (fix_crcs(fixed)) run_one(fixed, also_meta);
-  }
+  run_input(data, size, [&](std::string_view bytes) { run_one(bytes, also_meta); });
   return 0;
 }

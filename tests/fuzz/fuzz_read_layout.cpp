@@ -71,11 +71,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
-  run_one(bytes);
-  if (looks_like_zip(data, size)) {
-    std::string fixed(bytes);
-    if (fix_crcs(fixed)) run_one(fixed);
-  }
+  run_input(data, size, [](std::string_view bytes) { run_one(bytes); });
   return 0;
 }

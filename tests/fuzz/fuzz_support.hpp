@@ -164,6 +164,45 @@ inline bool fix_crcs(std::string& bytes) {
   return changed;
 }
 
+// The bytes a layout's storages declare: what a decoder or inspector reads into memory
+// beyond the budget.
+inline std::int64_t tensor_bytes(const format::CheckpointLayout& layout) {
+  std::int64_t total = 0;
+  for (const auto& [key, location] : layout.locations) total += static_cast<std::int64_t>(location.nbytes);
+  return total;
+}
+
+// Runs `call` under the heap meter: a FormatError or CorruptError is the expected refusal
+// (printed with CKPT_FUZZ_VERBOSE), anything else escapes to libFuzzer. Then the peak must
+// stay under `limit`.
+template <typename Call>
+void measured(const char* target, const char* step, std::size_t input_size, std::int64_t limit, Call&& call) {
+  start_tracking();
+  try {
+    call();
+    stop_tracking();
+    if (g_verbose) std::fprintf(stderr, "  %s: ok\n", step);
+  } catch (const FormatError& error) {
+    stop_tracking();
+    if (g_verbose) std::fprintf(stderr, "  %s: FormatError: %s\n", step, error.what());
+  } catch (const CorruptError& error) {
+    stop_tracking();
+    if (g_verbose) std::fprintf(stderr, "  %s: CorruptError: %s\n", step, error.what());
+  }
+  check_peak(target, step, g_peak.load(), limit, input_size);
+}
+
+// Runs `run` on an input, and on a zip once more with its CRCs recomputed (fix_crcs).
+template <typename Run>
+void run_input(const std::uint8_t* data, std::size_t size, Run&& run) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  run(bytes);
+  if (looks_like_zip(data, size)) {
+    std::string fixed(bytes);
+    if (fix_crcs(fixed)) run(std::string_view(fixed));
+  }
+}
+
 }  // namespace ckpt::fuzz
 
 #if CKPT_FUZZ_TRACK_MEMORY
