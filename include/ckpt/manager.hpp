@@ -44,8 +44,10 @@ class CheckpointManager {
   CheckpointManager& operator=(CheckpointManager&&) noexcept;
 
   // Replaces best_model.pth with `state`; the caller has decided it is the best.
-  // `metric` is recorded in the index. Returns the committed index row.
-  CheckpointRecord save_best_model(const State& state, double metric);
+  // `metric` is recorded in the index, and so is the epoch the state is of (`epoch`, else
+  // the state's int `epoch` entry) and every numeric top-level entry of the state as a
+  // named metric. Returns the committed index row.
+  CheckpointRecord save_best_model(const State& state, double metric, std::optional<std::int64_t> epoch = std::nullopt);
   // The best model's state with tensors on the manager's device, or nullopt if there is
   // none (or it was found corrupt and quarantined).
   std::optional<State> load_best_model();
@@ -53,6 +55,9 @@ class CheckpointManager {
   // Saves checkpoint_epoch_<epoch>.pth (replacing one of that epoch), then keeps only
   // the max_to_keep most recently committed epochs (an epoch not above those already
   // there supersedes them: they are rotated out first, with a warning). REQUIRES: epoch >= 0.
+  // Every int or float top-level entry of the state (val_acc, train_loss, ...) is recorded
+  // as a named metric of the checkpoint (the index's `metrics` table); `metric` defaults to
+  // the state's `val_acc`, as the guide's examples name it.
   CheckpointRecord save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                          std::optional<double> metric = std::nullopt);
   // The state to resume from: the most recently committed epoch or interrupt

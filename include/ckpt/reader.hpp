@@ -30,7 +30,8 @@ struct CheckpointEvent {
 struct VerifyResult {
   CheckpointRecord record;
   bool ok = false;
-  std::string problem;  // empty when ok: "missing", "size 10 != 20", "hash ... != ..."
+  std::string problem;  // empty when ok: "missing", "size 10 != 20", "hash ... != ...",
+                        // "would not load: <the restricted reader's refusal>"
 };
 
 class CheckpointReader {
@@ -49,6 +50,12 @@ class CheckpointReader {
   std::optional<CheckpointRecord> latest() const;
   std::optional<CheckpointRecord> best() const;
   std::vector<CheckpointEvent> events() const;
+  // Every named metric of every row (history included), by checkpoint id, then in the
+  // order recorded.
+  std::vector<NamedMetric> metrics() const;
+  // What CheckpointStore::gc(keep) would remove now (rotation's order; default: the
+  // retention the last writer used, else 5; 0 keeps all). Changes nothing.
+  std::vector<CheckpointRecord> gc_plan(std::optional<int> keep = std::nullopt) const;
   // The retention the last writer used, if recorded.
   std::optional<int> max_to_keep() const;
   // SQLite's integrity check of the index: "ok", or what is damaged.

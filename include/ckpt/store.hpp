@@ -59,6 +59,37 @@ struct CheckpointRecord {
   // Position in the directory's order of commits (1, 2, ...): what "newest" means for
   // resume and rotation. 0 for a row that was never committed (pending, aborted).
   std::int64_t commit_seq = 0;
+  // Where `metric` came from, in words: "the save's argument", "val_acc in the state",
+  // "epoch 12, the same content"; empty when there is no metric.
+  std::string metric_source;
+  // The epoch the checkpoint's state is of: an epoch checkpoint's own epoch; for the best
+  // model and an interrupt checkpoint the state's `epoch` entry (or the save's argument),
+  // when known.
+  std::optional<std::int64_t> state_epoch;
+  // How the row came to be (docs/schema.md): "saved" by a save call (also one recovery
+  // rolled forward), "adopted" (a complete file found without a row: copied in, or
+  // written by another program), "external" (a complete file another writer saved under
+  // a committed name, replacing that row's bytes).
+  std::string origin = "saved";
+};
+
+// A named number of a checkpoint's state (a top-level int or float entry: val_acc,
+// train_loss, ...), recorded in the index's `metrics` table.
+struct NamedMetric {
+  std::int64_t checkpoint_id = 0;
+  std::string name;
+  double value = 0;
+};
+
+// What a save records besides the payload.
+struct SaveRequest {
+  CheckpointKind kind = CheckpointKind::epoch;
+  std::optional<std::int64_t> epoch;  // set (>= 0) exactly when kind == epoch
+  std::optional<double> metric;       // the index's `metric` column (best lookup, `ckpt ls`)
+  std::string metric_source;          // see CheckpointRecord::metric_source
+  std::optional<std::int64_t> state_epoch;
+  std::vector<std::pair<std::string, double>> metrics;  // named metrics, in order
+  std::uint64_t size_hint = 0;        // expected payload size, checked against free space
 };
 
 // Where a PayloadWriter puts the payload's bytes. The store hashes them as they pass.
@@ -102,9 +133,6 @@ struct StoreOptions {
   // memory, no -shm file): then nothing else, not `ckpt ls` nor sqlite3, can read the
   // index while this store is open. Make sure only one host ever writes the directory.
   bool allow_network_file_system = false;
-  // Called for each checkpoint file recovery adopts (a complete file with no index row),
-  // to find its metric, e.g. from the payload's "best_acc" (ckpt import does this).
-  std::function<std::optional<double>(const std::filesystem::path& file, CheckpointKind kind)> metric_of_adopted;
   // Testing only: the SQLite VFS the index is opened with (the power-loss suite
   // registers one that forgets unsynced writes). Empty means SQLite's default.
   std::string sqlite_vfs;
@@ -131,6 +159,8 @@ struct RecoveryReport {
   int deletions_finished = 0;   // obsolete files whose deletion was cut short
   int temp_files_removed = 0;
   int adopted = 0;              // checkpoint files without a row, valid: now committed
+  int external_saves = 0;       // committed names another writer saved anew (valid): adopted
+  int left_unloadable = 0;      // files without a row the restricted reader refuses: left alone
   int quarantined = 0;          // files moved into quarantine/
   int missing = 0;              // committed rows whose file was gone or of the wrong size
   bool anything_done() const;
@@ -147,7 +177,10 @@ struct RepairAction {
     quarantine_checkpoint,  // a committed row whose file has another size or hash
     delete_again,           // a file with no row whose bytes match a deleted row (undone deletion)
     adopt,                  // a complete checkpoint file with no row
+    adopt_external,         // a committed name holding another writer's complete, valid save
     quarantine_file,        // a damaged checkpoint file with no row
+    leave_unloadable,       // a complete file with no row that would not load (e.g. a numpy
+                            // scalar in it): not adopted, left as it is
     leave_unreadable,       // a file that could not be read (EIO): it and its row are left as they are
   };
   Type type;
@@ -186,6 +219,8 @@ class CheckpointStore {
   CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch,
                         std::optional<double> metric, std::uint64_t size_hint,
                         const PayloadWriter& write_payload);
+  // As above, with the named metrics and state epoch the row records.
+  CheckpointRecord save(const SaveRequest& request, const PayloadWriter& write_payload);
 
   // The checkpoint a resume would load: the most recently committed epoch or interrupt
   // checkpoint. A query, no file is read.
@@ -194,6 +229,8 @@ class CheckpointStore {
   std::optional<CheckpointRecord> best() const;
   // Committed and consumed checkpoints, ordered by kind then epoch.
   std::vector<CheckpointRecord> live_checkpoints() const;
+  // The named metrics of a checkpoint, in the order they were recorded.
+  std::vector<NamedMetric> metrics_of(std::int64_t checkpoint_id) const;
 
   // Loads the resume candidate through `read_payload`, hashing the whole file in the
   // same pass, and checks the hash once the reader returns. A file that is missing or

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <fmt/format.h>
 
+#include <cmath>
 #include <limits>
 #include <utility>
 
@@ -18,7 +19,10 @@ namespace {
 constexpr int kBusyTimeoutMs = 10'000;
 // Columns of read_record, in order; {seq} is the commit order (see commit_order_).
 constexpr const char* kColumns =
-    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}";
+    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}, {described}";
+// The columns migration 0003 added, and what a read-only view of an older index reads instead.
+constexpr const char* kDescribed = "metric_source, state_epoch, origin";
+constexpr const char* kDescribedBeforeMigration3 = "NULL, CASE WHEN kind = 'epoch' THEN epoch END, 'saved'";
 // Before migration 0002 (a read-only view of an index no writer has migrated yet), the
 // order of ids is the order of commits: one writer, saves one at a time.
 constexpr const char* kCommitOrderBeforeMigration2 = "(CASE WHEN status IN ('pending', 'aborted') THEN NULL ELSE id END)";
@@ -42,6 +46,9 @@ CheckpointRecord read_record(SQLite::Statement& row) {
   record.status = row.getColumn(8).getString();
   record.created_at = row.getColumn(9).getString();
   if (!row.getColumn(10).isNull()) record.commit_seq = row.getColumn(10).getInt64();
+  if (!row.getColumn(11).isNull()) record.metric_source = row.getColumn(11).getString();
+  if (!row.getColumn(12).isNull()) record.state_epoch = row.getColumn(12).getInt64();
+  record.origin = row.getColumn(13).getString();
   return record;
 }
 
@@ -128,7 +135,9 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
       throw IndexError(ErrorCode::index, fmt::format("{}: not a ckpt index (no schema)", path_.string()), path_);
     }
     if (version < 2) commit_order_ = kCommitOrderBeforeMigration2;
-    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_));
+    has_named_metrics_ = version >= 3;
+    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_),
+                           fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3));
     return;
   }
   guarded("configure", [&] {
@@ -136,7 +145,7 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     db_->exec("PRAGMA foreign_keys=ON");
   });
   migrate();
-  columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_));
+  columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed));
 }
 
 Index::~Index() = default;
@@ -197,10 +206,13 @@ void Index::set_setting(std::string_view key, std::string_view value) {
 std::int64_t Index::insert(const CheckpointRecord& record) {
   return guarded("insert checkpoint", [&] {
     // A row inserted as committed (adopted by recovery) takes its place in the commit order now.
+    // An empty created_at is now; an adopted file's is its modification time.
     SQLite::Statement& statement = prepared(
-        "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq) "
+        "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq, "
+        "metric_source, state_epoch, origin, created_at) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 = 'committed' "
-        "THEN (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1) END)");
+        "THEN (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1) END, "
+        "?9, ?10, ?11, COALESCE(?12, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))");
     statement.bind(1, std::string(to_string(record.kind)));
     if (record.epoch) statement.bind(2, static_cast<int64_t>(*record.epoch));
     if (record.metric) statement.bind(3, *record.metric);
@@ -209,8 +221,59 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     statement.bind(6, record.hash);
     statement.bind(7, record.hash_algo);
     statement.bind(8, record.status);
+    if (!record.metric_source.empty()) statement.bind(9, record.metric_source);
+    if (record.state_epoch) statement.bind(10, static_cast<int64_t>(*record.state_epoch));
+    statement.bind(11, record.origin.empty() ? std::string("saved") : record.origin);
+    if (!record.created_at.empty()) statement.bind(12, record.created_at);
     statement.exec();
     return db_->getLastInsertRowid();
+  });
+}
+
+void Index::insert_metrics(std::int64_t checkpoint_id, const std::vector<std::pair<std::string, double>>& metrics) {
+  guarded("record metrics", [&] {
+    SQLite::Statement& statement =
+        prepared("INSERT OR REPLACE INTO metrics (checkpoint_id, position, name, value) VALUES (?, ?, ?, ?)");
+    int position = 0;
+    for (const auto& [name, value] : metrics) {
+      statement.reset();
+      statement.clearBindings();
+      statement.bind(1, static_cast<int64_t>(checkpoint_id));
+      statement.bind(2, position++);
+      statement.bind(3, name);
+      if (!std::isnan(value)) statement.bind(4, value);
+      statement.exec();
+    }
+  });
+}
+
+std::vector<NamedMetric> Index::metrics(std::optional<std::int64_t> checkpoint_id) {
+  if (!has_named_metrics_) return {};
+  return guarded("list metrics", [&] {
+    SQLite::Statement& query =
+        prepared(checkpoint_id ? "SELECT checkpoint_id, name, value FROM metrics WHERE checkpoint_id = ? ORDER BY position"
+                               : "SELECT checkpoint_id, name, value FROM metrics ORDER BY checkpoint_id, position");
+    if (checkpoint_id) query.bind(1, static_cast<int64_t>(*checkpoint_id));
+    std::vector<NamedMetric> metrics;
+    while (query.executeStep()) {
+      NamedMetric metric;
+      metric.checkpoint_id = query.getColumn(0).getInt64();
+      metric.name = query.getColumn(1).getString();
+      metric.value = query.getColumn(2).isNull() ? std::numeric_limits<double>::quiet_NaN() : query.getColumn(2).getDouble();
+      metrics.push_back(std::move(metric));
+    }
+    return metrics;
+  });
+}
+
+std::vector<CheckpointRecord> Index::rows_with_content(std::string_view hash, std::uint64_t size) {
+  return guarded("find checkpoints by content", [&] {
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT {0} FROM checkpoints WHERE hash = ? AND size = ? AND {1} IS NOT NULL ORDER BY {1} DESC", columns_,
+        commit_order_));
+    query.bind(1, std::string(hash));
+    query.bind(2, static_cast<int64_t>(size));
+    return read_all(query);
   });
 }
 

@@ -87,8 +87,14 @@ class Index {
   std::optional<std::string> setting(std::string_view key);
   void set_setting(std::string_view key, std::string_view value);
 
-  // Inserts a row and returns its id. `record.id` and `created_at` are ignored.
+  // Inserts a row and returns its id. `record.id` is ignored; an empty `created_at` is now.
   std::int64_t insert(const CheckpointRecord& record);
+  // Records a checkpoint's named metrics (position = order in `metrics`; NaN as NULL).
+  void insert_metrics(std::int64_t checkpoint_id, const std::vector<std::pair<std::string, double>>& metrics);
+  // Named metrics of one checkpoint, or of all (by id); empty before migration 0003.
+  std::vector<NamedMetric> metrics(std::optional<std::int64_t> checkpoint_id = std::nullopt);
+  // Rows ever committed whose file had this content, most recently committed first.
+  std::vector<CheckpointRecord> rows_with_content(std::string_view hash, std::uint64_t size);
   void set_status(std::int64_t id, std::string_view new_status);
   void add_event(std::string_view event, std::optional<std::int64_t> checkpoint_id, std::string_view detail);
 
@@ -156,6 +162,7 @@ class Index {
   std::optional<Durability> durability_;
   // SQL for the commit order, and the columns read_record reads.
   std::string commit_order_ = "commit_seq";
+  bool has_named_metrics_ = true;  // migration 0003 (read-only views of older indexes lack it)
   std::string columns_;
 };
 

@@ -10,6 +10,7 @@
 #include "io/hashed_file.hpp"
 #include "io/hasher.hpp"
 #include "store/file_names.hpp"
+#include "store/payload_probe.hpp"
 
 namespace ckpt {
 
@@ -52,6 +53,17 @@ std::vector<CheckpointEvent> CheckpointReader::events() const {
                                      std::move(event.detail)});
   }
   return events;
+}
+
+std::vector<NamedMetric> CheckpointReader::metrics() const { return impl_->index->metrics(); }
+
+std::vector<CheckpointRecord> CheckpointReader::gc_plan(std::optional<int> keep) const {
+  const int limit = keep.value_or(max_to_keep().value_or(StoreOptions{}.max_to_keep));
+  if (limit < 0) {
+    throw InvalidArgument(fmt::format("{}: keep must be >= 0 (0 keeps all), got {}", impl_->dir.string(), limit), impl_->dir);
+  }
+  if (limit == 0) return {};
+  return impl_->index->epochs_beyond(limit);
 }
 
 std::optional<int> CheckpointReader::max_to_keep() const {
@@ -119,9 +131,12 @@ VerifyResult CheckpointReader::verify_one(const CheckpointRecord& row) const {
     result.problem = fmt::format("unknown hash algorithm '{}'", row.hash_algo);
   } else {
     try {
-      auto digest = io::hash_file(*impl_->fs, path, algorithm);
-      if (digest.hash != row.hash) {
-        result.problem = fmt::format("{} hash {}, index recorded {}", row.hash_algo, digest.hash, row.hash);
+      // One pass: the hash, and the restricted reader's verdict (what load_file would say).
+      auto check = store::check_payload(*impl_->fs, path, algorithm);
+      if (check.digest.hash != row.hash) {
+        result.problem = fmt::format("{} hash {}, index recorded {}", row.hash_algo, check.digest.hash, row.hash);
+      } else if (!check.problem.empty()) {
+        result.problem = fmt::format("would not load: {}", check.problem);
       } else {
         result.ok = true;
       }

@@ -53,7 +53,8 @@ std::string_view to_string(CheckpointKind kind) noexcept {
 }
 
 bool RecoveryReport::anything_done() const {
-  return rolled_forward + rolled_back + deletions_finished + temp_files_removed + adopted + quarantined + missing > 0;
+  return rolled_forward + rolled_back + deletions_finished + temp_files_removed + adopted + external_saves +
+             quarantined + missing > 0;
 }
 
 namespace {
@@ -63,6 +64,9 @@ using index::Durability;
 using index::Transaction;
 using spdlog::level::level_enum;
 
+// Another writer's temp file this young may be a save in progress (the Python guide's
+// `<final>.tmp`, renamed onto its name when torch.save returns): recovery leaves it.
+constexpr std::int64_t kYoungTempFileNs = 10'000'000'000;
 // Room left beside the payload for the index's WAL growth and file-system metadata.
 constexpr std::uint64_t kFreeSpaceMargin = 1 << 20;
 constexpr const char* kMaxToKeepSetting = "max_to_keep";
@@ -86,7 +90,22 @@ std::string utc_stamp() {
 
 std::string describe(const CheckpointRecord& record) {
   if (record.kind == CheckpointKind::epoch) return fmt::format("{} (epoch {})", record.file, *record.epoch);
+  if (record.state_epoch) return fmt::format("{} (state of epoch {})", record.file, *record.state_epoch);
   return record.file;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A file's modification time as the index writes times: UTC, ISO-8601, milliseconds.
+std::string iso_utc(std::int64_t ns) {
+  const std::time_t seconds = static_cast<std::time_t>(ns / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03d}Z", buffer, static_cast<int>(ns / 1'000'000 % 1000));
 }
 
 }  // namespace
@@ -140,8 +159,9 @@ class CheckpointStore::Impl {
     index_ = std::make_unique<index::Index>(index_path, index::Index::Mode::read_only);
   }
 
-  CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
-                        std::uint64_t size_hint, const PayloadWriter& write_payload) {
+  CheckpointRecord save(const SaveRequest& request, const PayloadWriter& write_payload) {
+    const CheckpointKind kind = request.kind;
+    const std::optional<std::int64_t> epoch = request.epoch;
     if ((kind == CheckpointKind::epoch) != epoch.has_value()) {
       throw InvalidArgument(fmt::format("{}: an epoch number is required for epoch checkpoints and only for them",
                                         dir_.string()), dir_);
@@ -154,7 +174,7 @@ class CheckpointStore::Impl {
     ensure_index_present();
     const std::string final_name = names::checkpoint_file(kind, epoch);
     const std::filesystem::path final_path = dir_ / final_name;
-    check_free_space(final_path, size_hint);
+    check_free_space(final_path, request.size_hint);
 
     io::HashingTempFile temp(*fs_, dir_ / names::temp_file(final_name, ::getpid(), ++temp_sequence_),
                              options_.hash_algorithm);
@@ -166,7 +186,9 @@ class CheckpointStore::Impl {
     CheckpointRecord record;
     record.kind = kind;
     record.epoch = epoch;
-    record.metric = metric;
+    record.metric = request.metric;
+    if (request.metric) record.metric_source = request.metric_source.empty() ? "the save's argument" : request.metric_source;
+    record.state_epoch = kind == CheckpointKind::epoch ? epoch : request.state_epoch;
     record.file = final_name;
     record.size = digest.size;
     record.hash = digest.hash;
@@ -175,6 +197,7 @@ class CheckpointStore::Impl {
     {
       Transaction transaction(*index_, Durability::full);
       record.id = index_->insert(record);
+      index_->insert_metrics(record.id, request.metrics);
       transaction.commit();
     }
     step("pending_committed");
@@ -238,13 +261,19 @@ class CheckpointStore::Impl {
     ensure_resolved();
     return index_->live_rows();
   }
+  std::vector<NamedMetric> metrics_of(std::int64_t checkpoint_id) { return index_->metrics(checkpoint_id); }
 
   std::optional<CheckpointRecord> load_latest(const PayloadReader& read_payload) {
     ensure_resolved();
     std::optional<std::int64_t> before;  // after a candidate that could not be read: the next older one
     while (auto candidate = index_->resume_candidate(before)) {
       before = candidate->commit_seq;
-      if (try_load(*candidate, read_payload) != Loaded::yes) continue;  // next in commit order
+      const Loaded loaded = try_load(*candidate, read_payload);
+      if (loaded == Loaded::replaced) {
+        before.reset();  // the adopted save is now the most recent commit
+        continue;
+      }
+      if (loaded != Loaded::yes) continue;  // next in commit order
       Transaction transaction(*index_, Durability::deferred);
       if (candidate->kind == CheckpointKind::interrupt && candidate->status == status::kCommitted) {
         // Consumed, not deleted: if this run dies before its next save, the next resume
@@ -265,6 +294,7 @@ class CheckpointStore::Impl {
     while (auto candidate = index_->best()) {
       switch (try_load(*candidate, read_payload)) {
         case Loaded::yes: return candidate;
+        case Loaded::replaced: continue;  // another writer's best model, now the committed one
         case Loaded::retired: continue;  // quarantined or missing: nothing else is the best
         case Loaded::unreadable:
           // Not corruption: the file stays, and so does its row. There is no other best
@@ -363,7 +393,10 @@ class CheckpointStore::Impl {
     index_->mark_committed(record.id);
     std::string metric = record.metric ? fmt::format(", metric {}", *record.metric) : "";
     index_->add_event(how, record.id, fmt::format("{}{}", describe(record), metric));
-    if (record.kind == CheckpointKind::best) index_->add_event("new_best", record.id, fmt::format("best{}", metric));
+    if (record.kind == CheckpointKind::best) {
+      std::string from = record.state_epoch ? fmt::format(" from epoch {}", *record.state_epoch) : "";
+      index_->add_event("new_best", record.id, fmt::format("best{}{}", from, metric));
+    }
     if (record.kind == CheckpointKind::interrupt) index_->add_event("interrupted", record.id, describe(record));
     if (record.kind == CheckpointKind::epoch) {
       // Newer progress is committed: the interrupt checkpoint, resumed from or not, can
@@ -607,6 +640,7 @@ class CheckpointStore::Impl {
     yes,         // verified: the reader's last run is the checkpoint
     retired,     // missing or corrupt: the row is retired, the file quarantined
     unreadable,  // an I/O error (read_error_): file and row left as they are
+    replaced,    // another writer's complete save under the name: adopted as a new row
   };
 
   // Runs the reader on a committed row's file while hashing it. A missing file or a
@@ -651,10 +685,16 @@ class CheckpointStore::Impl {
       return Loaded::retired;
     }
     if (*size != record.size || hash != record.hash) {
+      std::optional<store::PayloadCheck> external;
       try {
         if (matches_pending(record.file)) return unreadable_pending(record);
+        external = external_save(record.file);
       } catch (const Error& error) {
         return unreadable(path, error);
+      }
+      if (external) {
+        adopt_external(record, *external);
+        return Loaded::replaced;
       }
       quarantine(record, *size != record.size
                              ? fmt::format("corrupt: {} bytes, index recorded {}", *size, record.size)
@@ -732,6 +772,7 @@ class CheckpointStore::Impl {
   std::vector<RepairAction> plan(bool verify_hashes) {
     using Type = RepairAction::Type;
     std::vector<RepairAction> actions;
+    checked_.clear();
     std::set<std::string> replaced;  // names a rolled-forward save now owns
     std::set<std::string> deleted;   // names an unfinished deletion will remove
     // A file that cannot be read is not decided on: it and its row stay as they are (a
@@ -761,8 +802,20 @@ class CheckpointStore::Impl {
       actions.push_back({Type::finish_deletion, row.id, row.file, "obsolete: its deletion was cut short", 0, {}});
     }
     const std::vector<std::string> files = fs_->list_files(dir_);
+    const std::int64_t now = now_ns();
     for (const auto& name : files) {
-      if (names::is_temp_file(name)) actions.push_back({Type::remove_temp_file, std::nullopt, name, "leftover temp file", 0, {}});
+      if (!names::is_temp_file(name)) continue;
+      if (!names::is_own_temp_file(name)) {
+        // Ours come only from a dead process (this one holds the lock); another writer's
+        // young one may be its save in progress.
+        const std::int64_t written = fs_->modified_ns(dir_ / name).value_or(0);
+        if (now - written < kYoungTempFileNs) {
+          log::write(level_enum::info, "{}: leaving another writer's temp file, written {:.1f} s ago (a save in progress?)",
+                     (dir_ / name).string(), static_cast<double>(now - written) / 1e9);
+          continue;
+        }
+      }
+      actions.push_back({Type::remove_temp_file, std::nullopt, name, "leftover temp file", 0, {}});
     }
     std::set<std::string> retired;  // names whose live row is about to be retired
     for (const auto& row : index_->live_rows()) {
@@ -788,7 +841,21 @@ class CheckpointStore::Impl {
       }
       if (!problem.empty()) {
         retired.insert(row.file);
-        actions.push_back({Type::quarantine_checkpoint, row.id, row.file, problem, 0, {}});
+        std::optional<store::PayloadCheck> external;
+        try {
+          external = external_save(row.file);
+        } catch (const IoError& error) {
+          leave_unreadable(row.id, row.file, error);
+          continue;
+        }
+        if (external) {
+          actions.push_back({Type::adopt_external, row.id, row.file,
+                             problem + "; a complete, valid payload: another writer's save", external->digest.size,
+                             external->digest.hash});
+          checked_[row.file] = std::move(*external);
+        } else {
+          actions.push_back({Type::quarantine_checkpoint, row.id, row.file, problem, 0, {}});
+        }
       }
     }
     // Orphans in the order they are adopted, which is their place in the commit order:
@@ -848,8 +915,17 @@ class CheckpointStore::Impl {
       }
     }
     if (!probe.looks_complete) return {Type::quarantine_file, std::nullopt, name, "no index row and " + probe.reason, 0, {}};
-    return {Type::adopt, std::nullopt, name, "a complete checkpoint file without an index row", probe.digest.size,
-            probe.digest.hash};
+    store::PayloadCheck check = store::check_payload(*fs_, dir_ / name, options_.hash_algorithm);
+    if (!check.problem.empty()) {
+      // Adopted, it would fail every load (the hash matches, the decoder refuses); moved
+      // away, a file the user may still want is gone from where they look. It stays.
+      return {Type::leave_unloadable, std::nullopt, name, fmt::format("no index row, and it would not load: {}", check.problem),
+              check.digest.size, check.digest.hash};
+    }
+    RepairAction action{Type::adopt, std::nullopt, name, "a complete checkpoint file without an index row",
+                        check.digest.size, check.digest.hash};
+    checked_[name] = std::move(check);
+    return action;
   }
 
   void apply(const std::vector<RepairAction>& actions) {
@@ -912,6 +988,13 @@ class CheckpointStore::Impl {
           step("recover_orphan");
           adopt(action);
           break;
+        case Type::adopt_external:
+          adopt_external(index_->find(*action.checkpoint_id).value(), checked_.at(action.file));
+          break;
+        case Type::leave_unloadable:
+          ++report_.left_unloadable;
+          log::write(level_enum::warn, "{}: {}; left as it is, not indexed", path.string(), action.reason);
+          break;
         case Type::leave_unreadable:
           log::write(level_enum::err, "{}: {}; left as it is (a read error is not corruption)", path.string(),
                      action.reason);
@@ -924,9 +1007,9 @@ class CheckpointStore::Impl {
     if (report_.anything_done()) {
       std::string summary = fmt::format(
           "rolled forward {}, rolled back {}, deletions finished {}, temp files removed {}, adopted {}, "
-          "quarantined {}, missing {}",
+          "external saves adopted {}, quarantined {}, missing {}",
           report_.rolled_forward, report_.rolled_back, report_.deletions_finished, report_.temp_files_removed,
-          report_.adopted, report_.quarantined, report_.missing);
+          report_.adopted, report_.external_saves, report_.quarantined, report_.missing);
       Transaction transaction(*index_, Durability::full);
       index_->add_event("recovered", std::nullopt, summary);
       transaction.commit();
@@ -946,7 +1029,8 @@ class CheckpointStore::Impl {
       case Type::roll_forward:
       case Type::roll_back: as_planned = now == status::kPending; break;
       case Type::mark_missing:
-      case Type::quarantine_checkpoint: as_planned = now == status::kCommitted || now == status::kConsumed; break;
+      case Type::quarantine_checkpoint:
+      case Type::adopt_external: as_planned = now == status::kCommitted || now == status::kConsumed; break;
       default: break;
     }
     if (!as_planned) {
@@ -959,6 +1043,7 @@ class CheckpointStore::Impl {
   void adopt(const RepairAction& action) {
     const std::filesystem::path path = dir_ / action.file;
     auto parsed = names::parse_checkpoint_file(action.file).value();
+    const store::PayloadCheck& check = checked_.at(action.file);
     CheckpointRecord record;
     record.kind = parsed.kind;
     record.epoch = parsed.epoch;
@@ -967,13 +1052,8 @@ class CheckpointStore::Impl {
     record.hash = action.hash;
     record.hash_algo = std::string(to_string(options_.hash_algorithm));
     record.status = std::string(status::kCommitted);
-    if (options_.metric_of_adopted) {
-      try {
-        record.metric = options_.metric_of_adopted(path, parsed.kind);
-      } catch (const Error& error) {
-        log::write(level_enum::warn, "{}: no metric: {}", path.string(), error.what());
-      }
-    }
+    record.origin = "adopted";
+    describe_from_payload(record, check);
     // Nothing says the file was ever synced (copied in by hand, or written by a process
     // whose index commits a power loss took): make its bytes and its name durable before
     // a row vouches for them.
@@ -981,10 +1061,85 @@ class CheckpointStore::Impl {
     fs_->sync_dir(dir_);
     Transaction transaction(*index_, Durability::full);
     record.id = index_->insert(record);
-    index_->add_event("adopted", record.id, fmt::format("{}: complete file without an index row", describe(record)));
+    index_->insert_metrics(record.id, check.numbers);
+    index_->add_event("adopted", record.id,
+                      fmt::format("{}: complete file without an index row{}", describe(record), metric_note(record)));
     transaction.commit();
     ++report_.adopted;
-    log::write(level_enum::warn, "adopted {} (it had no index row)", path.string());
+    // A warning: a stray copy (a checkpoint_epoch_99.pth from another run) is adopted too,
+    // and as the most recent commit it is what the next resume loads.
+    log::write(level_enum::warn, "adopted {} ({}, written {}): it had no index row{}", path.string(),
+               describe(record), record.created_at,
+               record.kind == CheckpointKind::best ? "" : "; as the newest commit it is the resume point now");
+  }
+
+  // A committed name whose bytes are not its row's: when the file is a complete payload
+  // that reads whole (every storage record's CRC-32 valid), another writer saved it (the
+  // Python guide writing on in an imported directory), and it is adopted; damage fails
+  // those checks and is quarantined. Returns the check for an external save.
+  std::optional<store::PayloadCheck> external_save(const std::string& file) {
+    const std::filesystem::path path = dir_ / file;
+    store::ProbeResult probe = store::probe_payload(*fs_, path, options_.hash_algorithm);
+    if (!probe.looks_complete) return std::nullopt;
+    store::PayloadCheck check = store::check_payload(*fs_, path, options_.hash_algorithm);
+    if (!check.problem.empty() || check.digest.hash != probe.digest.hash) return std::nullopt;
+    return check;
+  }
+
+  void adopt_external(const CheckpointRecord& old, const store::PayloadCheck& check) {
+    const std::filesystem::path path = dir_ / old.file;
+    CheckpointRecord record;
+    record.kind = old.kind;
+    record.epoch = old.epoch;
+    record.file = old.file;
+    record.size = check.digest.size;
+    record.hash = check.digest.hash;
+    record.hash_algo = std::string(to_string(options_.hash_algorithm));
+    record.status = std::string(status::kCommitted);
+    record.origin = "external";
+    describe_from_payload(record, check);
+    fs_->sync_file(path);
+    fs_->sync_dir(dir_);
+    Transaction transaction(*index_, Durability::full);
+    index_->set_status(old.id, status::kReplaced);
+    record.id = index_->insert(record);
+    index_->insert_metrics(record.id, check.numbers);
+    index_->add_event("replaced", old.id, fmt::format("{} replaced by another writer's save (checkpoint {})", old.file, record.id));
+    index_->add_event("external_save", record.id,
+                      fmt::format("{}: another writer saved a complete, valid payload under this name; adopted{}",
+                                  describe(record), metric_note(record)));
+    transaction.commit();
+    ++report_.external_saves;
+    log::write(level_enum::warn, "{}: its bytes are another writer's complete save ({}, written {}), not checkpoint {}'s: "
+               "adopted as checkpoint {}", path.string(), describe(record), record.created_at, old.id, record.id);
+  }
+
+  // What an adopted file's row says beyond its bytes, from the payload (docs/schema.md):
+  // written at the file's mtime; the epoch its state is of; the metric. The best model's
+  // metric is its epoch checkpoint's when one had the same content (the guide saves
+  // best_acc before it updates it, so the best file's own best_acc is the previous best),
+  // else the file's val_acc, as the guide's loop names it.
+  void describe_from_payload(CheckpointRecord& record, const store::PayloadCheck& check) {
+    if (auto written = fs_->modified_ns(dir_ / record.file)) record.created_at = iso_utc(*written);
+    record.state_epoch = record.kind == CheckpointKind::epoch ? record.epoch : check.epoch;
+    if (record.kind == CheckpointKind::best) {
+      for (const auto& same : index_->rows_with_content(check.digest.hash, check.digest.size)) {
+        if (same.kind != CheckpointKind::epoch || !same.metric) continue;
+        record.metric = same.metric;
+        record.metric_source = fmt::format("epoch {}, the same content", *same.epoch);
+        record.state_epoch = same.epoch;
+        return;
+      }
+    }
+    for (const auto& [name, value] : check.numbers) {
+      if (name != names::kGuideMetric) continue;
+      record.metric = value;
+      record.metric_source = fmt::format("{} in the file", names::kGuideMetric);
+    }
+  }
+
+  static std::string metric_note(const CheckpointRecord& record) {
+    return record.metric ? fmt::format(", metric {} ({})", *record.metric, record.metric_source) : "";
   }
 
  public:
@@ -1016,6 +1171,8 @@ class CheckpointStore::Impl {
   };
   std::optional<Unresolved> unresolved_;
   std::optional<IoError> read_error_;  // why the last try_load returned unreadable
+  // What plan() read of each file it plans to adopt (named metrics, epoch), for apply().
+  std::map<std::string, store::PayloadCheck> checked_;
 };
 
 CheckpointStore::CheckpointStore(std::filesystem::path dir, StoreOptions options)
@@ -1027,7 +1184,18 @@ CheckpointStore& CheckpointStore::operator=(CheckpointStore&&) noexcept = defaul
 CheckpointRecord CheckpointStore::save(CheckpointKind kind, std::optional<std::int64_t> epoch,
                                        std::optional<double> metric, std::uint64_t size_hint,
                                        const PayloadWriter& write_payload) {
-  return impl_->save(kind, epoch, metric, size_hint, write_payload);
+  SaveRequest request;
+  request.kind = kind;
+  request.epoch = epoch;
+  request.metric = metric;
+  request.size_hint = size_hint;
+  return impl_->save(request, write_payload);
+}
+CheckpointRecord CheckpointStore::save(const SaveRequest& request, const PayloadWriter& write_payload) {
+  return impl_->save(request, write_payload);
+}
+std::vector<NamedMetric> CheckpointStore::metrics_of(std::int64_t checkpoint_id) const {
+  return impl_->metrics_of(checkpoint_id);
 }
 std::optional<CheckpointRecord> CheckpointStore::latest() const { return impl_->latest(); }
 std::optional<CheckpointRecord> CheckpointStore::best() const { return impl_->best(); }
@@ -1085,7 +1253,9 @@ std::string_view to_string(RepairAction::Type type) noexcept {
     case Type::quarantine_checkpoint: return "quarantine";
     case Type::delete_again: return "delete again";
     case Type::adopt: return "adopt";
+    case Type::adopt_external: return "adopt external save";
     case Type::quarantine_file: return "quarantine";
+    case Type::leave_unloadable: return "leave unloadable";
     case Type::leave_unreadable: return "leave unreadable";
   }
   return "unknown";

@@ -44,4 +44,18 @@ bool is_temp_file(std::string_view name) {
   return starts_with(name, kBestModel) || starts_with(name, kInterrupt) || starts_with(name, kEpochPrefix);
 }
 
+bool is_own_temp_file(std::string_view name) {
+  if (!is_temp_file(name)) return false;
+  // <final>.<pid>-<sequence>.tmp, <final> ending in ".pth"
+  std::string_view stem = name.substr(0, name.size() - kTempSuffix.size());
+  const auto dot = stem.rfind('.');
+  if (dot == std::string_view::npos || !ends_with(stem.substr(0, dot), kPayloadSuffix)) return false;
+  std::string_view tag = stem.substr(dot + 1);
+  const auto dash = tag.find('-');
+  auto all_digits = [](std::string_view digits) {
+    return !digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  return dash != std::string_view::npos && all_digits(tag.substr(0, dash)) && all_digits(tag.substr(dash + 1));
+}
+
 }  // namespace ckpt::names

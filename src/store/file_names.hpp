@@ -42,5 +42,12 @@ std::optional<ParsedCheckpointName> parse_checkpoint_file(std::string_view name)
 // A temp file of ours or of the guide's Python implementation: a checkpoint name
 // followed by anything and ending in ".tmp".
 bool is_temp_file(std::string_view name);
+// One of ours (temp_file's `<final>.<pid>-<sequence>.tmp`), not another writer's.
+bool is_own_temp_file(std::string_view name);
+
+// The state entries the guide's examples name: the epoch a state is of, and the
+// validation metric its loop saves as `val_acc`.
+inline constexpr std::string_view kEpochEntry = "epoch";
+inline constexpr std::string_view kGuideMetric = "val_acc";
 
 }  // namespace ckpt::names

@@ -4,8 +4,13 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#include <fmt/format.h>
 
+#include "ckpt/errors.hpp"
 #include "format/checkpoint_format.hpp"
+#include "format/zip_reader.hpp"
+#include "io/file_source.hpp"
+#include "store/file_names.hpp"
 
 namespace ckpt::store {
 
@@ -71,6 +76,54 @@ ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, Has
   }
   result.reason = check_zip(head, tail, result.digest.size);
   result.looks_complete = result.reason.empty();
+  return result;
+}
+
+namespace {
+
+// Streams each storage record through CRC-32 against the archive's directory.
+void check_storage_crcs(PayloadSource& source, const format::CheckpointLayout& layout, const std::filesystem::path& path) {
+  std::vector<unsigned char> chunk(kChunk);
+  for (const auto& [key, location] : layout.locations) {
+    if (!location.crc32) continue;  // legacy payloads have none
+    std::uint32_t crc = 0;
+    for (std::uint64_t done = 0; done < location.nbytes;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), location.nbytes - done));
+      source.read_at(location.offset + done, chunk.data(), n);
+      crc = format::crc32(crc, chunk.data(), n);
+      done += n;
+    }
+    if (crc != *location.crc32) {
+      throw FormatError(ErrorCode::corrupt, fmt::format("{}: storage record {} fails its CRC-32 check", path.string(), key),
+                        path);
+    }
+  }
+}
+
+}  // namespace
+
+PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm) {
+  io::FileSource source(fs, path, io::Hasher::create(algorithm));
+  PayloadCheck result;
+  try {
+    format::CheckpointLayout layout = format::read_layout(source);
+    check_storage_crcs(source, layout, path);
+    if (layout.root && layout.root->kind() == format::ValueKind::dict) {
+      for (const auto& [key, value] : format::distinct_entries(*layout.root)) {
+        if (key->kind() != format::ValueKind::string) continue;
+        if (value->kind() == format::ValueKind::integer && !value->is_unsigned()) {
+          result.numbers.emplace_back(key->text(), static_cast<double>(value->integer()));
+          if (key->text() == names::kEpochEntry) result.epoch = value->integer();
+        } else if (value->kind() == format::ValueKind::floating) {
+          result.numbers.emplace_back(key->text(), value->floating());
+        }
+      }
+    }
+  } catch (const FormatError& error) {
+    result.problem = error.what();
+  }
+  result.digest.hash = source.finish();
+  result.digest.size = source.size();
   return result;
 }
 

@@ -1,10 +1,13 @@
-// A torch-free structural check that a file is a complete PyTorch payload, used when
-// recovery finds a checkpoint file the index has no row for (adopt it or quarantine it).
+// Torch-free checks that a file is a complete PyTorch payload, used when recovery finds a
+// checkpoint file the index has no row for (adopt it or quarantine it), or a committed
+// name holding other bytes than its row's (another writer's save, or damage).
 #pragma once
 
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ckpt/file_system.hpp"
 #include "ckpt/store.hpp"
@@ -23,5 +26,18 @@ struct ProbeResult {
 // central directory lies inside the file; a legacy payload must start with the pickle
 // protocol-2 header and torch's magic number. A truncated or overwritten file fails.
 ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm);
+
+// A payload read with the restricted reader (format/, the one load_file uses): the
+// structure parsed (a refused global, a damaged pickle, a missing storage fail it) and
+// every storage record's CRC-32 checked, hashing the file in the same pass.
+struct PayloadCheck {
+  io::FileDigest digest;
+  std::string problem;  // empty when the payload reads whole; else the reader's refusal
+  // The top-level int and float entries of a dict payload (bools excluded), in order.
+  std::vector<std::pair<std::string, double>> numbers;
+  std::optional<std::int64_t> epoch;  // its int `epoch` entry
+};
+// Throws IoError when the file cannot be read (a read error is not a verdict on it).
+PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm);
 
 }  // namespace ckpt::store

@@ -1,5 +1,8 @@
 #include "ckpt/manager.hpp"
 
+#include <fmt/format.h>
+
+#include "store/file_names.hpp"
 #include "torch/payload_codec.hpp"
 #include "util/log.hpp"
 
@@ -11,6 +14,35 @@ namespace {
 StoreOptions with_max_to_keep(StoreOptions options, int max_to_keep) {
   options.max_to_keep = max_to_keep;
   return options;
+}
+
+// What the index records of a state besides its bytes: every int or float top-level
+// entry as a named metric (bools are not numbers here), the epoch it is of (its int
+// `epoch` entry), and, when the caller gives no metric, its `val_acc` (the guide's name).
+SaveRequest describe(const State& state, CheckpointKind kind, std::optional<std::int64_t> epoch,
+                     std::optional<double> metric, std::uint64_t size_hint) {
+  SaveRequest request;
+  request.kind = kind;
+  request.epoch = epoch;
+  request.size_hint = size_hint;
+  std::optional<double> guide_metric;
+  for (const auto& [key, value] : state) {
+    std::optional<double> number;
+    if (value.isInt()) number = static_cast<double>(value.toInt());
+    if (value.isDouble()) number = value.toDouble();
+    if (!number) continue;
+    request.metrics.emplace_back(key, *number);
+    if (key == names::kEpochEntry && value.isInt()) request.state_epoch = value.toInt();
+    if (key == names::kGuideMetric) guide_metric = number;
+  }
+  if (metric) {
+    request.metric = metric;
+    request.metric_source = "the save's argument";
+  } else if (guide_metric) {
+    request.metric = guide_metric;
+    request.metric_source = fmt::format("{} in the state", names::kGuideMetric);
+  }
+  return request;
 }
 
 }  // namespace
@@ -30,10 +62,13 @@ CheckpointManager::~CheckpointManager() = default;
 CheckpointManager::CheckpointManager(CheckpointManager&&) noexcept = default;
 CheckpointManager& CheckpointManager::operator=(CheckpointManager&&) noexcept = default;
 
-CheckpointRecord CheckpointManager::save_best_model(const State& state, double metric) {
+CheckpointRecord CheckpointManager::save_best_model(const State& state, double metric, std::optional<std::int64_t> epoch) {
   auto payload = torch_layer::encode(state);
-  auto record = store_->save(CheckpointKind::best, std::nullopt, metric, payload.size_hint, payload.write);
-  log::write(spdlog::level::info, "saved best model (metric {}) to {}", metric, (save_dir() / record.file).string());
+  SaveRequest request = describe(state, CheckpointKind::best, std::nullopt, metric, payload.size_hint);
+  if (epoch) request.state_epoch = epoch;
+  auto record = store_->save(request, payload.write);
+  log::write(spdlog::level::info, "saved best model (metric {}{}) to {}", metric,
+             record.state_epoch ? fmt::format(", epoch {}", *record.state_epoch) : "", (save_dir() / record.file).string());
   return record;
 }
 
@@ -51,7 +86,7 @@ std::optional<State> CheckpointManager::load_best_model() {
 CheckpointRecord CheckpointManager::save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                                           std::optional<double> metric) {
   auto payload = torch_layer::encode(state);
-  auto record = store_->save(CheckpointKind::epoch, epoch, metric, payload.size_hint, payload.write);
+  auto record = store_->save(describe(state, CheckpointKind::epoch, epoch, metric, payload.size_hint), payload.write);
   log::write(spdlog::level::info, "saved epoch {} checkpoint to {}", epoch, (save_dir() / record.file).string());
   return record;
 }
@@ -78,7 +113,8 @@ PayloadReader CheckpointManager::decoder_into(std::optional<State>& state) const
 CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state) {
   log::write(spdlog::level::warn, "training interrupted: saving an interrupt checkpoint in {}", save_dir().string());
   auto payload = torch_layer::encode(state);
-  auto record = store_->save(CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint, payload.write);
+  auto record = store_->save(describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint),
+                             payload.write);
   log::write(spdlog::level::critical, "interrupt checkpoint saved to {}; it is safe to exit",
              (save_dir() / record.file).string());
   return record;

@@ -155,9 +155,29 @@ TEST_CASE("leftover temp files, ours and the Python guide's, are removed at open
   }
   write_bytes(dir / "checkpoint_epoch_2.pth.999-1.tmp", "partial");
   write_bytes(dir / "best_model.pth.tmp", "partial");
+  age_file(dir / "best_model.pth.tmp", std::chrono::seconds(11));  // not a save in progress
   CheckpointStore store(dir.path());
   CHECK(store.last_recovery().temp_files_removed == 2);
   CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("another writer's young temp file (a Python save in progress) is left; ours never are", "[store][recovery]") {
+  TestDir dir("temps");
+  { CheckpointStore store(dir.path()); }
+  // The guide's torch.save(state, "checkpoint_epoch_3.pth.tmp"), then os.replace: a
+  // writer that opens the directory meanwhile must not pull the file from under it.
+  write_bytes(dir / "checkpoint_epoch_3.pth.tmp", "being written");
+  write_bytes(dir / "checkpoint_epoch_2.pth.999-1.tmp", "ours: its process is gone, we hold the lock");
+  {
+    CheckpointStore store(dir.path());
+    CHECK(store.last_recovery().temp_files_removed == 1);
+    CHECK(std::filesystem::exists(dir / "checkpoint_epoch_3.pth.tmp"));
+    CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_2.pth.999-1.tmp"));
+  }
+  age_file(dir / "checkpoint_epoch_3.pth.tmp", std::chrono::seconds(11));  // abandoned: older than 10 s
+  CheckpointStore store(dir.path());
+  CHECK(store.last_recovery().temp_files_removed == 1);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_3.pth.tmp"));
 }
 
 TEST_CASE("a rotated-out file that comes back (an unlink lost to power loss) is deleted again, not adopted",
@@ -179,7 +199,7 @@ TEST_CASE("a rotated-out file that comes back (an unlink lost to power loss) is 
 TEST_CASE("the recovery summary is recorded in the history", "[store][recovery]") {
   TestDir dir("history");
   { CheckpointStore store(dir.path()); }
-  write_bytes(dir / "best_model.pth.tmp", "partial");
+  write_bytes(dir / "best_model.pth.999-1.tmp", "partial");
   { CheckpointStore store(dir.path()); }
   auto events = index_events(dir.path());
   CHECK(events.back() == "recovered");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "format/checkpoint_format.hpp"
 #include "io/hashed_file.hpp"
 #include "store/file_names.hpp"
 #include "support/test_dir.hpp"
@@ -24,33 +25,61 @@ void put32(std::string& out, std::uint32_t v) {
 }
 }  // namespace
 
+namespace {
+// The payload's bytes, by ckpt's writer (storage's data must be alive).
+std::string written(const format::ValuePtr& root, const std::shared_ptr<format::StorageInfo>& storage) {
+  struct StringSink : ByteSink {
+    std::string bytes;
+    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
+  } sink;
+  format::prepare_checkpoint(root, {storage}).write(sink);
+  return sink.bytes;
+}
+}  // namespace
+
 std::string zip_payload(int seed, std::size_t data_size) {
-  const std::string name = "archive/data.pkl";
   std::string data(data_size, '\0');
   std::uint32_t x = static_cast<std::uint32_t>(seed) * 2654435761u + 1;
   for (auto& c : data) {
     x = x * 1664525u + 1013904223u;
     c = static_cast<char>(x >> 24);
   }
-  std::string zip;
-  put32(zip, 0x04034b50);  // local file header, stored, CRC not checked by the probe
-  put16(zip, 20); put16(zip, 0); put16(zip, 0); put16(zip, 0); put16(zip, 0);
-  put32(zip, 0); put32(zip, static_cast<std::uint32_t>(data.size())); put32(zip, static_cast<std::uint32_t>(data.size()));
-  put16(zip, static_cast<unsigned>(name.size())); put16(zip, 0);
-  zip += name;
-  zip += data;
-  std::uint32_t cd_offset = static_cast<std::uint32_t>(zip.size());
-  put32(zip, 0x02014b50);  // central directory entry
-  put16(zip, 20); put16(zip, 20); put16(zip, 0); put16(zip, 0); put16(zip, 0); put16(zip, 0);
-  put32(zip, 0); put32(zip, static_cast<std::uint32_t>(data.size())); put32(zip, static_cast<std::uint32_t>(data.size()));
-  put16(zip, static_cast<unsigned>(name.size())); put16(zip, 0); put16(zip, 0); put16(zip, 0); put16(zip, 0);
-  put32(zip, 0); put32(zip, 0);
-  zip += name;
-  std::uint32_t cd_size = static_cast<std::uint32_t>(zip.size()) - cd_offset;
-  put32(zip, 0x06054b50);  // end of central directory
-  put16(zip, 0); put16(zip, 0); put16(zip, 1); put16(zip, 1);
-  put32(zip, cd_size); put32(zip, cd_offset); put16(zip, 0);
-  return zip;
+  // torch.save's layout, by ckpt's writer: {"seed": seed, "data": uint8 tensor of the bytes}.
+  auto storage = std::make_shared<format::StorageInfo>();
+  storage->key = "0";
+  storage->dtype = format::DType::uint8;
+  storage->numel = data.size();
+  storage->data = data.data();
+  auto tensor = std::make_shared<format::TensorInfo>();
+  tensor->storage = storage;
+  tensor->sizes = {static_cast<std::int64_t>(data.size())};
+  tensor->strides = {1};
+  auto root = format::Value::dict();
+  root->add_entry(format::Value::of_string("seed"), format::Value::of_int(seed));
+  root->add_entry(format::Value::of_string("data"), format::Value::of_tensor(tensor));
+  return written(root, storage);
+}
+
+std::string guide_payload(std::int64_t epoch, double val_acc, double best_acc, int seed) {
+  std::vector<float> weights(16);
+  for (std::size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<float>(seed) + 0.25f * static_cast<float>(i);
+  auto storage = std::make_shared<format::StorageInfo>();
+  storage->key = "0";
+  storage->dtype = format::DType::float32;
+  storage->numel = weights.size();
+  storage->data = weights.data();
+  auto tensor = std::make_shared<format::TensorInfo>();
+  tensor->storage = storage;
+  tensor->sizes = {static_cast<std::int64_t>(weights.size())};
+  tensor->strides = {1};
+  auto model = format::Value::dict();
+  model->add_entry(format::Value::of_string("w"), format::Value::of_tensor(tensor));
+  auto root = format::Value::dict();
+  root->add_entry(format::Value::of_string("epoch"), format::Value::of_int(epoch));
+  root->add_entry(format::Value::of_string("model"), model);
+  root->add_entry(format::Value::of_string("best_acc"), format::Value::of_double(best_acc));
+  root->add_entry(format::Value::of_string("val_acc"), format::Value::of_double(val_acc));
+  return written(root, storage);
 }
 
 CheckpointRecord save_bytes(CheckpointStore& store, CheckpointKind kind, std::optional<std::int64_t> epoch,

@@ -12,9 +12,13 @@
 
 namespace ckpt::test {
 
-// A small, structurally complete zip archive (what a .pth is) whose content depends on
-// `seed`: different seeds give different bytes and hashes.
+// A small, real .pth payload (torch.save's zip layout, written by ckpt's writer, which the
+// restricted reader reads whole): {"seed": seed, "data": a uint8 tensor of `data_size`
+// bytes that depend on `seed`}, so different seeds give different bytes and hashes.
 std::string zip_payload(int seed, std::size_t data_size = 4096);
+// A state in the guide's shape, as its Python loop saves it: {"epoch": epoch, "model":
+// {"w": 16 float32 values from `seed`}, "best_acc": best_acc, "val_acc": val_acc}.
+std::string guide_payload(std::int64_t epoch, double val_acc, double best_acc, int seed);
 
 CheckpointRecord save_bytes(CheckpointStore& store, CheckpointKind kind, std::optional<std::int64_t> epoch,
                             const std::string& bytes, std::optional<double> metric = std::nullopt);

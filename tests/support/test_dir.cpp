@@ -82,4 +82,8 @@ std::string shell_quote(const std::string& text) {
   return quoted + "'";
 }
 
+void age_file(const std::filesystem::path& path, std::chrono::seconds age) {
+  std::filesystem::last_write_time(path, std::filesystem::file_time_type::clock::now() - age);
+}
+
 }  // namespace ckpt::test

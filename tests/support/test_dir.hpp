@@ -2,6 +2,7 @@
 // running a command.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -25,6 +26,8 @@ class TestDir {
 
 std::string read_bytes(const std::filesystem::path& path);
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);
+// Sets a file's modification time `age` into the past.
+void age_file(const std::filesystem::path& path, std::chrono::seconds age);
 // Sorted names of the regular files directly in `dir`.
 std::vector<std::string> file_names(const std::filesystem::path& dir);
 
