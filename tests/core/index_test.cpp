@@ -74,7 +74,15 @@ TEST_CASE("every sqlite3 recipe in docs/schema.md runs through the sqlite3 CLI",
   TestDir dir("recipes");
   {
     CheckpointStore store(dir.path(), StoreOptions{2});
-    for (int epoch = 1; epoch <= 4; ++epoch) save_epoch(store, epoch, zip_payload(epoch));
+    for (int epoch = 1; epoch <= 4; ++epoch) {
+      const std::string bytes = zip_payload(epoch);
+      SaveRequest request;  // as the manager records a state's numbers
+      request.epoch = epoch;
+      request.metric = 0.8 + epoch * 0.01;
+      request.metrics = {{"epoch", epoch}, {"train_loss", 1.0 / epoch}, {"val_acc", *request.metric}};
+      request.size_hint = bytes.size();
+      store.save(request, [&](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+    }
     save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(10), 0.91);
     save_bytes(store, CheckpointKind::interrupt, std::nullopt, zip_payload(11));
     store.load_latest();
@@ -181,4 +189,36 @@ TEST_CASE("an index from before commit order, with an interrupt older than later
   REQUIRE(resumed);
   CHECK(resumed->record.epoch == 3);
   CHECK(std::string(resumed->bytes.begin(), resumed->bytes.end()) == zip_payload(3));
+}
+
+TEST_CASE("migration 3 describes existing rows from their history; readers of an older index see the same", "[index]") {
+  TestDir dir("index");
+  {
+    SQLite::Database db = schema_1_index(dir.path());
+    auto add = [&](int id, const char* kind, const char* epoch, const std::string& file, const char* metric,
+                   const char* event) {
+      write_bytes(dir / file, zip_payload(id));
+      db.exec(fmt::format("INSERT INTO checkpoints (id, kind, epoch, metric, file, size, hash, hash_algo, status) VALUES "
+                          "({}, '{}', {}, {}, '{}', {}, '{}', 'xxh3-128', 'committed')",
+                          id, kind, epoch, metric, file, zip_payload(id).size(), xxh3_of(dir / file)));
+      db.exec(fmt::format("INSERT INTO events (event, checkpoint_id, detail) VALUES ('{}', {}, '')", event, id));
+    };
+    add(1, "epoch", "1", "checkpoint_epoch_1.pth", "0.5", "saved");
+    add(2, "best", "NULL", "best_model.pth", "0.4", "adopted");  // its metric was the file's best_acc
+  }
+  auto check = [](const std::vector<CheckpointRecord>& rows, bool migrated) {
+    REQUIRE(rows.size() == 2);
+    const CheckpointRecord& best = rows[0].kind == CheckpointKind::best ? rows[0] : rows[1];
+    const CheckpointRecord& epoch = rows[0].kind == CheckpointKind::best ? rows[1] : rows[0];
+    CHECK(epoch.state_epoch == 1);
+    CHECK(epoch.origin == "saved");
+    CHECK(epoch.metric_source == (migrated ? "the save's argument" : ""));
+    CHECK(best.origin == (migrated ? "adopted" : "saved"));  // an unmigrated index does not say
+    CHECK(best.metric_source.empty());                       // unknown
+    CHECK_FALSE(best.state_epoch);
+  };
+  check(CheckpointReader(dir.path()).checkpoints(), false);
+  CHECK(CheckpointReader(dir.path()).metrics().empty());
+  { CheckpointStore store(dir.path()); }
+  check(CheckpointReader(dir.path()).checkpoints(), true);
 }

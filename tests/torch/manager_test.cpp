@@ -56,6 +56,31 @@ TEST_CASE("guide pattern 1: a 100-epoch loop keeps the newest 5 epochs and the b
   CHECK(file_names(dir.path()).size() == 6 + 4);
 }
 
+TEST_CASE("a faithful port records the state's numbers as named metrics, and the best model's epoch",
+          "[manager][guide][metrics]") {
+  TestDir dir("metrics");
+  CheckpointManager manager(dir.path(), c10::kCPU, 5);
+  // The guide's save_epoch_checkpoint(state, epoch) carries no metric argument.
+  State state{{"epoch", int64_t{3}}, {"best_acc", 0.5}, {"train_loss", 0.25}, {"val_acc", 0.75},
+              {"finished", false}, {"name", "run-1"}};
+  state.set("model", model_state(3));
+  auto epoch_row = manager.save_epoch_checkpoint(state, 3);
+  CHECK(epoch_row.metric == 0.75);
+  CHECK(epoch_row.metric_source == "val_acc in the state");
+  std::vector<std::pair<std::string, double>> named;
+  for (const auto& metric : manager.store().metrics_of(epoch_row.id)) named.emplace_back(metric.name, metric.value);
+  // Ints and floats at the top level, in the state's order; bools, strings and nested states are not metrics.
+  CHECK(named == std::vector<std::pair<std::string, double>>{{"epoch", 3}, {"best_acc", 0.5}, {"train_loss", 0.25}, {"val_acc", 0.75}});
+  CHECK(manager.save_epoch_checkpoint(state, 3, 0.875).metric_source == "the save's argument");
+
+  auto best = manager.save_best_model(state, 0.75);
+  CHECK(best.state_epoch == 3);  // from the state's epoch entry
+  CHECK(best.metric_source == "the save's argument");
+  CHECK(manager.save_best_model(state, 0.75, /*epoch=*/4).state_epoch == 4);
+  state.erase("epoch");
+  CHECK_FALSE(manager.save_best_model(state, 0.75).state_epoch);
+}
+
 TEST_CASE("guide pattern 2: an interrupt checkpoint resumes training where Ctrl+C stopped it", "[manager][guide]") {
   TestDir dir("guide2");
   const int64_t interrupted_at = 37;
