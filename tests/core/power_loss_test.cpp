@@ -281,6 +281,37 @@ TEST_CASE("an adopted file is made durable, bytes and name, before its row is co
   CHECK(invariant_violations(dir.path()).empty());
 }
 
+TEST_CASE("another writer's save, adopted at open, is made durable before its row replaces the old one",
+          "[store][power][recovery][external]") {
+  // The Python guide saved epoch 5 anew (torch.save to a temp file, os.replace, no
+  // fsync); a ckpt writer opens the directory and adopts it, then the power goes. The row
+  // must describe what the directory holds afterwards: with the new bytes and their name
+  // synced first, the next open finds nothing to do.
+  TestDir dir("power-external");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{kScenarioMaxToKeep});
+    save_epoch(store, 5, zip_payload(5));
+  }
+  const std::string theirs = zip_payload(55, 5000);
+  REQUIRE(run_in_child([&] {
+            auto fs = std::make_shared<PowerLossFileSystem>();
+            auto file = fs->create_new(dir / "checkpoint_epoch_5.pth.tmp");
+            file->append(theirs.data(), theirs.size());
+            file->close();
+            fs->rename(dir / "checkpoint_epoch_5.pth.tmp", dir / "checkpoint_epoch_5.pth");
+            CheckpointStore store(dir.path(), power_loss_options(fs));
+            if (store.last_recovery().external_saves != 1) ::_exit(7);
+            lose_power(*fs, kPowerLostAfterOpen);
+          }) == kPowerLostAfterOpen);
+  CheckpointStore store(dir.path(), StoreOptions{kScenarioMaxToKeep});
+  CHECK(store.last_recovery().external_saves == 0);
+  CHECK(store.last_recovery().quarantined == 0);
+  auto loaded = store.load_latest();
+  REQUIRE(loaded);
+  CHECK(loaded->record.origin == "external");
+  CHECK(std::string(loaded->bytes.begin(), loaded->bytes.end()) == theirs);
+}
+
 TEST_CASE("an I/O error at any file operation of the scenario loses nothing acknowledged", "[store][fault]") {
   // Counts each kind of operation in a clean run, then fails the n-th one of each kind
   // with each error, in turn; the scenario stops at the first failed operation (as a
