@@ -196,7 +196,7 @@ TEST_CASE("another writer's complete save under a committed name is adopted, not
   CHECK(std::find(events.begin(), events.end(), "quarantined") == events.end());
 }
 
-TEST_CASE("a committed file whose bytes changed and fail a record's CRC is quarantined, not adopted",
+TEST_CASE("a committed file with a flipped bit is quarantined, not adopted as another writer's save",
           "[store][adoption][external]") {
   TestDir dir("external");
   std::string bytes = guide_payload(2, 0.6, 0.5, 2);
@@ -205,12 +205,18 @@ TEST_CASE("a committed file whose bytes changed and fail a record's CRC is quara
     save_epoch(store, 1, guide_payload(1, 0.5, 0, 1));
     save_epoch(store, 2, bytes);
   }
-  // One flipped bit in the tensor's data: the archive is still whole, its CRC-32 is not.
   std::string flipped = bytes;
-  const float second_weight = 2.25f;  // guide_payload's w[1] for seed 2
-  const std::size_t at = flipped.find(std::string(reinterpret_cast<const char*>(&second_weight), sizeof second_weight));
-  REQUIRE(at != std::string::npos);
-  flipped[at + 1] ^= 0x04;
+  SECTION("in a tensor's data: the archive is still whole, its CRC-32 is not") {
+    const float second_weight = 2.25f;  // guide_payload's w[1] for seed 2
+    const std::size_t at = flipped.find(std::string(reinterpret_cast<const char*>(&second_weight), sizeof second_weight));
+    REQUIRE(at != std::string::npos);
+    flipped[at + 1] ^= 0x04;
+  }
+  SECTION("in a record's alignment padding, which no CRC-32 covers") {
+    const std::size_t at = flipped.find("ZZZZ");
+    REQUIRE(at != std::string::npos);
+    flipped[at + 2] ^= 0x04;
+  }
   write_bytes(dir / "checkpoint_epoch_2.pth", flipped);
   CheckpointStore store(dir.path());
   auto payload = store.load_latest();
