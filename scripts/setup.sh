@@ -11,6 +11,7 @@ packages=(
   libxxhash-dev xxhash libssl-dev     # XXH3-128 (and xxhsum to check it); SHA-256 via libcrypto
   libdeflate-dev                      # CRC-32 of zip records
   libcli11-dev nlohmann-json3-dev     # the ckpt command-line tool
+  libcairo2-dev                       # its `history --plot`: PNG and SVG (brings fontconfig)
 )
 
 missing=()
