@@ -60,6 +60,34 @@ bool allowed_callable(const std::string& name) {
   return name.rfind("torch.", 0) == 0 && dtype_from_storage_class(name.substr(6)).has_value();
 }
 
+// What to store instead of a refused global, for the ones real checkpoints carry.
+std::string_view refusal_advice(const std::string& name) {
+  const auto starts = [&](std::string_view prefix) { return name.rfind(prefix, 0) == 0; };
+  if (name == "numpy.core.multiarray.scalar" || name == "numpy._core.multiarray.scalar") {
+    return "a NumPy scalar (np.float64, np.int64, ...); store a Python number instead (x.item())";
+  }
+  if (name == "numpy.core.multiarray._reconstruct" || name == "numpy._core.multiarray._reconstruct" ||
+      name == "numpy.ndarray") {
+    return "a NumPy array; store a tensor instead (torch.from_numpy(a))";
+  }
+  if (starts("numpy.")) {
+    return "a NumPy object; store a Python number (x.item()) or a tensor (torch.from_numpy(a)) instead";
+  }
+  if (name == "torch.device") return "a torch.device; store its name instead (str(device))";
+  if (name == "builtins.set" || name == "__builtin__.set" || name == "builtins.frozenset" ||
+      name == "__builtin__.frozenset") {
+    return "a set; store a list instead (sorted(s))";
+  }
+  if (name == "collections.defaultdict" || name == "collections.Counter") {
+    return "a dict subclass; store a dict instead (dict(d))";
+  }
+  if (starts("torch.")) {
+    return "not one of the torch objects a checkpoint holds (tensors, parameters, storages, dtypes, torch.Size)";
+  }
+  return "an object of a class or a function; store its state instead (a dict of tensors and numbers, such as its "
+         "state_dict())";
+}
+
 // torch.float16 and the like: a dtype value (torch pickles a dtype as a global).
 std::optional<DType> dtype_global(const std::string& name) {
   if (name.rfind("torch.", 0) != 0) return std::nullopt;
@@ -268,9 +296,10 @@ ValuePtr PickleReader::make_global(std::string module, std::string name) {
   charge(Value::kNodeBytes + Value::kBodyBytes + qualified.size());
   if (auto dtype = dtype_global(qualified)) return Value::of_dtype(std::string(dtype_name(*dtype)));
   if (!allowed_callable(qualified)) {
-    fail("data.pkl: global '{}' is not allowed in a checkpoint (only tensors, parameters, storages, dtypes, "
-         "OrderedDict and torch.Size are; nothing is executed)",
-         printable(qualified));
+    fail("data.pkl: global '{}' is not allowed in a checkpoint: {}. ckpt reads tensors, numbers, str, bytes, bool, "
+         "None, lists, tuples and dicts, and executes nothing (docs/format.md: \"What ckpt reads, and what it "
+         "refuses\")",
+         printable(qualified), refusal_advice(qualified));
   }
   return Value::global(std::move(qualified));
 }

@@ -4,10 +4,11 @@
 // from an allowlist (what torch's weights_only=True loader accepts and a checkpoint needs:
 // tensor, parameter, meta and sparse rebuild functions, storage classes, dtypes,
 // OrderedDict, torch.Size), and each allowed callable is interpreted here, not called.
-// Anything else is a FormatError naming the global. Malformed input (truncation, bad memo
-// references, stack underflow, integers beyond 64 bits) is a FormatError too; what it
-// builds is charged to the payload's MemoryBudget, so no input makes it hold more than
-// MemoryBudget::kFactor times its own size (plus a constant).
+// Anything else is a FormatError naming the global and what to store instead (a NumPy
+// scalar: x.item(); docs/format.md, "What ckpt reads, and what it refuses"). Malformed
+// input (truncation, bad memo references, stack underflow, integers beyond 64 bits) is a
+// FormatError too; what it builds is charged to the payload's MemoryBudget, so no input
+// makes it hold more than MemoryBudget::kFactor times its own size (plus a constant).
 #pragma once
 
 #include <cstddef>

@@ -487,6 +487,33 @@ TEST_CASE("hostile pickle: globals outside the allowlist are refused and nothing
   CHECK(!std::filesystem::exists("/tmp/pwned"));
 }
 
+TEST_CASE("a refused global is named with what to store instead", "[format][hostile][numpy]") {
+  // Python's torch.save of np.float64(0.5): the scalar's global comes first (numpy < 2; 2.x
+  // renamed the module numpy._core).
+  const std::string dtype = global("numpy", "dtype") + unicode("f8") + "\x89\x88\x87R";
+  for (const char* module : {"numpy.core.multiarray", "numpy._core.multiarray"}) {
+    require_refused(payload(pkl(global(module, "scalar") + dtype + "\x86R")),
+                    std::string("global '") + module + ".scalar' is not allowed in a checkpoint: a NumPy scalar "
+                    "(np.float64, np.int64, ...); store a Python number instead (x.item())");
+  }
+  // np.arange(3): numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b').
+  require_refused(payload(pkl(global("numpy.core.multiarray", "_reconstruct") + global("numpy", "ndarray") + "tR")),
+                  "global 'numpy.core.multiarray._reconstruct' is not allowed in a checkpoint: a NumPy array; store "
+                  "a tensor instead (torch.from_numpy(a))");
+  require_refused(payload(pkl(global("numpy", "dtype") + "tR")), "store a Python number (x.item()) or a tensor");
+  require_refused(payload(pkl(global("torch", "device") + "(" + unicode("cuda") + "tR")),
+                  "global 'torch.device' is not allowed in a checkpoint: a torch.device; store its name instead");
+  require_refused(payload(pkl(global("__builtin__", "set") + "(]tR")), "a set; store a list instead (sorted(s))");
+  require_refused(payload(pkl(global("collections", "defaultdict") + ")R")), "a dict subclass; store a dict instead");
+  // Any other class: its state instead; and every refusal says what ckpt reads, and where that is written.
+  require_refused(payload(pkl(global("__main__", "TrainConfig") + ")R")),
+                  "global '__main__.TrainConfig' is not allowed in a checkpoint: an object of a class or a function; "
+                  "store its state instead");
+  require_refused(payload(pkl(global("__main__", "TrainConfig") + ")R")),
+                  "ckpt reads tensors, numbers, str, bytes, bool, None, lists, tuples and dicts, and executes nothing "
+                  "(docs/format.md: \"What ckpt reads, and what it refuses\")");
+}
+
 TEST_CASE("hostile pickle: NEWOBJ / memo misuse / stack misuse / unknown opcodes are refused", "[format][hostile]") {
   require_refused(payload(pkl(global("collections", "OrderedDict") + ")\x81")), "NEWOBJ");
   require_refused(payload(pkl("h\x05")), "memo entry 5 used before it was set");

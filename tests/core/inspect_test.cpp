@@ -527,3 +527,21 @@ TEST_CASE("inspect: a long list of numbers is one entry; diff compares it item b
   CHECK(differences[0].path == "ids");
   CHECK(differences[0].kind == "value");
 }
+
+TEST_CASE("inspect: Python's torch.save file with a NumPy scalar metric is refused, naming the file, the global "
+          "and what to store instead", "[inspect][numpy]") {
+  // tests/fixtures/numpy_metric.pt (make_fixtures.py): {"epoch": 3, "model": ..., "val_acc": np.float64(0.8125)}.
+  const std::filesystem::path file = std::filesystem::path(CKPT_SOURCE_DIR) / "tests" / "fixtures" / "numpy_metric.pt";
+  try {
+    inspect_payload(file);
+    FAIL("a NumPy scalar was accepted");
+  } catch (const FormatError& error) {
+    const std::string message = error.what();
+    INFO(message);
+    CHECK(message.rfind(file.string() + ": ", 0) == 0);
+    CHECK_THAT(message, Catch::Contains("global 'numpy.core.multiarray.scalar' is not allowed"));
+    CHECK_THAT(message, Catch::Contains("store a Python number instead (x.item())"));
+    CHECK_THAT(message, Catch::Contains("What ckpt reads, and what it refuses"));
+    CHECK(error.code() == ErrorCode::format);
+  }
+}

@@ -90,6 +90,21 @@ FIXTURES = {
 }
 
 
+def numpy_metric_checkpoint():
+    """A trainer checkpoint whose metric is a NumPy scalar (np.mean(...) returns one):
+    Python's torch.load reads it, ckpt refuses it, naming numpy.core.multiarray.scalar."""
+    import numpy as np
+    return {"epoch": 3, "model": fixture_model().state_dict(),
+            "val_acc": np.mean(np.array([0.75, 0.875]))}
+
+
+# Files ckpt must refuse: no .dump (the C++ tests check the refusal, not the values);
+# verified by torch 1.13's torch.load reading back an equal object.
+REFUSED_FIXTURES = {
+    "numpy_metric.pt": numpy_metric_checkpoint,
+}
+
+
 def fb_padding(offset, name):
     """PyTorch's padding extra field for a local header at `offset` (no ZIP64 here)."""
     start = offset + 30 + len(name) + 4
@@ -137,6 +152,20 @@ def verify(path, root, expected):
     return reread
 
 
+def verify_refused(path, root, expected):
+    """The layout checks of verify(), then the values compared directly (dump() knows no NumPy)."""
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        assert all(info.filename.startswith(root + "/") for info in archive.infolist())
+    reread = torch.load(path)
+    assert reread.keys() == expected.keys(), (reread.keys(), expected.keys())
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert all(torch.equal(reread[key][k], v) for k, v in value.items()), key
+        else:
+            assert type(reread[key]) is type(value) and reread[key] == value, (key, reread[key], value)
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "fixtures")
     os.makedirs(out_dir, exist_ok=True)
@@ -147,6 +176,13 @@ def main():
         root, storages = write_torch2_layout(obj, path)
         write_dump(verify(path, root, dump(obj)), path + ".dump")
         print(f"{path}: folder {root}/, {storages} storages, {os.path.getsize(path)} bytes")
+    for name, build in REFUSED_FIXTURES.items():
+        torch.manual_seed(0)
+        obj = build()
+        path = os.path.join(out_dir, name)
+        root, storages = write_torch2_layout(obj, path)
+        verify_refused(path, root, obj)
+        print(f"{path}: folder {root}/, {storages} storages, {os.path.getsize(path)} bytes (ckpt refuses it)")
     return 0
 
 

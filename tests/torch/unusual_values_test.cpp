@@ -1,7 +1,7 @@
 // Files torch.save writes that are not plain training-state dicts (big ints, mixed keys,
 // dtypes, sparse and meta tensors, bare storages, non-dict roots, legacy protocol 4),
 // and hostile structures the decoder must keep small: what ckpt loads, how it maps each
-// value (docs/format.md, "What the reader accepts"), and what Python reads back.
+// value (docs/format.md, "What ckpt reads, and what it refuses"), and what Python reads back.
 #include "support/torch_pch.hpp"
 #include "support/test_dir.hpp"
 
