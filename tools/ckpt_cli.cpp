@@ -3,22 +3,28 @@
 // Each command is a thin layer over the public, torch-free API (CheckpointReader for
 // reading, CheckpointStore for changes, inspect_payload / diff_payloads for files).
 // Exit codes (docs/cli.md): 0 success; 1 the answer is "no" (no checkpoint, verification
-// found problems, files differ); 2 usage error; 3 error (I/O, damaged index or file,
-// directory locked by a running writer). Errors are one line on stderr.
+// found problems, files differ, no entry matches --key); 2 usage error; 3 error (I/O,
+// damaged index or file, directory locked by a running writer). Errors are one line on
+// stderr, or with --json one object on stdout ({"error": {...}}).
 //
 // Text from a payload or the index (keys, values, file names, event details, error
 // messages quoting them) is untrusted: printed text goes through printable(), JSON through
 // json_safe() (docs/cli.md, "Untrusted text").
+#include <fnmatch.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <spdlog/spdlog.h>
 
 #include "ckpt/errors.hpp"
@@ -27,6 +33,7 @@
 #include "ckpt/store.hpp"
 #include "ckpt/version.hpp"
 #include "format/printable.hpp"  // ckpt::core's, torch-free
+#include "store/file_names.hpp"   // ckpt::core's: the guide's file names, as the store parses them
 #include "history_plot.hpp"
 
 namespace {
@@ -81,6 +88,18 @@ void print_json(const json& value) {
   std::cout << out << "\n";
 }
 
+// An error the tool raises itself, with details a script may want: under --json they are
+// members of the error's object beside "error" (e.g. ckpt import's "would_not_load").
+class DetailedError : public ckpt::Error {
+ public:
+  DetailedError(ckpt::ErrorCode code, const std::string& message, std::filesystem::path path, json details)
+      : ckpt::Error(code, message, std::move(path)), details_(std::move(details)) {}
+  const json& details() const noexcept { return details_; }
+
+ private:
+  json details_;
+};
+
 // ---- formatting ----
 
 std::string human_bytes(std::uint64_t bytes) {
@@ -113,9 +132,45 @@ json record_json(const std::filesystem::path& dir, const CheckpointRecord& r) {
          {"metric", nullptr},    {"file", r.file},                  {"path", (dir / r.file).string()},
          {"size", r.size},       {"hash", r.hash},                  {"hash_algo", r.hash_algo},
          {"status", r.status},   {"created_at", r.created_at}};
+  j["state_epoch"] = r.state_epoch ? json(*r.state_epoch) : json(nullptr);
+  j["metric_source"] = r.metric_source;
+  j["origin"] = r.origin;
   if (r.epoch) j["epoch"] = *r.epoch;
   if (r.metric) j["metric"] = *r.metric;
   return j;
+}
+
+// The epoch column of a table: an epoch row's epoch; for the best model and an interrupt
+// checkpoint the epoch their state is of, when the index knows it.
+std::string epoch_text(const CheckpointRecord& r) {
+  if (r.epoch) return std::to_string(*r.epoch);
+  if (r.state_epoch) return std::to_string(*r.state_epoch);
+  return "-";
+}
+
+std::string metric_text(const std::optional<double>& metric) { return metric ? fmt::format("{:.6g}", *metric) : "-"; }
+
+// A row the store did not write itself deserves a second look before a resume trusts it.
+std::string origin_note(const CheckpointRecord& r) {
+  if (r.origin == "adopted") return "adopted from a file found without an index row: check it is this run's";
+  if (r.origin == "external") {
+    return "external: another program saved this file over a committed checkpoint: check it is this run's";
+  }
+  return {};
+}
+
+// Readers and writers alike: a directory that is not there is reported as such (not as
+// "no index.sqlite"), and a writer never creates it.
+void require_directory(const std::string& dir) {
+  std::error_code error;
+  const auto status = std::filesystem::status(dir, error);
+  if (status.type() == std::filesystem::file_type::not_found) {
+    throw ckpt::IoError(ckpt::ErrorCode::io, fmt::format("{}: no such directory", dir), dir, ENOENT);
+  }
+  if (error) throw ckpt::IoError(ckpt::ErrorCode::io, fmt::format("{}: {}", dir, error.message()), dir, error.value());
+  if (!std::filesystem::is_directory(status)) {
+    throw ckpt::IoError(ckpt::ErrorCode::io, fmt::format("{}: not a directory", dir), dir, ENOTDIR);
+  }
 }
 
 // Code points of valid UTF-8 (what printable() returns): a column's width on a terminal,
@@ -150,6 +205,7 @@ void print_table(const std::vector<std::vector<std::string>>& raw_rows) {
 // ---- commands ----
 
 int cmd_ls(const std::string& dir, bool all, bool as_json) {
+  require_directory(dir);
   ckpt::CheckpointReader reader(dir);
   auto rows = reader.checkpoints(all);
   if (as_json) {
@@ -161,9 +217,8 @@ int cmd_ls(const std::string& dir, bool all, bool as_json) {
   std::vector<std::vector<std::string>> table{{"id", "kind", "epoch", "metric", "size", "age", "hash", "file"}};
   if (all) table[0].insert(table[0].begin() + 2, "status");
   for (const auto& r : rows) {
-    std::vector<std::string> line{std::to_string(r.id), std::string(ckpt::to_string(r.kind)),
-                                  r.epoch ? std::to_string(*r.epoch) : "-",
-                                  r.metric ? fmt::format("{:.6g}", *r.metric) : "-", human_bytes(r.size),
+    std::vector<std::string> line{std::to_string(r.id), std::string(ckpt::to_string(r.kind)), epoch_text(r),
+                                  metric_text(r.metric), human_bytes(r.size),
                                   age(r.created_at), r.hash.substr(0, 12), r.file};
     if (all) line.insert(line.begin() + 2, r.status);
     table.push_back(std::move(line));
@@ -193,10 +248,22 @@ std::string why_latest(const ckpt::CheckpointReader& reader, const CheckpointRec
     why += fmt::format("; higher epoch{} {} {} older, from a run this one was restarted over (superseded)",
                        higher.size() == 1 ? "" : "s", fmt::join(higher, ", "), higher.size() == 1 ? "is" : "are");
   }
+  if (auto note = origin_note(latest); !note.empty()) why += "; " + note;
+  return why;
+}
+
+// Which epoch the best model's state is of, and where its metric came from.
+std::string why_best(const CheckpointRecord& best) {
+  std::string why = fmt::format("best model, {}, metric {}", best.state_epoch ? fmt::format("from epoch {}", *best.state_epoch) : "epoch unknown",
+                                best.metric ? fmt::format("{:.6g}", *best.metric) : "unknown");
+  if (best.metric && !best.metric_source.empty()) why += fmt::format(" ({})", best.metric_source);
+  why += fmt::format(", saved {}", best.created_at);
+  if (auto note = origin_note(best); !note.empty()) why += "; " + note;
   return why;
 }
 
 int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_json) {
+  require_directory(dir);
   ckpt::CheckpointReader reader(dir);
   auto record = best ? reader.best() : reader.latest();
   if (!record) {
@@ -204,9 +271,7 @@ int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_
     std::cerr << fmt::format("ckpt: no {} checkpoint in {}\n", best ? "best" : "resumable", p(dir));
     return kNo;
   }
-  std::string why = best ? fmt::format("best model, metric {}, saved {}", record->metric ? fmt::format("{:.6g}", *record->metric) : "unknown",
-                                       record->created_at)
-                         : why_latest(reader, *record);
+  std::string why = best ? why_best(*record) : why_latest(reader, *record);
   if (as_json) {
     json out = record_json(dir, *record);
     out["why"] = why;
@@ -219,9 +284,16 @@ int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_
 }
 
 std::filesystem::path resolve_payload(const std::vector<std::string>& target) {
-  if (target.size() == 1) return target[0];
+  if (target.size() == 1) {
+    if (std::filesystem::is_directory(target[0])) {
+      throw ckpt::InvalidArgument(
+          fmt::format("{}: a directory: name a file, or DIR latest|best|interrupt, or DIR epoch N", target[0]), target[0]);
+    }
+    return target[0];
+  }
   const std::string& dir = target[0];
   const std::string& kind = target[1];
+  require_directory(dir);
   ckpt::CheckpointReader reader(dir);
   std::optional<CheckpointRecord> record;
   if (kind == "latest") record = reader.latest();
@@ -233,15 +305,73 @@ std::filesystem::path resolve_payload(const std::vector<std::string>& target) {
       if (match) record = r;
     }
   }
-  if (!record) throw ckpt::InvalidArgument(fmt::format("{}: no {} checkpoint{}", dir, kind, target.size() > 2 ? " " + target[2] : ""));
+  if (!record) {
+    throw ckpt::InvalidArgument(fmt::format("{}: no {} checkpoint{}", dir, kind, target.size() > 2 ? " " + target[2] : ""), dir);
+  }
   return std::filesystem::path(dir) / record->file;
 }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
-int cmd_show(const std::vector<std::string>& target, bool stats, bool as_json) {
+// A scalar entry's value as JSON: int, float and bool as numbers and booleans, None as
+// null; a NaN or infinite float as null (JSON has no such number; "value_text" keeps
+// Python's repr); every other type (str, bytes, torch.dtype, global, ...) as its text.
+void add_scalar_json(json& j, const ckpt::PayloadEntry& e) {
+  const std::string& text = e.value;
+  if (e.type == "None") {
+    j["value"] = nullptr;
+  } else if (e.type == "bool") {
+    j["value"] = text == "True";
+  } else if (e.type == "int") {
+    try {
+      if (!text.empty() && text[0] == '-') j["value"] = static_cast<std::int64_t>(std::stoll(text));
+      else j["value"] = static_cast<std::uint64_t>(std::stoull(text));
+    } catch (const std::exception&) {
+      j["value"] = text;  // not a 64-bit number: the inspector's text as it is
+    }
+  } else if (e.type == "float") {
+    char* end = nullptr;
+    const double value = std::strtod(text.c_str(), &end);
+    if (end == text.c_str() || *end != '\0') {
+      j["value"] = text;
+    } else if (std::isfinite(value)) {
+      j["value"] = value;
+    } else {
+      j["value"] = nullptr;
+      j["value_text"] = text;  // nan, inf, -inf
+    }
+  } else {
+    j["value"] = text;
+  }
+}
+
+// --key: shell globs (fnmatch(3), `*` matching dots too) on the dotted paths; an entry
+// is shown when any pattern matches.
+bool selected(const std::string& path, const std::vector<std::string>& keys) {
+  if (keys.empty()) return true;
+  return std::any_of(keys.begin(), keys.end(), [&](const std::string& key) { return ::fnmatch(key.c_str(), path.c_str(), 0) == 0; });
+}
+
+// min/max/mean cover the finite elements; NaN and Inf are counted, always shown.
+std::string stats_text(const ckpt::TensorStats& stats) {
+  std::string text = std::isnan(stats.min) && std::isnan(stats.max)
+                         ? std::string("min - max - mean - (no finite element)")
+                         : fmt::format("min {:.4g} max {:.4g} mean {:.4g}", stats.min, stats.max, stats.mean);
+  return text + fmt::format("  NaN {} Inf {}", stats.nan_count, stats.inf_count);
+}
+
+int cmd_show(const std::vector<std::string>& target, bool stats, const std::vector<std::string>& keys, bool as_json) {
   std::filesystem::path file = resolve_payload(target);
   ckpt::PayloadInfo info = ckpt::inspect_payload(file, stats);
+  if (!keys.empty()) {
+    auto& entries = info.entries;
+    entries.erase(std::remove_if(entries.begin(), entries.end(), [&](const ckpt::PayloadEntry& e) { return !selected(e.path, keys); }),
+                  entries.end());
+  }
+  const bool none_selected = !keys.empty() && info.entries.empty();
+  if (none_selected) {
+    std::cerr << fmt::format("ckpt: {}: no entry matches --key {}\n", p(file.string()), p(fmt::format("{}", fmt::join(keys, " --key "))));
+  }
   if (as_json) {
     json entries = json::array();
     for (const auto& e : info.entries) {
@@ -257,13 +387,13 @@ int cmd_show(const std::vector<std::string>& target, bool stats, bool as_json) {
         }
         if (!e.stats_note.empty()) j["stats_note"] = e.stats_note;
       } else {
-        j["value"] = e.value;
+        add_scalar_json(j, e);
       }
       entries.push_back(j);
     }
     print_json({{"file", file.string()}, {"container", info.container}, {"version", info.version},
                 {"file_size", info.file_size}, {"storage_bytes", info.storage_bytes}, {"entries", entries}});
-    return kOk;
+    return none_selected ? kNo : kOk;
   }
   std::cout << fmt::format("{}: {} payload, format version {}, {}, tensor storage {}\n", p(file.string()), p(info.container),
                            info.version, human_bytes(info.file_size), human_bytes(info.storage_bytes));
@@ -279,14 +409,11 @@ int cmd_show(const std::vector<std::string>& target, bool stats, bool as_json) {
     if (e.layout == "meta") detail += "  meta (no data)";
     if (e.layout == "sparse_coo") detail += fmt::format("  sparse COO, {} specified", e.nnz);
     if (!e.stats_note.empty()) detail += "  stats " + e.stats_note;
-    if (e.stats) {
-      detail += fmt::format("  min {:.4g} max {:.4g} mean {:.4g}", e.stats->min, e.stats->max, e.stats->mean);
-      if (e.stats->nan_count || e.stats->inf_count) detail += fmt::format("  NaN {} Inf {}", e.stats->nan_count, e.stats->inf_count);
-    }
+    if (e.stats) detail += "  " + stats_text(*e.stats);
     table.push_back({e.path, "Tensor", detail});
   }
   print_table(table);
-  return kOk;
+  return none_selected ? kNo : kOk;
 }
 
 int cmd_diff(const std::string& a, const std::string& b, bool as_json) {
@@ -305,17 +432,17 @@ int cmd_diff(const std::string& a, const std::string& b, bool as_json) {
   return differences.empty() ? kOk : kNo;
 }
 
-int cmd_history(const std::string& dir, const std::string& plot, bool as_json) {
+// --last N: the N most recent events, oldest first (the plot draws the whole history).
+int cmd_history(const std::string& dir, const std::string& plot, std::optional<std::size_t> last, bool as_json) {
+  require_directory(dir);
   ckpt::CheckpointReader reader(dir);
   auto events = reader.events();
   auto rows = reader.checkpoints(true);
   if (!plot.empty()) {
-    std::string svg = ckpt::cli::history_svg(rows, events, fmt::format("ckpt history: {}", dir));
-    std::ofstream out(plot);
-    out << svg;
-    if (!out) throw ckpt::IoError(ckpt::ErrorCode::io, fmt::format("{}: cannot write the plot", plot), plot);
+    ckpt::cli::write_history_plot({rows, events, reader.metrics(), fmt::format("ckpt history: {}", dir)}, plot);
     if (!as_json) std::cerr << fmt::format("wrote {}\n", p(plot));
   }
+  if (last && events.size() > *last) events.erase(events.begin(), events.end() - static_cast<std::ptrdiff_t>(*last));
   if (as_json) {
     json out = json::array();
     for (const auto& e : events) {
@@ -333,7 +460,11 @@ int cmd_history(const std::string& dir, const std::string& plot, bool as_json) {
   return kOk;
 }
 
+// A file can fail in two ways: its bytes are not what the index committed (missing,
+// size, hash: MISMATCH), or they are, but the restricted reader would refuse them
+// (the library's problem "would not load: <why>": WOULD NOT LOAD).
 int cmd_verify(const std::string& dir, bool as_json) {
+  require_directory(dir);
   ckpt::CheckpointReader reader(dir);
   const bool bar = !as_json && ::isatty(STDERR_FILENO);
   auto results = reader.verify([&](std::uint64_t done, std::uint64_t total) {
@@ -343,26 +474,30 @@ int cmd_verify(const std::string& dir, bool as_json) {
                              100 * done / total, human_bytes(done));
   });
   if (bar) std::cerr << "\n";
-  int bad = 0;
+  constexpr std::string_view kWouldNotLoad = "would not load: ";
+  std::size_t mismatched = 0, unloadable = 0;
   json out = json::array();
   for (const auto& r : results) {
-    if (!r.ok) ++bad;
+    const bool loads = r.problem.rfind(kWouldNotLoad, 0) != 0;
+    if (!r.ok) ++(loads ? mismatched : unloadable);
     if (as_json) {
       json j = record_json(dir, r.record);
       j["ok"] = r.ok;
       j["problem"] = r.problem;
       out.push_back(j);
     } else if (!r.ok) {
-      std::cout << fmt::format("MISMATCH  {}  {}\n", p((std::filesystem::path(dir) / r.record.file).string()), p(r.problem));
+      const std::string path = (std::filesystem::path(dir) / r.record.file).string();
+      if (loads) std::cout << fmt::format("MISMATCH  {}  {}\n", p(path), p(r.problem));
+      else std::cout << fmt::format("WOULD NOT LOAD  {}  {}\n", p(path), p(r.problem.substr(kWouldNotLoad.size())));
     }
   }
   if (as_json) {
     print_json(out);
   } else {
-    std::cout << fmt::format("{} checkpoint{} verified, {} ok, {} mismatched\n", results.size(), results.size() == 1 ? "" : "s",
-                             results.size() - bad, bad);
+    std::cout << fmt::format("{} checkpoint{} verified, {} ok, {} mismatched, {} would not load\n", results.size(),
+                             results.size() == 1 ? "" : "s", results.size() - mismatched - unloadable, mismatched, unloadable);
   }
-  return bad == 0 ? kOk : kNo;
+  return mismatched + unloadable == 0 ? kOk : kNo;
 }
 
 // Writers open the store with the retention the directory already uses, so a tool never
@@ -379,22 +514,39 @@ ckpt::StoreOptions writer_options(const std::string& dir) {
   return options;
 }
 
-int cmd_gc(const std::string& dir, std::optional<int> keep, bool as_json) {
-  ckpt::CheckpointStore store(dir, writer_options(dir));
-  auto removed = store.gc(keep);
+std::string keeping_text(int keep) { return keep == 0 ? "keeping all" : fmt::format("keeping the newest {}", keep); }
+
+// --dry-run: a reader's plan (no lock, nothing written), the same JSON as a real run.
+int cmd_gc(const std::string& dir, std::optional<int> keep, bool dry_run, bool as_json) {
+  require_directory(dir);
+  std::vector<CheckpointRecord> removed;
+  int kept = 0;
+  if (dry_run) {
+    ckpt::CheckpointReader reader(dir);
+    removed = reader.gc_plan(keep);
+    kept = keep.value_or(reader.max_to_keep().value_or(ckpt::StoreOptions{}.max_to_keep));
+  } else {
+    ckpt::CheckpointStore store(dir, writer_options(dir));
+    removed = store.gc(keep);
+    kept = keep.value_or(store.max_to_keep());
+  }
   if (as_json) {
     json out = json::array();
     for (const auto& r : removed) out.push_back(record_json(dir, r));
     print_json(out);
-  } else {
-    for (const auto& r : removed) std::cout << "removed " << p((std::filesystem::path(dir) / r.file).string()) << "\n";
-    std::cout << fmt::format("{} checkpoint{} removed, keeping the newest {}\n", removed.size(), removed.size() == 1 ? "" : "s",
-                             keep.value_or(store.max_to_keep()));
+    return kOk;
   }
+  for (const auto& r : removed) {
+    std::cout << (dry_run ? "would remove " : "removed ") << p((std::filesystem::path(dir) / r.file).string()) << "\n";
+  }
+  std::cout << fmt::format("{} checkpoint{} {}, {}{}\n", removed.size(), removed.size() == 1 ? "" : "s",
+                           dry_run ? "would be removed" : "removed", keeping_text(kept),
+                           dry_run ? "; nothing changed (--dry-run)" : "");
   return kOk;
 }
 
 int cmd_rm(const std::string& dir, std::int64_t id, bool as_json) {
+  require_directory(dir);
   ckpt::CheckpointStore store(dir, writer_options(dir));
   auto removed = store.remove(id);
   if (as_json) {
@@ -405,34 +557,137 @@ int cmd_rm(const std::string& dir, std::int64_t id, bool as_json) {
   return kOk;
 }
 
-// The guide's Python CheckpointManager keeps the best metric as "best_acc" and each
-// epoch's as "val_acc" (its examples' keys); those become the index's metric.
-std::optional<double> guide_metric(const std::filesystem::path& file, CheckpointKind kind) {
-  std::vector<std::string> keys{"val_acc"};
-  if (kind == CheckpointKind::best) keys.insert(keys.begin(), "best_acc");
-  auto entries = ckpt::inspect_payload(file).entries;
-  for (const auto& key : keys) {
-    for (const auto& entry : entries) {
-      if (entry.path == key && (entry.type == "float" || entry.type == "int")) return std::stod(entry.value);
+// ---- import ----
+
+// One checkpoint-named file of a directory to import, and whether the restricted reader
+// (the one load_file uses, through inspect_payload) reads it.
+struct ImportFile {
+  std::string file;
+  ckpt::names::ParsedCheckpointName name;
+  std::string problem;  // empty when it would load
+};
+
+// The guide's three names (best_model.pth, checkpoint_epoch_N.pth,
+// interrupt_checkpoint.pth), best first, then epochs in order, then the interrupt.
+std::vector<ImportFile> read_checkpoint_files(const std::filesystem::path& dir) {
+  std::vector<ImportFile> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string name = entry.path().filename().string();
+    auto parsed = ckpt::names::parse_checkpoint_file(name);
+    if (!parsed) continue;
+    ImportFile file{name, *parsed, {}};
+    try {
+      ckpt::inspect_payload(entry.path());
+    } catch (const ckpt::Error& error) {
+      std::string_view why = error.what();
+      const std::string prefix = entry.path().string() + ": ";
+      if (why.substr(0, prefix.size()) == prefix) why.remove_prefix(prefix.size());  // the file is named beside it
+      file.problem = std::string(why);
     }
+    files.push_back(std::move(file));
   }
-  return std::nullopt;
+  auto order = [](const ImportFile& f) {
+    return std::make_pair(f.name.kind == CheckpointKind::best ? 0 : f.name.kind == CheckpointKind::epoch ? 1 : 2, f.name.epoch.value_or(0));
+  };
+  std::sort(files.begin(), files.end(), [&](const ImportFile& a, const ImportFile& b) { return order(a) < order(b); });
+  return files;
 }
 
-int cmd_import(const std::string& dir, bool as_json) {
-  if (!std::filesystem::is_directory(dir)) throw ckpt::InvalidArgument(fmt::format("{}: not a directory", dir), dir);
+struct Retention {
+  int keep = 5;
+  std::string why;
+};
+
+// --keep wins; then the retention an existing index records; else it is inferred from the
+// epoch files, as the guide's rotation leaves them (the newest max_to_keep epochs):
+// when the lowest epoch is above 1 (a run starts at epoch 0 or 1), earlier ones were
+// rotated out, so the run kept as many as there are; otherwise nothing shows a limit
+// and the guide's default applies, or more when there are more files (nothing is lost).
+Retention import_retention(const std::string& dir, std::optional<int> keep, const std::vector<ImportFile>& files) {
+  if (keep) return {*keep, "--keep"};
+  if (std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
+    if (auto stored = ckpt::CheckpointReader(dir).max_to_keep()) return {*stored, "the retention the index records"};
+  }
+  const int guide_default = ckpt::StoreOptions{}.max_to_keep;
+  std::vector<std::int64_t> epochs;
+  for (const auto& f : files) {
+    if (f.name.kind == CheckpointKind::epoch) epochs.push_back(*f.name.epoch);
+  }
+  if (epochs.empty()) return {guide_default, fmt::format("no epoch files: the guide's default, {}", guide_default)};
+  const int count = static_cast<int>(epochs.size());
+  const std::string files_text = fmt::format("{} epoch file{} ({}..{})", count, count == 1 ? "" : "s", epochs.front(), epochs.back());
+  if (epochs.front() > 1) return {count, files_text + ": the epochs before them were rotated out, so the run kept " + std::to_string(count)};
+  if (count > guide_default) return {count, files_text + ": no sign of rotation, and more than the guide's default"};
+  return {guide_default, files_text + fmt::format(": no sign of rotation: the guide's default, {}", guide_default)};
+}
+
+int cmd_import(const std::string& dir, std::optional<int> keep, bool allow_unloadable, bool as_json) {
+  require_directory(dir);
+  // Everything is read before anything is changed: a refusal leaves no index, no file touched.
+  const std::vector<ImportFile> files = read_checkpoint_files(dir);
+  json unloadable = json::array();
+  for (const auto& f : files) {
+    if (f.problem.empty()) continue;
+    unloadable.push_back({{"file", f.file}, {"reason", f.problem}});
+    if (!as_json) std::cout << fmt::format("would not load  {}  {}\n", p(f.file), p(f.problem));
+  }
+  if (!unloadable.empty() && !allow_unloadable) {
+    throw DetailedError(ckpt::ErrorCode::format,
+                        fmt::format("{}: {} of {} checkpoint files would not load (the restricted reader refuses them); "
+                                    "nothing imported (--allow-unloadable imports the others and leaves these as they are)",
+                                    dir, unloadable.size(), files.size()),
+                        dir, {{"would_not_load", unloadable}});
+  }
+  const Retention retention = import_retention(dir, keep, files);
+  if (!as_json) std::cout << fmt::format("retention: keep {} ({})\n", retention.keep == 0 ? "all" : std::to_string(retention.keep), p(retention.why));
+
+  std::set<std::int64_t> known;  // rows from before this run
+  if (std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
+    for (const auto& r : ckpt::CheckpointReader(dir).checkpoints(true)) known.insert(r.id);
+  }
   ckpt::StoreOptions options = writer_options(dir);
-  options.metric_of_adopted = guide_metric;
+  options.max_to_keep = retention.keep;
   ckpt::CheckpointStore store(dir, options);
   const auto& report = store.last_recovery();
-  if (as_json) {
-    print_json({{"adopted", report.adopted}, {"quarantined", report.quarantined},
-                {"temp_files_removed", report.temp_files_removed}, {"checkpoints", store.live_checkpoints().size()}});
-  } else {
-    std::cout << fmt::format("{}: adopted {}, quarantined {}, removed {} temp file{}; {} checkpoints indexed\n", p(dir),
-                             report.adopted, report.quarantined, report.temp_files_removed,
-                             report.temp_files_removed == 1 ? "" : "s", store.live_checkpoints().size());
+  std::vector<CheckpointRecord> adopted;
+  for (const auto& r : store.live_checkpoints()) {
+    if (!known.count(r.id)) adopted.push_back(r);
   }
+  const std::size_t indexed = store.live_checkpoints().size();
+  // Recovery leaves another writer's temp file younger than 10 s alone: a save in progress?
+  json young_temp_files = json::array();
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && ckpt::names::is_temp_file(name)) young_temp_files.push_back(name);
+  }
+  if (as_json) {
+    json rows = json::array();
+    for (const auto& r : adopted) rows.push_back(record_json(dir, r));
+    print_json({{"adopted", report.adopted}, {"external_saves", report.external_saves}, {"quarantined", report.quarantined},
+                {"left_unloadable", report.left_unloadable}, {"temp_files_removed", report.temp_files_removed},
+                {"temp_files_left", young_temp_files}, {"checkpoints", indexed}, {"keep", retention.keep},
+                {"keep_reason", retention.why}, {"adopted_files", rows}, {"would_not_load", unloadable}});
+    return kOk;
+  }
+  if (!adopted.empty()) {
+    std::vector<std::vector<std::string>> table{{"adopted", "kind", "epoch", "metric", "metric source"}};
+    for (const auto& r : adopted) {
+      table.push_back({r.file, std::string(ckpt::to_string(r.kind)), epoch_text(r), metric_text(r.metric),
+                       r.metric ? r.metric_source : "-"});
+    }
+    print_table(table);
+  }
+  for (const auto& name : young_temp_files) {
+    std::cout << fmt::format("left {}: another program's temp file, written less than 10 s ago (a save in progress?)\n",
+                             p(name.get<std::string>()));
+  }
+  std::string also;
+  if (report.external_saves) also += fmt::format(", {} external save{}", report.external_saves, report.external_saves == 1 ? "" : "s");
+  if (report.left_unloadable) also += fmt::format(", left {} that would not load", report.left_unloadable);
+  std::cout << fmt::format("{}: adopted {}{}, quarantined {}, removed {} temp file{}; {} checkpoints indexed\n", p(dir),
+                           report.adopted, also, report.quarantined, report.temp_files_removed,
+                           report.temp_files_removed == 1 ? "" : "s", indexed);
   return kOk;
 }
 
@@ -471,6 +726,7 @@ std::string move_index_aside(const std::string& dir) {
 }
 
 int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
+  require_directory(dir);  // a rebuild would create it
   std::string detail;
   IndexHealth health = index_health(dir, detail);
   if (health == IndexHealth::too_new && !force) {
@@ -491,7 +747,6 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
     if (health != IndexHealth::missing) out["old_index"] = move_index_aside(dir);
     ckpt::StoreOptions options;
     options.allow_network_file_system = g_allow_network_fs;
-    options.metric_of_adopted = guide_metric;
     ckpt::CheckpointStore store(dir, options);
     const auto& report = store.last_recovery();
     out["adopted"] = report.adopted;
@@ -503,7 +758,6 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
   }
 
   ckpt::StoreOptions options = writer_options(dir);
-  options.metric_of_adopted = guide_metric;
   auto plan = ckpt::CheckpointStore::plan_repair(dir, /*verify_hashes=*/true, options);
   json actions = json::array();
   for (const auto& action : plan) {
@@ -540,9 +794,62 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
 // they are escaped (printable_message: a name the library already escaped is not escaped
 // twice); one line (the first: a multi-line detail, such as SQLite's integrity report, is
 // cut there).
-void print_error(const std::exception& error) {
+//
+// With --json the error is instead one object on stdout, so a script that parses stdout
+// always gets one JSON document: {"error": {"message", "file", "code", "exit"[, "os_error"]}}
+// (the whole message; "file" null when no file is involved; "code" the ErrorCode's name,
+// or "usage" for a command line CLI11 refused), plus a DetailedError's members.
+std::string_view error_code_name(ckpt::ErrorCode code) {
+  using ckpt::ErrorCode;
+  switch (code) {
+    case ErrorCode::io: return "io";
+    case ErrorCode::disk_full: return "disk_full";
+    case ErrorCode::permission_denied: return "permission_denied";
+    case ErrorCode::corrupt: return "corrupt";
+    case ErrorCode::format: return "format";
+    case ErrorCode::locked: return "locked";
+    case ErrorCode::needs_recovery: return "needs_recovery";
+    case ErrorCode::schema_too_new: return "schema_too_new";
+    case ErrorCode::index: return "index";
+    case ErrorCode::invalid_argument: return "invalid_argument";
+    case ErrorCode::key: return "key";
+    case ErrorCode::type: return "type";
+  }
+  return "error";
+}
+
+void print_error(const std::exception& error, int exit_code, bool as_json, std::string_view code = {}) {
   std::string_view message = error.what();
-  std::cerr << "ckpt: " << ckpt::format::printable_message(message.substr(0, message.find('\n'))) << "\n";
+  if (!as_json) {
+    std::cerr << "ckpt: " << ckpt::format::printable_message(message.substr(0, message.find('\n')))
+              << (code == "usage" ? " (see ckpt --help)" : "") << "\n";
+    return;
+  }
+  json out = json::object();
+  json object{{"message", std::string(message)}, {"file", nullptr}, {"code", code.empty() ? "error" : std::string(code)}, {"exit", exit_code}};
+  if (const auto* e = dynamic_cast<const ckpt::Error*>(&error)) {
+    object["code"] = error_code_name(e->code());
+    if (!e->path().empty()) object["file"] = e->path().string();
+    if (e->os_error() != 0) object["os_error"] = e->os_error();
+    if (const auto* detailed = dynamic_cast<const DetailedError*>(e)) out = detailed->details();
+  } else if (const auto* e = dynamic_cast<const std::filesystem::filesystem_error*>(&error)) {
+    object["code"] = "io";
+    if (!e->path1().empty()) object["file"] = e->path1().string();
+    if (e->code().value() != 0) object["os_error"] = e->code().value();
+  }
+  out["error"] = object;
+  print_json(out);
+}
+
+// Whether --json was given, for errors found while parsing (CLI11 may stop before it has
+// seen the flag). Arguments after "--" are operands.
+bool json_requested(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") return false;
+    if (arg == "--json") return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -554,18 +861,19 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(ckpt::version()));
   app.require_subcommand(1);
   app.footer("Exit codes: 0 success; 1 the answer is no (no checkpoint, verification or repair found problems,\n"
-             "payloads differ); 2 usage error; 3 error (I/O, damaged index or file, directory locked by a writer).\n"
+             "payloads differ, no entry matches --key); 2 usage error; 3 error (I/O, damaged index or file, directory locked by a writer).\n"
              "Reference: docs/cli.md");
   bool as_json = false;
-  app.add_flag("--json", as_json, "machine-readable output (JSON on stdout)");
+  app.add_flag("--json", as_json, "machine-readable output (JSON on stdout, errors too)");
   app.add_flag("--allow-network-fs", g_allow_network_fs,
                "let gc, rm, repair and import write on a network file system (one host at a time; no reader "
                "beside them: docs/durability.md)");
 
   std::string dir, file_a, file_b, plot;
-  std::vector<std::string> target;
-  bool all = false, verbose = false, stats = false;
+  std::vector<std::string> target, keys;
+  bool all = false, verbose = false, stats = false, dry_run = false, allow_unloadable = false;
   std::optional<int> keep;
+  std::optional<std::size_t> last;
   std::int64_t id = 0;
 
   auto* ls = app.add_subcommand("ls", "list the committed checkpoints (kind, epoch, metric, size, age, hash, file)");
@@ -576,21 +884,25 @@ int main(int argc, char** argv) {
   latest->add_flag("-v,--verbose", verbose, "say why this one");
   auto* best = app.add_subcommand("best", "print the best model's file; exit 1 if there is none");
   best->add_option("DIR", dir, "checkpoint directory")->required();
-  best->add_flag("-v,--verbose", verbose, "say which metric");
+  best->add_flag("-v,--verbose", verbose, "say which epoch it is of and where its metric came from");
   auto* show = app.add_subcommand("show", "show a payload's structure: keys, tensor dtypes, shapes and sizes (no tensor data read)");
   show->add_option("TARGET", target, "FILE, or DIR latest|best|interrupt, or DIR epoch N")->required()->expected(1, 3);
-  show->add_flag("--stats", stats, "add min, max, mean, NaN and Inf counts (reads tensor data)");
+  show->add_flag("--stats", stats, "add NaN and Inf counts, and min, max, mean of the finite elements (reads tensor data)");
+  show->add_option("--key", keys, "only the entries whose dotted path matches this glob (* matches dots too); repeatable")
+      ->allow_extra_args(false);
   auto* diff = app.add_subcommand("diff", "which keys and tensors differ between two payloads, and by how much; exit 1 if any");
   diff->add_option("A", file_a, "first payload")->required();
   diff->add_option("B", file_b, "second payload")->required();
   auto* history = app.add_subcommand("history", "the directory's event log");
   history->add_option("DIR", dir, "checkpoint directory")->required();
-  history->add_option("--plot", plot, "draw the metric over epochs with best, interrupt and resume marked, as SVG");
-  auto* verify = app.add_subcommand("verify", "rehash every committed file against the index; exit 1 on any mismatch");
+  history->add_option("--last", last, "only the N most recent events")->check(CLI::PositiveNumber);
+  history->add_option("--plot", plot, "draw the metrics over epochs with bests, interrupts and resumes marked, as SVG or PNG (by the extension: .svg, .png)");
+  auto* verify = app.add_subcommand("verify", "rehash every committed file against the index and check it would load; exit 1 if any does not");
   verify->add_option("DIR", dir, "checkpoint directory")->required();
   auto* gc = app.add_subcommand("gc", "apply the retention stored in the index now (delete epochs beyond it)");
   gc->add_option("DIR", dir, "checkpoint directory")->required();
   gc->add_option("--keep", keep, "keep this many epochs instead (0 keeps all)");
+  gc->add_flag("--dry-run", dry_run, "list what would be removed, change nothing (no lock taken)");
   auto* rm = app.add_subcommand("rm", "remove one checkpoint (by the id `ckpt ls` shows) with its row");
   rm->add_option("DIR", dir, "checkpoint directory")->required();
   rm->add_option("ID", id, "checkpoint id")->required();
@@ -601,8 +913,11 @@ int main(int argc, char** argv) {
   repair->add_flag("--force", force, "rebuild even an index written by a newer ckpt (kept aside)");
   auto* import = app.add_subcommand("import", "adopt in place a directory written by the Python CheckpointManager");
   import->add_option("DIR", dir, "directory with best_model.pth, checkpoint_epoch_N.pth, ...")->required();
+  import->add_option("--keep", keep, "the retention to record (0 keeps all); default: inferred from the epoch files")
+      ->check(CLI::NonNegativeNumber);
+  import->add_flag("--allow-unloadable", allow_unloadable, "import the files that load even if others would not (those are reported and left as they are, without a row)");
   for (auto* command : {ls, latest, best, show, diff, history, verify, gc, rm, repair, import}) {
-    command->add_flag("--json", as_json, "machine-readable output (JSON on stdout)");
+    command->add_flag("--json", as_json, "machine-readable output (JSON on stdout, errors too)");
   }
 
   try {
@@ -614,7 +929,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "ckpt: " << ckpt::format::printable_message(e.what()) << " (see ckpt --help)\n";
+    print_error(e, kUsage, json_requested(argc, argv), "usage");
     return kUsage;
   }
 
@@ -622,19 +937,19 @@ int main(int argc, char** argv) {
     if (*ls) return cmd_ls(dir, all, as_json);
     if (*latest) return cmd_latest_or_best(dir, false, verbose, as_json);
     if (*best) return cmd_latest_or_best(dir, true, verbose, as_json);
-    if (*show) return cmd_show(target, stats, as_json);
+    if (*show) return cmd_show(target, stats, keys, as_json);
     if (*diff) return cmd_diff(file_a, file_b, as_json);
-    if (*history) return cmd_history(dir, plot, as_json);
+    if (*history) return cmd_history(dir, plot, last, as_json);
     if (*verify) return cmd_verify(dir, as_json);
-    if (*gc) return cmd_gc(dir, keep, as_json);
+    if (*gc) return cmd_gc(dir, keep, dry_run, as_json);
     if (*rm) return cmd_rm(dir, id, as_json);
     if (*repair) return cmd_repair(dir, apply, force, as_json);
-    if (*import) return cmd_import(dir, as_json);
+    if (*import) return cmd_import(dir, keep, allow_unloadable, as_json);
   } catch (const ckpt::InvalidArgument& e) {
-    print_error(e);
+    print_error(e, kUsage, as_json);
     return kUsage;
   } catch (const std::exception& e) {
-    print_error(e);
+    print_error(e, kError, as_json);
     return kError;
   }
   return kUsage;
