@@ -266,17 +266,6 @@ std::vector<NamedMetric> Index::metrics(std::optional<std::int64_t> checkpoint_i
   });
 }
 
-std::vector<CheckpointRecord> Index::rows_with_content(std::string_view hash, std::uint64_t size) {
-  return guarded("find checkpoints by content", [&] {
-    SQLite::Statement& query = prepared(fmt::format(
-        "SELECT {0} FROM checkpoints WHERE hash = ? AND size = ? AND {1} IS NOT NULL ORDER BY {1} DESC", columns_,
-        commit_order_));
-    query.bind(1, std::string(hash));
-    query.bind(2, static_cast<int64_t>(size));
-    return read_all(query);
-  });
-}
-
 void Index::set_status(std::int64_t id, std::string_view new_status) {
   guarded("update checkpoint status", [&] {
     SQLite::Statement& statement = prepared("UPDATE checkpoints SET status = ?, "

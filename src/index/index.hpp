@@ -93,8 +93,6 @@ class Index {
   void insert_metrics(std::int64_t checkpoint_id, const std::vector<std::pair<std::string, double>>& metrics);
   // Named metrics of one checkpoint, or of all (by id); empty before migration 0003.
   std::vector<NamedMetric> metrics(std::optional<std::int64_t> checkpoint_id = std::nullopt);
-  // Rows ever committed whose file had this content, most recently committed first.
-  std::vector<CheckpointRecord> rows_with_content(std::string_view hash, std::uint64_t size);
   void set_status(std::int64_t id, std::string_view new_status);
   void add_event(std::string_view event, std::optional<std::int64_t> checkpoint_id, std::string_view detail);
 

@@ -1116,18 +1116,22 @@ class CheckpointStore::Impl {
 
   // What an adopted file's row says beyond its bytes, from the payload (docs/schema.md):
   // written at the file's mtime; the epoch its state is of; the metric. The best model's
-  // metric is its epoch checkpoint's when one had the same content (the guide saves
-  // best_acc before it updates it, so the best file's own best_acc is the previous best),
-  // else the file's val_acc, as the guide's loop names it.
+  // metric is that of the committed epoch checkpoint with the same content, if one has it
+  // (the guide saves best_acc before it updates it, so the best file's own best_acc is the
+  // previous best), else the file's val_acc, as the guide's loop names it.
   void describe_from_payload(CheckpointRecord& record, const store::PayloadCheck& check) {
     if (auto written = fs_->modified_ns(dir_ / record.file)) record.created_at = iso_utc(*written);
     record.state_epoch = record.kind == CheckpointKind::epoch ? record.epoch : check.epoch;
-    if (record.kind == CheckpointKind::best) {
-      for (const auto& same : index_->rows_with_content(check.digest.hash, check.digest.size)) {
-        if (same.kind != CheckpointKind::epoch || !same.metric) continue;
-        record.metric = same.metric;
-        record.metric_source = fmt::format("epoch {}, the same content", *same.epoch);
-        record.state_epoch = same.epoch;
+    if (record.kind == CheckpointKind::best && !check.content_key.empty()) {
+      std::optional<CheckpointRecord> same;  // the most recent commit of that content
+      for (const auto& row : index_->live_rows()) {
+        if (row.kind != CheckpointKind::epoch || !row.metric || (same && same->commit_seq > row.commit_seq)) continue;
+        if (store::content_key(*fs_, dir_ / row.file) == check.content_key) same = row;
+      }
+      if (same) {
+        record.metric = same->metric;
+        record.metric_source = fmt::format("epoch {}, the same content", *same->epoch);
+        record.state_epoch = same->epoch;
         return;
       }
     }

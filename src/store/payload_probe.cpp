@@ -128,13 +128,36 @@ void check_padding(PayloadSource& source, const std::filesystem::path& path) {
 
 }  // namespace
 
+std::string content_key(PayloadSource& source) {
+  if (!format::looks_like_zip(source)) return {};
+  format::ZipReader zip(source);
+  std::vector<std::string> records;
+  for (const auto& entry : zip.entries()) records.push_back(fmt::format("{}:{}:{:08x}", entry.name, entry.size, entry.crc));
+  std::sort(records.begin(), records.end());
+  std::string key;
+  for (const auto& record : records) key += record + "\n";
+  return key;
+}
+
+std::string content_key(FileSystem& fs, const std::filesystem::path& path) {
+  try {
+    io::FileSource source(fs, path);
+    return content_key(source);
+  } catch (const Error&) {
+    return {};  // unreadable or not a payload: matches nothing
+  }
+}
+
 PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm) {
   io::FileSource source(fs, path, io::Hasher::create(algorithm));
   PayloadCheck result;
   try {
     format::CheckpointLayout layout = format::read_layout(source);
     check_storage_crcs(source, layout, path);
-    if (layout.container == format::Container::zip) check_padding(source, path);
+    if (layout.container == format::Container::zip) {
+      check_padding(source, path);
+      result.content_key = content_key(source);
+    }
     if (layout.root && layout.root->kind() == format::ValueKind::dict) {
       for (const auto& [key, value] : format::distinct_entries(*layout.root)) {
         if (key->kind() != format::ValueKind::string) continue;

@@ -36,7 +36,16 @@ struct PayloadCheck {
   // The top-level int and float entries of a dict payload (bools excluded), in order.
   std::vector<std::pair<std::string, double>> numbers;
   std::optional<std::int64_t> epoch;  // its int `epoch` entry
+  std::string content_key;            // see content_key(); empty for a legacy payload
 };
+
+// What a zip payload holds, independent of its archive's folder name (torch.save names
+// it after the file: the same state saved as best_model.pth and as checkpoint_epoch_7.pth
+// differs in those bytes only): each record's name below the folder, size and CRC-32,
+// from the central directory (nothing else is read). Empty for a legacy payload.
+std::string content_key(PayloadSource& source);
+// The same for a file; empty when it cannot be read as a zip payload.
+std::string content_key(FileSystem& fs, const std::filesystem::path& path);
 // Throws IoError when the file cannot be read (a read error is not a verdict on it).
 PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm);
 

@@ -29,7 +29,9 @@ CommandResult ckpt_stdout(const std::string& args) { return run_command(std::str
 // so the best file's best_acc is the previous best. val_acc of epoch N is 0.5 + N * 0.05.
 // `numpy_epoch`: that epoch's val_acc is a numpy float64, as `acc.item()` forgotten leaves
 // it (torch.save pickles numpy's scalar global, which the restricted reader refuses).
-void guide_run(const std::filesystem::path& dir, int epochs, int max_to_keep, int numpy_epoch = 0) {
+// `first`: the epoch the loop starts at (a run resumed in Python), best_acc then taken from
+// the directory's best model.
+void guide_run(const std::filesystem::path& dir, int epochs, int max_to_keep, int numpy_epoch = 0, int first = 1) {
   TestDir scripts("guide-script");
   const std::filesystem::path script = scripts / "run.py";
   write_bytes(script,
@@ -42,8 +44,10 @@ void guide_run(const std::filesystem::path& dir, int epochs, int max_to_keep, in
               "torch.manual_seed(0)\n"
               "model = torch.nn.Linear(3, 2)\n"
               "manager = CheckpointManager(directory, max_to_keep=max_to_keep)\n"
-              "best_acc = 0.0\n"
-              "for epoch in range(1, epochs + 1):\n"
+              "first = int(sys.argv[6])\n"
+              "best = torch.load(directory + '/best_model.pth') if first > 1 else None\n"
+              "best_acc = float(best['val_acc']) if best else 0.0\n"
+              "for epoch in range(first, epochs + 1):\n"
               "    val_acc = 0.5 + epoch * 0.05\n"
               "    state = {'epoch': epoch, 'model': model.state_dict(), 'best_acc': best_acc, 'train_loss': 1.0 / epoch,\n"
               "             'val_acc': np.float64(val_acc) if epoch == numpy_epoch else val_acc}\n"
@@ -53,7 +57,7 @@ void guide_run(const std::filesystem::path& dir, int epochs, int max_to_keep, in
               "        manager.save_best_model(state, metric=best_acc)\n");
   auto made = run_command(std::string(CKPT_PYTHON) + " " + shell_quote(script.string()) + " " + shell_quote(dir.string()) + " " +
                           std::to_string(epochs) + " " + std::to_string(max_to_keep) + " " + std::to_string(numpy_epoch) + " " +
-                          shell_quote(std::string(CKPT_SOURCE_DIR) + "/tests/python") + " 2>&1");
+                          shell_quote(std::string(CKPT_SOURCE_DIR) + "/tests/python") + " " + std::to_string(first) + " 2>&1");
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
 }
@@ -125,7 +129,8 @@ TEST_CASE("ckpt import records each file's own epoch metric, its mtime and the r
   CHECK(best_row[1] == "best");
   CHECK(best_row[2] == "8");
   CHECK(best_row[3] == "0.9");
-  CHECK_FALSE(best_row[4].empty());
+  // torch.save names the archive's folder after the file, so the bytes differ; the content is epoch 8's.
+  CHECK(best_row[4] == "epoch 8, the same content");
   CHECK(table_row(imported.output, "checkpoint_epoch_6.pth") ==
         std::vector<std::string>{"checkpoint_epoch_6.pth", "epoch", "6", "0.8", "val_acc in the file"});
   CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_9.pth.tmp"));
@@ -166,6 +171,38 @@ TEST_CASE("ckpt import records each file's own epoch metric, its mtime and the r
     if (name.rfind("index.", 0) != 0) files_after += name + "\n" + read_bytes(dir / name);
   }
   CHECK(files_after == files);
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("the Python guide writing on after an import: its new files are adopted, its new best is an external save",
+          "[cli][import][python][external]") {
+  TestDir dir("cli-import");
+  guide_run(dir.path(), 5, 3);  // epochs 3..5 kept, the best from epoch 5
+  const std::string d = shell_quote(dir.path().string());
+  REQUIRE(ckpt_cli("import " + d).exit_code == 0);
+  // The same run resumed in Python: epochs 6 and 7 (new bests), its rotation deletes 3 and 4.
+  guide_run(dir.path(), 7, 3, 0, /*first=*/6);
+  REQUIRE_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_4.pth"));
+  {
+    CheckpointStore store(dir.path(), StoreOptions{3});
+    const RecoveryReport& report = store.last_recovery();
+    CHECK(report.adopted == 2);  // epochs 6 and 7
+    CHECK(report.missing == 2);  // 3 and 4, rotated out by Python
+    CHECK(report.quarantined == 0);
+    auto latest = store.load_latest();
+    REQUIRE(latest);
+    CHECK(latest->record.epoch == 7);
+    // best_model.pth has its old size and other bytes: noticed when loaded, adopted as
+    // another writer's save (never quarantined), described from epoch 7, the same content.
+    auto best = store.load_best();
+    REQUIRE(best);
+    CHECK(best->record.origin == "external");
+    CHECK(best->record.state_epoch == 7);
+    CHECK(best->record.metric == Approx(0.85));
+    CHECK(best->record.metric_source == "epoch 7, the same content");
+  }
+  CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  CHECK_THAT(ckpt_stdout("latest -v " + d).output, Catch::Contains("checkpoint_epoch_7.pth"));
   CHECK(invariant_violations(dir.path()).empty());
 }
 
