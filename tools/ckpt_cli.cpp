@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <fstream>
@@ -855,8 +856,9 @@ bool json_requested(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The library logs through spdlog; the tool reports in its own words.
-  spdlog::set_level(spdlog::level::err);
+  // The library logs through spdlog; the tool reports in its own words, and shows only
+  // the library's errors unless SPDLOG_LEVEL asks for more (SPDLOG_LEVEL=debug ckpt repair ...).
+  if (std::getenv("SPDLOG_LEVEL") == nullptr) spdlog::set_level(spdlog::level::err);
   CLI::App app{"ckpt: inspect, verify and look after ckpt checkpoint directories"};
   app.set_version_flag("--version", std::string(ckpt::version()));
   app.require_subcommand(1);

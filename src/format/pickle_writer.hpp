@@ -4,8 +4,10 @@
 //
 // Only opcodes and globals that torch's weights_only=True loaders accept are used
 // (never torch.jit._pickle.*), so torch >= 2.6 loads the result with its default
-// weights_only=True. (torch 1.13's restricted loader lacks BINFLOAT, so it accepts only
-// float-free states.) The output is a pure function of the graph: deterministic.
+// weights_only=True. (torch 1.13's restricted loader lacks BINFLOAT and knows ten dtypes,
+// so it accepts only float-free states, and no meta tensor of bool, uint8 or bfloat16:
+// docs/format.md, "Loading in Python with weights_only".) The output is a pure function
+// of the graph: deterministic.
 #pragma once
 
 #include <string>

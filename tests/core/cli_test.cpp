@@ -946,3 +946,20 @@ TEST_CASE("ckpt latest -v warns when the resume point is a file the store did no
     CHECK(json::parse(ckpt_stdout("--json latest " + d).output)["origin"] == "external");
   }
 }
+
+TEST_CASE("the library's log lines: errors only, unless SPDLOG_LEVEL asks for more", "[cli][logging]") {
+  TestDir dir("cli-log");
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+  }
+  write_bytes(dir / "checkpoint_epoch_2.pth", zip_payload(2));  // copied in: adopted, with a warning
+  const std::string d = shell_quote(dir.path().string());
+  auto quiet = run_command(std::string(CKPT_CLI) + " gc " + d + " 2>&1 >/dev/null");
+  CHECK(quiet.exit_code == 0);
+  CHECK(quiet.output.find("adopted") == std::string::npos);
+  write_bytes(dir / "checkpoint_epoch_3.pth", zip_payload(3));
+  auto told = run_command("SPDLOG_LEVEL=info " + std::string(CKPT_CLI) + " gc " + d + " 2>&1 >/dev/null");
+  CHECK(told.exit_code == 0);
+  CHECK_THAT(told.output, Catch::Contains("adopted") && Catch::Contains("epoch 3"));
+}
