@@ -4,14 +4,17 @@
 // demo needs no download) with Adam and a StepLR schedule, and checkpoints as the
 // guide does:
 //   - fit() starts with load_latest_checkpoint() and resumes exactly where the last run
-//     stopped: model, optimizer, schedule, RNG and the position inside the epoch;
+//     stopped: model, optimizer, schedule, RNG and the position inside the epoch. As in
+//     the guide, a state's "epoch" is the last epoch completed and the resume starts at
+//     epoch + 1; an interrupt checkpoint also says how many batches of that next epoch
+//     were done ("batch"), so none is trained twice or skipped;
 //   - every epoch, save_epoch_checkpoint() (rotation keeps the newest --keep);
 //   - when validation accuracy improves, save_best_model();
 //   - on Ctrl+C or SIGTERM (ckpt::InterruptGuard), the current step finishes, then
 //     save_interrupt_checkpoint() and exit 130. --interrupt-at-epoch N sends this process
 //     a real SIGINT midway through epoch N, to show the whole path without a keyboard.
 //
-// Usage: demo_trainer [--dir DIR] [--epochs N] [--keep K] [--interrupt-at-epoch N]
+// Usage: demo_trainer [--dir DIR] [--epochs N] [--keep K] [--interrupt-at-epoch N] [--help]
 #include <ckpt/ckpt.hpp>
 #include <ckpt/training.hpp>
 #include <torch/torch.h>
@@ -20,6 +23,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -30,6 +34,18 @@ struct Options {
   int keep = 5;
   int64_t interrupt_at_epoch = -1;
 };
+
+constexpr const char* kUsage =
+    "usage: demo_trainer [--dir DIR] [--epochs N] [--keep K] [--interrupt-at-epoch N] [--help]\n"
+    "\n"
+    "Trains a small MLP on generated spirals, checkpointing as the guide's Trainer does;\n"
+    "resumes from DIR's latest checkpoint when there is one.\n"
+    "  --dir DIR                 checkpoint directory (default demo_checkpoints)\n"
+    "  --epochs N                train epochs 1..N (default 30)\n"
+    "  --keep K                  epoch checkpoints to keep (default 5)\n"
+    "  --interrupt-at-epoch N    send this process a SIGINT midway through epoch N\n"
+    "  --help                    print this and exit\n"
+    "Exit status: 0 when training finished, 130 when interrupted (state saved), 2 on bad usage.\n";
 
 Options parse_options(int argc, char** argv) {
   Options options;
@@ -42,7 +58,10 @@ Options parse_options(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--dir") {
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (arg == "--dir") {
       options.dir = value();
     } else if (arg == "--epochs") {
       options.epochs = std::stoll(value());
@@ -51,7 +70,7 @@ Options parse_options(int argc, char** argv) {
     } else if (arg == "--interrupt-at-epoch") {
       options.interrupt_at_epoch = std::stoll(value());
     } else {
-      std::fprintf(stderr, "usage: demo_trainer [--dir DIR] [--epochs N] [--keep K] [--interrupt-at-epoch N]\n");
+      std::fprintf(stderr, "demo_trainer: unknown argument '%s'\n%s", arg.c_str(), kUsage);
       std::exit(2);
     }
   }
@@ -88,10 +107,11 @@ class Trainer {
     int64_t start_epoch = 1, start_batch = 0;
     if (auto state = manager_.load_latest_checkpoint()) {
       restore(*state);
-      start_epoch = state->get<int64_t>("epoch");
+      start_epoch = state->get<int64_t>("epoch") + 1;  // the guide's: "epoch" is the one completed
       start_batch = state->get<int64_t>("batch");
-      std::printf("resumed: epoch %lld, batch %lld (best val acc so far %.3f)\n",
-                  static_cast<long long>(start_epoch), static_cast<long long>(start_batch), best_acc_);
+      std::printf("resumed after epoch %lld: epoch %lld from batch %lld (best val acc so far %.3f)\n",
+                  static_cast<long long>(start_epoch - 1), static_cast<long long>(start_epoch),
+                  static_cast<long long>(start_batch), best_acc_);
     } else {
       torch::manual_seed(0);
       std::printf("no checkpoint in %s: starting from scratch\n", options_.dir.c_str());
@@ -113,7 +133,7 @@ class Trainer {
         loss_sum_ += loss.item<double>();
         if (interrupt.requested()) {
           // The guide's KeyboardInterrupt branch, at a step boundary.
-          manager_.save_interrupt_checkpoint(snapshot(epoch, batch + 1));
+          manager_.save_interrupt_checkpoint(snapshot(epoch - 1, batch + 1));
           std::printf("interrupted during epoch %lld: state saved, safe to exit\n", static_cast<long long>(epoch));
           return 130;
         }
@@ -124,9 +144,9 @@ class Trainer {
       scheduler_.step();
       bool improved = val_acc > best_acc_;
       if (improved) best_acc_ = val_acc;
-      ckpt::State state = snapshot(epoch + 1, 0);
+      ckpt::State state = snapshot(epoch, 0);
       state.set("train_loss", train_loss).set("val_acc", val_acc);
-      manager_.save_epoch_checkpoint(state, epoch, val_acc);
+      manager_.save_epoch_checkpoint(state, epoch);  // the index's metric: the state's val_acc
       if (improved) manager_.save_best_model(state, best_acc_);
       std::printf("epoch %3lld  train loss %.4f  val acc %.3f  lr %.4f%s\n", static_cast<long long>(epoch), train_loss,
                   val_acc, scheduler_.get_last_lr()[0], improved ? "  (new best)" : "");
@@ -138,7 +158,10 @@ class Trainer {
   }
 
  private:
-  // Everything an exact resume needs; "epoch" and "batch" say where to continue.
+  // [readme:exact-resume]
+  // Everything an exact resume needs. "epoch" is the last epoch completed (the guide's
+  // meaning) and "batch" how many batches of the next one are done: the resume continues
+  // at epoch + 1, batch.
   ckpt::State snapshot(int64_t epoch, int64_t batch) {
     ckpt::State state{{"epoch", epoch}, {"batch", batch}, {"best_acc", best_acc_}, {"loss_sum", loss_sum_}};
     state.set("model", ckpt::state_dict(*model_));
@@ -156,6 +179,7 @@ class Trainer {
     best_acc_ = state.get<double>("best_acc");
     loss_sum_ = state.get<double>("loss_sum");
   }
+  // [/readme]
 
   double accuracy() {
     torch::NoGradGuard no_grad;
@@ -178,8 +202,20 @@ class Trainer {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options options = parse_options(argc, argv);
+  Options options;
+  try {
+    options = parse_options(argc, argv);
+  } catch (const std::logic_error&) {  // std::stoll: not a number, or out of range
+    std::fprintf(stderr, "demo_trainer: a number was expected\n%s", kUsage);
+    return 2;
+  }
   torch::set_num_threads(1);
-  Trainer trainer(options);
-  return trainer.fit();
+  torch::manual_seed(0);  // the model's initial weights (libtorch seeds its generator at random)
+  try {
+    Trainer trainer(options);
+    return trainer.fit();
+  } catch (const ckpt::Error& error) {
+    std::fprintf(stderr, "demo_trainer: %s\n", error.what());
+    return 1;
+  }
 }

@@ -22,9 +22,13 @@ struct SaveOptions {
 };
 
 // Writes `state` to `path` as a PyTorch zip-format payload that Python's torch.load
-// reads: to a temp file beside it, fsync, rename, fsync the directory. When it returns
-// the file survives a power loss; if it throws (IoError naming the file and cause) the
-// previous file at `path`, if any, is untouched and no temp file is left. A process
+// reads: to a temp file beside it, fsync, rename, fsync the directory. First, as the
+// manager does, it checks the directory's free space (FileSystem::free_space) against
+// the payload's size bound plus a 1 MiB margin: too little throws IoError with
+// ErrorCode::disk_full, naming the file and the bytes needed and available, before
+// anything is written. When it returns the file survives a power loss; if it throws
+// (IoError naming the file and cause) the previous file at `path`, if any, is untouched
+// and no temp file is left. A process
 // crash or power loss during the call leaves either the previous file or the new one,
 // complete, under `path` (an interrupted call may also leave its temp file beside it,
 // `<name>.<pid>-<n>.tmp`, which nothing removes).
@@ -53,7 +57,7 @@ State load_file(const std::filesystem::path& path, c10::Device device = c10::kCP
 
 // The root value of any torch.save file, as an IValue: a tensor (torch.save(tensor)), a
 // list, a tuple, or a dict with any keys. Python values IValue cannot hold exactly are
-// mapped as docs/format.md ("What the reader accepts") says. Same checks and errors as
+// mapped as docs/format.md ("What ckpt reads, and what it refuses") says. Same checks and errors as
 // load_file; options.only_keys must be empty.
 c10::IValue load_value(const std::filesystem::path& path, const LoadOptions& options = {});
 

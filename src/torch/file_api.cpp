@@ -1,4 +1,10 @@
 #include "ckpt/serialization.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+
+#include "ckpt/errors.hpp"
 #include "io/file_source.hpp"
 #include "io/hashed_file.hpp"
 #include "io/mapped_file.hpp"
@@ -6,9 +12,31 @@
 
 namespace ckpt {
 
+namespace {
+
+// Headroom beyond the payload's size bound, as the store keeps (src/store/checkpoint_store.cpp):
+// file-system metadata, and not leaving the disk at exactly zero bytes.
+constexpr std::uint64_t kFreeSpaceMargin = 1 << 20;
+
+// Refuses before anything is written, so a save that cannot fit leaves no partial temp
+// file to fill the disk (and the previous file at `path` untouched).
+void check_free_space(FileSystem& fs, const std::filesystem::path& path, std::uint64_t size_hint) {
+  const std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+  const std::uint64_t available = fs.free_space(dir);
+  if (available < size_hint + kFreeSpaceMargin) {
+    throw IoError(ErrorCode::disk_full,
+                  fmt::format("{}: not enough free space to save: need {} bytes (+{} margin), {} available",
+                              path.string(), size_hint, kFreeSpaceMargin, available),
+                  path, ENOSPC);
+  }
+}
+
+}  // namespace
+
 void save_file(const State& state, const std::filesystem::path& path, const SaveOptions& options) {
   auto payload = torch_layer::encode(state);
   std::shared_ptr<FileSystem> fs = options.file_system ? options.file_system : FileSystem::posix();
+  check_free_space(*fs, path, payload.size_hint);
   io::write_file_atomically(*fs, path, HashAlgorithm::xxh3_128, payload.write);
 }
 

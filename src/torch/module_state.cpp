@@ -47,7 +47,8 @@ LoadReport load_state_dict(torch::nn::Module& module, const State& state, bool s
     }
     const c10::IValue& value = state.at(name);
     if (!value.isTensor()) {
-      report.mismatches.push_back(fmt::format("{}: a {} in the checkpoint, a tensor in the model", name, value.tagKind()));
+      report.mismatches.push_back(
+          fmt::format("{}: {} in the checkpoint, a tensor in the model", name, state_detail::described(value)));
       continue;
     }
     const at::Tensor& source = value.toTensor();

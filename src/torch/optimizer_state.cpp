@@ -41,6 +41,9 @@ const char* kind_name(Kind kind) {
   return "?";
 }
 
+// The name with its article, as it is said: every one takes "an" ("an SGD": "ess-gee-dee").
+std::string with_article(const char* name) { return std::string("an ") + name; }
+
 Kind kind_of(const Optimizer& optimizer) {
   if (dynamic_cast<const torch::optim::SGD*>(&optimizer)) return Kind::sgd;
   if (dynamic_cast<const torch::optim::AdamW*>(&optimizer)) return Kind::adamw;
@@ -152,7 +155,7 @@ double number(const State& state, const char* key, const std::string& where) {
   const c10::IValue& value = state.at(key);
   if (value.isDouble()) return value.toDouble();
   if (value.isInt()) return static_cast<double>(value.toInt());
-  mismatch(fmt::format("{}['{}'] is a {}, not a number", where, key, value.tagKind()));
+  mismatch(fmt::format("{}['{}'] is {}, not a number", where, key, state_detail::described(value)));
 }
 
 bool flag(const State& state, const char* key, bool fallback) {
@@ -167,7 +170,7 @@ std::int64_t read_step(const State& state, const std::string& where) {
   if (value.isInt()) return value.toInt();
   if (value.isDouble()) return static_cast<std::int64_t>(value.toDouble());
   if (value.isTensor() && value.toTensor().numel() == 1) return static_cast<std::int64_t>(value.toTensor().item<double>());
-  mismatch(fmt::format("{}['step'] is a {}", where, value.tagKind()));
+  mismatch(fmt::format("{}['step'] is {}, not a number", where, state_detail::described(value)));
 }
 
 at::Tensor read_tensor(const State& state, const char* key, const at::Tensor& parameter, const std::string& where,
@@ -177,7 +180,9 @@ at::Tensor read_tensor(const State& state, const char* key, const at::Tensor& pa
     mismatch(fmt::format("{} has no '{}'", where, key));
   }
   const c10::IValue& value = state.at(key);
-  if (!value.isTensor()) mismatch(fmt::format("{}['{}'] is a {}, not a tensor", where, key, value.tagKind()));
+  if (!value.isTensor()) {
+    mismatch(fmt::format("{}['{}'] is {}, not a tensor", where, key, state_detail::described(value)));
+  }
   const at::Tensor& tensor = value.toTensor();
   if (tensor.sizes() != parameter.sizes()) {
     mismatch(fmt::format("{}['{}'] has shape [{}], its parameter [{}]", where, key, fmt::join(tensor.sizes(), ", "),
@@ -332,8 +337,8 @@ void load_state_dict(Optimizer& optimizer, const State& state) {
     if (!saved_groups[g].isGenericDict()) mismatch(where + " is not a dict");
     saved.push_back(State::from_generic_dict(saved_groups[g].toGenericDict()));
     if (!saved.back().contains(signature_key(kind))) {
-      mismatch(fmt::format("{} has no '{}': this is not a {} state (its keys: {})", where, signature_key(kind),
-                           kind_name(kind), fmt::join(saved.back().keys(), ", ")));
+      mismatch(fmt::format("{} has no '{}': this is not {} state (its keys: {})", where, signature_key(kind),
+                           with_article(kind_name(kind)), fmt::join(saved.back().keys(), ", ")));
     }
     const c10::IValue& ids = saved.back().at("params");
     std::size_t count = ids.isList() ? ids.toListRef().size() : 0;

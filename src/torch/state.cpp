@@ -16,10 +16,25 @@ std::string joined_keys(const State& state) {
 
 [[noreturn]] void throw_wrong_type(std::string_view key, const c10::IValue& value, std::string_view wanted) {
   throw StateError(ErrorCode::type,
-                   fmt::format("State: key '{}' holds a {}, not {}", key, value.tagKind(), wanted));
+                   fmt::format("State: key '{}' holds {}, not {}", key, state_detail::described(value), wanted));
 }
 
 }  // namespace
+
+std::string state_detail::described(const c10::IValue& value) {
+  if (value.isNone()) return "None";
+  if (value.isInt()) return "an int";
+  if (value.isDouble()) return "a float";
+  if (value.isBool()) return "a bool";
+  if (value.isString()) return "a string";
+  if (value.isTensor()) return "a Tensor";
+  if (value.isGenericDict()) return "a dict";
+  if (value.isList()) return "a list";
+  if (value.isTuple()) return "a tuple";
+  const std::string kind = value.tagKind();
+  const bool vowel = !kind.empty() && std::string_view("AEIOUaeiou").find(kind[0]) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + kind;
+}
 
 State::State(std::initializer_list<Entry> entries) {
   for (const auto& [key, value] : entries) set(key, value);
@@ -64,44 +79,38 @@ std::vector<std::string> State::keys() const {
   return keys;
 }
 
-template <>
-std::int64_t State::get<std::int64_t>(std::string_view key) const {
+std::int64_t State::get_int(std::string_view key) const {
   const auto& value = at(key);
   if (!value.isInt()) throw_wrong_type(key, value, "an int");
   return value.toInt();
 }
 
-template <>
-double State::get<double>(std::string_view key) const {
+double State::get_double(std::string_view key) const {
   const auto& value = at(key);
   if (value.isDouble()) return value.toDouble();
   if (value.isInt()) return static_cast<double>(value.toInt());
   throw_wrong_type(key, value, "a float");
 }
 
-template <>
-bool State::get<bool>(std::string_view key) const {
+bool State::get_bool(std::string_view key) const {
   const auto& value = at(key);
   if (!value.isBool()) throw_wrong_type(key, value, "a bool");
   return value.toBool();
 }
 
-template <>
-std::string State::get<std::string>(std::string_view key) const {
+std::string State::get_string(std::string_view key) const {
   const auto& value = at(key);
   if (!value.isString()) throw_wrong_type(key, value, "a string");
   return value.toStringRef();
 }
 
-template <>
-at::Tensor State::get<at::Tensor>(std::string_view key) const {
+at::Tensor State::get_tensor(std::string_view key) const {
   const auto& value = at(key);
   if (!value.isTensor()) throw_wrong_type(key, value, "a Tensor");
   return value.toTensor();
 }
 
-template <>
-State State::get<State>(std::string_view key) const {
+State State::get_state(std::string_view key) const {
   const auto& value = at(key);
   if (!value.isGenericDict()) throw_wrong_type(key, value, "a dict (State)");
   try {
@@ -109,6 +118,17 @@ State State::get<State>(std::string_view key) const {
   } catch (const StateError& error) {
     throw StateError(ErrorCode::type, fmt::format("State: key '{}': {}", key, error.what()));
   }
+}
+
+void State::throw_out_of_range(std::string_view key, std::int64_t value, std::string_view type,
+                               std::string_view range) {
+  throw StateError(ErrorCode::type,
+                   fmt::format("State: key '{}' holds the int {}, out of range for {} ({})", key, value, type, range));
+}
+
+void State::throw_out_of_range(std::string_view key, double value, std::string_view type) {
+  throw StateError(ErrorCode::type, fmt::format("State: key '{}' holds the float {}, out of range for {}", key,
+                                                value, type));
 }
 
 c10::impl::GenericDict State::to_generic_dict() const {
@@ -123,7 +143,7 @@ State State::from_generic_dict(const c10::impl::GenericDict& dict) {
   for (const auto& entry : dict) {
     if (!entry.key().isString()) {
       throw StateError(ErrorCode::type,
-                       fmt::format("State: dict has a {} key; State keys are strings", entry.key().tagKind()));
+                       fmt::format("State: dict has {} key; State keys are strings", state_detail::described(entry.key())));
     }
     state.set(entry.key().toStringRef(), entry.value());
   }

@@ -172,11 +172,14 @@ TEST_CASE("another writer's complete save under a committed name is adopted, not
   }
   // The guide's Python loop run again on the directory: a new epoch 2, other content.
   std::optional<double> metric;
+  const auto committed_size = std::filesystem::file_size(dir / "checkpoint_epoch_2.pth");
   SECTION("noticed at open (another size)") {
     write_bytes(dir / "checkpoint_epoch_2.pth", zip_payload(20, 5000));
+    REQUIRE(std::filesystem::file_size(dir / "checkpoint_epoch_2.pth") != committed_size);
   }
   SECTION("noticed at load (same size, other hash)") {
     write_bytes(dir / "checkpoint_epoch_2.pth", guide_payload(2, 0.625, 0.5, 20));
+    REQUIRE(std::filesystem::file_size(dir / "checkpoint_epoch_2.pth") == committed_size);
     metric = 0.625;
   }
   std::optional<CheckpointRecord> loaded;

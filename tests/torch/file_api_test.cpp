@@ -117,11 +117,16 @@ class CountingFileSystem final : public FileSystem {
   void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
   std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
   std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override { return real_->file_size(path); }
-  std::uint64_t free_space(const std::filesystem::path& dir) override { return real_->free_space(dir); }
+  std::uint64_t free_space(const std::filesystem::path& dir) override {
+    free_space_asked.push_back(dir);
+    return free_bytes ? *free_bytes : real_->free_space(dir);
+  }
   std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file, const std::string& holder) override {
     return real_->lock_exclusive(lock_file, holder);
   }
 
+  std::optional<std::uint64_t> free_bytes;  // what free_space() reports, when set
+  std::vector<std::filesystem::path> free_space_asked;
   int creates = 0;
   int file_syncs = 0;
   std::vector<std::filesystem::path> renamed_to;
@@ -161,6 +166,34 @@ TEST_CASE("save_file does its I/O through the file system it is given: one temp 
   CHECK(fs->renamed_to == std::vector<std::filesystem::path>{dir / "x.pth"});
   CHECK(fs->synced_dirs == std::vector<std::filesystem::path>{dir.path()});
   CHECK(load_file(dir / "x.pth").get<at::Tensor>("w").equal(at::arange(10, at::kFloat)));
+}
+
+TEST_CASE("save_file checks free space first: a save that cannot fit names the file and the sizes and writes nothing",
+          "[file][seam][space]") {
+  TestDir dir("file");
+  save_file(State{{"v", int64_t{1}}}, dir / "x.pth");
+  const std::string before = read_bytes(dir / "x.pth");
+  auto fs = std::make_shared<CountingFileSystem>();
+  fs->free_bytes = 1'000'000;  // less than 4 MB of tensor plus the 1 MiB margin
+  SaveOptions options;
+  options.file_system = fs;
+  try {
+    save_file(State{{"w", at::zeros({1'000'000}, at::kFloat)}}, dir / "x.pth", options);
+    FAIL("no error");
+  } catch (const IoError& error) {
+    CHECK(error.code() == ErrorCode::disk_full);
+    CHECK(error.path() == dir / "x.pth");
+    CHECK_THAT(error.what(), Catch::Contains((dir / "x.pth").string()) && Catch::Contains("not enough free space") &&
+                                 Catch::Contains("need 4") && Catch::Contains("1000000 available"));
+  }
+  CHECK(fs->free_space_asked == std::vector<std::filesystem::path>{dir.path()});
+  CHECK(fs->creates == 0);
+  CHECK(file_names(dir.path()) == std::vector<std::string>{"x.pth"});
+  CHECK(read_bytes(dir / "x.pth") == before);
+
+  fs->free_bytes = 6'000'000;  // enough: the same save goes through
+  save_file(State{{"w", at::zeros({1'000'000}, at::kFloat)}}, dir / "x.pth", options);
+  CHECK(load_file(dir / "x.pth").get<at::Tensor>("w").numel() == 1'000'000);
 }
 
 TEST_CASE("a device this build cannot use is refused with a clear message", "[file][device]") {

@@ -142,7 +142,7 @@ TEST_CASE("loading another optimizer's state, or mismatched groups, is a clear e
   torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
   train_steps(model, sgd, 1, 3);
   torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(0.01));
-  CHECK_THROWS_WITH(load_state_dict(adam, state_dict(sgd)), Catch::Contains("not a Adam state") &&
+  CHECK_THROWS_WITH(load_state_dict(adam, state_dict(sgd)), Catch::Contains("not an Adam state") &&
                                                                 Catch::Contains("dampening"));
   auto smaller = torch::nn::Linear(4, 8);
   torch::optim::SGD other(smaller->parameters(), torch::optim::SGDOptions(0.1));
