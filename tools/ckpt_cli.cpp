@@ -800,25 +800,6 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
 // always gets one JSON document: {"error": {"message", "file", "code", "exit"[, "os_error"]}}
 // (the whole message; "file" null when no file is involved; "code" the ErrorCode's name,
 // or "usage" for a command line CLI11 refused), plus a DetailedError's members.
-std::string_view error_code_name(ckpt::ErrorCode code) {
-  using ckpt::ErrorCode;
-  switch (code) {
-    case ErrorCode::io: return "io";
-    case ErrorCode::disk_full: return "disk_full";
-    case ErrorCode::permission_denied: return "permission_denied";
-    case ErrorCode::corrupt: return "corrupt";
-    case ErrorCode::format: return "format";
-    case ErrorCode::locked: return "locked";
-    case ErrorCode::needs_recovery: return "needs_recovery";
-    case ErrorCode::schema_too_new: return "schema_too_new";
-    case ErrorCode::index: return "index";
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::key: return "key";
-    case ErrorCode::type: return "type";
-  }
-  return "error";
-}
-
 void print_error(const std::exception& error, int exit_code, bool as_json, std::string_view code = {}) {
   std::string_view message = error.what();
   if (!as_json) {
@@ -829,7 +810,7 @@ void print_error(const std::exception& error, int exit_code, bool as_json, std::
   json out = json::object();
   json object{{"message", std::string(message)}, {"file", nullptr}, {"code", code.empty() ? "error" : std::string(code)}, {"exit", exit_code}};
   if (const auto* e = dynamic_cast<const ckpt::Error*>(&error)) {
-    object["code"] = error_code_name(e->code());
+    object["code"] = ckpt::to_string(e->code());
     if (!e->path().empty()) object["file"] = e->path().string();
     if (e->os_error() != 0) object["os_error"] = e->os_error();
     if (const auto* detailed = dynamic_cast<const DetailedError*>(e)) out = detailed->details();

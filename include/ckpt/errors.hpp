@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace ckpt {
 
@@ -27,6 +28,8 @@ enum class ErrorCode {
   key,               // State: a key is missing
   type,              // State: a value has another type than asked for
 };
+// The enumerator's name ("disk_full"): what `ckpt --json` reports as an error's "code".
+std::string_view to_string(ErrorCode code) noexcept;
 
 class Error : public std::runtime_error {
  public:

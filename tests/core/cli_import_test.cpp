@@ -12,6 +12,7 @@
 
 #include "ckpt/reader.hpp"
 #include "support/store_support.hpp"
+#include "support/cli_support.hpp"
 #include "support/test_dir.hpp"
 
 using namespace ckpt;
@@ -20,8 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-CommandResult ckpt_cli(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>&1"); }
-CommandResult ckpt_stdout(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>/dev/null"); }
 
 // A directory written by the guide's CheckpointManager (tests/python/guide_checkpoint_manager.py)
 // with the guide's basic loop: each epoch's state holds the best_acc so far; the epoch is

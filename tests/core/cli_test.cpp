@@ -16,6 +16,7 @@
 #include "format/printable.hpp"
 #include "format/zip_writer.hpp"
 #include "support/store_support.hpp"
+#include "support/cli_support.hpp"
 #include "support/test_dir.hpp"
 
 using namespace ckpt;
@@ -24,8 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-CommandResult ckpt_cli(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>&1"); }
-CommandResult ckpt_stdout(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>/dev/null"); }
 
 // A real payload (torch.save's layout, written by ckpt's writer): epoch, val_acc, and a
 // float32 tensor model.w of 4 elements starting at `first`.
@@ -508,7 +507,6 @@ void check_inert(const std::string& output) {
   CHECK(output.find('\xfe') == std::string::npos);
 }
 
-CommandResult ckpt_stderr(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>&1 >/dev/null"); }
 
 }  // namespace
 
@@ -656,7 +654,6 @@ std::map<std::string, std::string> snapshot(const std::filesystem::path& dir) {
   return state;
 }
 
-CommandResult ckpt_err(const std::string& args) { return run_command(std::string(CKPT_CLI) + " " + args + " 2>&1 >/dev/null"); }
 
 CheckpointRecord save_request(CheckpointStore& store, SaveRequest request, const std::string& bytes) {
   return store.save(request, [&](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
@@ -746,7 +743,7 @@ TEST_CASE("under --json an error is one JSON object on stdout, with the same exi
     CHECK(error["exit"] == 2);
     CHECK(error["file"] == dir.path().string());
     CHECK(error["message"] == dir.path().string() + ": no epoch checkpoint 1");
-    CHECK(ckpt_err("--json show " + d + " epoch 1").output.empty());  // nothing on stderr
+    CHECK(ckpt_stderr("--json show " + d + " epoch 1").output.empty());  // nothing on stderr
   }
   SECTION("a usage error, whether --json comes before or after the command") {
     for (const char* command : {"--json ls", "ls --json", "--json nonsense", "--json gc --keep x " }) {
@@ -955,7 +952,7 @@ TEST_CASE("the library's log lines: errors only, unless SPDLOG_LEVEL asks for mo
   }
   write_bytes(dir / "checkpoint_epoch_2.pth", zip_payload(2));  // copied in: adopted, with a warning
   const std::string d = shell_quote(dir.path().string());
-  auto quiet = run_command(std::string(CKPT_CLI) + " gc " + d + " 2>&1 >/dev/null");
+  auto quiet = ckpt_stderr("gc " + d);
   CHECK(quiet.exit_code == 0);
   CHECK(quiet.output.find("adopted") == std::string::npos);
   write_bytes(dir / "checkpoint_epoch_3.pth", zip_payload(3));

@@ -42,24 +42,6 @@ namespace {
 
 using namespace ckpt;
 
-const char* code_name(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::io: return "io";
-    case ErrorCode::disk_full: return "disk_full";
-    case ErrorCode::permission_denied: return "permission_denied";
-    case ErrorCode::corrupt: return "corrupt";
-    case ErrorCode::format: return "format";
-    case ErrorCode::locked: return "locked";
-    case ErrorCode::needs_recovery: return "needs_recovery";
-    case ErrorCode::schema_too_new: return "schema_too_new";
-    case ErrorCode::index: return "index";
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::key: return "key";
-    case ErrorCode::type: return "type";
-  }
-  return "unknown";
-}
-
 void print_line(const std::string& line) {
   std::string one_line = line;
   for (char& c : one_line) {
@@ -150,7 +132,7 @@ int main(int argc, char** argv) {
           CheckpointStore second(script.dir);
           print_line("second-writer opened");
         } catch (const Error& error) {
-          print_line(std::string("second-writer refused ") + code_name(error.code()) + " " + error.what());
+          print_line(std::string("second-writer refused ") + std::string(to_string(error.code())) + " " + error.what());
         }
       } else if (command == "shell") {
         const std::string shell_command = argument(i);
@@ -171,7 +153,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     } catch (const Error& error) {
-      print_line(std::string("error ") + code_name(error.code()) + " " + std::to_string(error.os_error()) + " " +
+      print_line(std::string("error ") + std::string(to_string(error.code())) + " " + std::to_string(error.os_error()) + " " +
                  error.what());
       failed = true;
     } catch (const std::exception& error) {
