@@ -896,15 +896,17 @@ class CheckpointStore::Impl {
   // by hand (adopt it if complete), or damaged (quarantine it). Never deleted otherwise.
   RepairAction plan_orphan(const std::string& name) {
     using Type = RepairAction::Type;
-    store::ProbeResult probe = store::probe_payload(*fs_, dir_ / name, options_.hash_algorithm);
+    // One read decides the usual case (a complete file: adopt it); the framing probe, a
+    // second read, only tells damage from refusal when the reader refused.
+    store::PayloadCheck check = store::check_payload(*fs_, dir_ / name, options_.hash_algorithm);
     // Each row is compared by the algorithm it was hashed with: the store's may have
     // changed since (StoreOptions::hash_algorithm), and a file a power loss brought back
     // must still be recognized. Other algorithms hash the file once each, and only for
     // rows of its size.
-    std::map<std::string, std::string> hash_by_algorithm{{std::string(to_string(options_.hash_algorithm)), probe.digest.hash}};
+    std::map<std::string, std::string> hash_by_algorithm{{std::string(to_string(options_.hash_algorithm)), check.digest.hash}};
     for (std::string_view old_status : {status::kDeleting, status::kDeleted}) {
       for (const auto& row : index_->rows_for(name, old_status)) {
-        if (row.size != probe.digest.size) continue;
+        if (row.size != check.digest.size) continue;
         auto hash = hash_by_algorithm.find(row.hash_algo);
         if (hash == hash_by_algorithm.end()) {
           hash = hash_by_algorithm.emplace(row.hash_algo, digest_of(dir_ / name, row.hash_algo).hash).first;
@@ -914,19 +916,22 @@ class CheckpointStore::Impl {
         }
       }
     }
-    if (!probe.looks_complete) return {Type::quarantine_file, std::nullopt, name, "no index row and " + probe.reason, 0, {}};
-    store::PayloadCheck check = store::check_payload(*fs_, dir_ / name, options_.hash_algorithm);
-    if (!check.problem.empty()) {
-      // Adopted, it would fail every load (the hash matches, the decoder refuses); moved
-      // away, a file the user may still want is gone from where they look. It stays.
-      return {Type::leave_unloadable, std::nullopt, name, fmt::format("no index row, and it would not load: {}", check.problem),
-              check.digest.size, check.digest.hash};
+    if (check.problem.empty()) {
+      RepairAction action{Type::adopt, std::nullopt, name, "a complete checkpoint file without an index row",
+                          check.digest.size, check.digest.hash};
+      checked_[name] = std::move(check);
+      return action;
     }
-    RepairAction action{Type::adopt, std::nullopt, name, "a complete checkpoint file without an index row",
-                        check.digest.size, check.digest.hash};
-    checked_[name] = std::move(check);
-    return action;
+    if (check.damaged) return {Type::quarantine_file, std::nullopt, name, "no index row and " + check.problem, 0, {}};
+    store::ProbeResult probe = store::probe_payload(*fs_, dir_ / name, options_.hash_algorithm);
+    if (!probe.looks_complete) return {Type::quarantine_file, std::nullopt, name, "no index row and " + probe.reason, 0, {}};
+    // Complete, but the reader refuses it: adopted, it would fail every load (the hash
+    // matches, the decoder refuses); moved away, a file the user may still want is gone
+    // from where they look. It stays.
+    return {Type::leave_unloadable, std::nullopt, name, fmt::format("no index row, and it would not load: {}", check.problem),
+            check.digest.size, check.digest.hash};
   }
+
 
   void apply(const std::vector<RepairAction>& actions) {
     using Type = RepairAction::Type;
@@ -1078,11 +1083,8 @@ class CheckpointStore::Impl {
   // Python guide writing on in an imported directory), and it is adopted; damage fails
   // those checks and is quarantined. Returns the check for an external save.
   std::optional<store::PayloadCheck> external_save(const std::string& file) {
-    const std::filesystem::path path = dir_ / file;
-    store::ProbeResult probe = store::probe_payload(*fs_, path, options_.hash_algorithm);
-    if (!probe.looks_complete) return std::nullopt;
-    store::PayloadCheck check = store::check_payload(*fs_, path, options_.hash_algorithm);
-    if (!check.problem.empty() || check.digest.hash != probe.digest.hash) return std::nullopt;
+    store::PayloadCheck check = store::check_payload(*fs_, dir_ / file, options_.hash_algorithm);
+    if (!check.problem.empty()) return std::nullopt;
     return check;
   }
 

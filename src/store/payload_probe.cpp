@@ -81,31 +81,16 @@ ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, Has
 
 namespace {
 
-// Streams each storage record through CRC-32 against the archive's directory.
-void check_storage_crcs(PayloadSource& source, const format::CheckpointLayout& layout, const std::filesystem::path& path) {
-  std::vector<unsigned char> chunk(kChunk);
-  for (const auto& [key, location] : layout.locations) {
-    if (!location.crc32) continue;  // legacy payloads have none
-    std::uint32_t crc = 0;
-    for (std::uint64_t done = 0; done < location.nbytes;) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), location.nbytes - done));
-      source.read_at(location.offset + done, chunk.data(), n);
-      crc = format::crc32(crc, chunk.data(), n);
-      done += n;
-    }
-    if (crc != *location.crc32) {
-      throw FormatError(ErrorCode::corrupt, fmt::format("{}: storage record {} fails its CRC-32 check", path.string(), key),
-                        path);
-    }
-  }
-}
-
-// The bytes of a torch archive no checksum covers are its headers and the padding that
-// aligns each record (an "FB" extra field of 'Z's, as PyTorch's writer and ckpt's write
-// it). A flipped bit there would leave every CRC-32 valid; in the padding it is caught
-// here.
-void check_padding(PayloadSource& source, const std::filesystem::path& path) {
+// Every record of a zip payload read back against its central-directory entry: its bytes
+// through CRC-32, and the bytes no checksum covers that have a known form, the padding
+// that aligns each record (an "FB" extra field of 'Z's, as PyTorch's writer and ckpt's
+// write it). A failure is damage (ErrorCode::corrupt).
+void check_records(PayloadSource& source, const std::filesystem::path& path) {
   format::ZipReader zip(source);
+  std::vector<unsigned char> chunk(kChunk);
+  auto damaged = [&](const std::string& what) {
+    throw FormatError(ErrorCode::corrupt, fmt::format("{}: {}", path.string(), what), path);
+  };
   for (const auto& entry : zip.entries()) {
     unsigned char header[30];
     source.read_at(entry.header_offset, header, sizeof header);
@@ -118,11 +103,19 @@ void check_padding(PayloadSource& source, const std::filesystem::path& path) {
       const std::size_t length = static_cast<unsigned char>(extra[at + 2]) | static_cast<unsigned char>(extra[at + 3]) << 8;
       const std::string_view field = std::string_view(extra).substr(at + 4, length);
       if (id == 0x4246 && field.find_first_not_of('Z') != std::string_view::npos) {
-        throw FormatError(ErrorCode::corrupt,
-                          fmt::format("{}: the padding of record {} is damaged", path.string(), entry.name), path);
+        damaged(fmt::format("the padding of record {} is damaged", entry.name));
       }
       at += 4 + length;
     }
+    const std::uint64_t start = zip.data_offset(entry);
+    std::uint32_t crc = 0;
+    for (std::uint64_t done = 0; done < entry.size;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), entry.size - done));
+      source.read_at(start + done, chunk.data(), n);
+      crc = format::crc32(crc, chunk.data(), n);
+      done += n;
+    }
+    if (crc != entry.crc) damaged(fmt::format("record {} fails its CRC-32 check", entry.name));
   }
 }
 
@@ -148,16 +141,15 @@ std::string content_key(FileSystem& fs, const std::filesystem::path& path) {
   }
 }
 
-PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm) {
+PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm,
+                           CheckDepth depth) {
   io::FileSource source(fs, path, io::Hasher::create(algorithm));
   PayloadCheck result;
   try {
+    // Records first: a damaged one is damage, whatever the reader would say of it.
+    if (depth == CheckDepth::whole && format::looks_like_zip(source)) check_records(source, path);
     format::CheckpointLayout layout = format::read_layout(source);
-    check_storage_crcs(source, layout, path);
-    if (layout.container == format::Container::zip) {
-      check_padding(source, path);
-      result.content_key = content_key(source);
-    }
+    if (layout.container == format::Container::zip) result.content_key = content_key(source);
     if (layout.root && layout.root->kind() == format::ValueKind::dict) {
       for (const auto& [key, value] : format::distinct_entries(*layout.root)) {
         if (key->kind() != format::ValueKind::string) continue;
@@ -171,6 +163,7 @@ PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, Ha
     }
   } catch (const FormatError& error) {
     result.problem = error.what();
+    result.damaged = error.code() == ErrorCode::corrupt;
   }
   result.digest.hash = source.finish();
   result.digest.size = source.size();

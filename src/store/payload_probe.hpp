@@ -27,12 +27,13 @@ struct ProbeResult {
 // protocol-2 header and torch's magic number. A truncated or overwritten file fails.
 ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm);
 
-// A payload read with the restricted reader (format/, the one load_file uses): the
-// structure parsed (a refused global, a damaged pickle, a missing storage fail it) and
-// every storage record's CRC-32 checked, hashing the file in the same pass.
+// A payload read with the restricted reader (format/, the one load_file uses): every zip
+// record's CRC-32 and alignment padding checked, then the structure parsed (a refused
+// global, a damaged pickle, a missing storage fail it), hashing the file in the same pass.
 struct PayloadCheck {
   io::FileDigest digest;
   std::string problem;  // empty when the payload reads whole; else the reader's refusal
+  bool damaged = false;  // the problem is a record failing its CRC-32 or damaged padding
   // The top-level int and float entries of a dict payload (bools excluded), in order.
   std::vector<std::pair<std::string, double>> numbers;
   std::optional<std::int64_t> epoch;  // its int `epoch` entry
@@ -46,7 +47,11 @@ struct PayloadCheck {
 std::string content_key(PayloadSource& source);
 // The same for a file; empty when it cannot be read as a zip payload.
 std::string content_key(FileSystem& fs, const std::filesystem::path& path);
+// How much check_payload reads: the structure only (the pickle; for a file whose hash
+// already vouches for its bytes), or also every record's CRC-32 and padding.
+enum class CheckDepth { structure, whole };
 // Throws IoError when the file cannot be read (a read error is not a verdict on it).
-PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm);
+PayloadCheck check_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm,
+                           CheckDepth depth = CheckDepth::whole);
 
 }  // namespace ckpt::store

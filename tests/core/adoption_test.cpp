@@ -251,6 +251,22 @@ TEST_CASE("a file without a row that the restricted reader refuses is left where
   CHECK_THAT(plan[0].reason, Catch::Contains("numpy"));
 }
 
+TEST_CASE("a copied-in file with a record failing its CRC-32 is quarantined, not adopted nor left", "[store][adoption]") {
+  TestDir dir("orphan-crc");
+  { CheckpointStore store(dir.path()); }
+  std::string bytes = guide_payload(4, 0.5, 0.5, 4);
+  const float second_weight = 4.25f;  // guide_payload's w[1] for seed 4
+  const std::size_t at = bytes.find(std::string(reinterpret_cast<const char*>(&second_weight), sizeof second_weight));
+  REQUIRE(at != std::string::npos);
+  bytes[at + 1] ^= 0x04;
+  write_bytes(dir / "checkpoint_epoch_4.pth", bytes);
+  CheckpointStore store(dir.path());
+  CHECK(store.last_recovery().adopted == 0);
+  CHECK(store.last_recovery().left_unloadable == 0);
+  CHECK(store.last_recovery().quarantined == 1);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_4.pth"));
+}
+
 TEST_CASE("verify reports a committed file the restricted reader would not load", "[store][verify][python]") {
   TestDir dir("verify");
   { CheckpointStore store(dir.path()); }
