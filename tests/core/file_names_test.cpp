@@ -47,3 +47,12 @@ TEST_CASE("temp files are recognised, ours and the guide's, and nothing else", "
   CHECK_FALSE(names::is_temp_file("best_model.pth"));
   CHECK_FALSE(names::is_temp_file("index.sqlite-wal"));
 }
+
+TEST_CASE("our temp files are told from another writer's (recovery leaves a young foreign one)", "[names]") {
+  CHECK(names::is_own_temp_file(names::temp_file("best_model.pth", 42, 3)));
+  CHECK(names::is_own_temp_file(names::temp_file("checkpoint_epoch_12.pth", 7, 100)));
+  CHECK_FALSE(names::is_own_temp_file("best_model.pth.tmp"));  // the Python guide's
+  CHECK_FALSE(names::is_own_temp_file("checkpoint_epoch_3.pth.x-1.tmp"));
+  CHECK_FALSE(names::is_own_temp_file("checkpoint_epoch_3.pth.42.tmp"));
+  CHECK_FALSE(names::is_own_temp_file("notes.42-1.tmp"));
+}
