@@ -1047,18 +1047,8 @@ class CheckpointStore::Impl {
 
   void adopt(const RepairAction& action) {
     const std::filesystem::path path = dir_ / action.file;
-    auto parsed = names::parse_checkpoint_file(action.file).value();
     const store::PayloadCheck& check = checked_.at(action.file);
-    CheckpointRecord record;
-    record.kind = parsed.kind;
-    record.epoch = parsed.epoch;
-    record.file = action.file;
-    record.size = action.size;
-    record.hash = action.hash;
-    record.hash_algo = std::string(to_string(options_.hash_algorithm));
-    record.status = std::string(status::kCommitted);
-    record.origin = "adopted";
-    describe_from_payload(record, check);
+    CheckpointRecord record = found_row(action.file, check, "adopted");
     // Nothing says the file was ever synced (copied in by hand, or written by a process
     // whose index commits a power loss took): make its bytes and its name durable before
     // a row vouches for them.
@@ -1079,7 +1069,7 @@ class CheckpointStore::Impl {
   }
 
   // A committed name whose bytes are not its row's: when the file is a complete payload
-  // that reads whole (every storage record's CRC-32 valid), another writer saved it (the
+  // that reads whole (every record's CRC-32 and padding intact), another writer saved it (the
   // Python guide writing on in an imported directory), and it is adopted; damage fails
   // those checks and is quarantined. Returns the check for an external save.
   std::optional<store::PayloadCheck> external_save(const std::string& file) {
@@ -1090,16 +1080,7 @@ class CheckpointStore::Impl {
 
   void adopt_external(const CheckpointRecord& old, const store::PayloadCheck& check) {
     const std::filesystem::path path = dir_ / old.file;
-    CheckpointRecord record;
-    record.kind = old.kind;
-    record.epoch = old.epoch;
-    record.file = old.file;
-    record.size = check.digest.size;
-    record.hash = check.digest.hash;
-    record.hash_algo = std::string(to_string(options_.hash_algorithm));
-    record.status = std::string(status::kCommitted);
-    record.origin = "external";
-    describe_from_payload(record, check);
+    CheckpointRecord record = found_row(old.file, check, "external");
     fs_->sync_file(path);
     fs_->sync_dir(dir_);
     Transaction transaction(*index_, Durability::full);
@@ -1114,6 +1095,23 @@ class CheckpointStore::Impl {
     ++report_.external_saves;
     log::write(level_enum::warn, "{}: its bytes are another writer's complete save ({}, written {}), not checkpoint {}'s: "
                "adopted as checkpoint {}", path.string(), describe(record), record.created_at, old.id, record.id);
+  }
+
+  // The committed row for a checkpoint file another program wrote (origin "adopted" or
+  // "external"), described from what check_payload read of it.
+  CheckpointRecord found_row(const std::string& file, const store::PayloadCheck& check, std::string origin) {
+    const auto parsed = names::parse_checkpoint_file(file).value();
+    CheckpointRecord record;
+    record.kind = parsed.kind;
+    record.epoch = parsed.epoch;
+    record.file = file;
+    record.size = check.digest.size;
+    record.hash = check.digest.hash;
+    record.hash_algo = std::string(to_string(options_.hash_algorithm));
+    record.status = std::string(status::kCommitted);
+    record.origin = std::move(origin);
+    describe_from_payload(record, check);
+    return record;
   }
 
   // What an adopted file's row says beyond its bytes, from the payload (docs/schema.md):
