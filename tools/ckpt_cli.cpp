@@ -748,13 +748,19 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
     if (health != IndexHealth::missing) out["old_index"] = move_index_aside(dir);
     ckpt::StoreOptions options;
     options.allow_network_file_system = g_allow_network_fs;
+    // The retention the old index recorded is gone with it: inferred as import infers it.
+    const Retention retention = import_retention(dir, std::nullopt, read_checkpoint_files(dir));
+    options.max_to_keep = retention.keep;
+    out["max_to_keep"] = retention.keep;
     ckpt::CheckpointStore store(dir, options);
     const auto& report = store.last_recovery();
     out["adopted"] = report.adopted;
     out["quarantined"] = report.quarantined;
     if (as_json) print_json(out);
-    else std::cout << fmt::format("rebuilt the index of {}: adopted {}, quarantined {}{}\n", p(dir), report.adopted, report.quarantined,
-                                  out.contains("old_index") ? fmt::format("; old index kept as {}", p(out["old_index"].get<std::string>())) : "");
+    else std::cout << fmt::format("rebuilt the index of {}: adopted {}, quarantined {}{}; retention: keep {} ({})\n", p(dir),
+                                  report.adopted, report.quarantined,
+                                  out.contains("old_index") ? fmt::format("; old index kept as {}", p(out["old_index"].get<std::string>())) : "",
+                                  retention.keep == 0 ? "all" : std::to_string(retention.keep), p(retention.why));
     return kOk;
   }
 

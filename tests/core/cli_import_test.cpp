@@ -205,6 +205,17 @@ TEST_CASE("the Python guide writing on after an import: its new files are adopte
   CHECK(invariant_violations(dir.path()).empty());
 }
 
+TEST_CASE("ckpt repair --apply rebuilds a lost index with the retention the files show", "[cli][import][python][repair]") {
+  TestDir dir("cli-import");
+  guide_run(dir.path(), 8, 3);  // epochs 6..8 kept
+  const std::string d = shell_quote(dir.path().string());
+  auto repaired = ckpt_cli("repair --apply " + d);
+  INFO(repaired.output);
+  CHECK(repaired.exit_code == 0);
+  CHECK_THAT(repaired.output, Catch::Contains("retention: keep 3 (3 epoch files (6..8)"));
+  CHECK(CheckpointReader(dir.path()).max_to_keep() == 3);
+}
+
 TEST_CASE("ckpt import infers the retention from the epoch files unless given --keep", "[cli][import][python]") {
   TestDir dir("cli-import");
   const std::string d = shell_quote(dir.path().string());
