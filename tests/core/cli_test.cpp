@@ -17,6 +17,7 @@
 #include "format/zip_writer.hpp"
 #include "support/store_support.hpp"
 #include "support/cli_support.hpp"
+#include "support/memory_source.hpp"
 #include "support/test_dir.hpp"
 
 using namespace ckpt;
@@ -46,10 +47,7 @@ std::string real_payload(std::int64_t epoch, double val_acc, float first, std::v
   root->add_entry(format::Value::of_string("val_acc"), format::Value::of_double(val_acc));
   root->add_entry(format::Value::of_string("model"), model);
   format::PreparedCheckpoint prepared = format::prepare_checkpoint(root, {storage});
-  struct StringSink : ByteSink {
-    std::string bytes;
-    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-  } sink;
+  StringSink sink;
   prepared.write(sink);
   return sink.bytes;
 }
@@ -484,10 +482,7 @@ std::string pickle_str_dict(const std::vector<std::pair<std::string, std::string
 
 // A zip payload as torch.save writes one: archive/data.pkl and archive/version; no tensors.
 std::string zip_of_pickle(const std::string& pickle, const std::vector<std::string>& extra_records = {}) {
-  struct StringSink : ByteSink {
-    std::string bytes;
-    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-  } sink;
+  StringSink sink;
   format::ZipWriter zip(sink, "archive");
   zip.write_record("data.pkl", pickle.data(), pickle.size());
   zip.write_record("version", "3\n", 2);

@@ -42,6 +42,7 @@
 #include "format/checkpoint_format.hpp"
 #include "fuzz_support.hpp"
 #include "torch/payload_codec.hpp"
+#include "support/memory_source.hpp"
 
 namespace {
 
@@ -89,10 +90,7 @@ void run_one(std::string_view bytes, bool also_meta) {
 
 // A payload made by ckpt's own writer: one float tensor and an int.
 std::string tiny_payload() {
-  struct StringSink final : ckpt::ByteSink {
-    std::string bytes;
-    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-  } sink;
+  ckpt::test::StringSink sink;
   ckpt::State state;
   state.set("w", at::arange(4, at::TensorOptions().dtype(at::kFloat)));
   state.set("epoch", c10::IValue(std::int64_t{3}));

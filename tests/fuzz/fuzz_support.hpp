@@ -36,23 +36,11 @@ extern "C" void __sanitizer_print_stack_trace();
 #include "ckpt/store.hpp"
 #include "format/memory_budget.hpp"
 #include "format/zip_reader.hpp"
+#include "support/memory_source.hpp"
 
 namespace ckpt::fuzz {
 
-class MemorySource final : public PayloadSource {
- public:
-  explicit MemorySource(std::string_view bytes) : bytes_(bytes) {}
-  std::uint64_t size() const override { return bytes_.size(); }
-  void read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
-    if (offset > bytes_.size() || n > bytes_.size() - offset) {
-      throw FormatError(ErrorCode::format, "read beyond the end of the payload");
-    }
-    std::memcpy(buffer, bytes_.data() + offset, n);
-  }
-
- private:
-  std::string_view bytes_;
-};
+using test::MemorySource;  // tests/support/memory_source.hpp
 
 // Peak live heap between start() and stop(), through the sanitizer allocator's hooks.
 // Allocations made before start() and freed inside count negatively (live may drop

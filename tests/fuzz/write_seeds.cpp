@@ -11,15 +11,12 @@
 
 #include "format/checkpoint_format.hpp"
 #include "format/zip_writer.hpp"
+#include "support/memory_source.hpp"
 
 using namespace ckpt::format;
+using ckpt::test::StringSink;
 
 namespace {
-
-struct StringSink final : ckpt::ByteSink {
-  std::string bytes;
-  void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-};
 
 std::vector<std::vector<unsigned char>> g_buffers;  // storage bytes, alive until exit
 

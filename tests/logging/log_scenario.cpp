@@ -7,6 +7,7 @@
 
 #include "format/checkpoint_format.hpp"
 #include "support/test_dir.hpp"
+#include "support/memory_source.hpp"
 
 namespace ckpt::test {
 
@@ -16,10 +17,7 @@ namespace {
 std::string small_payload() {
   auto root = format::Value::dict();
   root->add_entry(format::Value::of_string("epoch"), format::Value::of_int(1));
-  struct StringSink : ByteSink {
-    std::string bytes;
-    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-  } sink;
+  ckpt::test::StringSink sink;
   format::prepare_checkpoint(root, {}).write(sink);
   return sink.bytes;
 }

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
@@ -12,7 +13,7 @@ namespace ckpt::test {
 
 class MemorySource final : public PayloadSource {
  public:
-  explicit MemorySource(const std::string& bytes) : bytes_(bytes) {}
+  explicit MemorySource(std::string_view bytes) : bytes_(bytes) {}
   std::uint64_t size() const override { return bytes_.size(); }
   void read_at(std::uint64_t offset, void* buffer, std::size_t n) override {
     if (offset > bytes_.size() || n > bytes_.size() - offset) {
@@ -22,7 +23,7 @@ class MemorySource final : public PayloadSource {
   }
 
  private:
-  const std::string& bytes_;  // must outlive the source
+  std::string_view bytes_;  // must outlive the source
 };
 
 struct StringSink final : ByteSink {

@@ -1,4 +1,5 @@
 #include "support/store_support.hpp"
+#include "support/memory_source.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sys/wait.h>
@@ -28,10 +29,7 @@ void put32(std::string& out, std::uint32_t v) {
 namespace {
 // The payload's bytes, by ckpt's writer (storage's data must be alive).
 std::string written(const format::ValuePtr& root, const std::shared_ptr<format::StorageInfo>& storage) {
-  struct StringSink : ByteSink {
-    std::string bytes;
-    void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-  } sink;
+  StringSink sink;
   format::prepare_checkpoint(root, {storage}).write(sink);
   return sink.bytes;
 }

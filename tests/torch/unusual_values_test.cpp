@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "format/zip_writer.hpp"
+#include "support/memory_source.hpp"
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -40,11 +41,6 @@ void check_round_trip(const std::string& name, const State& state) {
   INFO(result.output);
   CHECK(result.exit_code == 0);
 }
-
-struct StringSink final : ByteSink {
-  std::string bytes;
-  void write(const void* data, std::size_t n) override { bytes.append(static_cast<const char*>(data), n); }
-};
 
 // Pickle opcodes, written by hand for structures no pickler writes.
 struct Pickle {
