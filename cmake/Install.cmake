@@ -1,18 +1,29 @@
-# Installs the libraries, headers and a CMake package, so that another project can
-#   find_package(ckpt CONFIG REQUIRED)
-#   target_link_libraries(app PRIVATE ckpt::ckpt)   # or ckpt::core, without torch
+# Installs the libraries, headers, the `ckpt` tool and a CMake package with two components:
+#   find_package(ckpt CONFIG REQUIRED)                   # both: ckpt::ckpt and ckpt::core
+#   find_package(ckpt CONFIG REQUIRED COMPONENTS core)   # ckpt::core only: needs no libtorch
+# Each component is an export set of its own, so a torch-free tool finds the package on
+# a machine without libtorch (tests/consumer checks both ways).
 include(CMakePackageConfigHelpers)
 
-install(TARGETS ckpt_core ckpt
-  EXPORT ckptTargets
+install(TARGETS ckpt_core
+  EXPORT ckptCoreTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/ckpt DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS ckpt
+  EXPORT ckptTorchTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/ckpt DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+  PATTERN "*.in" EXCLUDE)
+install(FILES ${CKPT_GENERATED_INCLUDE_DIR}/ckpt/version.hpp
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ckpt)
 
 set(ckpt_config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/ckpt)
-install(EXPORT ckptTargets NAMESPACE ckpt:: DESTINATION ${ckpt_config_dir})
+install(EXPORT ckptCoreTargets NAMESPACE ckpt:: DESTINATION ${ckpt_config_dir})
+install(EXPORT ckptTorchTargets NAMESPACE ckpt:: DESTINATION ${ckpt_config_dir})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/ckptConfig.cmake.in
   ${PROJECT_BINARY_DIR}/ckptConfig.cmake INSTALL_DESTINATION ${ckpt_config_dir})
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/ckptConfigVersion.cmake

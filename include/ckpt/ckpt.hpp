@@ -4,6 +4,7 @@
 #include "ckpt/errors.hpp"
 #include "ckpt/file_system.hpp"
 #include "ckpt/interrupt.hpp"
+#include "ckpt/layout.hpp"
 #include "ckpt/manager.hpp"
 #include "ckpt/reader.hpp"
 #include "ckpt/serialization.hpp"

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 
+#include "ckpt/layout.hpp"
 #include "ckpt/state.hpp"
 #include "ckpt/store.hpp"
 
@@ -27,9 +28,10 @@ namespace ckpt {
 
 class CheckpointManager {
  public:
-  static constexpr char BEST_MODEL_NAME[] = "best_model.pth";
-  static constexpr char EPOCH_CKPT_PREFIX[] = "checkpoint_epoch_";
-  static constexpr char INTERRUPT_CKPT_NAME[] = "interrupt_checkpoint.pth";
+  // The guide's class attributes (ckpt/layout.hpp holds the names).
+  static constexpr const auto& BEST_MODEL_NAME = layout::kBestModel;
+  static constexpr const auto& EPOCH_CKPT_PREFIX = layout::kEpochPrefix;
+  static constexpr const auto& INTERRUPT_CKPT_NAME = layout::kInterrupt;
 
   // Opens or creates `save_dir`, takes its writer lock and recovers from any crash.
   // Throws InvalidArgument (max_to_keep < 0, or a device this libtorch build cannot

@@ -7,15 +7,16 @@
 #include <string>
 #include <string_view>
 
+#include "ckpt/layout.hpp"
 #include "ckpt/store.hpp"
 
 namespace ckpt::names {
 
-// The guide's names; users port Python code that expects exactly these.
-inline constexpr std::string_view kBestModel = "best_model.pth";
-inline constexpr std::string_view kEpochPrefix = "checkpoint_epoch_";
-inline constexpr std::string_view kInterrupt = "interrupt_checkpoint.pth";
-inline constexpr std::string_view kPayloadSuffix = ".pth";
+// The guide's names (their home is the public ckpt/layout.hpp).
+inline constexpr std::string_view kBestModel = layout::kBestModel;
+inline constexpr std::string_view kEpochPrefix = layout::kEpochPrefix;
+inline constexpr std::string_view kInterrupt = layout::kInterrupt;
+inline constexpr std::string_view kPayloadSuffix = layout::kPayloadSuffix;
 
 inline constexpr std::string_view kIndex = "index.sqlite";
 inline constexpr std::string_view kLock = "index.lock";
