@@ -33,6 +33,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -60,16 +61,10 @@ constexpr std::int64_t kTorchSlack = 1 << 20;
 const std::filesystem::path kName = "fuzz-input.pth";
 
 void run_one(std::string_view bytes, bool also_meta) {
-  std::int64_t tensors = 0;
-  try {
-    MemorySource source(bytes);
-    tensors = tensor_bytes(ckpt::format::read_layout(source));
-  } catch (const ckpt::FormatError& error) {
-    if (g_verbose) std::fprintf(stderr, "  read_layout: FormatError: %s\n", error.what());
-    return;
-  }
-  if (g_verbose) std::fprintf(stderr, "  read_layout: ok, %lld tensor bytes\n", static_cast<long long>(tensors));
-  const std::int64_t limit = structure_bound(bytes.size()) + tensors + kTorchSlack;
+  const std::optional<std::int64_t> tensors = layout_tensor_bytes(bytes);
+  if (!tensors) return;
+  if (g_verbose) std::fprintf(stderr, "  read_layout: ok, %lld tensor bytes\n", static_cast<long long>(*tensors));
+  const std::int64_t limit = structure_bound(bytes.size()) + *tensors + kTorchSlack;
   measured(kTarget, "decode", bytes.size(), limit, [&] {
     MemorySource source(bytes);
     ckpt::State state = ckpt::torch_layer::decode(source, ckpt::LoadOptions{}, kName);

@@ -26,6 +26,7 @@
 // Build and run: tests/fuzz/README.md.
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -42,15 +43,9 @@ using namespace ckpt::fuzz;
 constexpr const char* kTarget = "inspect";
 
 void run_one(std::string_view bytes) {
-  std::int64_t tensors = 0;
-  try {
-    MemorySource source(bytes);
-    tensors = tensor_bytes(ckpt::format::read_layout(source));
-  } catch (const ckpt::FormatError& error) {
-    if (g_verbose) std::fprintf(stderr, "  read_layout: FormatError: %s\n", error.what());
-    return;
-  }
-  const std::int64_t one = structure_bound(bytes.size()) + tensors;
+  const std::optional<std::int64_t> tensors = layout_tensor_bytes(bytes);
+  if (!tensors) return;
+  const std::int64_t one = structure_bound(bytes.size()) + *tensors;
   measured(kTarget, "inspect_payload", bytes.size(), one, [&] {
     MemorySource source(bytes);
     ckpt::InspectCounters counters;
@@ -81,12 +76,4 @@ void run_one(std::string_view bytes) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  read_environment();
-  return 0;
-}
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  run_input(data, size, [](std::string_view bytes) { run_one(bytes); });
-  return 0;
-}
+CKPT_FUZZ_ENTRY_POINTS(run_one)

@@ -65,12 +65,4 @@ void run_one(std::string_view bytes) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  read_environment();
-  return 0;
-}
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  run_input(data, size, [](std::string_view bytes) { run_one(bytes); });
-  return 0;
-}
+CKPT_FUZZ_ENTRY_POINTS(run_one)

@@ -29,11 +29,13 @@ extern "C" void __sanitizer_print_stack_trace();
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
+#include "format/checkpoint_format.hpp"
 #include "format/memory_budget.hpp"
 #include "format/zip_reader.hpp"
 #include "support/memory_source.hpp"
@@ -160,6 +162,18 @@ inline std::int64_t tensor_bytes(const format::CheckpointLayout& layout) {
   return total;
 }
 
+// The tensor bytes of a payload whose layout reads, or nothing (the layout refused it,
+// printed with CKPT_FUZZ_VERBOSE): targets that decode or inspect bound their memory by it.
+inline std::optional<std::int64_t> layout_tensor_bytes(std::string_view bytes) {
+  try {
+    MemorySource source(bytes);
+    return tensor_bytes(format::read_layout(source));
+  } catch (const FormatError& error) {
+    if (g_verbose) std::fprintf(stderr, "  read_layout: FormatError: %s\n", error.what());
+    return std::nullopt;
+  }
+}
+
 // Runs `call` under the heap meter: a FormatError or CorruptError is the expected refusal
 // (printed with CKPT_FUZZ_VERBOSE), anything else escapes to libFuzzer. Then the peak must
 // stay under `limit`.
@@ -192,6 +206,18 @@ void run_input(const std::uint8_t* data, std::size_t size, Run&& run) {
 }
 
 }  // namespace ckpt::fuzz
+
+// libFuzzer's two entry points for a target that needs no set-up beyond the environment:
+// each input (and its CRC-fixed twin) goes to `run_one(std::string_view)`.
+#define CKPT_FUZZ_ENTRY_POINTS(run_one)                                             \
+  extern "C" int LLVMFuzzerInitialize(int*, char***) {                              \
+    ckpt::fuzz::read_environment();                                                 \
+    return 0;                                                                       \
+  }                                                                                 \
+  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
+    ckpt::fuzz::run_input(data, size, [](std::string_view bytes) { run_one(bytes); }); \
+    return 0;                                                                       \
+  }
 
 #if CKPT_FUZZ_TRACK_MEMORY
 extern "C" void __sanitizer_malloc_hook(const volatile void*, size_t size) {
