@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -30,6 +31,20 @@ inline Case case_named(const std::string& name) {
   if (name == "B") return {"B", 20000, 1024};   // 20,000 x 4 KiB = 80 MiB (78.1 MiB)
   throw std::invalid_argument("unknown case '" + name + "' (A or B)");
 }
+
+// The options every serialization-benchmark program takes: `PROGRAM COMMAND [--case A|B]
+// [--out FILE | --file FILE] [--json-out FILE]`, where --out names what a save writes and
+// --file what a load reads.
+struct CaseOptions {
+  std::string command;
+  std::string case_name = "A";
+  std::filesystem::path file;
+  std::filesystem::path json_out;
+
+  Args& add_to(Args& args) {
+    return args.option("--case", case_name).option("--out", file).option("--file", file).option("--json-out", json_out);
+  }
+};
 
 inline std::string tensor_key(std::int64_t i) { return fmt::format("layer{:05d}.weight", i); }
 

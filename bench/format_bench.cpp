@@ -34,12 +34,8 @@ using bench::Reading;
 using bench::Result;
 using bench::Span;
 
-struct Options {
-  std::string command;
-  std::string case_name = "A";
-  std::filesystem::path file;
+struct Options : bench::CaseOptions {
   std::filesystem::path dir;
-  std::filesystem::path json_out;
   bool mmap = false;
 };
 
@@ -48,8 +44,7 @@ Options parse_options(int argc, char** argv) {
   bench::Args args(
       "usage: format_bench startup|save|load|manager-save|manager-load [--case A|B] [--out FILE] "
       "[--file FILE] [--dir DIR] [--mmap] [--json-out FILE]");
-  args.option("--case", options.case_name).option("--out", options.file).option("--file", options.file);
-  args.option("--dir", options.dir).option("--json-out", options.json_out).flag("--mmap", options.mmap);
+  options.add_to(args).option("--dir", options.dir).flag("--mmap", options.mmap);
   options.command = args.parse_command(argc, argv, {"startup", "save", "load", "manager-save", "manager-load"});
   return options;
 }

@@ -43,6 +43,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -60,20 +61,15 @@ constexpr std::size_t kRecord = 4 << 20;        // one case-A tensor
 constexpr std::size_t kOverlapStep = 8 << 20;   // hash-overlap: writeback started per 8 MiB
 constexpr std::size_t kHugePage = 2 << 20;
 
-struct Options {
-  std::string command;
-  std::string case_name = "A";
+struct Options : bench::CaseOptions {
   std::string variant;
-  std::filesystem::path file;
-  std::filesystem::path json_out;
 };
 
 Options parse_options(int argc, char** argv) {
   Options options;
   bench::Args args(
       "usage: format_whatif save|hash|load [--case A|B] [--variant V] [--out|--file FILE] [--json-out FILE]");
-  args.option("--case", options.case_name).option("--variant", options.variant);
-  args.option("--out", options.file).option("--file", options.file).option("--json-out", options.json_out);
+  options.add_to(args).option("--variant", options.variant);
   options.command = args.parse_command(argc, argv, {"save", "hash", "load"});
   return options;
 }
@@ -81,6 +77,23 @@ Options parse_options(int argc, char** argv) {
 [[noreturn]] void unknown_variant(const Options& options) {
   throw std::invalid_argument(fmt::format("{}: unknown --variant '{}'", options.command, options.variant));
 }
+
+// XXH3-128 over a stream of chunks.
+class Xxh3 {
+ public:
+  Xxh3() : state_(XXH3_createState()) {
+    if (!state_) throw std::bad_alloc();
+    XXH3_128bits_reset(state_);
+  }
+  ~Xxh3() { XXH3_freeState(state_); }
+  Xxh3(const Xxh3&) = delete;
+  Xxh3& operator=(const Xxh3&) = delete;
+  void update(const char* data, std::size_t n) { XXH3_128bits_update(state_, data, n); }
+  std::uint64_t low64() const { return XXH3_128bits_digest(state_).low64; }
+
+ private:
+  XXH3_state_t* state_;
+};
 
 // Calls f(data, n) for each chunk of at most kWriteChunk bytes of one tensor, in order.
 template <typename F>
@@ -100,12 +113,11 @@ void save(const Options& options, Result& result) {
   if (!hash && v != "plain") unknown_variant(options);
   auto tensors = bench::make_tensors(c);
   std::vector<char> buffer(copy ? kWriteChunk : 0);
-  XXH3_state_t* xxh = XXH3_createState();
+  Xxh3 xxh;
   const std::filesystem::path temp = options.file.string() + ".tmp";
 
   const long rss_before = bench::current_rss_kib();
   Reading before = Reading::now();
-  XXH3_128bits_reset(xxh);
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) bench::os_error("create", temp);
   std::uint64_t written = 0, kicked = 0;
@@ -116,7 +128,7 @@ void save(const Options& options, Result& result) {
     for_each_chunk(entry.second, [&](const char* data, std::size_t n) {
       if (hash) {
         crc = libdeflate_crc32(crc, data, n);
-        XXH3_128bits_update(xxh, data, n);
+        xxh.update(data, n);
       }
       if (copy && chunk_index++ % 2 == 1) {
         std::memcpy(buffer.data(), data, n);
@@ -140,8 +152,6 @@ void save(const Options& options, Result& result) {
   if (::rename(temp.c_str(), options.file.c_str()) != 0) bench::os_error("rename", temp);
   bench::sync_dir(options.file.parent_path().empty() ? "." : options.file.parent_path());
   Reading after = Reading::now();
-  XXH128_hash_t digest = XXH3_128bits_digest(xxh);
-  XXH3_freeState(xxh);
 
   result.add_span("", Span::between(before, after));
   result.add_memory(rss_before, before, after);
@@ -149,18 +159,17 @@ void save(const Options& options, Result& result) {
   result.add_span("fsync_", Span::between(written_at, synced));
   result.add("state_bytes", c.state_bytes());
   result.add("file_bytes", written);
-  result.add("checksum", static_cast<std::uint64_t>(digest.low64 ^ crc));
+  result.add("checksum", xxh.low64() ^ crc);
 }
 
 void hash(const Options& options, Result& result) {
   const auto c = bench::case_named(options.case_name);
   auto tensors = bench::make_tensors(c);
-  XXH3_state_t* xxh = XXH3_createState();
-  XXH3_128bits_reset(xxh);
+  Xxh3 xxh;
   const long rss_before = bench::current_rss_kib();
   Reading before = Reading::now();
   for (const auto& entry : tensors) {
-    for_each_chunk(entry.second, [&](const char* data, std::size_t n) { XXH3_128bits_update(xxh, data, n); });
+    for_each_chunk(entry.second, [&](const char* data, std::size_t n) { xxh.update(data, n); });
   }
   Reading middle = Reading::now();
   std::uint32_t crc = 0;
@@ -168,14 +177,12 @@ void hash(const Options& options, Result& result) {
     for_each_chunk(entry.second, [&](const char* data, std::size_t n) { crc = libdeflate_crc32(crc, data, n); });
   }
   Reading after = Reading::now();
-  XXH128_hash_t digest = XXH3_128bits_digest(xxh);
-  XXH3_freeState(xxh);
   result.add_span("", Span::between(before, after));
   result.add_memory(rss_before, before, after);
   result.add_span("xxh3_", Span::between(before, middle));
   result.add_span("crc32_", Span::between(middle, after));
   result.add("state_bytes", c.state_bytes());
-  result.add("checksum", static_cast<std::uint64_t>(digest.low64 ^ crc));
+  result.add("checksum", xxh.low64() ^ crc);
 }
 
 // 4 MiB of anonymous memory on 2 MiB boundaries, asking for transparent huge pages.

@@ -30,18 +30,12 @@ using bench::Reading;
 using bench::Result;
 using bench::Span;
 
-struct Options {
-  std::string command;
-  std::string case_name = "A";
-  std::filesystem::path file;
-  std::filesystem::path json_out;
-};
+using Options = bench::CaseOptions;
 
 Options parse_options(int argc, char** argv) {
   Options options;
   bench::Args args("usage: pickle_bench startup|save|load [--case A|B] [--out FILE] [--file FILE] [--json-out FILE]");
-  args.option("--case", options.case_name).option("--out", options.file).option("--file", options.file);
-  args.option("--json-out", options.json_out);
+  options.add_to(args);
   options.command = args.parse_command(argc, argv, {"startup", "save", "load"});
   return options;
 }
