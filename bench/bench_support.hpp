@@ -114,6 +114,18 @@ class Args {
   std::map<std::string, bool*> flags_;
 };
 
+// The options of the programs that save into a fresh checkpoint directory:
+// `--dir PARENT` (where it is made), `--json-out FILE`, `--keep-dir` (leave it behind).
+struct RunDirOptions {
+  std::filesystem::path parent = "bench_runs";
+  std::filesystem::path json_out;
+  bool keep_dir = false;
+
+  Args& add_to(Args& args) {
+    return args.option("--dir", parent).option("--json-out", json_out).flag("--keep-dir", keep_dir);
+  }
+};
+
 // --- files --------------------------------------------------------------------------------
 
 [[noreturn]] inline void os_error(const char* what, const std::filesystem::path& path) {
@@ -301,6 +313,11 @@ class Result {
   Result& add_span(const std::string& prefix, const Span& span) {
     add(prefix + "wall_s", span.wall_s).add(prefix + "user_s", span.user_s).add(prefix + "sys_s", span.sys_s);
     return add(prefix + "minflt", span.minflt).add(prefix + "majflt", span.majflt);
+  }
+  // The operation between two readings: its span (wall_s, user_s, ...) and its memory.
+  Result& add_operation(long rss_before_kib, const Reading& before, const Reading& after) {
+    add_span("", Span::between(before, after));
+    return add_memory(rss_before_kib, before, after);
   }
   // Memory around the operation: RSS just before it, and the process's peak (ru_maxrss)
   // before and after it. The peak after is the operation's, provided the peak before is

@@ -57,8 +57,7 @@ ckpt::State make_state(const bench::Case& c) {
 
 void add_save_fields(Result& result, const bench::Case& c, long rss_before, const Reading& before,
                      const Reading& after, std::uint64_t file_bytes) {
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add("state_bytes", c.state_bytes());
   result.add("file_bytes", file_bytes);
 }
@@ -67,8 +66,7 @@ void add_save_fields(Result& result, const bench::Case& c, long rss_before, cons
 // every page; for an eager load, the same arithmetic on memory already filled.
 void add_load_fields(Result& result, const bench::Case& c, const ckpt::State& state, long rss_before,
                      const Reading& before, const Reading& after) {
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   std::vector<at::Tensor> tensors;
   for (const auto& [key, value] : state) {
     if (!value.isTensor()) throw std::runtime_error(key + " is not a tensor");

@@ -153,8 +153,7 @@ void save(const Options& options, Result& result) {
   bench::sync_dir(options.file.parent_path().empty() ? "." : options.file.parent_path());
   Reading after = Reading::now();
 
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add_span("write_", Span::between(before, written_at));
   result.add_span("fsync_", Span::between(written_at, synced));
   result.add("state_bytes", c.state_bytes());
@@ -177,8 +176,7 @@ void hash(const Options& options, Result& result) {
     for_each_chunk(entry.second, [&](const char* data, std::size_t n) { crc = libdeflate_crc32(crc, data, n); });
   }
   Reading after = Reading::now();
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add_span("xxh3_", Span::between(before, middle));
   result.add_span("crc32_", Span::between(middle, after));
   result.add("state_bytes", c.state_bytes());
@@ -257,8 +255,7 @@ void load(const Options& options, Result& result) {
   ::close(fd);
   Reading after = Reading::now();
   result.add("variant", v);
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add("file_bytes", total);
   result.add("checksum", static_cast<std::uint64_t>(crc));
   if (mapping) ::munmap(mapping, mapping_size);

@@ -50,14 +50,11 @@ constexpr std::size_t kPayloadBytes = 4096;
 constexpr int kRealBestSaves = 2;
 constexpr int kWarmupCalls = 100;
 
-struct Options {
-  std::filesystem::path parent = "bench_runs";
+struct Options : bench::RunDirOptions {
   std::int64_t rows = 100'000;
   int iterations = 10'000;
   int opens = 20;
   int saves = 200;
-  std::filesystem::path json_out;
-  bool keep_dir = false;
 };
 
 Options parse_options(int argc, char** argv) {
@@ -65,9 +62,8 @@ Options parse_options(int argc, char** argv) {
   bench::Args args(
       "usage: index_bench [--dir PARENT] [--rows N] [--iterations N] [--opens N] [--saves N] [--json-out FILE] "
       "[--keep-dir]");
-  args.option("--dir", options.parent).option("--rows", options.rows).option("--iterations", options.iterations);
-  args.option("--opens", options.opens).option("--saves", options.saves).option("--json-out", options.json_out);
-  args.flag("--keep-dir", options.keep_dir).parse(argc, argv);
+  options.add_to(args).option("--rows", options.rows).option("--iterations", options.iterations);
+  args.option("--opens", options.opens).option("--saves", options.saves).parse(argc, argv);
   if (options.saves < kMaxToKeep || options.rows < options.saves + kRealBestSaves || options.iterations < 1 ||
       options.opens < 1) {
     args.usage();

@@ -62,8 +62,7 @@ int run(const Options& options) {
     if (::close(fd) != 0) bench::os_error("close", options.file);
     Reading after = Reading::now();
 
-    result.add_span("", Span::between(before, after));
-    result.add_memory(rss_before, before, after);
+    result.add_operation(rss_before, before, after);
     result.add("state_bytes", c.state_bytes());
     result.add("file_bytes", static_cast<std::uint64_t>(bytes.size()));
     result.add_span("serialize_", Span::between(before, serialized));
@@ -80,8 +79,7 @@ int run(const Options& options) {
     std::vector<char>().swap(bytes);
     Reading after = Reading::now();
 
-    result.add_span("", Span::between(before, after));
-    result.add_memory(rss_before, before, after);
+    result.add_operation(rss_before, before, after);
     result.add_span("read_", Span::between(before, read));
     result.add_span("unpickle_", Span::between(read, after));
     if (!loaded.isGenericDict()) throw std::runtime_error("pickle_load did not return a dict");

@@ -37,20 +37,15 @@
 
 namespace {
 
-struct Options {
-  std::filesystem::path parent = "bench_runs";
+struct Options : bench::RunDirOptions {
   int saves = 500;
   int keep = 5;
-  std::filesystem::path json_out;
-  bool keep_dir = false;
 };
 
 Options parse_options(int argc, char** argv) {
   Options options;
   bench::Args args("usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--json-out FILE] [--keep-dir]");
-  args.option("--dir", options.parent).option("--saves", options.saves).option("--keep", options.keep);
-  args.option("--json-out", options.json_out).flag("--keep-dir", options.keep_dir);
-  args.parse(argc, argv);
+  options.add_to(args).option("--saves", options.saves).option("--keep", options.keep).parse(argc, argv);
   if (options.saves < 0 || options.keep < 1) args.usage();
   return options;
 }
