@@ -3,7 +3,7 @@
 // bench/run_format_benchmarks.sh runs one operation per process (so that the process's
 // peak RSS is that operation's), alternating with the other contenders: Python's
 // torch.save/torch.load (bench/python_format_bench.py), libtorch's pickle_save/pickle_load
-// (bench/pickle_bench.cpp), dd and cat. The states (bench/format_bench_util.hpp): case A,
+// (bench/pickle_bench.cpp), dd and cat. The states (bench/bench_states.hpp): case A,
 // 256 float32 tensors of 4 MiB (1 GiB); case B, 20,000 float32 tensors of 4 KiB (80 MiB).
 //
 //   format_bench startup                                   nothing: the process's start-up cost
@@ -20,110 +20,59 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "format_bench_util.hpp"
+#include "bench_states.hpp"
 
 namespace {
 
-using format_bench::Reading;
-using format_bench::Result;
-using format_bench::Span;
+using bench::Reading;
+using bench::Result;
+using bench::Span;
 
-struct Options {
-  std::string command;
-  std::string case_name = "A";
-  std::filesystem::path file;
+struct Options : bench::CaseOptions {
   std::filesystem::path dir;
-  std::filesystem::path json_out;
   bool mmap = false;
 };
 
-[[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: format_bench startup|save|load|manager-save|manager-load [--case A|B] [--out FILE] "
-               "[--file FILE] [--dir DIR] [--mmap] [--json-out FILE]\n");
-  std::exit(2);
-}
-
 Options parse_options(int argc, char** argv) {
-  if (argc < 2) usage();
   Options options;
-  options.command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage();
-      return argv[++i];
-    };
-    if (arg == "--case") {
-      options.case_name = value();
-    } else if (arg == "--out" || arg == "--file") {
-      options.file = value();
-    } else if (arg == "--dir") {
-      options.dir = value();
-    } else if (arg == "--json-out") {
-      options.json_out = value();
-    } else if (arg == "--mmap") {
-      options.mmap = true;
-    } else {
-      usage();
-    }
-  }
+  bench::Args args(
+      "usage: format_bench startup|save|load|manager-save|manager-load [--case A|B] [--out FILE] "
+      "[--file FILE] [--dir DIR] [--mmap] [--json-out FILE]");
+  options.add_to(args).option("--dir", options.dir).flag("--mmap", options.mmap);
+  options.command = args.parse_command(argc, argv, {"startup", "save", "load", "manager-save", "manager-load"});
   return options;
 }
 
-ckpt::State make_state(const format_bench::Case& c) {
+ckpt::State make_state(const bench::Case& c) {
   ckpt::State state;
-  for (auto& [key, tensor] : format_bench::make_tensors(c)) state.set(key, tensor);
+  for (auto& [key, tensor] : bench::make_tensors(c)) state.set(key, tensor);
   return state;
 }
 
-// A load that returned the wrong thing would make its time meaningless.
-std::vector<at::Tensor> check_loaded(const ckpt::State& state, const format_bench::Case& c) {
-  if (static_cast<std::int64_t>(state.size()) != c.tensors) {
-    throw std::runtime_error(fmt::format("loaded {} entries, expected {}", state.size(), c.tensors));
-  }
-  std::vector<at::Tensor> tensors;
-  tensors.reserve(state.size());
-  for (const auto& [key, value] : state) {
-    if (!value.isTensor()) throw std::runtime_error(key + " is not a tensor");
-    at::Tensor t = value.toTensor();
-    if (t.scalar_type() != at::kFloat || t.numel() != c.elements) {
-      throw std::runtime_error(fmt::format("{}: {} of {} elements", key, c10::toString(t.scalar_type()), t.numel()));
-    }
-    tensors.push_back(t);
-  }
-  return tensors;
-}
-
-void add_save_fields(Result& result, const format_bench::Case& c, long rss_before, const Reading& before,
+void add_save_fields(Result& result, const bench::Case& c, long rss_before, const Reading& before,
                      const Reading& after, std::uint64_t file_bytes) {
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add("state_bytes", c.state_bytes());
   result.add("file_bytes", file_bytes);
 }
 
-// The sum over every tensor after a load: for a mapped load, the cost of touching
+// After the load, the sum over every tensor: for a mapped load, the cost of touching
 // every page; for an eager load, the same arithmetic on memory already filled.
-void add_load_fields(Result& result, const format_bench::Case& c, const ckpt::State& state, long rss_before,
+void add_load_fields(Result& result, const bench::Case& c, const ckpt::State& state, long rss_before,
                      const Reading& before, const Reading& after) {
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
-  std::vector<at::Tensor> tensors = check_loaded(state, c);
-  Reading sum_start = Reading::now();
-  double checksum = format_bench::sum_all(tensors);
-  Reading sum_end = Reading::now();
-  result.add_span("touch_", Span::between(sum_start, sum_end));
-  result.add("peak_rss_after_touch_kib", sum_end.maxrss_kib);
-  result.add("tensors", static_cast<std::int64_t>(tensors.size()));
-  result.add("state_bytes", c.state_bytes());
-  result.add("checksum", checksum);
+  result.add_operation(rss_before, before, after);
+  std::vector<at::Tensor> tensors;
+  for (const auto& [key, value] : state) {
+    if (!value.isTensor()) throw std::runtime_error(key + " is not a tensor");
+    tensors.push_back(value.toTensor());
+  }
+  bench::check_and_touch(tensors, c, result);
 }
 
 int run(const Options& options) {
@@ -133,51 +82,49 @@ int run(const Options& options) {
   if (options.command == "startup") {
     // Nothing: the wrapper's wall time of this process is the start-up cost.
   } else if (options.command == "save") {
-    const auto c = format_bench::case_named(options.case_name);
+    const auto c = bench::case_named(options.case_name);
     ckpt::State state = make_state(c);
-    const long rss_before = format_bench::current_rss_kib();
+    const long rss_before = bench::current_rss_kib();
     Reading before = Reading::now();
     ckpt::save_file(state, options.file);
     Reading after = Reading::now();
     add_save_fields(result, c, rss_before, before, after, std::filesystem::file_size(options.file));
   } else if (options.command == "load") {
-    const auto c = format_bench::case_named(options.case_name);
+    const auto c = bench::case_named(options.case_name);
     ckpt::LoadOptions load_options;
     load_options.memory_map = options.mmap;
-    const long rss_before = format_bench::current_rss_kib();
+    const long rss_before = bench::current_rss_kib();
     Reading before = Reading::now();
     ckpt::State state = ckpt::load_file(options.file, load_options);
     Reading after = Reading::now();
     result.add("mode", options.mmap ? "mmap" : "eager");
     add_load_fields(result, c, state, rss_before, before, after);
   } else if (options.command == "manager-save") {
-    const auto c = format_bench::case_named(options.case_name);
+    const auto c = bench::case_named(options.case_name);
     ckpt::State state = make_state(c);
     Reading open_start = Reading::now();
     ckpt::CheckpointManager manager(options.dir, c10::kCPU, 5);
     Reading open_end = Reading::now();
-    const long rss_before = format_bench::current_rss_kib();
+    const long rss_before = bench::current_rss_kib();
     Reading before = Reading::now();
     ckpt::CheckpointRecord record = manager.save_epoch_checkpoint(state, 1);
     Reading after = Reading::now();
     add_save_fields(result, c, rss_before, before, after, record.size);
     result.add_span("open_", Span::between(open_start, open_end));
   } else if (options.command == "manager-load") {
-    const auto c = format_bench::case_named(options.case_name);
+    const auto c = bench::case_named(options.case_name);
     Reading open_start = Reading::now();
     ckpt::CheckpointManager manager(options.dir, c10::kCPU, 5);
     Reading open_end = Reading::now();
-    const long rss_before = format_bench::current_rss_kib();
+    const long rss_before = bench::current_rss_kib();
     Reading before = Reading::now();
     std::optional<ckpt::State> state = manager.load_latest_checkpoint();
     Reading after = Reading::now();
     if (!state) throw std::runtime_error(options.dir.string() + ": nothing to load");
     add_load_fields(result, c, *state, rss_before, before, after);
     result.add_span("open_", Span::between(open_start, open_end));
-  } else {
-    usage();
   }
-  if (!options.json_out.empty()) bench::write_text_file(options.json_out, result.json());
+  result.write(options.json_out);
   return 0;
 }
 

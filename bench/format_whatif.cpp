@@ -43,178 +43,144 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "format_bench_util.hpp"
+#include "bench_states.hpp"
 
 namespace {
 
-using format_bench::Reading;
-using format_bench::Result;
-using format_bench::Span;
+using bench::Reading;
+using bench::Result;
+using bench::Span;
 
 constexpr std::size_t kWriteChunk = 1 << 20;    // ckpt's zip writer hands 1 MiB at a time
 constexpr std::size_t kRecord = 4 << 20;        // one case-A tensor
 constexpr std::size_t kOverlapStep = 8 << 20;   // hash-overlap: writeback started per 8 MiB
 constexpr std::size_t kHugePage = 2 << 20;
 
-struct Options {
-  std::string command;
-  std::string case_name = "A";
+struct Options : bench::CaseOptions {
   std::string variant;
-  std::filesystem::path file;
-  std::filesystem::path json_out;
 };
 
-[[noreturn]] void usage() {
-  std::fprintf(stderr, "usage: format_whatif save|hash|load [--case A|B] [--variant V] [--out|--file FILE] [--json-out FILE]\n");
-  std::exit(2);
-}
-
 Options parse_options(int argc, char** argv) {
-  if (argc < 2) usage();
   Options options;
-  options.command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage();
-      return argv[++i];
-    };
-    if (arg == "--case") {
-      options.case_name = value();
-    } else if (arg == "--variant") {
-      options.variant = value();
-    } else if (arg == "--out" || arg == "--file") {
-      options.file = value();
-    } else if (arg == "--json-out") {
-      options.json_out = value();
-    } else {
-      usage();
-    }
-  }
+  bench::Args args(
+      "usage: format_whatif save|hash|load [--case A|B] [--variant V] [--out|--file FILE] [--json-out FILE]");
+  options.add_to(args).option("--variant", options.variant);
+  options.command = args.parse_command(argc, argv, {"save", "hash", "load"});
   return options;
 }
 
-[[noreturn]] void os_error(const char* what, const std::filesystem::path& path) {
-  throw std::runtime_error(fmt::format("{}: {}: {}", path.string(), what, std::strerror(errno)));
+[[noreturn]] void unknown_variant(const Options& options) {
+  throw std::invalid_argument(fmt::format("{}: unknown --variant '{}'", options.command, options.variant));
 }
 
-void write_all(int fd, const char* data, std::size_t n, const std::filesystem::path& path) {
-  while (n > 0) {
-    ssize_t written = ::write(fd, data, n);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      os_error("write", path);
-    }
-    data += written;
-    n -= static_cast<std::size_t>(written);
+// XXH3-128 over a stream of chunks.
+class Xxh3 {
+ public:
+  Xxh3() : state_(XXH3_createState()) {
+    if (!state_) throw std::bad_alloc();
+    XXH3_128bits_reset(state_);
+  }
+  ~Xxh3() { XXH3_freeState(state_); }
+  Xxh3(const Xxh3&) = delete;
+  Xxh3& operator=(const Xxh3&) = delete;
+  void update(const char* data, std::size_t n) { XXH3_128bits_update(state_, data, n); }
+  std::uint64_t low64() const { return XXH3_128bits_digest(state_).low64; }
+
+ private:
+  XXH3_state_t* state_;
+};
+
+// Calls f(data, n) for each chunk of at most kWriteChunk bytes of one tensor, in order.
+template <typename F>
+void for_each_chunk(const at::Tensor& tensor, F&& f) {
+  const auto* bytes = static_cast<const char*>(tensor.data_ptr());
+  for (std::size_t done = 0; done < tensor.nbytes(); done += kWriteChunk) {
+    f(bytes + done, std::min(kWriteChunk, tensor.nbytes() - done));
   }
 }
 
-void sync_dir(const std::filesystem::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || ::fsync(fd) != 0) os_error("fsync directory", dir);
-  ::close(fd);
-}
-
 void save(const Options& options, Result& result) {
-  const auto c = format_bench::case_named(options.case_name);
+  const auto c = bench::case_named(options.case_name);
   const std::string& v = options.variant;
   const bool hash = v == "hash" || v == "hash-copy" || v == "hash-overlap";
   const bool copy = v == "hash-copy";
   const bool overlap = v == "hash-overlap";
-  if (!hash && v != "plain") usage();
-  auto tensors = format_bench::make_tensors(c);
+  if (!hash && v != "plain") unknown_variant(options);
+  auto tensors = bench::make_tensors(c);
   std::vector<char> buffer(copy ? kWriteChunk : 0);
-  XXH3_state_t* xxh = XXH3_createState();
+  Xxh3 xxh;
   const std::filesystem::path temp = options.file.string() + ".tmp";
 
-  const long rss_before = format_bench::current_rss_kib();
+  const long rss_before = bench::current_rss_kib();
   Reading before = Reading::now();
-  XXH3_128bits_reset(xxh);
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) os_error("create", temp);
+  if (fd < 0) bench::os_error("create", temp);
   std::uint64_t written = 0, kicked = 0;
   std::uint32_t crc = 0;
   std::size_t chunk_index = 0;
   for (const auto& entry : tensors) {
-    const auto* bytes = static_cast<const char*>(entry.second.data_ptr());
-    const std::size_t size = entry.second.nbytes();
-    crc = 0;
-    for (std::size_t done = 0; done < size; done += kWriteChunk, ++chunk_index) {
-      const std::size_t n = std::min(kWriteChunk, size - done);
-      const char* data = bytes + done;
+    crc = 0;  // one CRC-32 per record, as in the zip
+    for_each_chunk(entry.second, [&](const char* data, std::size_t n) {
       if (hash) {
         crc = libdeflate_crc32(crc, data, n);
-        XXH3_128bits_update(xxh, data, n);
+        xxh.update(data, n);
       }
-      if (copy && chunk_index % 2 == 1) {
+      if (copy && chunk_index++ % 2 == 1) {
         std::memcpy(buffer.data(), data, n);
         data = buffer.data();
       }
-      write_all(fd, data, n, temp);
+      bench::write_all(fd, data, n, temp);
       written += n;
       if (overlap && written - kicked >= 2 * kOverlapStep) {
         // Start writeback of the older step; the newest stays in cache for the hasher.
         if (::sync_file_range(fd, static_cast<off_t>(kicked), kOverlapStep, SYNC_FILE_RANGE_WRITE) != 0) {
-          os_error("sync_file_range", temp);
+          bench::os_error("sync_file_range", temp);
         }
         kicked += kOverlapStep;
       }
-    }
+    });
   }
   Reading written_at = Reading::now();
-  if (::fsync(fd) != 0) os_error("fsync", temp);
+  if (::fsync(fd) != 0) bench::os_error("fsync", temp);
   ::close(fd);
   Reading synced = Reading::now();
-  if (::rename(temp.c_str(), options.file.c_str()) != 0) os_error("rename", temp);
-  sync_dir(options.file.parent_path().empty() ? "." : options.file.parent_path());
+  if (::rename(temp.c_str(), options.file.c_str()) != 0) bench::os_error("rename", temp);
+  bench::sync_dir(options.file.parent_path().empty() ? "." : options.file.parent_path());
   Reading after = Reading::now();
-  XXH128_hash_t digest = XXH3_128bits_digest(xxh);
-  XXH3_freeState(xxh);
 
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add_span("write_", Span::between(before, written_at));
   result.add_span("fsync_", Span::between(written_at, synced));
   result.add("state_bytes", c.state_bytes());
   result.add("file_bytes", written);
-  result.add("checksum", static_cast<std::uint64_t>(digest.low64 ^ crc));
+  result.add("checksum", xxh.low64() ^ crc);
 }
 
 void hash(const Options& options, Result& result) {
-  const auto c = format_bench::case_named(options.case_name);
-  auto tensors = format_bench::make_tensors(c);
-  XXH3_state_t* xxh = XXH3_createState();
-  XXH3_128bits_reset(xxh);
-  const long rss_before = format_bench::current_rss_kib();
+  const auto c = bench::case_named(options.case_name);
+  auto tensors = bench::make_tensors(c);
+  Xxh3 xxh;
+  const long rss_before = bench::current_rss_kib();
   Reading before = Reading::now();
   for (const auto& entry : tensors) {
-    const auto* bytes = static_cast<const char*>(entry.second.data_ptr());
-    for (std::size_t done = 0; done < entry.second.nbytes(); done += kWriteChunk) {
-      XXH3_128bits_update(xxh, bytes + done, std::min(kWriteChunk, entry.second.nbytes() - done));
-    }
+    for_each_chunk(entry.second, [&](const char* data, std::size_t n) { xxh.update(data, n); });
   }
   Reading middle = Reading::now();
   std::uint32_t crc = 0;
   for (const auto& entry : tensors) {
-    const auto* bytes = static_cast<const char*>(entry.second.data_ptr());
-    for (std::size_t done = 0; done < entry.second.nbytes(); done += kWriteChunk) {
-      crc = libdeflate_crc32(crc, bytes + done, std::min(kWriteChunk, entry.second.nbytes() - done));
-    }
+    for_each_chunk(entry.second, [&](const char* data, std::size_t n) { crc = libdeflate_crc32(crc, data, n); });
   }
   Reading after = Reading::now();
-  XXH128_hash_t digest = XXH3_128bits_digest(xxh);
-  XXH3_freeState(xxh);
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add_span("xxh3_", Span::between(before, middle));
   result.add_span("crc32_", Span::between(middle, after));
   result.add("state_bytes", c.state_bytes());
-  result.add("checksum", static_cast<std::uint64_t>(digest.low64 ^ crc));
+  result.add("checksum", xxh.low64() ^ crc);
 }
 
 // 4 MiB of anonymous memory on 2 MiB boundaries, asking for transparent huge pages.
@@ -234,7 +200,7 @@ struct HugeBuffer {
 
 void load(const Options& options, Result& result) {
   const std::string& v = options.variant;
-  if (v != "read" && v != "read-crc" && v != "thp-read-crc" && v != "map-crc") usage();
+  if (v != "read" && v != "read-crc" && v != "thp-read-crc" && v != "map-crc") unknown_variant(options);
   const bool crc_on = v != "read";
   std::uint32_t crc = 0;
   std::uint64_t total = 0;
@@ -243,19 +209,19 @@ void load(const Options& options, Result& result) {
   void* mapping = nullptr;
   std::size_t mapping_size = 0;
 
-  const long rss_before = format_bench::current_rss_kib();
+  const long rss_before = bench::current_rss_kib();
   Reading before = Reading::now();
   int fd = ::open(options.file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) os_error("open", options.file);
+  if (fd < 0) bench::os_error("open", options.file);
   struct stat st{};
-  if (::fstat(fd, &st) != 0) os_error("stat", options.file);
+  if (::fstat(fd, &st) != 0) bench::os_error("stat", options.file);
   const auto size = static_cast<std::size_t>(st.st_size);
   if (v == "map-crc") {
     // As ckpt maps (private, writable: copy-on-write), read-faulted by the CRC pass: each
     // fault maps the page-cache pages around it (fault-around), nothing is copied.
     // (MAP_POPULATE would pre-fault a writable private mapping for writing: a copy.)
     mapping = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (mapping == MAP_FAILED) os_error("mmap", options.file);
+    if (mapping == MAP_FAILED) bench::os_error("mmap", options.file);
     mapping_size = size;
     const auto* bytes = static_cast<const unsigned char*>(mapping);
     for (std::size_t done = 0; done < size; done += kRecord) {
@@ -277,7 +243,7 @@ void load(const Options& options, Result& result) {
         ssize_t got = ::pread(fd, into + done, n - done, static_cast<off_t>(offset + done));
         if (got < 0) {
           if (errno == EINTR) continue;
-          os_error("read", options.file);
+          bench::os_error("read", options.file);
         }
         if (got == 0) throw std::runtime_error("file shrank");
         done += static_cast<std::size_t>(got);
@@ -289,8 +255,7 @@ void load(const Options& options, Result& result) {
   ::close(fd);
   Reading after = Reading::now();
   result.add("variant", v);
-  result.add_span("", Span::between(before, after));
-  result.add_memory(rss_before, before, after);
+  result.add_operation(rss_before, before, after);
   result.add("file_bytes", total);
   result.add("checksum", static_cast<std::uint64_t>(crc));
   if (mapping) ::munmap(mapping, mapping_size);
@@ -311,10 +276,8 @@ int main(int argc, char** argv) {
       hash(options, result);
     } else if (options.command == "load") {
       load(options, result);
-    } else {
-      usage();
     }
-    if (!options.json_out.empty()) bench::write_text_file(options.json_out, result.json());
+    result.write(options.json_out);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "format_whatif %s: %s\n", options.command.c_str(), error.what());
     return 1;

@@ -40,7 +40,7 @@
 #include <string>
 #include <vector>
 
-#include "bench_stats.hpp"
+#include "bench_support.hpp"
 
 namespace {
 
@@ -50,63 +50,25 @@ constexpr std::size_t kPayloadBytes = 4096;
 constexpr int kRealBestSaves = 2;
 constexpr int kWarmupCalls = 100;
 
-struct Options {
-  std::filesystem::path parent = "bench_runs";
+struct Options : bench::RunDirOptions {
   std::int64_t rows = 100'000;
   int iterations = 10'000;
   int opens = 20;
   int saves = 200;
-  std::filesystem::path json_out;
-  bool keep_dir = false;
 };
-
-[[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: index_bench [--dir PARENT] [--rows N] [--iterations N] [--opens N] [--saves N] "
-               "[--json-out FILE] [--keep-dir]\n");
-  std::exit(2);
-}
 
 Options parse_options(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage();
-      return argv[++i];
-    };
-    if (arg == "--dir") {
-      options.parent = value();
-    } else if (arg == "--rows") {
-      options.rows = std::stoll(value());
-    } else if (arg == "--iterations") {
-      options.iterations = std::stoi(value());
-    } else if (arg == "--opens") {
-      options.opens = std::stoi(value());
-    } else if (arg == "--saves") {
-      options.saves = std::stoi(value());
-    } else if (arg == "--json-out") {
-      options.json_out = value();
-    } else if (arg == "--keep-dir") {
-      options.keep_dir = true;
-    } else {
-      usage();
-    }
-  }
+  bench::Args args(
+      "usage: index_bench [--dir PARENT] [--rows N] [--iterations N] [--opens N] [--saves N] [--json-out FILE] "
+      "[--keep-dir]");
+  options.add_to(args).option("--rows", options.rows).option("--iterations", options.iterations);
+  args.option("--opens", options.opens).option("--saves", options.saves).parse(argc, argv);
   if (options.saves < kMaxToKeep || options.rows < options.saves + kRealBestSaves || options.iterations < 1 ||
       options.opens < 1) {
-    usage();
+    args.usage();
   }
   return options;
-}
-
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
 }
 
 ckpt::StoreOptions store_options() {
@@ -292,14 +254,12 @@ void time_lookups(Subject& subject, const Options& options) {
   subject.phase.plans = query_plans(store.index_path());
 }
 
-std::string phase_json(const Phase& phase) {
-  std::string plans;
-  for (const auto& plan : phase.plans) plans += (plans.empty() ? "\"" : ", \"") + json_escape(plan) + "\"";
-  return fmt::format(
-      "{{\"name\": \"{}\", \"rows\": {}, \"events\": {}, \"open_us\": {}, \"latest_us\": {}, \"best_us\": {}, "
-      "\"save_us\": {}, \"plans\": [{}]}}",
-      phase.name, phase.rows, phase.events, bench::json_array(phase.open_us), bench::json_array(phase.latest_us),
-      bench::json_array(phase.best_us), bench::json_array(phase.save_us), plans);
+bench::Result phase_json(const Phase& phase) {
+  bench::Result out;
+  out.add("name", phase.name).add("rows", phase.rows).add("events", phase.events);
+  out.add_samples("open_us", phase.open_us).add_samples("latest_us", phase.latest_us);
+  out.add_samples("best_us", phase.best_us).add_samples("save_us", phase.save_us);
+  return out.add_strings("plans", phase.plans);
 }
 
 void print_phase(const Phase& phase) {
@@ -377,15 +337,12 @@ int main(int argc, char** argv) {
     print_phase(large_phase);
     for (const auto& plan : large_phase.plans) std::printf("  plan: %s\n", plan.c_str());
 
-    if (!options.json_out.empty()) {
-      bench::write_text_file(
-          options.json_out,
-          fmt::format("{{\"sqlite\": \"{}\", \"max_to_keep\": {}, \"payload_bytes\": {}, \"iterations\": {}, "
-                      "\"history_rows\": {}, \"history_events\": {}, \"history_insert_seconds\": {:.2f}, "
-                      "\"phases\": [{}, {}]}}\n",
-                      sqlite3_libversion(), kMaxToKeep, kPayloadBytes, options.iterations, history.rows,
-                      history.events, history.insert_seconds, phase_json(fresh.phase), phase_json(large_phase)));
-    }
+    bench::Result result;
+    result.add("sqlite", sqlite3_libversion()).add("max_to_keep", kMaxToKeep).add("payload_bytes", kPayloadBytes);
+    result.add("iterations", options.iterations).add("history_rows", history.rows);
+    result.add("history_events", history.events).add("history_insert_seconds", history.insert_seconds);
+    result.add_raw("phases", "[" + phase_json(fresh.phase).object() + ", " + phase_json(large_phase).object() + "]");
+    result.write(options.json_out);
     if (!options.keep_dir) {
       std::filesystem::remove_all(fresh.dir);
       std::filesystem::remove_all(large.dir);

@@ -3,7 +3,7 @@
 The Python side of bench/format_bench.cpp, one operation per process, measured the same
 way: a monotonic clock around the call, the process's CPU time (resource.getrusage,
 all threads) before and after, the RSS just before it and the peak RSS (ru_maxrss)
-after it. The states are those of bench/format_bench_util.hpp: case A, 256 float32
+after it. The states are those of bench/bench_states.hpp: case A, 256 float32
 tensors of 4 MiB (1 GiB); case B, 20,000 float32 tensors of 4 KiB (80 MiB).
 
   python_format_bench.py startup                         import torch, nothing else

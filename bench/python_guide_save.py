@@ -102,7 +102,7 @@ class PhaseTimer:
 
 
 def percentile(sorted_samples, p):
-    # Nearest rank, as bench/bench_stats.hpp and bench/write_report.py compute it.
+    # Nearest rank, as bench/bench_support.hpp and bench/render_report.py compute it.
     if not sorted_samples:
         return 0.0
     rank = -(-p * len(sorted_samples) // 100)  # ceil without floats

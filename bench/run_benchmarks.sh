@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the benchmarks and runs them, then writes docs/benchmarks.md. Two parts:
+# Builds the benchmarks, runs them, and renders their JSON results into the tables of
+# docs/benchmarks.md (bench/render_report.py; the hand-written analysis there is kept).
+# Two parts:
 #   core    ckpt's epoch save and the guide's Python save side by side, their fsyncs
 #           counted with strace, and the index queries at 100,000 rows;
 #   format  the serialization benchmark (bench/run_format_benchmarks.sh): ckpt's
@@ -7,32 +9,35 @@
 #           pickle_save/pickle_load, 1 GiB and 20,000 small tensors.
 #
 #   bash bench/run_benchmarks.sh                 # both parts
-#   bash bench/run_benchmarks.sh --only core     # one part; the report keeps the other's
-#   bash bench/run_benchmarks.sh --only format   #   section (regenerated from its last results)
+#   bash bench/run_benchmarks.sh --only core     # one part; the other part's tables
+#   bash bench/run_benchmarks.sh --only format   #   stay as they are
 #
-# Knobs (environment): BUILD_DIR (default build), SAVES per run (500), ROUNDS (6; each
-# round runs both sides, the order alternating between rounds so that drift in the
-# machine's fsync latency hits both equally), ROWS (100000), ITERATIONS (10000),
-# PYTHON (/usr/bin/python3, which must have torch). The format part's knobs are listed in
-# bench/run_format_benchmarks.sh.
+# The benchmarks build in a tree of their own, BUILD_DIR (default build-bench), configured
+# with -DCKPT_BUILD_BENCH=ON; ./build, the test build, does not build bench/.
+#
+# Knobs (environment): BUILD_DIR, SAVES per run (500), ROUNDS (6; each round runs both
+# sides, the order alternating between rounds so that drift in the machine's fsync latency
+# hits both equally), ROWS (100000), ITERATIONS (10000), PYTHON (/usr/bin/python3, which
+# must have torch). The format part's knobs are listed in bench/run_format_benchmarks.sh.
 #
 # Checkpoints are written under the build tree, on purpose not under /tmp: /tmp may be a
 # tmpfs, where fsync costs nothing and the comparison would mean nothing.
 set -euo pipefail
 
+usage() {
+  echo "usage: run_benchmarks.sh [--only core|format]" >&2
+  exit 2
+}
 only=all
 while (($#)); do
   case $1 in
-    --only)
-      [[ ${2:-} == core || ${2:-} == format ]] || { echo "usage: run_benchmarks.sh [--only core|format]" >&2; exit 2; }
-      only=$2
-      shift 2 ;;
-    *) echo "usage: run_benchmarks.sh [--only core|format]" >&2; exit 2 ;;
+    --only) [[ ${2:-} == core || ${2:-} == format ]] || usage; only=$2; shift 2 ;;
+    *) usage ;;
   esac
 done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${BUILD_DIR:-$root/build}
+build=${BUILD_DIR:-$root/build-bench}
 saves=${SAVES:-500}
 rounds=${ROUNDS:-6}
 rows=${ROWS:-100000}
@@ -40,7 +45,6 @@ iterations=${ITERATIONS:-10000}
 python=${PYTHON:-/usr/bin/python3}
 runs_dir=$build/bench/runs
 results=$build/bench/results
-format_results=$build/bench/results-format
 
 die() {
   echo "run_benchmarks: $*" >&2
@@ -48,34 +52,23 @@ die() {
 }
 
 # --- build (two cores: never more than -j2) ------------------------------------------
-if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKPT_BUILD_BENCH=ON
-elif ! grep -q '^CKPT_BUILD_BENCH:BOOL=ON' "$build/CMakeCache.txt"; then
-  cmake -S "$root" -B "$build" -DCKPT_BUILD_BENCH=ON
-fi
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt")
-case $build_type in
-  Release | RelWithDebInfo) ;;
-  *) echo "run_benchmarks: warning: CMAKE_BUILD_TYPE is '$build_type', not an optimized build" >&2 ;;
-esac
+# ccache keys on paths relative to the checkout, as scripts/build.sh does, so the library
+# compiled for ./build is reused here.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKPT_BUILD_BENCH=ON -DCKPT_BUILD_TESTS=OFF \
+  -DCKPT_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build" -j 2 --target save_bench index_bench format_bench pickle_bench format_whatif
 "$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (set PYTHON)"
 
 if [[ $only != format ]]; then
-  cmake --build "$build" --target save_bench index_bench -j 2
   rm -rf "$results" "$runs_dir"
   mkdir -p "$results" "$runs_dir"
-  "$python" - "$results/run.json" "$root" <<'EOF_JSON'
-import datetime, json, subprocess, sys
-out, root = sys.argv[1:]
-def git(*args):
-    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True).stdout.strip()
-commit = git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
-json.dump({"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit}, open(out, "w"))
-EOF_JSON
   fs_type=$(df -T "$runs_dir" | awk 'NR == 2 { print $2 }')
   case $fs_type in
     tmpfs | ramfs) die "$runs_dir is on $fs_type, where fsync is free; set BUILD_DIR to a disk-backed directory" ;;
   esac
+  "$python" "$root/bench/run_info.py" start "$results/run.json" --root "$root" --build "$build" --data "$runs_dir" \
+    saves="$saves" rounds="$rounds" rows="$rows" iterations="$iterations"
 
   # run_side SIDE SAVES JSON_OUT [WRAPPER...]: one run of one side; WRAPPER (strace)
   # prefixes the command when given.
@@ -118,18 +111,17 @@ EOF_JSON
   # --- index queries at ROWS rows (torch-free) -------------------------------------------
   echo "== index_bench: $rows rows"
   "$build/bench/index_bench" --dir "$runs_dir" --rows "$rows" --iterations "$iterations" --json-out "$results/index.json"
-
+  "$python" "$root/bench/run_info.py" finish "$results/run.json"
+  rmdir "$runs_dir" 2>/dev/null || true
 fi
 
-# --- the serialization benchmark --------------------------------------------------------
 if [[ $only != core ]]; then
   BUILD_DIR=$build PYTHON=$python bash "$root/bench/run_format_benchmarks.sh"
 fi
 
-# --- the report --------------------------------------------------------------------------
-# Each part's section comes from its latest results (BUILD_DIR/bench/results and
-# results-format); a part without results keeps its section of the current report.
-"$python" "$root/bench/write_report.py" --results "$results" --format-results "$format_results" \
-  --runs-dir "$runs_dir" --build-dir "$build" --out "$root/docs/benchmarks.md"
-rmdir "$runs_dir" 2>/dev/null || true
-echo "== wrote $root/docs/benchmarks.md"
+# --- the tables ----------------------------------------------------------------------------
+parts=()
+[[ $only != format ]] && parts+=(--core "$results")
+[[ $only != core ]] && parts+=(--format "$build/bench/results-format")
+"$python" "$root/bench/render_report.py" "${parts[@]}" --out "$root/docs/benchmarks.md"
+echo "== rendered the tables of $root/docs/benchmarks.md"

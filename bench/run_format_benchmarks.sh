@@ -4,13 +4,13 @@
 #   case A: 256 float32 tensors of 4 MiB (1 GiB), and
 #   case B: 20,000 float32 tensors of 4 KiB (80 MiB),
 # every operation in its own process, the contenders alternating round by round. Results
-# go to BUILD_DIR/bench/results-format; bench/write_report.py turns them into the
-# serialization section of docs/benchmarks.md.
+# go to BUILD_DIR/bench/results-format; bench/render_report.py turns them into the
+# serialization tables of docs/benchmarks.md.
 #
-#   bash bench/run_format_benchmarks.sh     # normally called by bench/run_benchmarks.sh
+#   bash bench/run_benchmarks.sh --only format   # builds the programs, runs this, renders
 #
 # Knobs (environment):
-#   BUILD_DIR             build tree (build)
+#   BUILD_DIR             build tree with the benchmarks built (build-bench)
 #   PYTHON                /usr/bin/python3, which must have torch
 #   FORMAT_ROUNDS         rounds of every contender (7)
 #   FORMAT_CASES          "A B"
@@ -18,7 +18,8 @@
 #   FORMAT_WHATIF_ROUNDS  rounds of the case-A what-ifs (bench/format_whatif.cpp,
 #                         bench/whatif_headers.py); 0 skips them (3)
 #   FORMAT_DIAGNOSE       1: one strace'd run of each save (write sizes, fsync time) and, if
-#                         perf works, CPU profiles of ckpt's save and loads
+#                         perf works, CPU profiles of ckpt's save and loads, left in the
+#                         results directory for reading by hand (not rendered) (0)
 #   FORMAT_QUIET_WAIT     before each operation, wait up to this many seconds (60) for the
 #   FORMAT_MAX_BUSY       rest of the machine to use at most this many cores (0.3),
 #   FORMAT_QUIET_BUDGET   but no more than this many seconds in all (900); the operation
@@ -31,7 +32,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${BUILD_DIR:-$root/build}
+build=${BUILD_DIR:-$root/build-bench}
 python=${PYTHON:-/usr/bin/python3}
 rounds=${FORMAT_ROUNDS:-7}
 cases=${FORMAT_CASES:-A B}
@@ -39,7 +40,7 @@ cold=${FORMAT_COLD:-1}
 quiet_wait=${FORMAT_QUIET_WAIT:-60}
 quiet_budget=${FORMAT_QUIET_BUDGET:-900}
 max_busy=${FORMAT_MAX_BUSY:-0.3}
-diagnose=${FORMAT_DIAGNOSE:-1}
+diagnose=${FORMAT_DIAGNOSE:-0}
 whatif_rounds=${FORMAT_WHATIF_ROUNDS:-3}
 results=$build/bench/results-format
 data=$build/bench/format-data
@@ -49,13 +50,9 @@ die() {
   exit 1
 }
 
-# --- build (two cores: never more than -j2) ------------------------------------------
-if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKPT_BUILD_BENCH=ON
-elif ! grep -q '^CKPT_BUILD_BENCH:BOOL=ON' "$build/CMakeCache.txt"; then
-  cmake -S "$root" -B "$build" -DCKPT_BUILD_BENCH=ON
-fi
-cmake --build "$build" --target format_bench pickle_bench format_whatif -j 2
+for program in format_bench pickle_bench format_whatif; do
+  [[ -x $build/bench/$program ]] || die "$build/bench/$program is not built (bash bench/run_benchmarks.sh --only format builds it)"
+done
 "$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (set PYTHON)"
 command -v fincore >/dev/null || die "fincore (util-linux) is needed to check the page cache"
 
@@ -80,18 +77,9 @@ esac
 free_kib=$(df -k --output=avail "$data" | tail -1)
 ((free_kib > 7 * 1024 * 1024)) || die "$data: $((free_kib / 1024)) MiB free; case A needs up to 5 GiB (7 GiB with a margin)"
 
-"$python" - "$results/run.json" "$root" "$rounds" "$whatif_rounds" "$cases" "$cold" "$quiet_wait" "$max_busy" \
-  "$quiet_budget" <<'EOF'
-import datetime, json, subprocess, sys
-out, root, rounds, whatif_rounds, cases, cold, quiet_wait, max_busy, quiet_budget = sys.argv[1:]
-def git(*args):
-    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True).stdout.strip()
-commit = git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
-json.dump({"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-           "rounds": int(rounds), "whatif_rounds": int(whatif_rounds), "cases": cases.split(), "cold": cold == "1",
-           "quiet_wait_s": float(quiet_wait), "max_busy_cores": float(max_busy),
-           "quiet_budget_s": float(quiet_budget)}, open(out, "w"))
-EOF
+"$python" "$root/bench/run_info.py" start "$results/run.json" --root "$root" --build "$build" --data "$data" \
+  rounds="$rounds" whatif_rounds="$whatif_rounds" cases="$cases" cold="$cold" quiet_wait_s="$quiet_wait" \
+  max_busy_cores="$max_busy" quiet_budget_s="$quiet_budget"
 
 # measure NAME [timed_run options] -- COMMAND...: one measured process. NAME.proc.json
 # gets the process's totals; the C++ and Python programs write NAME.json themselves.
@@ -303,10 +291,5 @@ for c in $cases; do
   sync
 done
 
-"$python" - "$results/run.json" <<'EOF'
-import datetime, json, sys
-run = json.load(open(sys.argv[1]))
-run["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-json.dump(run, open(sys.argv[1], "w"))
-EOF
+"$python" "$root/bench/run_info.py" finish "$results/run.json"
 echo "== serialization results in $results"

@@ -33,46 +33,20 @@
 #include <utility>
 #include <vector>
 
-#include "bench_stats.hpp"
+#include "bench_support.hpp"
 
 namespace {
 
-struct Options {
-  std::filesystem::path parent = "bench_runs";
+struct Options : bench::RunDirOptions {
   int saves = 500;
   int keep = 5;
-  std::filesystem::path json_out;
-  bool keep_dir = false;
 };
-
-[[noreturn]] void usage() {
-  std::fprintf(stderr, "usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--json-out FILE] [--keep-dir]\n");
-  std::exit(2);
-}
 
 Options parse_options(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage();
-      return argv[++i];
-    };
-    if (arg == "--dir") {
-      options.parent = value();
-    } else if (arg == "--saves") {
-      options.saves = std::stoi(value());
-    } else if (arg == "--keep") {
-      options.keep = std::stoi(value());
-    } else if (arg == "--json-out") {
-      options.json_out = value();
-    } else if (arg == "--keep-dir") {
-      options.keep_dir = true;
-    } else {
-      usage();
-    }
-  }
-  if (options.saves < 0 || options.keep < 1) usage();
+  bench::Args args("usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--json-out FILE] [--keep-dir]");
+  options.add_to(args).option("--saves", options.saves).option("--keep", options.keep).parse(argc, argv);
+  if (options.saves < 0 || options.keep < 1) args.usage();
   return options;
 }
 
@@ -130,13 +104,11 @@ class PhaseTimer {
     running_ = false;
   }
 
-  // Mean microseconds per save of each phase, as a JSON object.
-  std::string json(int saves) const {
-    std::string out;
-    for (const auto& [name, total_us] : totals_) {
-      out += fmt::format("{}\"{}\": {:.1f}", out.empty() ? "" : ", ", name, total_us / saves);
-    }
-    return "{" + out + "}";
+  // Mean microseconds per save of each phase.
+  bench::Result means(int saves) const {
+    bench::Result out;
+    for (const auto& [name, total_us] : totals_) out.add(name, total_us / saves);
+    return out;
   }
 
  private:
@@ -194,14 +166,11 @@ int main(int argc, char** argv) {
     std::printf("save_bench (C++ CheckpointManager, libtorch %s): %d saves, payload %llu bytes, dir %s\n  %s\n",
                 TORCH_VERSION, options.saves, static_cast<unsigned long long>(payload_bytes), dir.c_str(),
                 bench::describe(summary).c_str());
-    if (!options.json_out.empty()) {
-      bench::write_text_file(
-          options.json_out,
-          fmt::format("{{\"side\": \"cpp\", \"torch\": \"{}\", \"saves\": {}, \"max_to_keep\": {}, "
-                      "\"payload_bytes\": {}, \"dir\": \"{}\", \"phases_us\": {}, \"samples_us\": {}}}\n",
-                      TORCH_VERSION, options.saves, options.keep, payload_bytes, dir.string(),
-                      phases.json(std::max(options.saves, 1)), bench::json_array(samples_us)));
-    }
+    bench::Result result;
+    result.add("side", "cpp").add("torch", TORCH_VERSION).add("saves", options.saves);
+    result.add("max_to_keep", options.keep).add("payload_bytes", payload_bytes).add("dir", dir.string());
+    result.add_object("phases_us", phases.means(std::max(options.saves, 1)));
+    result.add_samples("samples_us", samples_us).write(options.json_out);
     if (!options.keep_dir) std::filesystem::remove_all(dir);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "save_bench: %s\n", error.what());
