@@ -10,6 +10,7 @@
 #include "format/checkpoint_format.hpp"
 #include "format/zip_reader.hpp"
 #include "io/file_source.hpp"
+#include "io/hasher.hpp"
 #include "store/file_names.hpp"
 
 namespace ckpt::store {

@@ -11,7 +11,7 @@
 
 #include "ckpt/file_system.hpp"
 #include "ckpt/store.hpp"
-#include "io/hashed_file.hpp"
+#include "io/file_hash.hpp"
 
 namespace ckpt::store {
 
