@@ -37,7 +37,7 @@ void check_free_space(FileSystem& fs, const std::filesystem::path& path, std::ui
 }  // namespace
 
 void save_file(const State& state, const std::filesystem::path& path, const SaveOptions& options) {
-  auto payload = torch_layer::encode(state);
+  auto payload = torch_layer::encode(state, path);
   std::shared_ptr<FileSystem> fs = options.file_system ? options.file_system : FileSystem::posix();
   check_free_space(*fs, path, payload.size_hint);
   // Named as the store names its temp files: `<name>.<pid>-<n>.tmp`, as serialization.hpp
