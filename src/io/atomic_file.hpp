@@ -14,9 +14,11 @@ namespace ckpt::io {
 // Writes what `write_payload` produces to `temp_path`, which must not exist and must
 // sit in `path`'s directory (so the rename stays in one file system), then fsyncs it,
 // renames it to `path` and fsyncs the directory. Returns the bytes written. When it
-// returns, the new file survives a power loss. On failure (IoError, or whatever
-// `write_payload` throws) the previous file at `path` is untouched and the temp file
-// removed; a process killed midway leaves the temp file behind.
+// returns, the new file survives a power loss. A failure before the rename (IoError, or
+// whatever `write_payload` throws) leaves the previous file at `path` untouched and
+// removes the temp file; a failed directory fsync (IoError) comes after the rename:
+// `path` then holds the new file, but a power loss may bring back the previous one. A
+// process killed midway leaves the temp file behind.
 std::uint64_t write_file_atomically(FileSystem& fs, const std::filesystem::path& path,
                                     const std::filesystem::path& temp_path,
                                     const std::function<void(ByteSink&)>& write_payload);
