@@ -3,8 +3,10 @@
 // Every failure throws a subclass of ckpt::Error. Its message names the file involved
 // and the cause ("<dir>/best_model.pth: No space left on device"), so a log line alone
 // is enough to act on. Expected absence (nothing to load) is not an error: loads return
-// std::nullopt. Foreign exceptions (SQLite, libtorch) are caught at the library boundary
-// and rethrown as one of these, with context.
+// std::nullopt. Foreign exceptions are caught where ckpt reads or writes a file and
+// rethrown as one of these, naming it: SQLite's as IndexError, libtorch's (c10::Error)
+// while a payload is encoded or decoded as FormatError. The training-state helpers
+// (training.hpp) work on tensors only and let libtorch's own errors through.
 #pragma once
 
 #include <filesystem>

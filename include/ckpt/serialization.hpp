@@ -28,7 +28,8 @@ struct SaveOptions {
 // ErrorCode::disk_full, naming the file and the bytes needed and available, before
 // anything is written. When it returns the file survives a power loss; if it throws
 // (IoError naming the file and cause) the previous file at `path`, if any, is untouched
-// and no temp file is left. A process
+// and no temp file is left, except when the directory fsync, the last step, fails: the
+// new file is then in place, but a power loss may bring back the previous one. A process
 // crash or power loss during the call leaves either the previous file or the new one,
 // complete, under `path` (an interrupted call may also leave its temp file beside it,
 // `<name>.<pid>-<n>.tmp`, which nothing removes).

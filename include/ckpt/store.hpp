@@ -31,18 +31,13 @@
 #include <vector>
 
 #include "ckpt/file_system.hpp"
+#include "ckpt/payload_io.hpp"
 
 namespace ckpt {
 
 enum class CheckpointKind { best, epoch, interrupt };
 // "best", "epoch", "interrupt": the values of the index's `kind` column.
 std::string_view to_string(CheckpointKind kind) noexcept;
-
-enum class HashAlgorithm {
-  xxh3_128,  // default: "xxh3-128", hex as `xxhsum -H2` prints it
-  sha256,    // "sha256", hex as `sha256sum` prints it
-};
-std::string_view to_string(HashAlgorithm algorithm) noexcept;
 
 // One row of the index's `checkpoints` table.
 struct CheckpointRecord {
@@ -92,25 +87,8 @@ struct SaveRequest {
   std::uint64_t size_hint = 0;        // expected payload size, checked against free space
 };
 
-// Where a PayloadWriter puts the payload's bytes. The store hashes them as they pass.
-class ByteSink {
- public:
-  virtual ~ByteSink() = default;
-  virtual void write(const void* data, std::size_t n) = 0;
-};
-
 // Writes one payload to the sink. It may throw; the save is then abandoned cleanly.
 using PayloadWriter = std::function<void(ByteSink&)>;
-
-// Random access to a payload's bytes while it is being loaded.
-class PayloadSource {
- public:
-  virtual ~PayloadSource() = default;
-  virtual std::uint64_t size() const = 0;
-  // Reads exactly n bytes at `offset`. Throws FormatError for a range beyond the end,
-  // IoError when the file cannot be read.
-  virtual void read_at(std::uint64_t offset, void* buffer, std::size_t n) = 0;
-};
 
 // Decodes a payload from a source. The store checks the whole file's hash against the
 // index once it returns; the decoded result must not be used if the load then fails.

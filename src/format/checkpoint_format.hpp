@@ -17,7 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ckpt/store.hpp"
+#include "ckpt/payload_io.hpp"
 #include "format/memory_budget.hpp"
 #include "format/value.hpp"
 
@@ -68,15 +68,5 @@ struct PreparedCheckpoint {
 
 // Throws FormatError for a graph that cannot be written (see pickle_writer.hpp).
 PreparedCheckpoint prepare_checkpoint(const ValuePtr& root, std::vector<std::shared_ptr<StorageInfo>> storages);
-
-// A ByteSink that only counts, to size a payload without writing it.
-class CountingSink final : public ByteSink {
- public:
-  void write(const void*, std::size_t n) override { count_ += n; }
-  std::uint64_t count() const noexcept { return count_; }
-
- private:
-  std::uint64_t count_ = 0;
-};
 
 }  // namespace ckpt::format

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "ckpt/inspect.hpp"
-#include "ckpt/store.hpp"
+#include "ckpt/payload_io.hpp"
 #include "format/value.hpp"
 
 namespace ckpt {

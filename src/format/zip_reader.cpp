@@ -13,7 +13,6 @@ namespace ckpt::format {
 namespace {
 
 constexpr std::uint64_t kEocdSize = 22;
-constexpr std::uint64_t kMaxComment = 0xffff;
 constexpr std::uint64_t kCentralEntrySize = 46;
 // A central entry with the longest name, extra field and comment.
 constexpr std::uint64_t kMaxCentralEntrySize = kCentralEntrySize + 3 * 0xffff;
@@ -116,6 +115,14 @@ std::string read(PayloadSource& source, std::uint64_t offset, std::uint64_t n) {
   return buffer;
 }
 
+// The central directory must end where the (ZIP64 or classic) end record starts.
+void check_directory_end(std::uint64_t cd_offset, std::uint64_t cd_size, std::uint64_t cd_end) {
+  if (cd_offset > cd_end || cd_size != cd_end - cd_offset) {
+    fail("zip: central directory ({} bytes at {}) does not end where its end record starts ({})", cd_size, cd_offset,
+         cd_end);
+  }
+}
+
 bool safe_name(std::string_view name) {
   if (name.empty() || name.front() == '/' || name.find('\\') != std::string_view::npos ||
       name.find('\0') != std::string_view::npos) {
@@ -165,20 +172,20 @@ void apply_extra_fields(std::string_view block, const std::string& full_name, Zi
 
 std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t n) { return libdeflate_crc32(crc, data, n); }
 
+bool looks_like_zip(const unsigned char* head, std::size_t n) { return n >= 4 && le(head, 4) == 0x04034b50; }
+
 bool looks_like_zip(PayloadSource& source) {
   if (source.size() < 4) return false;
   unsigned char magic[4];
   source.read_at(0, magic, 4);
-  return le(magic, 4) == 0x04034b50;
+  return looks_like_zip(magic, 4);
 }
 
-ZipReader::ZipReader(PayloadSource& source) : source_(source) {
-  const std::uint64_t file_size = source.size();
-  if (file_size < kEocdSize) fail("zip: file of {} bytes is too short for an archive", file_size);
-  const std::uint64_t tail_size = std::min(file_size, kEocdSize + kMaxComment);
-  const std::string tail = read(source, file_size - tail_size, tail_size);
+ZipEnd parse_zip_end(std::string_view tail, std::uint64_t file_size) {
+  if (file_size < kEocdSize || tail.size() < kEocdSize) {
+    fail("zip: file of {} bytes is too short for an archive", file_size);
+  }
   const auto* t = reinterpret_cast<const unsigned char*>(tail.data());
-
   std::size_t eocd = std::string::npos;
   for (std::size_t pos = tail.size() - kEocdSize + 1; pos-- > 0;) {
     if (le(t + pos, 4) == 0x06054b50 && pos + kEocdSize + le(t + pos + 20, 2) == tail.size()) {
@@ -187,29 +194,41 @@ ZipReader::ZipReader(PayloadSource& source) : source_(source) {
     }
   }
   if (eocd == std::string::npos) fail("zip: no end-of-central-directory record (truncated file?)");
-  const std::uint64_t eocd_offset = file_size - tail.size() + eocd;
-  std::uint64_t count = le(t + eocd + 10, 2);
-  std::uint64_t cd_size = le(t + eocd + 12, 4);
-  std::uint64_t cd_offset = le(t + eocd + 16, 4);
-  std::uint64_t cd_end = eocd_offset;
-  const bool needs_zip64 = count == 0xffff || cd_size == 0xffffffffu || cd_offset == 0xffffffffu;
+  ZipEnd end;
+  end.record_offset = file_size - tail.size() + eocd;
+  end.entry_count = le(t + eocd + 10, 2);
+  end.directory_size = le(t + eocd + 12, 4);
+  end.directory_offset = le(t + eocd + 16, 4);
+  const bool needs_zip64 =
+      end.entry_count == 0xffff || end.directory_size == 0xffffffffu || end.directory_offset == 0xffffffffu;
   // PyTorch's writer (miniz) may add the ZIP64 end records even when no field needs
   // them; either way they sit between the central directory and the classic end record.
   const bool has_locator = eocd >= 20 && le(t + eocd - 20, 4) == 0x07064b50;
   if (needs_zip64 && !has_locator) fail("zip: ZIP64 archive without its locator");
   if (has_locator) {
-    const std::uint64_t record_offset = le(t + eocd - 20 + 8, 8);
+    end.zip64_record_offset = le(t + eocd - 20 + 8, 8);
+  } else {
+    check_directory_end(end.directory_offset, end.directory_size, end.record_offset);
+  }
+  return end;
+}
+
+ZipReader::ZipReader(PayloadSource& source) : source_(source) {
+  const std::uint64_t file_size = source.size();
+  const std::uint64_t tail_size = std::min<std::uint64_t>(file_size, kZipEndMax);
+  const ZipEnd end = parse_zip_end(read(source, file_size - tail_size, tail_size), file_size);
+  std::uint64_t count = end.entry_count;
+  std::uint64_t cd_size = end.directory_size;
+  std::uint64_t cd_offset = end.directory_offset;
+  if (end.zip64_record_offset) {
+    const std::uint64_t record_offset = *end.zip64_record_offset;
     const std::string record = read(source, record_offset, 56);
     const auto* r = reinterpret_cast<const unsigned char*>(record.data());
     if (le(r, 4) != 0x06064b50) fail("zip: bad ZIP64 end-of-central-directory record");
     count = le(r + 32, 8);
     cd_size = le(r + 40, 8);
     cd_offset = le(r + 48, 8);
-    cd_end = record_offset;
-  }
-  if (cd_offset > cd_end || cd_size != cd_end - cd_offset) {
-    fail("zip: central directory ({} bytes at {}) does not end where its end record starts ({})", cd_size, cd_offset,
-         cd_end);
+    check_directory_end(cd_offset, cd_size, record_offset);
   }
   // Each entry is 46 to 46 + 3 * 65535 bytes: the count and the size must agree both ways.
   if (count > cd_size / kCentralEntrySize) fail("zip: {} entries cannot fit in a {}-byte central directory", count, cd_size);

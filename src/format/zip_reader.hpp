@@ -9,13 +9,15 @@
 // from the file are escaped (control bytes, invalid UTF-8 as \xNN) in its message.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
-#include "ckpt/store.hpp"
+#include "ckpt/payload_io.hpp"
 
 namespace ckpt::format {
 
@@ -51,6 +53,29 @@ class ZipReader {
 
 // Whether the first bytes look like a zip archive (local file header signature).
 bool looks_like_zip(PayloadSource& source);
+// The same for the first `n` bytes of a file, already read.
+bool looks_like_zip(const unsigned char* head, std::size_t n);
+
+// The end of a zip archive: its end-of-central-directory record, which sits in the last
+// kZipEndMax bytes of the file (22 bytes and a comment of up to 65535).
+inline constexpr std::size_t kZipEndMax = 22 + 0xffff;
+struct ZipEnd {
+  std::uint64_t record_offset = 0;  // of the end record in the file
+  std::uint64_t entry_count = 0;
+  std::uint64_t directory_offset = 0;
+  std::uint64_t directory_size = 0;
+  // Set when a ZIP64 locator precedes the end record: where its ZIP64 end record is,
+  // whose entry count, directory offset and size replace the three above (the caller
+  // reads it; the central directory then ends where it starts).
+  std::optional<std::uint64_t> zip64_record_offset;
+};
+// Finds and checks the end record in `tail`, the last min(file_size, kZipEndMax) bytes of
+// a file of `file_size` bytes: the record that ends exactly at the file's end with its
+// comment; a ZIP64 locator when a field is at its ZIP64 marker; without ZIP64, a
+// central directory that ends where the end record starts. Throws FormatError (a
+// truncated or overwritten file) otherwise. Reads nothing else: ZipReader goes on to the
+// ZIP64 record and the directory, the store's probe stops here.
+ZipEnd parse_zip_end(std::string_view tail, std::uint64_t file_size);
 
 std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t n);
 

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ckpt/store.hpp"
+#include "ckpt/payload_io.hpp"
 
 namespace ckpt::format {
 

@@ -15,7 +15,7 @@
 #include <string>
 
 #include "ckpt/file_system.hpp"
-#include "ckpt/store.hpp"
+#include "ckpt/payload_io.hpp"
 #include "io/hasher.hpp"
 
 namespace ckpt::io {

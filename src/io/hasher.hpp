@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "ckpt/store.hpp"
+#include "ckpt/payload_io.hpp"
 
 namespace ckpt::io {
 

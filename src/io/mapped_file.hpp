@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "ckpt/store.hpp"
+#include "ckpt/payload_io.hpp"
 
 namespace ckpt::io {
 

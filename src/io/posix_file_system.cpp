@@ -1,5 +1,8 @@
-// FileSystem over POSIX calls. Every call retries EINTR and reports failures as
-// IoError naming the path.
+// FileSystem over POSIX calls. Every file-system call retries EINTR (io::retry_on_eintr)
+// except close(), which Linux completes even when it reports EINTR (a retry could close
+// a descriptor another thread just opened); the directory listing goes through
+// std::filesystem, which reports a failed readdir instead. Failures are IoError naming
+// the path.
 //
 // The writer lock is two flocks: on the directory itself, which nothing can unlink while
 // it holds files, and on index.lock, which older ckpt versions lock (so the two exclude
@@ -26,7 +29,7 @@
 #include "ckpt/errors.hpp"
 #include "ckpt/file_system.hpp"
 #include "io/os_error.hpp"
-#include "util/log.hpp"
+#include "log/log.hpp"
 
 namespace ckpt {
 namespace io {
@@ -135,8 +138,8 @@ class PosixDirectoryLock;
 // no longer exists (ENOENT, ENOTDIR) is not it; other stat failures throw.
 bool is_file_at(int fd, const std::filesystem::path& path) {
   struct stat opened{}, at_path{};
-  if (fd < 0 || ::fstat(fd, &opened) != 0) return false;
-  if (::stat(path.c_str(), &at_path) != 0) {
+  if (fd < 0 || retry_on_eintr([&] { return ::fstat(fd, &opened); }) != 0) return false;
+  if (retry_on_eintr([&] { return ::stat(path.c_str(), &at_path); }) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) return false;
     throw_os_error(errno, "stat", path);
   }
@@ -209,7 +212,7 @@ std::string this_host() {
 // host's locks only), or 0 when it cannot be found.
 long flock_holder_pid(int fd) {
   struct stat st{};
-  if (::fstat(fd, &st) != 0) return 0;
+  if (retry_on_eintr([&] { return ::fstat(fd, &st); }) != 0) return 0;
   std::ifstream locks("/proc/locks");
   std::string line;
   long inode_only_match = 0;
@@ -238,8 +241,8 @@ long flock_holder_pid(int fd) {
 std::string describe_holder(const std::filesystem::path& lock_file, int locked_fd) {
   std::string text(256, '\0');
   ssize_t got = -1;
-  if (int fd = ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-    got = ::pread(fd, text.data(), text.size(), 0);
+  if (int fd = retry_on_eintr([&] { return ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC); }); fd >= 0) {
+    got = retry_on_eintr([&] { return ::pread(fd, text.data(), text.size(), 0); });
     ::close(fd);
   }
   text.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
@@ -270,8 +273,8 @@ UniqueFd lock_holder_file(const std::filesystem::path& dir, const std::filesyste
       throw_os_error(errno, "flock", lock_file);
     }
     struct stat locked{}, at_path{};
-    if (::fstat(fd.get(), &locked) != 0) throw_os_error(errno, "fstat", lock_file);
-    if (::stat(lock_file.c_str(), &at_path) == 0) {
+    if (retry_on_eintr([&] { return ::fstat(fd.get(), &locked); }) != 0) throw_os_error(errno, "fstat", lock_file);
+    if (retry_on_eintr([&] { return ::stat(lock_file.c_str(), &at_path); }) == 0) {
       if (locked.st_dev == at_path.st_dev && locked.st_ino == at_path.st_ino) return fd;
     } else if (errno != ENOENT) {
       throw_os_error(errno, "stat", lock_file);
@@ -336,11 +339,15 @@ class PosixFileSystem final : public FileSystem {
   }
 
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
-    if (::rename(from.c_str(), to.c_str()) != 0) throw_os_error(errno, fmt::format("rename to {}", to.string()), from);
+    if (retry_on_eintr([&] { return ::rename(from.c_str(), to.c_str()); }) != 0) {
+      throw_os_error(errno, fmt::format("rename to {}", to.string()), from);
+    }
   }
 
   void remove(const std::filesystem::path& path) override {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_os_error(errno, "unlink", path);
+    if (retry_on_eintr([&] { return ::unlink(path.c_str()); }) != 0 && errno != ENOENT) {
+      throw_os_error(errno, "unlink", path);
+    }
   }
 
   void sync_dir(const std::filesystem::path& dir) override {
@@ -363,7 +370,7 @@ class PosixFileSystem final : public FileSystem {
 
   std::optional<std::int64_t> modified_ns(const std::filesystem::path& path) override {
     struct stat st{};
-    if (::stat(path.c_str(), &st) != 0) {
+    if (retry_on_eintr([&] { return ::stat(path.c_str(), &st); }) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
       throw_os_error(errno, "stat", path);
     }
@@ -374,13 +381,15 @@ class PosixFileSystem final : public FileSystem {
   void create_directories(const std::filesystem::path& dir) override {
     if (dir.empty()) return;
     struct stat st{};
-    if (::stat(dir.c_str(), &st) == 0) {
+    if (retry_on_eintr([&] { return ::stat(dir.c_str(), &st); }) == 0) {
       if (!S_ISDIR(st.st_mode)) throw_os_error(ENOTDIR, "create directory", dir);
       return;
     }
     std::filesystem::path parent = dir.parent_path();
     if (!parent.empty() && parent != dir) create_directories(parent);
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) throw_os_error(errno, "create directory", dir);
+    if (retry_on_eintr([&] { return ::mkdir(dir.c_str(), 0755); }) != 0 && errno != EEXIST) {
+      throw_os_error(errno, "create directory", dir);
+    }
     // A new directory's entry lives in its parent: sync the parent so that it survives
     // power loss together with the files about to be created inside it.
     sync_dir(parent.empty() ? std::filesystem::path(".") : parent);
@@ -403,7 +412,7 @@ class PosixFileSystem final : public FileSystem {
 
   std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override {
     struct stat st{};
-    if (::stat(path.c_str(), &st) != 0) {
+    if (retry_on_eintr([&] { return ::stat(path.c_str(), &st); }) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
       throw_os_error(errno, "stat", path);
     }
@@ -413,7 +422,7 @@ class PosixFileSystem final : public FileSystem {
 
   std::uint64_t free_space(const std::filesystem::path& dir) override {
     struct statvfs vfs{};
-    if (::statvfs(dir.c_str(), &vfs) != 0) throw_os_error(errno, "statvfs", dir);
+    if (retry_on_eintr([&] { return ::statvfs(dir.c_str(), &vfs); }) != 0) throw_os_error(errno, "statvfs", dir);
     return static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
   }
 
@@ -450,7 +459,8 @@ class PosixFileSystem final : public FileSystem {
         continue;
       }
       std::string line = holder + "\n";
-      if (::ftruncate(file_fd.get(), 0) != 0 || ::pwrite(file_fd.get(), line.data(), line.size(), 0) < 0) {
+      if (retry_on_eintr([&] { return ::ftruncate(file_fd.get(), 0); }) != 0 ||
+          retry_on_eintr([&] { return ::pwrite(file_fd.get(), line.data(), line.size(), 0); }) < 0) {
         throw_os_error(errno, "write lock file", lock_file);
       }
       return std::make_unique<PosixDirectoryLock>(std::move(dir_fd), std::move(file_fd));

@@ -7,7 +7,6 @@
 
 #include "ckpt/errors.hpp"
 #include "index/index.hpp"
-#include "io/hashed_file.hpp"
 #include "io/hasher.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"

@@ -36,10 +36,11 @@
 #include "ckpt/errors.hpp"
 #include "index/index.hpp"
 #include "io/file_source.hpp"
-#include "io/hashed_file.hpp"
+#include "io/file_hash.hpp"
+#include "io/temp_file.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
-#include "util/log.hpp"
+#include "log/log.hpp"
 
 namespace ckpt {
 

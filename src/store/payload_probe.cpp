@@ -10,43 +10,14 @@
 #include "format/checkpoint_format.hpp"
 #include "format/zip_reader.hpp"
 #include "io/file_source.hpp"
+#include "io/hasher.hpp"
 #include "store/file_names.hpp"
 
 namespace ckpt::store {
 
 namespace {
 
-constexpr std::size_t kEocdSize = 22;
-constexpr std::size_t kMaxCommentSize = 0xffff;
-constexpr std::size_t kTailSize = kEocdSize + kMaxCommentSize;
 constexpr std::size_t kChunk = 1 << 20;
-
-std::uint32_t le32(const unsigned char* p) {
-  return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24;
-}
-
-std::string check_zip(const std::vector<unsigned char>& head, const std::vector<unsigned char>& tail,
-                      std::uint64_t file_size) {
-  if (head.size() < 4 || le32(head.data()) != 0x04034b50) return "does not start with a zip local file header";
-  if (tail.size() < kEocdSize) return "too short for a zip archive";
-  // The end-of-central-directory record is the last one in the file (a comment may follow).
-  for (std::size_t pos = tail.size() - kEocdSize + 1; pos-- > 0;) {
-    const unsigned char* eocd = tail.data() + pos;
-    if (le32(eocd) != 0x06054b50) continue;
-    std::uint16_t comment_length = std::uint16_t(eocd[20] | eocd[21] << 8);
-    if (pos + kEocdSize + comment_length != tail.size()) continue;
-    std::uint64_t eocd_offset = file_size - tail.size() + pos;
-    std::uint32_t cd_size = le32(eocd + 12);
-    std::uint32_t cd_offset = le32(eocd + 16);
-    // ZIP64 end records (required for large archives, and written by PyTorch's writer
-    // even for small ones) sit before the classic end record: the locator is right there.
-    if (pos >= 20 && le32(eocd - 20) == 0x07064b50) return {};
-    if (cd_offset == 0xffffffffu || cd_size == 0xffffffffu) return "zip64 archive without its locator";
-    if (std::uint64_t(cd_offset) + cd_size != eocd_offset) return "zip central directory does not end at its end record";
-    return {};
-  }
-  return "no zip end-of-central-directory record (truncated?)";
-}
 
 }  // namespace
 
@@ -67,15 +38,27 @@ ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, Has
       head.insert(head.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(take));
     }
     tail.insert(tail.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(got));
-    if (tail.size() > kTailSize) tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(kTailSize));
+    if (tail.size() > format::kZipEndMax) {
+      tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(format::kZipEndMax));
+    }
   }
   result.digest.hash = hasher->hex_digest();
+  // The framing is format/'s to judge; the store decides only what an incomplete file
+  // means (recovery quarantines it).
   if (format::legacy_magic_length(head.data(), head.size()) != 0) {
     result.looks_complete = true;
     return result;
   }
-  result.reason = check_zip(head, tail, result.digest.size);
-  result.looks_complete = result.reason.empty();
+  if (!format::looks_like_zip(head.data(), head.size())) {
+    result.reason = "does not start with a zip local file header";
+    return result;
+  }
+  try {
+    format::parse_zip_end(std::string_view(reinterpret_cast<const char*>(tail.data()), tail.size()), result.digest.size);
+    result.looks_complete = true;
+  } catch (const FormatError& error) {
+    result.reason = error.what();
+  }
   return result;
 }
 

@@ -11,7 +11,7 @@
 
 #include "ckpt/file_system.hpp"
 #include "ckpt/store.hpp"
-#include "io/hashed_file.hpp"
+#include "io/file_hash.hpp"
 
 namespace ckpt::store {
 
@@ -21,10 +21,11 @@ struct ProbeResult {
   std::string reason;           // why not, when it does not
 };
 
-// Reads the file once, hashing it and checking its framing: a zip archive must start
-// with a local file header and end with an end-of-central-directory record whose
-// central directory lies inside the file; a legacy payload must start with the pickle
-// protocol-2 header and torch's magic number. A truncated or overwritten file fails.
+// Reads the file once, hashing it and checking its framing as format/ defines it: a zip
+// archive must start with a local file header and end with an end record that
+// format::parse_zip_end accepts; a legacy payload must start with the pickle of torch's
+// magic number (format::legacy_magic_length). A truncated or overwritten file fails,
+// with format/'s reason.
 ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, HashAlgorithm algorithm);
 
 // A payload read with the restricted reader (format/, the one load_file uses): every zip

@@ -4,7 +4,7 @@
 
 #include "store/file_names.hpp"
 #include "torch/payload_codec.hpp"
-#include "util/log.hpp"
+#include "log/log.hpp"
 
 namespace ckpt {
 
@@ -63,7 +63,7 @@ CheckpointManager::CheckpointManager(CheckpointManager&&) noexcept = default;
 CheckpointManager& CheckpointManager::operator=(CheckpointManager&&) noexcept = default;
 
 CheckpointRecord CheckpointManager::save_best_model(const State& state, double metric, std::optional<std::int64_t> epoch) {
-  auto payload = torch_layer::encode(state);
+  auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::best, std::nullopt));
   SaveRequest request = describe(state, CheckpointKind::best, std::nullopt, metric, payload.size_hint);
   if (epoch) request.state_epoch = epoch;
   auto record = store_->save(request, payload.write);
@@ -85,7 +85,7 @@ std::optional<State> CheckpointManager::load_best_model() {
 
 CheckpointRecord CheckpointManager::save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                                           std::optional<double> metric) {
-  auto payload = torch_layer::encode(state);
+  auto payload = torch_layer::encode(state, save_dir() / names::epoch_file(epoch));
   auto record = store_->save(describe(state, CheckpointKind::epoch, epoch, metric, payload.size_hint), payload.write);
   log::write(spdlog::level::info, "saved epoch {} checkpoint to {}", epoch, (save_dir() / record.file).string());
   return record;
@@ -112,7 +112,7 @@ PayloadReader CheckpointManager::decoder_into(std::optional<State>& state) const
 
 CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state) {
   log::write(spdlog::level::warn, "training interrupted: saving an interrupt checkpoint in {}", save_dir().string());
-  auto payload = torch_layer::encode(state);
+  auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::interrupt, std::nullopt));
   auto record = store_->save(describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint),
                              payload.write);
   log::write(spdlog::level::critical, "interrupt checkpoint saved to {}; it is safe to exit",

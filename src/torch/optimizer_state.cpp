@@ -1,11 +1,11 @@
-// Optimizer and scheduler state in Python's layout, and RNG state.
+// Optimizer state in Python's layout (training.hpp; StepLR is in step_lr.cpp, RNG state in
+// rng_state.cpp).
 //
 // libtorch keys per-parameter state by the parameter's TensorImpl address and keeps
 // "step" as int64; Python numbers parameters 0..n-1 across groups and (in 1.13) keeps
 // "step" as a float32 0-d tensor for Adam, AdamW and Adagrad. This file translates both
 // ways, one table of fields per optimizer.
 #include <ATen/core/Tensor.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
@@ -14,9 +14,6 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
-
-#include <ATen/CPUGeneratorImpl.h>
-#include <mutex>
 
 #include "ckpt/errors.hpp"
 #include "ckpt/training.hpp"
@@ -365,103 +362,6 @@ void load_state_dict(Optimizer& optimizer, const State& state) {
   auto& target = optimizer.state();
   target.clear();
   for (auto& [key, param_state] : loaded) target[key] = std::move(param_state);
-}
-
-// ---- StepLR ----
-
-StepLR::StepLR(Optimizer& optimizer, std::int64_t step_size, double gamma)
-    : optimizer_(optimizer), step_size_(step_size), gamma_(gamma) {
-  if (step_size <= 0) throw InvalidArgument(fmt::format("StepLR: step_size must be > 0, got {}", step_size));
-  for (const auto& group : optimizer_.param_groups()) base_lrs_.push_back(group.options().get_lr());
-  step();  // as Python's constructor: last_epoch 0, _step_count 1
-}
-
-void StepLR::step() {
-  ++step_count_;
-  ++last_epoch_;
-  std::vector<double> lrs;
-  for (const auto& group : optimizer_.param_groups()) {
-    double lr = group.options().get_lr();
-    lrs.push_back(last_epoch_ != 0 && last_epoch_ % step_size_ == 0 ? lr * gamma_ : lr);
-  }
-  apply(lrs);
-}
-
-void StepLR::apply(const std::vector<double>& lrs) {
-  auto& groups = optimizer_.param_groups();
-  for (std::size_t g = 0; g < groups.size() && g < lrs.size(); ++g) groups[g].options().set_lr(lrs[g]);
-  last_lr_ = lrs;
-}
-
-State StepLR::state_dict() const {
-  return State{{"step_size", step_size_},
-               {"gamma", gamma_},
-               {"base_lrs", c10::List<double>(base_lrs_)},
-               {"last_epoch", last_epoch_},
-               {"verbose", false},
-               {"_step_count", step_count_},
-               {"_get_lr_called_within_step", false},
-               {"_last_lr", c10::List<double>(last_lr_)}};
-}
-
-void StepLR::load_state_dict(const State& state) {
-  auto doubles = [&](const char* key) {
-    const c10::IValue& value = state.at(key);
-    std::vector<double> out;
-    if (!value.isList()) throw StateError(ErrorCode::type, fmt::format("StepLR state: '{}' is not a list", key));
-    for (const auto& item : value.toListRef()) out.push_back(item.isInt() ? item.toInt() : item.toDouble());
-    return out;
-  };
-  std::vector<double> last_lr = doubles("_last_lr");
-  if (last_lr.size() != optimizer_.param_groups().size()) {
-    throw StateError(ErrorCode::type, fmt::format("StepLR state has {} learning rates, the optimizer {} groups",
-                                                  last_lr.size(), optimizer_.param_groups().size()));
-  }
-  step_size_ = state.get<std::int64_t>("step_size");
-  gamma_ = state.get<double>("gamma");
-  base_lrs_ = doubles("base_lrs");
-  last_epoch_ = state.get<std::int64_t>("last_epoch");
-  step_count_ = state.get<std::int64_t>("_step_count");
-  apply(last_lr);
-}
-
-// ---- RNG ----
-
-State rng_state() {
-  State state;
-  auto cpu = at::detail::getDefaultCPUGenerator();
-  {
-    std::lock_guard<std::mutex> lock(cpu.mutex());
-    state.set("cpu", cpu.get_state());
-  }
-  const auto& cuda = at::detail::getCUDAHooks();
-  if (cuda.hasCUDA()) {
-    c10::List<at::Tensor> devices;
-    for (int i = 0; i < cuda.getNumGPUs(); ++i) {
-      auto generator = cuda.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i));
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      devices.push_back(generator.get_state());
-    }
-    state.set("cuda", devices);
-  }
-  return state;
-}
-
-void set_rng_state(const State& state) {
-  auto cpu = at::detail::getDefaultCPUGenerator();
-  {
-    std::lock_guard<std::mutex> lock(cpu.mutex());
-    cpu.set_state(state.get<at::Tensor>("cpu"));
-  }
-  const auto& cuda = at::detail::getCUDAHooks();
-  if (state.contains("cuda") && cuda.hasCUDA()) {
-    auto devices = state.at("cuda").toTensorList();
-    for (std::size_t i = 0; i < devices.size() && static_cast<int>(i) < cuda.getNumGPUs(); ++i) {
-      auto generator = cuda.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i));
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_state(devices.get(i));
-    }
-  }
 }
 
 }  // namespace ckpt

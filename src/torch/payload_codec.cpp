@@ -450,9 +450,17 @@ c10::Storage storage_on(const c10::Storage& storage, c10::Device device) {
 
 }  // namespace
 
-EncodedPayload encode(const State& state) {
+EncodedPayload encode(const State& state, const std::filesystem::path& target) {
   auto encoder = std::make_shared<Encoder>();
-  ValuePtr root = encoder->convert(state.to_ivalue(), "", 0);
+  ValuePtr root;
+  try {
+    root = encoder->convert(state.to_ivalue(), "", 0);
+  } catch (const c10::Error& error) {
+    // A libtorch call on a tensor failed (a device copy, a tensor kind without strides):
+    // rethrown as ckpt's error for a value that cannot be saved, naming the file.
+    throw FormatError(ErrorCode::format,
+                      fmt::format("{}: cannot be saved: {}", target.string(), error.what_without_backtrace()), target);
+  }
   auto prepared = std::make_shared<format::PreparedCheckpoint>(format::prepare_checkpoint(root, encoder->storages));
   EncodedPayload payload;
   payload.size_hint = prepared->size_bound();

@@ -21,8 +21,10 @@ struct EncodedPayload {
 
 // Prepares to write `state` in torch.save's zip format (see format/checkpoint_format.hpp).
 // Tensor bytes are streamed from tensor memory when write runs; the State must outlive
-// the writer. Throws FormatError for values that cannot be saved (naming the key).
-EncodedPayload encode(const State& state);
+// the writer. Throws FormatError for values that cannot be saved (naming the key), also
+// when libtorch throws while a tensor is prepared (c10::Error, rethrown naming `target`,
+// the file the payload is for).
+EncodedPayload encode(const State& state, const std::filesystem::path& target);
 
 // Parses a payload from `source`; `source_path` names the file in errors.
 // Throws FormatError (and IoError from the source); whatever libtorch or the allocator

@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include "ckpt/file_system.hpp"
-#include "io/hashed_file.hpp"
+#include "io/atomic_file.hpp"
+#include "io/file_hash.hpp"
+#include "io/temp_file.hpp"
 #include "io/hasher.hpp"
 #include "support/test_dir.hpp"
 
@@ -50,13 +52,47 @@ TEST_CASE("a file written through the hashing temp file hashes the same when rea
   TestDir dir("hash");
   std::string bytes = sample_bytes(2500000);
   auto path = dir / "out.bin";
-  // Mixed write sizes exercise both the buffered and the direct path.
-  auto digest = io::write_file_atomically(*FileSystem::posix(), path, HashAlgorithm::xxh3_128, [&](ByteSink& sink) {
-    sink.write(bytes.data(), 10);
-    sink.write(bytes.data() + 10, 1500000);
-    sink.write(bytes.data() + 1500010, bytes.size() - 1500010);
-  });
+  io::FileDigest digest;
+  {
+    io::HashingTempFile temp(*FileSystem::posix(), path, HashAlgorithm::xxh3_128);
+    // Mixed write sizes exercise both the buffered and the direct path.
+    temp.write(bytes.data(), 10);
+    temp.write(bytes.data() + 10, 1500000);
+    temp.write(bytes.data() + 1500010, bytes.size() - 1500010);
+    digest = temp.sync_and_close();
+    temp.release();
+  }
   CHECK(read_bytes(path) == bytes);
+  CHECK(digest.size == bytes.size());
   CHECK(digest.hash == io::hash_file(*FileSystem::posix(), path, HashAlgorithm::xxh3_128).hash);
+}
+
+TEST_CASE("an atomic file write leaves the new bytes under the name and no temp file", "[hash]") {
+  TestDir dir("hash");
+  std::string bytes = sample_bytes(2500000);
+  auto path = dir / "out.bin";
+  write_bytes(path, "old");
+  auto size = io::write_file_atomically(*FileSystem::posix(), path, dir / "out.bin.tmp", [&](ByteSink& sink) {
+    sink.write(bytes.data(), 10);
+    sink.write(bytes.data() + 10, bytes.size() - 10);
+  });
+  CHECK(size == bytes.size());
+  CHECK(read_bytes(path) == bytes);
   CHECK(file_names(dir.path()) == std::vector<std::string>{"out.bin"});
+}
+
+TEST_CASE("a temp file whose writer gives up is removed, and one released is kept", "[hash]") {
+  TestDir dir("hash");
+  {
+    io::TempFile abandoned(*FileSystem::posix(), dir / "a.tmp");
+    abandoned.write("x", 1);
+  }
+  CHECK(file_names(dir.path()).empty());
+  {
+    io::TempFile kept(*FileSystem::posix(), dir / "b.tmp");
+    kept.write("x", 1);
+    CHECK(kept.sync_and_close() == 1);
+    kept.release();
+  }
+  CHECK(file_names(dir.path()) == std::vector<std::string>{"b.tmp"});
 }

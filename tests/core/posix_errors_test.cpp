@@ -562,6 +562,25 @@ TEST_CASE("fsync of the temp file failing with EIO (LD_PRELOAD) fails the save; 
   check_intact_after_reopen(dir, first);
 }
 
+TEST_CASE("a rename interrupted by a signal (EINTR, LD_PRELOAD) is retried: the save succeeds", "[posix][preload]") {
+  TestDir root("posix");
+  const std::filesystem::path dir = root / "ckpts";
+  {
+    CheckpointStore store(dir);
+    save_epoch(store, 1, zip_payload(1));
+  }
+  ScriptRun run = run_script(root.path(), dir, {"save-epoch", "2", "2", "load-latest"},
+                             {{"CKPT_FAULT_CALL", "rename"},
+                              {"CKPT_FAULT_PATH", "*/checkpoint_epoch_2.pth.*.tmp"},
+                              {"CKPT_FAULT_ERRNO", "EINTR"}});
+  INFO("stdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+  CHECK(contains(run.err, "ckpt_fault_preload: injected EINTR into rename("));
+  CHECK(run.exit_code == 0);
+  CHECK(run.line("error ").empty());
+  CHECK(run.has(script_record("loaded", "epoch", "2", "checkpoint_epoch_2.pth", zip_payload(2))));
+  CHECK(temp_files(dir).empty());
+}
+
 TEST_CASE("fsync of the directory failing with EIO (LD_PRELOAD) fails the save; no checkpoint is lost",
           "[posix][preload]") {
   TestDir root("posix");

@@ -19,7 +19,8 @@
 #include <optional>
 
 #include "ckpt/file_system.hpp"
-#include "io/hashed_file.hpp"
+#include "io/atomic_file.hpp"
+#include "store/file_names.hpp"
 #include "support/power_loss.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
@@ -166,7 +167,8 @@ void write_in_pieces(ByteSink& sink, const std::string& bytes) {
 void run_writes(const std::filesystem::path& dir, FileSystem& fs, int ack_fd) {
   int returned = 0;
   for (const auto& write : writes()) {
-    io::write_file_atomically(fs, dir / write.file, HashAlgorithm::xxh3_128,
+    // Named as ckpt::save_file names its temp file.
+    io::write_file_atomically(fs, dir / write.file, dir / names::temp_file(write.file, ::getpid(), returned + 1),
                               [&](ByteSink& sink) { write_in_pieces(sink, write.bytes); });
     ++returned;
     if (ack_fd >= 0 && ::write(ack_fd, &returned, sizeof returned) != sizeof returned) ::_exit(5);

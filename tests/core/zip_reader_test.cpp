@@ -21,6 +21,7 @@
 #include "format/zip_reader.hpp"
 #include "format/zip_writer.hpp"
 #include "io/file_source.hpp"
+#include "store/payload_probe.hpp"
 #include "support/test_dir.hpp"
 
 using namespace ckpt;
@@ -317,6 +318,76 @@ TEST_CASE("zip reader: archives of ZipWriter, with and without ZIP64 structures,
       CHECK(offset % 64 == 0);
       CHECK(offset + entry.size <= entry.end_limit);
     }
+  }
+}
+
+namespace {
+
+// parse_zip_end's input: the last kZipEndMax bytes of `bytes` (all of it when shorter).
+ZipEnd end_of(const std::string& bytes) {
+  const std::size_t tail = std::min(bytes.size(), kZipEndMax);
+  return parse_zip_end(std::string_view(bytes).substr(bytes.size() - tail), bytes.size());
+}
+
+std::string end_refusal(const std::string& bytes) {
+  try {
+    end_of(bytes);
+  } catch (const FormatError& error) {
+    return error.what();
+  }
+  return "(no error: the end record was accepted)";
+}
+
+}  // namespace
+
+TEST_CASE("zip end: a damaged end record is refused with the reason, by the reader and the store's probe alike",
+          "[format][zip]") {
+  const std::vector<std::pair<std::string, std::string>> records = {{"data.pkl", pattern(300, 1)}, {"version", "3\n"}};
+  const std::string whole = zip_of(records);
+  // The classic end record is the file's last 22 bytes; its directory offset is at 16.
+  const std::size_t end_at = whole.size() - 22;
+
+  SECTION("a whole archive: the directory ends at the end record, with or without ZIP64") {
+    const ZipEnd end = end_of(whole);
+    CHECK(end.record_offset == end_at);
+    CHECK(end.entry_count == records.size());
+    CHECK(end.directory_offset + end.directory_size == end.record_offset);
+    CHECK_FALSE(end.zip64_record_offset);
+    const std::string zip64 = zip_of(records, 0);
+    const ZipEnd end64 = end_of(zip64);
+    REQUIRE(end64.zip64_record_offset);
+    CHECK(zip64.compare(*end64.zip64_record_offset, 4, "PK\x06\x06"s) == 0);
+  }
+  // Refused by parse_zip_end, by ZipReader, and by the store's probe (recovery's
+  // "complete, or quarantine it?"), which asks the same function.
+  auto require_refused = [](const std::string& damaged, const std::string& reason) {
+    CHECK_THAT(end_refusal(damaged), Catch::Contains(reason));
+    CHECK_THAT(refusal_of(damaged), Catch::Contains(reason));
+    test::TestDir dir("zip-end");
+    test::write_bytes(dir / "file.pth", damaged);
+    const store::ProbeResult probe = store::probe_payload(*FileSystem::posix(), dir / "file.pth", HashAlgorithm::xxh3_128);
+    CHECK_FALSE(probe.looks_complete);
+    CHECK_THAT(probe.reason, Catch::Contains(reason));
+  };
+  std::string damaged = whole;
+  SECTION("a directory offset one byte off") {
+    damaged[end_at + 16] = static_cast<char>(damaged[end_at + 16] + 1);
+    require_refused(damaged, "does not end where its end record starts");
+  }
+  SECTION("a comment length that runs past the file's end") {
+    damaged[end_at + 20] = 5;
+    require_refused(damaged, "no end-of-central-directory record");
+  }
+  SECTION("the last byte cut off") {
+    damaged.pop_back();
+    require_refused(damaged, "no end-of-central-directory record");
+  }
+  SECTION("a directory size at the ZIP64 marker without the locator") {
+    for (int i = 12; i < 16; ++i) damaged[end_at + i] = '\xff';
+    require_refused(damaged, "ZIP64 archive without its locator");
+  }
+  SECTION("fewer bytes than an end record") {
+    require_refused(damaged.substr(0, 21), "too short for an archive");
   }
 }
 

@@ -89,7 +89,7 @@ std::string tiny_payload() {
   ckpt::State state;
   state.set("w", at::arange(4, at::TensorOptions().dtype(at::kFloat)));
   state.set("epoch", c10::IValue(std::int64_t{3}));
-  ckpt::torch_layer::encode(state).write(sink);
+  ckpt::torch_layer::encode(state, "tiny_payload.pth").write(sink);
   return sink.bytes;
 }
 

@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "format/checkpoint_format.hpp"
-#include "io/hashed_file.hpp"
+#include "io/file_hash.hpp"
 #include "store/file_names.hpp"
 #include "support/test_dir.hpp"
 

@@ -85,6 +85,21 @@ TEST_CASE("save_file replaces an existing file atomically and leaves no temp fil
   CHECK(file_names(dir.path()) == std::vector<std::string>{"x.pth"});
 }
 
+TEST_CASE("a tensor libtorch itself cannot describe (nested) fails save_file with a FormatError naming the file",
+          "[file]") {
+  TestDir dir("file");
+  // A nested tensor has no sizes or strides: libtorch throws c10::Error when asked.
+  const at::Tensor nested = at::_nested_tensor_from_tensor_list({at::ones({2}), at::ones({3})});
+  try {
+    save_file(State{{"n", nested}}, dir / "x.pth");
+    FAIL("save_file accepted a nested tensor");
+  } catch (const FormatError& error) {
+    CHECK(error.path() == dir / "x.pth");
+    CHECK_THAT(error.what(), Catch::StartsWith((dir / "x.pth").string() + ": cannot be saved: "));
+  }
+  CHECK(file_names(dir.path()).empty());
+}
+
 TEST_CASE("save_file into a missing directory fails with an error naming it", "[file]") {
   TestDir dir("file");
   CHECK_THROWS_WITH(save_file(State{{"v", int64_t{1}}}, dir / "no" / "such" / "x.pth"),

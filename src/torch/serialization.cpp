@@ -1,13 +1,16 @@
 #include "ckpt/serialization.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "ckpt/errors.hpp"
+#include "io/atomic_file.hpp"
 #include "io/file_source.hpp"
-#include "io/hashed_file.hpp"
 #include "io/mapped_file.hpp"
+#include "store/file_names.hpp"
 #include "torch/payload_codec.hpp"
 
 namespace ckpt {
@@ -34,10 +37,16 @@ void check_free_space(FileSystem& fs, const std::filesystem::path& path, std::ui
 }  // namespace
 
 void save_file(const State& state, const std::filesystem::path& path, const SaveOptions& options) {
-  auto payload = torch_layer::encode(state);
+  auto payload = torch_layer::encode(state, path);
   std::shared_ptr<FileSystem> fs = options.file_system ? options.file_system : FileSystem::posix();
   check_free_space(*fs, path, payload.size_hint);
-  io::write_file_atomically(*fs, path, HashAlgorithm::xxh3_128, payload.write);
+  // Named as the store names its temp files: `<name>.<pid>-<n>.tmp`, as serialization.hpp
+  // promises.
+  static std::atomic<std::uint64_t> sequence{0};
+  const std::filesystem::path temp_path =
+      path.parent_path() / names::temp_file(path.filename().string(), ::getpid(), ++sequence);
+  // No hash: there is no index to record one in.
+  io::write_file_atomically(*fs, path, temp_path, payload.write);
 }
 
 State load_file(const std::filesystem::path& path, const LoadOptions& options) {
