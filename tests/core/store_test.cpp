@@ -14,6 +14,7 @@
 #include "support/fault_file_system.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -667,7 +668,7 @@ TEST_CASE("a file recovery cannot read is left undecided; the rest of the direct
   // A save cut short after its rename: recovery must read the file to decide it.
   REQUIRE(run_in_child([&] {
             StoreOptions options;
-            options.on_step = [](std::string_view step) {
+            store::test_hooks(options).on_step = [](std::string_view step) {
               if (step == "renamed") ::_exit(42);
             };
             CheckpointStore store(dir.path(), options);
