@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -705,4 +707,28 @@ TEST_CASE("files adopted into a rebuilt index keep the order they were written i
   CheckpointStore rebuilt(dir.path(), StoreOptions{0});
   CHECK(rebuilt.last_recovery().adopted == 5);
   CHECK(rebuilt.latest()->epoch == 4);  // by epoch number it would be 9, of the abandoned run
+}
+
+TEST_CASE("test hooks set on a copy of the options leave the original's alone", "[store]") {
+  TestDir dir("hooks");
+  StoreOptions plain;
+  std::vector<std::string> steps;
+  StoreOptions hooked = plain;
+  store::test_hooks(hooked).on_step = [&](std::string_view step) { steps.emplace_back(step); };
+  StoreOptions copy = hooked;
+  int copy_steps = 0;
+  store::test_hooks(copy).on_step = [&](std::string_view) { ++copy_steps; };
+  CHECK(plain.file_system == nullptr);
+  {
+    CheckpointStore store(dir.path(), hooked);
+    save_epoch(store, 1, zip_payload(1));
+  }
+  CHECK(std::find(steps.begin(), steps.end(), "renamed") != steps.end());
+  CHECK(copy_steps == 0);
+  steps.clear();
+  {
+    CheckpointStore store(dir.path(), plain);
+    save_epoch(store, 2, zip_payload(2));
+  }
+  CHECK(steps.empty());
 }
