@@ -600,14 +600,16 @@ struct Retention {
   std::string why;
 };
 
-// --keep wins; then the retention an existing index records; else it is inferred from the
+// --keep wins; then the retention an existing index records (unless !ask_index: a rebuild,
+// whose old index is unusable); else it is inferred from the
 // epoch files, as the guide's rotation leaves them (the newest max_to_keep epochs):
 // when the lowest epoch is above 1 (a run starts at epoch 0 or 1), earlier ones were
 // rotated out, so the run kept as many as there are; otherwise nothing shows a limit
 // and the guide's default applies, or more when there are more files (nothing is lost).
-Retention import_retention(const std::string& dir, std::optional<int> keep, const std::vector<ImportFile>& files) {
+Retention import_retention(const std::string& dir, std::optional<int> keep, const std::vector<ImportFile>& files,
+                           bool ask_index = true) {
   if (keep) return {*keep, "--keep"};
-  if (std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
+  if (ask_index && std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
     if (auto stored = ckpt::CheckpointReader(dir).max_to_keep()) return {*stored, "the retention the index records"};
   }
   const int guide_default = ckpt::StoreOptions{}.max_to_keep;
@@ -692,73 +694,39 @@ int cmd_import(const std::string& dir, std::optional<int> keep, bool allow_unloa
   return kOk;
 }
 
-// What state the index is in, for repair.
-enum class IndexHealth { ok, missing, damaged, too_new };
-
-IndexHealth index_health(const std::string& dir, std::string& detail) {
-  if (!std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) return IndexHealth::missing;
-  try {
-    ckpt::CheckpointReader reader(dir);
-    detail = reader.integrity_check();
-    if (detail != "ok") return IndexHealth::damaged;
-    reader.checkpoints(true);  // a damaged page can also surface only when read
-    reader.events();
-    return IndexHealth::ok;
-  } catch (const ckpt::IndexError& error) {
-    detail = error.what();
-    return error.code() == ckpt::ErrorCode::schema_too_new ? IndexHealth::too_new : IndexHealth::damaged;
-  }
-}
-
-// Moves index.sqlite and its WAL files aside (never deletes them); returns the new name.
-std::string move_index_aside(const std::string& dir) {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  const std::filesystem::path base = std::filesystem::path(dir) / "index.sqlite";
-  const std::string aside = base.string() + ".old-" + stamp;
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    std::filesystem::path from = base.string() + suffix;
-    if (std::filesystem::exists(from)) std::filesystem::rename(from, aside + suffix);
-  }
-  return aside;
-}
-
 int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
   require_directory(dir);  // a rebuild would create it
-  std::string detail;
-  IndexHealth health = index_health(dir, detail);
-  if (health == IndexHealth::too_new && !force) {
+  using State = ckpt::IndexHealth::State;
+  const ckpt::IndexHealth health = ckpt::CheckpointStore::check_index(dir);
+  const std::string& detail = health.detail;
+  if (health.state == State::too_new && !force) {
     throw ckpt::IndexError(ckpt::ErrorCode::schema_too_new, detail + " (ckpt repair --force rebuilds it from the files, keeping the old index aside)");
   }
   json out{{"dir", dir}, {"applied", apply}};
-  if (health != IndexHealth::ok) {
+  if (health.state != State::ok) {
     // Rebuild: the files are the truth; every complete checkpoint file is adopted.
-    std::string why = health == IndexHealth::missing ? "no index" : "index unusable: " + detail.substr(0, detail.find('\n'));
+    std::string why = health.state == State::missing ? "no index" : "index unusable: " + detail.substr(0, detail.find('\n'));
     out["index"] = why;
     out["plan"] = {{{"action", "rebuild index"}, {"reason", why}}};
     if (!apply) {
       if (as_json) print_json(out);
       else std::cout << fmt::format("plan for {}:\n  rebuild the index from the checkpoint files ({}){}\nrun with --apply to carry it out\n",
-                                    p(dir), p(why), health == IndexHealth::missing ? "" : "; the old index is kept aside");
+                                    p(dir), p(why), health.state == State::missing ? "" : "; the old index is kept aside");
       return kNo;
     }
-    if (health != IndexHealth::missing) out["old_index"] = move_index_aside(dir);
     ckpt::StoreOptions options;
     options.allow_network_file_system = g_allow_network_fs;
     // The retention the old index recorded is gone with it: inferred as import infers it.
-    const Retention retention = import_retention(dir, std::nullopt, read_checkpoint_files(dir));
+    const Retention retention = import_retention(dir, std::nullopt, read_checkpoint_files(dir), /*ask_index=*/false);
     options.max_to_keep = retention.keep;
     out["max_to_keep"] = retention.keep;
-    ckpt::CheckpointStore store(dir, options);
-    const auto& report = store.last_recovery();
-    out["adopted"] = report.adopted;
-    out["quarantined"] = report.quarantined;
+    const ckpt::IndexRebuild rebuilt = ckpt::CheckpointStore::rebuild_index(dir, options, /*replace_newer=*/force);
+    if (!rebuilt.old_index.empty()) out["old_index"] = rebuilt.old_index.string();
+    out["adopted"] = rebuilt.recovery.adopted;
+    out["quarantined"] = rebuilt.recovery.quarantined;
     if (as_json) print_json(out);
     else std::cout << fmt::format("rebuilt the index of {}: adopted {}, quarantined {}{}; retention: keep {} ({})\n", p(dir),
-                                  report.adopted, report.quarantined,
+                                  rebuilt.recovery.adopted, rebuilt.recovery.quarantined,
                                   out.contains("old_index") ? fmt::format("; old index kept as {}", p(out["old_index"].get<std::string>())) : "",
                                   retention.keep == 0 ? "all" : std::to_string(retention.keep), p(retention.why));
     return kOk;

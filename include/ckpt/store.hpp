@@ -111,17 +111,6 @@ struct StoreOptions {
   // memory, no -shm file): then nothing else, not `ckpt ls` nor sqlite3, can read the
   // index while this store is open. Make sure only one host ever writes the directory.
   bool allow_network_file_system = false;
-  // Testing only: the SQLite VFS the index is opened with (the power-loss suite
-  // registers one that forgets unsynced writes). Empty means SQLite's default.
-  std::string sqlite_vfs;
-  // Testing only, never in production: skip the temp file's fsync, or the directory's.
-  // The power-loss suite runs with each to prove that it notices the loss.
-  bool unsafe_skip_file_fsync = false;
-  bool unsafe_skip_dir_fsync = false;
-  // Testing only: called with the name of each step of the save and recovery protocols
-  // ("temp_synced", "pending_committed", "renamed", ...) so a test can stop the process
-  // exactly there. See docs/durability.md for the list.
-  std::function<void(std::string_view step)> on_step;
 };
 
 // The bytes of a checkpoint whose hash matched its committed row.
@@ -169,6 +158,25 @@ struct RepairAction {
   std::string hash;
 };
 std::string_view to_string(RepairAction::Type type) noexcept;
+
+// The state of a directory's index (CheckpointStore::check_index).
+struct IndexHealth {
+  enum class State {
+    ok,        // opens, passes PRAGMA integrity_check, and every row and event reads
+    missing,   // no index.sqlite
+    damaged,   // not a database, fails the integrity check, or a row does not read
+    too_new,   // written by a newer ckpt (schema version above this build's)
+  };
+  State state = State::ok;
+  std::string detail;  // damaged, too_new: why (SQLite's report, which may span lines)
+};
+
+// What CheckpointStore::rebuild_index did.
+struct IndexRebuild {
+  IndexHealth found;                 // the index as it was under the writer lock
+  std::filesystem::path old_index;   // where it was moved aside; empty when it was missing or ok
+  RecoveryReport recovery;           // what adopting the directory's files did
+};
 
 class CheckpointStore {
  public:
@@ -248,6 +256,27 @@ class CheckpointStore {
   // Carries out a full repair now (recovery plus rehashing every committed file;
   // mismatches are quarantined) and returns what was done.
   std::vector<RepairAction> repair();
+
+  // The state of `dir`'s index, read without the lock and without changing anything.
+  static IndexHealth check_index(const std::filesystem::path& dir, StoreOptions options = {});
+  // Rebuilds the index of `dir` from its checkpoint files, holding the writer lock
+  // throughout: checks the index again under the lock; unless it is ok, moves
+  // index.sqlite and its -wal and -shm aside as index.sqlite.old-<UTC stamp> (never
+  // deleted) and syncs the directory; then opens as the constructor does, which creates
+  // a new index and adopts every complete checkpoint file (RecoveryReport), and syncs the
+  // directory again. The new index records options.max_to_keep. An index that is ok is
+  // kept (only the open's recovery runs).
+  // A crash or power loss before the first directory fsync leaves the old index under its
+  // name (the rebuild can be run again); after it, the old index stays aside and the
+  // new one holds what was adopted before the loss (the next open adopts the rest).
+  // Once this returns, both survive a power loss.
+  // Throws LockedError (a writer holds the directory); IndexError (schema_too_new) for an
+  // index from a newer ckpt unless `replace_newer`; IoError naming the file when moving
+  // it aside fails (the old index stays in place, or partly aside: nothing is lost) or
+  // the directory fsync fails (the old index is aside and there is no index: the next
+  // open or rebuild creates one); otherwise what the constructor throws.
+  static IndexRebuild rebuild_index(const std::filesystem::path& dir, StoreOptions options = {},
+                                    bool replace_newer = false);
 
  private:
   class Impl;

@@ -22,21 +22,26 @@ constexpr const char* kColumns =
     "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}, {described}";
 // The columns migration 0003 added, and what a read-only view of an older index reads instead.
 constexpr const char* kDescribed = "metric_source, state_epoch, origin";
-constexpr const char* kDescribedBeforeMigration3 = "NULL, CASE WHEN kind = 'epoch' THEN epoch END, 'saved'";
+const std::string kDescribedBeforeMigration3 =
+    fmt::format("NULL, CASE WHEN kind = '{}' THEN epoch END, 'saved'", to_string(CheckpointKind::epoch));
 // Before migration 0002 (a read-only view of an index no writer has migrated yet), the
 // order of ids is the order of commits: one writer, saves one at a time.
-constexpr const char* kCommitOrderBeforeMigration2 = "(CASE WHEN status IN ('pending', 'aborted') THEN NULL ELSE id END)";
+const std::string kCommitOrderBeforeMigration2 =
+    fmt::format("(CASE WHEN status IN ('{}', '{}') THEN NULL ELSE id END)", status::kPending, status::kAborted);
 
-CheckpointKind parse_kind(const std::string& kind) {
-  if (kind == "best") return CheckpointKind::best;
-  if (kind == "interrupt") return CheckpointKind::interrupt;
-  return CheckpointKind::epoch;
-}
+// The statuses and kinds the queries name, written from their C++ home (status::k*,
+// to_string(CheckpointKind)) so that no query spells one itself. The migrations' CHECK
+// constraints and partial index hold copies that must stay as they were applied;
+// index_test checks that they agree with these constants.
+const std::string kIsLive = fmt::format("status IN ('{}', '{}')", status::kCommitted, status::kConsumed);
+const std::string kIsCommitted = fmt::format("status = '{}'", status::kCommitted);
+const std::string kIsEpoch = fmt::format("kind = '{}'", to_string(CheckpointKind::epoch));
+const std::string kIsBest = fmt::format("kind = '{}'", to_string(CheckpointKind::best));
 
-CheckpointRecord read_record(SQLite::Statement& row) {
+CheckpointRecord read_record(SQLite::Statement& row, const std::filesystem::path& index_path) {
   CheckpointRecord record;
   record.id = row.getColumn(0).getInt64();
-  record.kind = parse_kind(row.getColumn(1).getString());
+  record.kind = parse_kind(row.getColumn(1).getString(), fmt::format("{}, checkpoint {}", index_path.string(), record.id));
   if (!row.getColumn(2).isNull()) record.epoch = row.getColumn(2).getInt64();
   if (!row.getColumn(3).isNull()) record.metric = row.getColumn(3).getDouble();
   record.file = row.getColumn(4).getString();
@@ -52,22 +57,34 @@ CheckpointRecord read_record(SQLite::Statement& row) {
   return record;
 }
 
-std::vector<CheckpointRecord> read_all(SQLite::Statement& statement) {
+std::vector<CheckpointRecord> read_all(SQLite::Statement& statement, const std::filesystem::path& index_path) {
   std::vector<CheckpointRecord> records;
-  while (statement.executeStep()) records.push_back(read_record(statement));
+  while (statement.executeStep()) records.push_back(read_record(statement, index_path));
   return records;
 }
 
-std::optional<CheckpointRecord> read_first(SQLite::Statement& statement) {
+std::optional<CheckpointRecord> read_first(SQLite::Statement& statement, const std::filesystem::path& index_path) {
   std::optional<CheckpointRecord> record;
-  if (statement.executeStep()) record = read_record(statement);
+  // Reset also when read_record throws (an unknown kind): see below.
+  struct ResetOnExit {
+    SQLite::Statement& statement;
+    ~ResetOnExit() { (void)statement.tryReset(); }
+  } reset_on_exit{statement};
+  if (statement.executeStep()) record = read_record(statement, index_path);
   // Statements are cached: one left in the middle of its result would keep a read
   // snapshot open, and the WAL could not be checkpointed past it.
-  statement.reset();
   return record;
 }
 
 }  // namespace
+
+CheckpointKind parse_kind(std::string_view kind, std::string_view where) {
+  for (CheckpointKind known : {CheckpointKind::best, CheckpointKind::epoch, CheckpointKind::interrupt}) {
+    if (kind == to_string(known)) return known;
+  }
+  throw IndexError(ErrorCode::index,
+                   fmt::format("{}: unknown checkpoint kind '{}' (expected best, epoch or interrupt)", where, kind));
+}
 
 // Every SQLite call goes through here so that its exceptions leave as IndexError naming
 // the index file and what was being done.
@@ -210,7 +227,7 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     SQLite::Statement& statement = prepared(
         "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq, "
         "metric_source, state_epoch, origin, created_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 = 'committed' "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 = '" + std::string(status::kCommitted) + "' "
         "THEN (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1) END, "
         "?9, ?10, ?11, COALESCE(?12, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))");
     statement.bind(1, std::string(to_string(record.kind)));
@@ -281,7 +298,7 @@ void Index::set_status(std::int64_t id, std::string_view new_status) {
 void Index::mark_committed(std::int64_t id) {
   guarded("commit checkpoint", [&] {
     SQLite::Statement& statement = prepared(
-        "UPDATE checkpoints SET status = 'committed', "
+        "UPDATE checkpoints SET status = '" + std::string(status::kCommitted) + "', "
         "commit_seq = (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1), "
         "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?");
     statement.bind(1, static_cast<int64_t>(id));
@@ -303,15 +320,15 @@ std::optional<CheckpointRecord> Index::find(std::int64_t id) {
   return guarded("find checkpoint", [&] {
     SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE id = ?", columns_));
     query.bind(1, static_cast<int64_t>(id));
-    return read_first(query);
+    return read_first(query, path_);
   });
 }
 
 std::optional<CheckpointRecord> Index::live_row_for(std::string_view file) {
   return guarded("find live checkpoint", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status IN ('committed', 'consumed')", columns_));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND {}", columns_, kIsLive));
     query.bind(1, std::string(file));
-    return read_first(query);
+    return read_first(query, path_);
   });
 }
 
@@ -319,7 +336,7 @@ std::vector<CheckpointRecord> Index::rows_with_status(std::string_view status) {
   return guarded("list checkpoints", [&] {
     SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = ? ORDER BY id", columns_));
     query.bind(1, std::string(status));
-    return read_all(query);
+    return read_all(query, path_);
   });
 }
 
@@ -328,23 +345,21 @@ std::vector<CheckpointRecord> Index::rows_for(std::string_view file, std::string
     SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE file = ? AND status = ? ORDER BY id DESC", columns_));
     query.bind(1, std::string(file));
     query.bind(2, std::string(status));
-    return read_all(query);
+    return read_all(query, path_);
   });
 }
 
 std::vector<CheckpointRecord> Index::live_rows() {
   return guarded("list checkpoints", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status IN ('committed', 'consumed') "
-                                              "ORDER BY kind, epoch, id",
-                                              columns_));
-    return read_all(query);
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE {} ORDER BY kind, epoch, id", columns_, kIsLive));
+    return read_all(query, path_);
   });
 }
 
 std::vector<CheckpointRecord> Index::all_rows() {
   return guarded("list checkpoints", [&] {
     SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints ORDER BY id", columns_));
-    return read_all(query);
+    return read_all(query, path_);
   });
 }
 
@@ -370,8 +385,10 @@ std::optional<CheckpointRecord> Index::resume_candidate(std::optional<std::int64
     // One index range scan per (status, kind) that can be resumed from, newest commit
     // first; the newest of the three wins. (One query with status IN and kind IN would
     // sort every live row, which is every row of a directory that keeps all epochs.)
-    static constexpr std::pair<std::string_view, std::string_view> kResumable[] = {
-        {status::kCommitted, "epoch"}, {status::kCommitted, "interrupt"}, {status::kConsumed, "interrupt"}};
+    static const std::pair<std::string_view, std::string_view> kResumable[] = {
+        {status::kCommitted, to_string(CheckpointKind::epoch)},
+        {status::kCommitted, to_string(CheckpointKind::interrupt)},
+        {status::kConsumed, to_string(CheckpointKind::interrupt)}};
     SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE status = ? AND kind = ? "
                                                     "AND {1} < ? ORDER BY {1} DESC LIMIT 1",
                                                     columns_, commit_order_));
@@ -381,7 +398,7 @@ std::optional<CheckpointRecord> Index::resume_candidate(std::optional<std::int64
       query.bind(1, std::string(row_status));
       query.bind(2, std::string(kind));
       query.bind(3, static_cast<int64_t>(committed_before.value_or(std::numeric_limits<std::int64_t>::max())));
-      auto record = read_first(query);
+      auto record = read_first(query, path_);
       if (record && (!newest || record->commit_seq > newest->commit_seq)) newest = std::move(record);
     }
     return newest;
@@ -390,10 +407,9 @@ std::optional<CheckpointRecord> Index::resume_candidate(std::optional<std::int64
 
 std::optional<CheckpointRecord> Index::best() {
   return guarded("find best checkpoint", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE status = 'committed' "
-                                                    "AND kind = 'best' ORDER BY {1} DESC LIMIT 1",
-                                                    columns_, commit_order_));
-    return read_first(query);
+    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE {2} AND {3} ORDER BY {1} DESC LIMIT 1",
+                                                    columns_, commit_order_, kIsCommitted, kIsBest));
+    return read_first(query, path_);
   });
 }
 
@@ -404,31 +420,30 @@ std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
     // those go first, then the rest by commit order, newest kept.
     SQLite::Statement& query = prepared(fmt::format(
         "SELECT {0} FROM (SELECT *, MIN(epoch) OVER (ORDER BY {1} DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
-        "AS later_min FROM checkpoints WHERE status = 'committed' AND kind = 'epoch') "
+        "AS later_min FROM checkpoints WHERE {2} AND {3}) "
         "ORDER BY (later_min IS NOT NULL AND later_min <= epoch), {1} DESC LIMIT -1 OFFSET ?",
-        columns_, commit_order_));
+        columns_, commit_order_, kIsCommitted, kIsEpoch));
     query.bind(1, keep);
-    return read_all(query);
+    return read_all(query, path_);
   });
 }
 
 std::optional<CheckpointRecord> Index::newest_epoch(std::int64_t except_id) {
   return guarded("find the newest epoch checkpoint", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE status = 'committed' "
-                                                    "AND kind = 'epoch' AND id != ? ORDER BY {1} DESC LIMIT 1",
-                                                    columns_, commit_order_));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE {2} AND {3} AND id != ? "
+                                                    "ORDER BY {1} DESC LIMIT 1",
+                                                    columns_, commit_order_, kIsCommitted, kIsEpoch));
     query.bind(1, static_cast<int64_t>(except_id));
-    return read_first(query);
+    return read_first(query, path_);
   });
 }
 
 std::vector<CheckpointRecord> Index::epochs_from(std::int64_t epoch) {
   return guarded("find superseded checkpoints", [&] {
-    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE status = 'committed' "
-                                                    "AND kind = 'epoch' AND epoch >= ? ORDER BY epoch",
-                                                    columns_));
+    SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE {} AND {} AND epoch >= ? ORDER BY epoch",
+                                                    columns_, kIsCommitted, kIsEpoch));
     query.bind(1, static_cast<int64_t>(epoch));
-    return read_all(query);
+    return read_all(query, path_);
   });
 }
 
@@ -450,10 +465,6 @@ void Index::copy_to(const std::filesystem::path& target) {
 
 std::string Index::integrity_check() {
   return guarded("check integrity", [&] { return db_->execAndGet("PRAGMA integrity_check").getString(); });
-}
-
-void Index::execute(const std::string& sql) {
-  guarded("execute", [&] { db_->exec(sql); });
 }
 
 }  // namespace ckpt::index

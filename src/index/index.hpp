@@ -30,7 +30,9 @@ namespace ckpt::index {
 
 enum class Durability { full, deferred };
 
-// Statuses of a row; see migrations/0001_init.sql.
+// Statuses of a row: their one home in C++, from which the queries are written. Their
+// meanings are in docs/schema.md; migrations/0001_init.sql's CHECK constraint holds the
+// copy the database enforces (index_test checks that the two agree).
 namespace status {
 inline constexpr std::string_view kPending = "pending";
 inline constexpr std::string_view kCommitted = "committed";
@@ -41,7 +43,14 @@ inline constexpr std::string_view kDeleting = "deleting";
 inline constexpr std::string_view kDeleted = "deleted";
 inline constexpr std::string_view kQuarantined = "quarantined";
 inline constexpr std::string_view kMissing = "missing";
+inline constexpr std::string_view kAll[] = {kPending, kCommitted, kConsumed,    kReplaced, kAborted,
+                                            kDeleting, kDeleted,  kQuarantined, kMissing};
 }  // namespace status
+
+// The kind a `kind` column value names (to_string(CheckpointKind) is the other way).
+// Throws IndexError naming the value and `where` (the index and row it came from) for any
+// other value: a row of a kind this build does not know is not guessed at.
+CheckpointKind parse_kind(std::string_view kind, std::string_view where);
 
 class Index;
 
@@ -141,9 +150,6 @@ class Index {
 
   // PRAGMA integrity_check: "ok", or SQLite's first complaint.
   std::string integrity_check();
-
-  // Runs SQL with no result (for tests and tools).
-  void execute(const std::string& sql);
 
  private:
   friend class Transaction;

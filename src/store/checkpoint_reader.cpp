@@ -94,7 +94,7 @@ std::vector<VerifyResult> CheckpointReader::verify(const std::function<void(std:
     for (int retry = 0; !result.ok && retry < 5; ++retry) {
       if (retry > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       bool in_flight = false;
-      for (const auto& pending : impl_->index->rows_for(row.file, "pending")) {
+      for (const auto& pending : impl_->index->rows_for(row.file, index::status::kPending)) {
         if (verify_one(pending).ok) in_flight = true;
       }
       if (in_flight) {

@@ -19,6 +19,7 @@
 #include "support/cli_support.hpp"
 #include "support/memory_source.hpp"
 #include "support/test_dir.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -332,7 +333,7 @@ TEST_CASE("ckpt repair plans by default, changes nothing until --apply, then lea
     REQUIRE(run_in_child([&] {
               StoreOptions options;
               options.max_to_keep = 3;
-              options.on_step = [](std::string_view step) {
+              store::test_hooks(options).on_step = [](std::string_view step) {
                 if (step == "renamed") ::_exit(42);
               };
               CheckpointStore store(dir.path(), options);

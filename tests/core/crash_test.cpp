@@ -9,6 +9,7 @@
 #include "ckpt/store.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -26,7 +27,7 @@ bool step_is_after_rename(const std::string& step) {
 StoreOptions crashing_at(const std::string& target, int max_to_keep) {
   StoreOptions options;
   options.max_to_keep = max_to_keep;
-  options.on_step = [target](std::string_view step) {
+  store::test_hooks(options).on_step = [target](std::string_view step) {
     if (step == target) ::_exit(kCrashed);
   };
   return options;

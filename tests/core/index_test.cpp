@@ -8,11 +8,14 @@
 #include <iterator>
 #include <optional>
 #include <regex>
+#include <set>
+#include <functional>
 
 #include "ckpt/errors.hpp"
 #include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "ckpt/version.hpp"
+#include "index/index.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -221,4 +224,76 @@ TEST_CASE("migration 3 describes existing rows from their history; readers of an
   CHECK(CheckpointReader(dir.path()).metrics().empty());
   { CheckpointStore store(dir.path()); }
   check(CheckpointReader(dir.path()).checkpoints(), true);
+}
+
+namespace {
+
+// The quoted words of `sql` between `from` and `to`, SQL comments removed.
+std::set<std::string> quoted_words(const std::string& sql, const std::string& from, const std::string& to) {
+  const auto begin = sql.find(from);
+  REQUIRE(begin != std::string::npos);
+  const auto end = sql.find(to, begin + from.size());
+  REQUIRE(end != std::string::npos);
+  const std::string part = std::regex_replace(sql.substr(begin, end - begin), std::regex("--[^\n]*"), "");
+  std::set<std::string> words;
+  const std::regex quoted("'([a-z_]+)'");
+  for (auto it = std::sregex_iterator(part.begin(), part.end(), quoted); it != std::sregex_iterator(); ++it) {
+    words.insert((*it)[1].str());
+  }
+  return words;
+}
+
+}  // namespace
+
+// The statuses and kinds have one home in C++ (index::status, to_string(CheckpointKind)),
+// from which the queries are written; the migrations hold frozen copies, applied to
+// existing databases, which must say the same.
+TEST_CASE("the schema's CHECK constraints and partial index name exactly the statuses and kinds the code uses",
+          "[index]") {
+  TestDir dir("index");
+  { CheckpointStore store(dir.path()); }
+  SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READONLY);
+  const std::string table = db.execAndGet("SELECT sql FROM sqlite_master WHERE name = 'checkpoints'").getString();
+  const std::string live = db.execAndGet("SELECT sql FROM sqlite_master WHERE name = 'checkpoints_live_file'").getString();
+
+  std::set<std::string> statuses;
+  for (std::string_view status : index::status::kAll) statuses.emplace(status);
+  CHECK(statuses.size() == std::size(index::status::kAll));
+  CHECK(quoted_words(table, "CHECK (status IN (", "created_at") == statuses);
+
+  std::set<std::string> kinds;
+  for (CheckpointKind kind : {CheckpointKind::best, CheckpointKind::epoch, CheckpointKind::interrupt}) {
+    kinds.emplace(to_string(kind));
+    CHECK(index::parse_kind(to_string(kind), "test") == kind);
+  }
+  CHECK(quoted_words(table, "CHECK (kind IN (", "epoch ") == kinds);
+
+  CHECK(quoted_words(live, "WHERE", ")") ==
+        std::set<std::string>{std::string(index::status::kCommitted), std::string(index::status::kConsumed)});
+}
+
+TEST_CASE("an index row of an unknown kind is refused with an error naming the value and the row", "[index]") {
+  TestDir dir("index");
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 1, zip_payload(1));
+  }
+  {
+    SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE);
+    // Only another program (or a newer ckpt) could write one: the CHECK constraint is
+    // switched off to do it.
+    db.exec("PRAGMA ignore_check_constraints = ON");
+    db.exec("UPDATE checkpoints SET kind = 'bogus', epoch = NULL WHERE file = 'checkpoint_epoch_1.pth'");
+  }
+  auto refuses = [&](const std::function<void()>& read) {
+    try {
+      read();
+      FAIL("read a row of kind 'bogus'");
+    } catch (const IndexError& error) {
+      CHECK_THAT(error.what(), Catch::Contains("'bogus'") && Catch::Contains("index.sqlite") &&
+                                   Catch::Contains("checkpoint 1"));
+    }
+  };
+  refuses([&] { (void)CheckpointReader(dir.path()).checkpoints(true); });
+  refuses([&] { CheckpointStore store(dir.path()); });
 }

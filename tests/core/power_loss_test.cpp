@@ -27,6 +27,7 @@
 #include "support/scenario.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -49,9 +50,9 @@ StoreOptions power_loss_options(const std::shared_ptr<PowerLossFileSystem>& fs, 
   StoreOptions options;
   options.max_to_keep = kScenarioMaxToKeep;
   options.file_system = fs;
-  options.sqlite_vfs = register_power_loss_vfs();
-  options.unsafe_skip_file_fsync = switches.skip_file_fsync;
-  options.unsafe_skip_dir_fsync = switches.skip_dir_fsync;
+  store::test_hooks(options).sqlite_vfs = register_power_loss_vfs();
+  store::test_hooks(options).skip_file_fsync = switches.skip_file_fsync;
+  store::test_hooks(options).skip_dir_fsync = switches.skip_dir_fsync;
   return options;
 }
 
@@ -78,7 +79,7 @@ int run_scenario(const std::filesystem::path& dir, int fault_at, Fault fault, Sw
     int events = 0;
     std::string current = "open";
     std::vector<std::string> seen;
-    options.on_step = [&](std::string_view step) {
+    store::test_hooks(options).on_step = [&](std::string_view step) {
       seen.push_back(current + ": " + std::string(step));
       if (++events != fault_at) return;
       if (fault == Fault::power_loss) lose_power(*fs, kPowerLost);
@@ -119,7 +120,7 @@ int recover_and_lose_power(const std::filesystem::path& dir, int lose_at, const 
     if (state) fs->load_state(*state);
     StoreOptions options = power_loss_options(fs);
     int events = 0;
-    options.on_step = [&](std::string_view) {
+    store::test_hooks(options).on_step = [&](std::string_view) {
       if (++events == lose_at) lose_power(*fs, kPowerLost);
     };
     CheckpointStore reopened(dir, options);
@@ -180,7 +181,7 @@ SweepResult sweep(SweepPlan plan) {
       // first recovery step (when there is one), the check's reopen finishes the job.
       int status = run_in_child([&] {
         StoreOptions options = scenario_check_options();
-        options.on_step = [](std::string_view step) {
+        store::test_hooks(options).on_step = [](std::string_view step) {
           if (step.rfind("recover_", 0) == 0) ::_exit(kCrashed);
         };
         CheckpointStore reopened(dir.path(), options);

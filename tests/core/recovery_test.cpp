@@ -12,6 +12,7 @@
 #include "support/fault_file_system.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -35,7 +36,7 @@ void flip_bit(const std::filesystem::path& path, std::size_t offset) {
 void save_epoch_killed_after_rename(const std::filesystem::path& dir, int max_to_keep, std::int64_t epoch, int seed) {
   REQUIRE(run_in_child([&] {
             StoreOptions options{max_to_keep};
-            options.on_step = [](std::string_view step) {
+            store::test_hooks(options).on_step = [](std::string_view step) {
               if (step == "renamed") ::_exit(42);
             };
             CheckpointStore store(dir, options);

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include "support/fault_file_system.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -667,7 +670,7 @@ TEST_CASE("a file recovery cannot read is left undecided; the rest of the direct
   // A save cut short after its rename: recovery must read the file to decide it.
   REQUIRE(run_in_child([&] {
             StoreOptions options;
-            options.on_step = [](std::string_view step) {
+            store::test_hooks(options).on_step = [](std::string_view step) {
               if (step == "renamed") ::_exit(42);
             };
             CheckpointStore store(dir.path(), options);
@@ -704,4 +707,28 @@ TEST_CASE("files adopted into a rebuilt index keep the order they were written i
   CheckpointStore rebuilt(dir.path(), StoreOptions{0});
   CHECK(rebuilt.last_recovery().adopted == 5);
   CHECK(rebuilt.latest()->epoch == 4);  // by epoch number it would be 9, of the abandoned run
+}
+
+TEST_CASE("test hooks set on a copy of the options leave the original's alone", "[store]") {
+  TestDir dir("hooks");
+  StoreOptions plain;
+  std::vector<std::string> steps;
+  StoreOptions hooked = plain;
+  store::test_hooks(hooked).on_step = [&](std::string_view step) { steps.emplace_back(step); };
+  StoreOptions copy = hooked;
+  int copy_steps = 0;
+  store::test_hooks(copy).on_step = [&](std::string_view) { ++copy_steps; };
+  CHECK(plain.file_system == nullptr);
+  {
+    CheckpointStore store(dir.path(), hooked);
+    save_epoch(store, 1, zip_payload(1));
+  }
+  CHECK(std::find(steps.begin(), steps.end(), "renamed") != steps.end());
+  CHECK(copy_steps == 0);
+  steps.clear();
+  {
+    CheckpointStore store(dir.path(), plain);
+    save_epoch(store, 2, zip_payload(2));
+  }
+  CHECK(steps.empty());
 }

@@ -8,6 +8,7 @@
 #include "support/power_loss.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 namespace ckpt::test {
 
@@ -80,7 +81,7 @@ StoreOptions scenario_check_options() {
   StoreOptions options;
   options.max_to_keep = kScenarioMaxToKeep;
   options.file_system = std::make_shared<PowerLossFileSystem>();  // never loses power: no fsyncs
-  options.sqlite_vfs = register_no_sync_vfs();
+  store::test_hooks(options).sqlite_vfs = register_no_sync_vfs();
   return options;
 }
 

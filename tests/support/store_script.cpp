@@ -37,6 +37,7 @@
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
 #include "support/store_support.hpp"
+#include "store/test_hooks.hpp"  // on_step, sqlite_vfs, fsync skips: test hooks
 
 namespace {
 
@@ -69,7 +70,7 @@ struct Script {
     if (!store) {
       StoreOptions options;
       options.max_to_keep = keep;
-      options.on_step = [](std::string_view step) { print_line("step " + std::string(step)); };
+      store::test_hooks(options).on_step = [](std::string_view step) { print_line("step " + std::string(step)); };
       store = std::make_unique<CheckpointStore>(dir, std::move(options));
     }
     return *store;

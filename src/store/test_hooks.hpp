@@ -1,0 +1,78 @@
+// Test hooks: what the crash, kill and power-loss suites (and bench/save_bench.cpp's phase
+// timing) need from a store, and no user sets. Internal: not installed, not in
+// include/ckpt/; tests and benchmarks reach it through the src/ include path.
+//
+// The store finds its hooks on the FileSystem it is opened with: test_hooks(options)
+// wraps options.file_system (or FileSystem::posix()) in a HookedFileSystem that forwards
+// every call and carries the hooks. A FileSystem that is not a HookedFileSystem carries
+// none. So StoreOptions holds only what a user sets, and a store opened by a user never
+// runs a hook.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ckpt/file_system.hpp"
+#include "ckpt/store.hpp"
+
+namespace ckpt::store {
+
+struct TestHooks {
+  // The SQLite VFS the index is opened with (the power-loss suite registers one that
+  // forgets unsynced writes). Empty means SQLite's default.
+  std::string sqlite_vfs;
+  // Never in production: skip the save's temp-file fsync, or its directory fsync (step 2
+  // or 5 of the save protocol, and the directory fsync before resolve() rolls a failed
+  // save forward). The power-loss suite runs with each to prove that it notices the loss.
+  bool skip_file_fsync = false;
+  bool skip_dir_fsync = false;
+  // Called with the name of each step of the save and recovery protocols ("temp_synced",
+  // "pending_committed", "renamed", ...) so a test can stop the process exactly there.
+  // docs/durability.md lists them. An exception it throws leaves the store as a crash at
+  // that step would, minus the process exit.
+  std::function<void(std::string_view step)> on_step;
+};
+
+// A FileSystem that forwards every call to another and carries TestHooks to the store
+// opened with it. Thread-safe as the FileSystem it wraps; the hooks are read once, when
+// a store opens.
+class HookedFileSystem final : public FileSystem {
+ public:
+  HookedFileSystem(std::shared_ptr<FileSystem> base, TestHooks hooks);
+
+  const TestHooks& hooks() const noexcept { return hooks_; }
+  TestHooks& hooks() noexcept { return hooks_; }
+  const std::shared_ptr<FileSystem>& base() const noexcept { return base_; }
+
+  std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
+  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override;
+  void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
+  void remove(const std::filesystem::path& path) override;
+  void sync_dir(const std::filesystem::path& dir) override;
+  void sync_file(const std::filesystem::path& path) override;
+  void create_directories(const std::filesystem::path& dir) override;
+  std::vector<std::string> list_files(const std::filesystem::path& dir) override;
+  std::optional<std::int64_t> modified_ns(const std::filesystem::path& path) override;
+  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override;
+  std::uint64_t free_space(const std::filesystem::path& dir) override;
+  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file,
+                                                const std::string& holder) override;
+  FileSystemType file_system_type(const std::filesystem::path& dir) override;
+
+ private:
+  std::shared_ptr<FileSystem> base_;
+  TestHooks hooks_;
+};
+
+// The hooks a store opened with `options` will run, to set: `test_hooks(options).on_step
+// = ...`. The first call on options whose file system is not yet hooked wraps it; a call
+// on options copied from hooked ones gives the copy hooks of its own (copy on write), so
+// changing one copy's hooks never changes another's.
+TestHooks& test_hooks(StoreOptions& options);
+
+// The hooks `fs` carries: its own if it is a HookedFileSystem, else none (all defaults).
+const TestHooks& test_hooks_of(const FileSystem* fs);
+
+}  // namespace ckpt::store
