@@ -86,7 +86,7 @@ endforeach()
 
 set(script "")
 set(properties "")
-if(DEFINED TIMEOUT)
+if(TIMEOUT)
   string(APPEND properties " TIMEOUT ${TIMEOUT}")
 endif()
 if(ENVIRONMENT)
