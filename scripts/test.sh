@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-ctest --test-dir build --output-on-failure
+# Two at a time: each entry has its own scratch directories (tests/CMakeLists.txt).
+ctest --test-dir build -j2 --output-on-failure

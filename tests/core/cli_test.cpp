@@ -10,6 +10,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "ckpt/version.hpp"
 #include "format/checkpoint_format.hpp"
@@ -198,6 +199,35 @@ TEST_CASE("ckpt gc applies retention now and ckpt rm removes one checkpoint with
   CHECK_THAT(ckpt_cli("history " + shell_quote(dir.path().string())).output, !Catch::Contains("max_to_keep 5"));
 }
 
+TEST_CASE("ckpt gc --keep applies once: the stored retention stays, and later saves rotate by it", "[cli][gc]") {
+  TestDir dir("cli");
+  make_run(dir.path());  // max_to_keep 3
+  auto epoch_files = [](const std::filesystem::path& path) {
+    std::vector<std::string> epochs;
+    for (const auto& name : file_names(path)) {
+      if (name.rfind("checkpoint_epoch_", 0) == 0) epochs.push_back(name);
+    }
+    return epochs;
+  };
+  REQUIRE(ckpt_cli("gc --keep 1 " + shell_quote(dir.path().string())).exit_code == 0);
+  CHECK(epoch_files(dir.path()) == std::vector<std::string>{"checkpoint_epoch_5.pth"});
+  // Reopened: the index still records 3, and a writer that takes the stored retention (as
+  // the tool's own writers do) keeps 3 epochs, not 1.
+  auto stored = CheckpointReader(dir.path()).max_to_keep();
+  REQUIRE(stored);
+  CHECK(*stored == 3);
+  {
+    CheckpointStore store(dir.path(), StoreOptions{*stored});
+    std::vector<float> data;
+    for (int epoch = 6; epoch <= 8; ++epoch) {
+      save_bytes(store, CheckpointKind::epoch, epoch, real_payload(epoch, 0.5, float(epoch), &data), 0.5);
+    }
+  }
+  CHECK(epoch_files(dir.path()) ==
+        std::vector<std::string>{"checkpoint_epoch_6.pth", "checkpoint_epoch_7.pth", "checkpoint_epoch_8.pth"});
+  CHECK_THAT(ckpt_cli("gc --dry-run " + shell_quote(dir.path().string())).output, Catch::Contains("keeping the newest 3"));
+}
+
 TEST_CASE("a writer command on a directory a trainer holds fails with one line naming the holder", "[cli]") {
   TestDir dir("cli");
   make_run(dir.path());
@@ -237,11 +267,19 @@ TEST_CASE("ckpt import adopts a directory written by the guide's Python Checkpoi
 TEST_CASE("ckpt --help lists every command, each command has help, and misuse exits 2", "[cli]") {
   auto help = ckpt_cli("--help");
   CHECK(help.exit_code == 0);
-  for (const char* command : {"ls", "latest", "best", "show", "diff", "history", "verify", "gc", "rm", "import"}) {
+  const std::set<std::string> commands{"ls", "latest", "best", "show", "diff", "history", "verify", "gc", "rm", "repair", "import"};
+  for (const auto& command : commands) {
     INFO(command);
-    CHECK_THAT(help.output, Catch::Contains(command));
-    CHECK(ckpt_cli(std::string(command) + " --help").exit_code == 0);
+    CHECK(ckpt_cli(command + " --help").exit_code == 0);
   }
+  // The first word of each line under "Subcommands:" (a plain Contains would find "repair"
+  // in the --allow-network-fs line even if the command were gone).
+  std::set<std::string> listed;
+  std::istringstream lines(help.output.substr(std::min(help.output.find("Subcommands:"), help.output.size())));
+  for (std::string line; std::getline(lines, line) && line.rfind("Exit codes", 0) != 0;) {
+    if (line.rfind("  ", 0) == 0 && line.size() > 2 && line[2] != ' ') listed.insert(line.substr(2, line.find(' ', 2) - 2));
+  }
+  CHECK(listed == commands);
   CHECK(ckpt_cli("ls").exit_code == 2);
   CHECK(ckpt_cli("nonsense").exit_code == 2);
   auto missing = ckpt_cli("ls /nonexistent/dir");

@@ -1,6 +1,6 @@
 // Real kill -9, at random moments, of a process saving in a loop. Every save the child
-// acknowledged (after save() returned) must be there after the parent reopens, and the
-// invariants must hold. CKPT_KILL_ROUNDS sets the number of kills (default 60).
+// acknowledged (after save() returned) must be there after the parent reopens, the newest
+// resumable one and the best model alike, and the invariants must hold. CKPT_KILL_ROUNDS sets the number of kills (default 60).
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -64,6 +64,7 @@ TEST_CASE("kill -9 at random moments never loses an acknowledged save", "[store]
   TestDir dir("kill");
   std::mt19937 random(20261129);
   std::int64_t acknowledged = 0;
+  std::optional<std::int64_t> best_step;  // the step whose best model the last round found
   int kills = 0;
   for (int round = 0; round < kill_rounds(); ++round) {
     int ack[2];
@@ -78,6 +79,7 @@ TEST_CASE("kill -9 at random moments never loses an acknowledged save", "[store]
     // Odd rounds kill at any moment from the start (the open's recovery included); even
     // rounds once the child has acknowledged a step, so that a loaded machine, where no
     // save may finish within the window, still makes progress.
+    const std::int64_t first_step = acknowledged + 1;
     std::int64_t first_ack = 0;
     if (round % 2 == 0 && ::read(ack[0], &first_ack, sizeof first_ack) == sizeof first_ack) acknowledged = first_ack;
     ::usleep(std::uniform_int_distribution<int>(500, 25000)(random));
@@ -99,6 +101,28 @@ TEST_CASE("kill -9 at random moments never loses an acknowledged save", "[store]
       std::string bytes(latest->bytes.begin(), latest->bytes.end());
       const bool acked = bytes == step_payload(acknowledged), in_flight = bytes == step_payload(acknowledged + 1);
       CHECK((acked || in_flight));
+
+      // The best model: that of the newest acknowledged step with one, or that of the step
+      // in flight (its best is saved after its resumable checkpoint).
+      std::optional<std::int64_t> acked_best = best_step;
+      for (std::int64_t k = first_step; k <= acknowledged; ++k) {
+        if (step(k).best) acked_best = k;
+      }
+      const bool best_in_flight_possible = in_flight && step(acknowledged + 1).best;
+      auto best = store.load_best();
+      if (best) {
+        std::string best_bytes(best->bytes.begin(), best->bytes.end());
+        if (acked_best && best_bytes == zip_payload(-static_cast<int>(*acked_best))) {
+          best_step = acked_best;
+        } else if (best_in_flight_possible && best_bytes == zip_payload(-static_cast<int>(acknowledged + 1))) {
+          best_step = acknowledged + 1;
+        } else {
+          FAIL_CHECK("the best model is of no acknowledged step (newest acknowledged best: step "
+                     << (acked_best ? std::to_string(*acked_best) : "none") << ")");
+        }
+      } else {
+        CHECK_FALSE(acked_best);
+      }
       // The next round continues after whatever made it to disk.
       if (in_flight) ++acknowledged;
     }
@@ -106,7 +130,7 @@ TEST_CASE("kill -9 at random moments never loses an acknowledged save", "[store]
   CHECK(invariant_violations(dir.path()).empty());
   CHECK(kills == kill_rounds());
   if (std::getenv("CKPT_REPORT")) {
-    std::printf("kill -9 torture: %d kills, last acknowledged step %lld, resume always loaded the newest acknowledged save\n", kills, static_cast<long long>(acknowledged));
+    std::printf("kill -9 torture: %d kills, last acknowledged step %lld, resume always loaded the newest acknowledged save and the best model\n", kills, static_cast<long long>(acknowledged));
   }
   CHECK(acknowledged > 0);
 }

@@ -229,7 +229,7 @@ void show(const SweepResult& result) {
 }  // namespace
 
 TEST_CASE("power loss at every step, and again at every step of the recovery after it, loses no acknowledged save",
-          "[store][power]") {
+          "[store][power-loss]") {
   SweepResult result = sweep({Fault::power_loss, {}, true});
   show(result);
   CHECK(result.violations == 0);
@@ -239,7 +239,7 @@ TEST_CASE("power loss at every step, and again at every step of the recovery aft
 }
 
 TEST_CASE("a crash at every step, then a power loss at every step of the recovery, loses no acknowledged save",
-          "[store][power][recovery]") {
+          "[store][power-loss][recovery]") {
   SweepResult result = sweep({Fault::crash, {}, true});
   show(result);
   CHECK(result.violations == 0);
@@ -247,19 +247,19 @@ TEST_CASE("a crash at every step, then a power loss at every step of the recover
   CHECK(result.recovery_power_losses > result.fault_points);
 }
 
-TEST_CASE("the power-loss sweep notices when the file fsync is missing", "[store][power][mutation]") {
+TEST_CASE("the power-loss sweep notices when the file fsync is missing", "[store][power-loss][mutation]") {
   SweepResult result = sweep({Fault::power_loss, {/*skip_file_fsync=*/true, false}, false});
   show(result);
   CHECK(result.violations > 0);
 }
 
-TEST_CASE("the power-loss sweep notices when the directory fsync is missing", "[store][power][mutation]") {
+TEST_CASE("the power-loss sweep notices when the directory fsync is missing", "[store][power-loss][mutation]") {
   SweepResult result = sweep({Fault::power_loss, {false, /*skip_dir_fsync=*/true}, false});
   show(result);
   CHECK(result.violations > 0);
 }
 
-TEST_CASE("an adopted file is made durable, bytes and name, before its row is committed", "[store][power][recovery]") {
+TEST_CASE("an adopted file is made durable, bytes and name, before its row is committed", "[store][power-loss][recovery]") {
   // A checkpoint copied in by hand and never synced, adopted at open, then the power
   // goes: the row that vouches for it must not outlive its bytes.
   TestDir dir("power-adopt");
@@ -283,7 +283,7 @@ TEST_CASE("an adopted file is made durable, bytes and name, before its row is co
 }
 
 TEST_CASE("another writer's save, adopted at open, is made durable before its row replaces the old one",
-          "[store][power][recovery][external]") {
+          "[store][power-loss][recovery][external]") {
   // The Python guide saved epoch 5 anew (torch.save to a temp file, os.replace, no
   // fsync); a ckpt writer opens the directory and adopts it, then the power goes. The row
   // must describe what the directory holds afterwards: with the new bytes and their name

@@ -270,7 +270,7 @@ std::string joined(const std::vector<std::string>& lines) {
 
 TEST_CASE("save_file's write survives a power loss at every operation: each path holds the last returned or the "
           "in-flight write, whole",
-          "[save_file][power]") {
+          "[save-file][power-loss]") {
   SweepResult result = sweep({});
   INFO(joined(result.violations));
   CHECK(result.violations.empty());
@@ -278,12 +278,12 @@ TEST_CASE("save_file's write survives a power loss at every operation: each path
   CHECK(result.power_cuts > 30);
 }
 
-TEST_CASE("the save_file power-loss sweep notices when the directory fsync is missing", "[save_file][power][mutation]") {
+TEST_CASE("the save_file power-loss sweep notices when the directory fsync is missing", "[save-file][power-loss][mutation]") {
   SweepResult result = sweep({false, /*skip_dir_fsync=*/true});
   CHECK(!result.violations.empty());
 }
 
-TEST_CASE("the save_file power-loss sweep notices when the file fsync is missing", "[save_file][power][mutation]") {
+TEST_CASE("the save_file power-loss sweep notices when the file fsync is missing", "[save-file][power-loss][mutation]") {
   SweepResult result = sweep({/*skip_file_fsync=*/true, false});
   CHECK(!result.violations.empty());
 }

@@ -391,6 +391,16 @@ TEST_CASE("the SHA-256 option records sha256 hashes and verifies them on load", 
   CHECK(record.hash_algo == "sha256");
   CHECK(record.hash.size() == 64);
   CHECK(store.load_latest());
+  // One bit of the newest file's stored data flipped, size unchanged: only the hash can
+  // tell. The load falls back to epoch 1 and quarantines the damaged file.
+  save_epoch(store, 2, zip_payload(2));
+  std::string damaged = read_bytes(dir / "checkpoint_epoch_2.pth");
+  damaged[damaged.size() / 2] ^= 0x01;
+  write_bytes(dir / "checkpoint_epoch_2.pth", damaged);
+  auto loaded = store.load_latest();
+  REQUIRE(loaded);
+  CHECK(loaded->record.epoch == 1);
+  CHECK(std::filesystem::exists(dir / "quarantine"));
 }
 
 namespace {

@@ -13,4 +13,4 @@ if [[ ${1:-} == --long ]]; then
   export CKPT_KILL_ROUNDS=10000 CKPT_CONCURRENCY_SECONDS=60
 fi
 export CKPT_REPORT=1 CKPT_TEST_TMP=${CKPT_TEST_TMP:-$root/build/tests/tmp}
-"$tests" "[crash],[power],[fault],[corruption],[concurrency],[lock]" | grep -vE '^$|^=+$'
+"$tests" "[crash],[power-loss],[fault],[corruption],[concurrency],[lock]" | grep -vE '^$|^=+$'

@@ -35,6 +35,15 @@ TestDir::~TestDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
+WorkingDirectory::WorkingDirectory(const std::filesystem::path& dir) : previous_(std::filesystem::current_path()) {
+  std::filesystem::current_path(dir);
+}
+
+WorkingDirectory::~WorkingDirectory() {
+  std::error_code ignored;  // a destructor never throws; the previous directory may be gone
+  std::filesystem::current_path(previous_, ignored);
+}
+
 std::string read_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path.string());

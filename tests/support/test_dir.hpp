@@ -24,6 +24,20 @@ class TestDir {
   std::filesystem::path path_;
 };
 
+// Makes `dir` the working directory until destroyed, then restores the previous one, also
+// when the case fails by an exception (a REQUIRE), so later cases of the process do not run
+// in a directory a TestDir has removed.
+class WorkingDirectory {
+ public:
+  explicit WorkingDirectory(const std::filesystem::path& dir);
+  ~WorkingDirectory();
+  WorkingDirectory(const WorkingDirectory&) = delete;
+  WorkingDirectory& operator=(const WorkingDirectory&) = delete;
+
+ private:
+  std::filesystem::path previous_;
+};
+
 std::string read_bytes(const std::filesystem::path& path);
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);
 // Sets a file's modification time `age` into the past.

@@ -1,7 +1,6 @@
 #include "support/torch_pch.hpp"
 #include "support/test_dir.hpp"
 
-#include <chrono>
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -309,11 +308,12 @@ TEST_CASE("a tiny payload that shares sub-objects exponentially loads in bounded
   // 898 bytes whose memo references nest a pair of references 60 levels deep: 2^60 paths.
   const std::filesystem::path bomb = std::string(CKPT_SOURCE_DIR) + "/tests/fuzz/corpus/consumer_dag_bomb.pt";
   REQUIRE(std::filesystem::exists(bomb));
-  auto start = std::chrono::steady_clock::now();
+  // Bounded time: a decoder that walked the 2^60 paths would never return, and the ctest
+  // entry's TIMEOUT fails it (no wall-clock limit here: a loaded machine is not a bug).
   try {
     load_file(bomb);
+    SUCCEED("loaded");
   } catch (const FormatError&) {
-    // refusing it is fine too; hanging is not
+    SUCCEED("refused");  // refusing it is fine too; hanging is not
   }
-  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
 }

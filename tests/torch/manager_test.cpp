@@ -236,12 +236,16 @@ TEST_CASE("a second manager on a directory fails at once, naming the holder", "[
 TEST_CASE("bad constructor arguments are refused with clear errors and touch nothing", "[manager]") {
   TestDir dir("args");
   CHECK_THROWS_WITH(CheckpointManager(dir / "a", c10::kCPU, -3), Catch::Contains("max_to_keep"));
+  CHECK_FALSE(std::filesystem::exists(dir / "a"));
   if (!at::hasCUDA()) {
     CHECK_THROWS_AS(CheckpointManager(dir / "b", c10::Device("cuda:0")), InvalidArgument);
     CHECK_FALSE(std::filesystem::exists(dir / "b"));
   }
   CheckpointManager manager(dir / "c");
+  const auto before = file_names(dir / "c");
   CHECK_THROWS_AS(manager.save_epoch_checkpoint(State{}, -1), InvalidArgument);
+  CHECK(file_names(dir / "c") == before);
+  CHECK_FALSE(manager.load_latest_checkpoint());
 }
 
 TEST_CASE("the guide's constants and defaults", "[manager]") {
@@ -249,15 +253,13 @@ TEST_CASE("the guide's constants and defaults", "[manager]") {
   CHECK(std::string(CheckpointManager::EPOCH_CKPT_PREFIX) == "checkpoint_epoch_");
   CHECK(std::string(CheckpointManager::INTERRUPT_CKPT_NAME) == "interrupt_checkpoint.pth");
   TestDir dir("defaults");
-  auto previous = std::filesystem::current_path();
-  std::filesystem::current_path(dir.path());
   {
+    WorkingDirectory inside(dir.path());
     CheckpointManager manager;
     CHECK(manager.save_dir() == "checkpoint");
     CHECK(manager.max_to_keep() == 5);
     CHECK(manager.device() == c10::Device(c10::kCPU));
   }
-  std::filesystem::current_path(previous);
   CHECK(std::filesystem::exists(dir / "checkpoint" / "index.sqlite"));
 }
 

@@ -189,19 +189,31 @@ TEST_CASE("the RNG state restores the same random stream", "[training][rng]") {
 
 TEST_CASE("InterruptGuard turns SIGINT into a flag, a second SIGINT kills, and old handlers come back",
           "[training][interrupt]") {
+  // The child reports on a pipe that it lived through the first SIGINT with the flag set:
+  // without that, a guard that never caught SIGINT would die of the first one and pass.
+  int report[2];
+  REQUIRE(::pipe(report) == 0);
   int status = 0;
   std::fflush(nullptr);
   pid_t child = ::fork();
   if (child == 0) {
+    ::close(report[0]);
     {
       InterruptGuard guard;
       ::raise(SIGINT);
-      if (!guard.requested() || guard.signal() != SIGINT) ::_exit(10);
+      const char flagged = guard.requested() && guard.signal() == SIGINT ? 'y' : 'n';
+      if (::write(report[1], &flagged, 1) != 1) ::_exit(12);
       ::raise(SIGINT);  // the default action now: the process dies here
       ::_exit(11);
     }
   }
+  ::close(report[1]);
+  char flagged = 0;
+  const ssize_t got = ::read(report[0], &flagged, 1);
+  ::close(report[0]);
   ::waitpid(child, &status, 0);
+  CHECK(got == 1);
+  CHECK(flagged == 'y');
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGINT);
 

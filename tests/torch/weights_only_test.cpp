@@ -70,7 +70,7 @@ void write_cases(const TestDir& dir, const State& always_loads) {
 }  // namespace
 
 TEST_CASE("Python's torch.load(weights_only=True) reads tensors and ints from save_file, and floats only on "
-          "torch versions that have BINFLOAT", "[python][interop][weights_only]") {
+          "torch versions that have BINFLOAT", "[python][interop][weights-only]") {
   TestDir dir("weights-only");
   write_cases(dir, tensors_and_ints());
   auto result = check_in_python(dir);
@@ -80,7 +80,7 @@ TEST_CASE("Python's torch.load(weights_only=True) reads tensors and ints from sa
 }
 
 TEST_CASE("the weights_only checker is not vacuous: a float among the tensors is reported on torch 1.13",
-          "[python][interop][weights_only]") {
+          "[python][interop][weights-only]") {
   TestDir dir("weights-only");
   State state = tensors_and_ints();
   state.set("epoch", 7.0);  // a float where an int was: BINFLOAT (1.13 refuses it), or a value that differs
