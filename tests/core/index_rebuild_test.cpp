@@ -151,7 +151,7 @@ TEST_CASE("a rebuild whose directory fsync fails names the index, keeps it aside
 // (index_rebuild.cpp, move_index_aside), a power loss at the first adoption undoes the
 // move while the new index survives, and the old index is lost: this test fails there.
 TEST_CASE("a power loss during or just after a rebuild keeps the old index or the rebuilt one, never neither",
-          "[index][repair][power]") {
+          "[index][repair][power-loss]") {
   constexpr int kPowerLost = 42;
   constexpr int kPowerLostAfter = 44;
   TestDir dir("rebuild");
