@@ -4,15 +4,15 @@
 // stray copy (adopted, and said loudly), and a file the restricted reader refuses (left
 // alone, never indexed). Also the named metrics a save records.
 #include <SQLiteCpp/SQLiteCpp.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
 #include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
+#include "support/captured_log.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -40,26 +40,17 @@ std::string iso_mtime(const std::filesystem::path& path) {
   return buffer;
 }
 
-// The library's log lines while it lives (the logger named "ckpt" replaced, then put back).
-class CapturedLog {
- public:
-  CapturedLog() : previous_(spdlog::get("ckpt")) {
-    auto logger = std::make_shared<spdlog::logger>("ckpt", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_));
-    logger->set_level(spdlog::level::info);
-    logger->set_pattern("%l %v");
-    spdlog::drop("ckpt");
-    spdlog::register_logger(logger);
-  }
-  ~CapturedLog() {
-    spdlog::drop("ckpt");
-    if (previous_) spdlog::register_logger(previous_);
-  }
-  std::string text() const { return lines_.str(); }
+// The guide's loop saved through the store up to epoch 2 (val_acc 0.5, 0.6).
+void save_guide_epochs_1_2(const std::filesystem::path& dir) {
+  CheckpointStore store(dir);
+  save_epoch(store, 1, guide_payload(1, 0.5, 0, 1));
+  save_epoch(store, 2, guide_payload(2, 0.6, 0.5, 2));
+}
 
- private:
-  std::ostringstream lines_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
+bool has_event(const std::filesystem::path& dir, const std::string& event) {
+  auto events = index_events(dir);
+  return std::find(events.begin(), events.end(), event) != events.end();
+}
 
 // What the guide's Python loop leaves: epochs 1..3 (val_acc 0.5, 0.7, 0.6), best_model.pth
 // saved at epoch 2 with best_acc 0.5 (the guide saves best_acc before updating it).
@@ -147,13 +138,9 @@ TEST_CASE("a best model whose epoch checkpoint was rotated away takes its own va
 TEST_CASE("a stray epoch file copied in is adopted with a warning naming its epoch, and resume says it is adopted",
           "[store][adoption]") {
   TestDir dir("stray");
-  {
-    CheckpointStore store(dir.path());
-    save_epoch(store, 1, guide_payload(1, 0.5, 0, 1));
-    save_epoch(store, 2, guide_payload(2, 0.6, 0.5, 2));
-  }
+  save_guide_epochs_1_2(dir.path());
   write_bytes(dir / "checkpoint_epoch_99.pth", guide_payload(99, 0.9, 0.9, 99));
-  CapturedLog log;
+  CapturedLog log(spdlog::level::info, "%l %v");
   CheckpointStore store(dir.path());
   CHECK_THAT(log.text(), Catch::Contains("warning adopted") && Catch::Contains("epoch 99") &&
                              Catch::Contains("resume point"));
@@ -165,11 +152,7 @@ TEST_CASE("a stray epoch file copied in is adopted with a warning naming its epo
 TEST_CASE("another writer's complete save under a committed name is adopted, not quarantined; damage still is",
           "[store][adoption][external]") {
   TestDir dir("external");
-  {
-    CheckpointStore store(dir.path());
-    save_epoch(store, 1, guide_payload(1, 0.5, 0, 1));
-    save_epoch(store, 2, guide_payload(2, 0.6, 0.5, 2));
-  }
+  save_guide_epochs_1_2(dir.path());
   // The guide's Python loop run again on the directory: a new epoch 2, other content.
   std::optional<double> metric;
   const auto committed_size = std::filesystem::file_size(dir / "checkpoint_epoch_2.pth");
@@ -194,21 +177,15 @@ TEST_CASE("another writer's complete save under a committed name is adopted, not
   CHECK(loaded->origin == "external");
   CHECK(loaded->metric == metric);
   CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
-  auto events = index_events(dir.path());
-  CHECK(std::find(events.begin(), events.end(), "external_save") != events.end());
-  CHECK(std::find(events.begin(), events.end(), "quarantined") == events.end());
+  CHECK(has_event(dir.path(), "external_save"));
+  CHECK_FALSE(has_event(dir.path(), "quarantined"));
 }
 
 TEST_CASE("a committed file with a flipped bit is quarantined, not adopted as another writer's save",
           "[store][adoption][external]") {
   TestDir dir("external");
-  std::string bytes = guide_payload(2, 0.6, 0.5, 2);
-  {
-    CheckpointStore store(dir.path());
-    save_epoch(store, 1, guide_payload(1, 0.5, 0, 1));
-    save_epoch(store, 2, bytes);
-  }
-  std::string flipped = bytes;
+  save_guide_epochs_1_2(dir.path());
+  std::string flipped = guide_payload(2, 0.6, 0.5, 2);  // epoch 2's bytes
   SECTION("in a tensor's data: the archive is still whole, its CRC-32 is not") {
     const float second_weight = 2.25f;  // guide_payload's w[1] for seed 2
     const std::size_t at = flipped.find(std::string(reinterpret_cast<const char*>(&second_weight), sizeof second_weight));
@@ -225,9 +202,8 @@ TEST_CASE("a committed file with a flipped bit is quarantined, not adopted as an
   auto payload = store.load_latest();
   REQUIRE(payload);
   CHECK(payload->record.epoch == 1);  // fell back past the damaged one
-  auto events = index_events(dir.path());
-  CHECK(std::find(events.begin(), events.end(), "quarantined") != events.end());
-  CHECK(std::find(events.begin(), events.end(), "external_save") == events.end());
+  CHECK(has_event(dir.path(), "quarantined"));
+  CHECK_FALSE(has_event(dir.path(), "external_save"));
 }
 
 TEST_CASE("a file without a row that the restricted reader refuses is left where it is, never indexed",

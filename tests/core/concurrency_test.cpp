@@ -26,10 +26,7 @@ using namespace ckpt::test;
 
 namespace {
 
-double run_seconds() {
-  const char* configured = std::getenv("CKPT_CONCURRENCY_SECONDS");
-  return configured ? std::atof(configured) : 1.5;
-}
+double run_seconds() { return env_number("CKPT_CONCURRENCY_SECONDS", 1.5); }
 
 // Runs `body` repeatedly in a child until the deadline, and at least `min_iterations`
 // times however slow the machine (a sanitizer build, a loaded CI host); the child exits 0

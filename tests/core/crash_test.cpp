@@ -143,8 +143,7 @@ TEST_CASE("a crash during recovery is recovered by the next open", "[store][cras
     TestDir dir("crash-recovery");
     {
       CheckpointStore store(dir.path(), StoreOptions{2});
-      save_epoch(store, 1, zip_payload(1));
-      save_epoch(store, 2, zip_payload(2));
+      save_epochs(store, 1, 2);
     }
     // A save that stops between rename and commit leaves a pending row to resolve.
     REQUIRE(run_in_child([&] {

@@ -159,6 +159,19 @@ std::size_t series_named(const HistoryModel& model, const std::string& name) {
   return 0;
 }
 
+// The marks of a run interrupted once: one interrupt and its resume at `resumed_epoch`,
+// and one new best at `best_epoch` on the series `best_series`.
+void check_one_interrupt_one_best(const HistoryModel& model, std::int64_t resumed_epoch, std::int64_t best_epoch,
+                                  std::size_t best_series) {
+  REQUIRE(model.interrupts.size() == 1);
+  REQUIRE(model.resumes.size() == 1);
+  CHECK(model.interrupts[0].epoch == resumed_epoch);
+  CHECK(model.resumes[0].epoch == resumed_epoch);
+  REQUIRE(model.new_bests.size() == 1);
+  CHECK(model.new_bests[0].epoch == best_epoch);
+  CHECK(model.new_bests[0].series == best_series);
+}
+
 }  // namespace
 
 TEST_CASE("ticks on awkward ranges are 1, 2 or 5 times a power of ten and cover the data", "[plot]") {
@@ -268,13 +281,7 @@ TEST_CASE("the model takes each epoch's most recent row, its named metrics, and 
   using Points = std::vector<std::pair<std::int64_t, double>>;
   CHECK(model.series[acc].points == Points{{1, 0.5}, {2, 0.6}, {3, 0.7}});
   CHECK(model.series[loss].points == Points{{1, 2.0}, {3, 1.0}});  // the NaN left out
-  REQUIRE(model.interrupts.size() == 1);
-  REQUIRE(model.resumes.size() == 1);
-  CHECK(model.interrupts[0].epoch == 2);
-  CHECK(model.resumes[0].epoch == 2);
-  REQUIRE(model.new_bests.size() == 1);
-  CHECK(model.new_bests[0].epoch == 3);
-  CHECK(model.new_bests[0].series == acc);
+  check_one_interrupt_one_best(model, /*resumed_epoch=*/2, /*best_epoch=*/3, acc);
 }
 
 TEST_CASE("an index without named metrics plots the metric column as one series", "[plot]") {
@@ -438,13 +445,7 @@ TEST_CASE("ckpt history --plot draws the named metrics a store recorded, with th
   const HistoryModel model = history_model({reader.checkpoints(true), reader.events(), reader.metrics(), "run"});
   REQUIRE(model.series.size() == 2);
   CHECK(model.series[series_named(model, "val_acc")].points.size() == 6);  // rotated-out epochs included
-  REQUIRE(model.interrupts.size() == 1);
-  REQUIRE(model.resumes.size() == 1);
-  CHECK(model.interrupts[0].epoch == 3);
-  CHECK(model.resumes[0].epoch == 3);
-  REQUIRE(model.new_bests.size() == 1);
-  CHECK(model.new_bests[0].epoch == 2);
-  CHECK(model.new_bests[0].series == series_named(model, "val_acc"));
+  check_one_interrupt_one_best(model, /*resumed_epoch=*/3, /*best_epoch=*/2, series_named(model, "val_acc"));
 
   const auto svg_path = dir / "history.svg";
   auto run = run_command(std::string(CKPT_CLI) + " history " + shell_quote(checkpoints.string()) + " --plot " +

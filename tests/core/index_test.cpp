@@ -191,7 +191,7 @@ TEST_CASE("an index from before commit order, with an interrupt older than later
   auto resumed = store.load_latest();
   REQUIRE(resumed);
   CHECK(resumed->record.epoch == 3);
-  CHECK(std::string(resumed->bytes.begin(), resumed->bytes.end()) == zip_payload(3));
+  CHECK(payload_text(*resumed) == zip_payload(3));
 }
 
 TEST_CASE("migration 3 describes existing rows from their history; readers of an older index see the same", "[index]") {

@@ -20,10 +20,7 @@ using namespace ckpt::test;
 
 namespace {
 
-int kill_rounds() {
-  const char* configured = std::getenv("CKPT_KILL_ROUNDS");
-  return configured ? std::atoi(configured) : 60;
-}
+int kill_rounds() { return static_cast<int>(env_number("CKPT_KILL_ROUNDS", 60)); }
 
 // Step k of the run saves one resumable checkpoint, identified by its payload (seed k):
 // mostly epoch checkpoints, with an interrupt checkpoint every 5th step and, every 7th

@@ -13,8 +13,6 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <map>
@@ -22,7 +20,9 @@
 
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
+#include "support/captured_log.hpp"
 #include "support/fault_file_system.hpp"
+#include "support/forwarding_file_system.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -34,26 +34,12 @@ namespace {
 std::string pid_text(pid_t pid) { return fmt::format("pid {} ", pid); }
 
 // The real file system, reporting another type (a network mount, say).
-class TypedFileSystem final : public FileSystem {
+class TypedFileSystem final : public ForwardingFileSystem {
  public:
   explicit TypedFileSystem(FileSystemType type) : type_(std::move(type)) {}
-  std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override { return real_->create_new(path); }
-  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override { return real_->open_for_read(path); }
-  void rename(const std::filesystem::path& from, const std::filesystem::path& to) override { real_->rename(from, to); }
-  void remove(const std::filesystem::path& path) override { real_->remove(path); }
-  void sync_dir(const std::filesystem::path& dir) override { real_->sync_dir(dir); }
-  void sync_file(const std::filesystem::path& path) override { real_->sync_file(path); }
-  void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
-  std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
-  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override { return real_->file_size(path); }
-  std::uint64_t free_space(const std::filesystem::path& dir) override { return real_->free_space(dir); }
-  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file, const std::string& holder) override {
-    return real_->lock_exclusive(lock_file, holder);
-  }
   FileSystemType file_system_type(const std::filesystem::path&) override { return type_; }
 
  private:
-  std::shared_ptr<FileSystem> real_ = FileSystem::posix();
   FileSystemType type_;
 };
 
@@ -63,26 +49,6 @@ StoreOptions on_nfs(bool allowed) {
   options.allow_network_file_system = allowed;
   return options;
 }
-
-// Sends the library's log to a string while it lives.
-class CapturedLog {
- public:
-  CapturedLog() : previous_(spdlog::get("ckpt")) {
-    auto logger = std::make_shared<spdlog::logger>("ckpt", std::make_shared<spdlog::sinks::ostream_sink_mt>(text_));
-    logger->set_level(spdlog::level::trace);
-    spdlog::drop("ckpt");
-    spdlog::register_logger(logger);
-  }
-  ~CapturedLog() {
-    spdlog::drop("ckpt");
-    if (previous_) spdlog::register_logger(previous_);
-  }
-  std::string text() const { return text_.str(); }
-
- private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream text_;
-};
 
 // A child that does nothing but wait (no exec), as a data-loader worker would.
 struct SleepingChild {

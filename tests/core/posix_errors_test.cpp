@@ -303,6 +303,31 @@ std::string script_record(const char* verb, const char* kind, const std::string&
   return std::string(verb) + " " + kind + " " + epoch + " " + file + " " + hash_of(bytes);
 }
 
+// The CKPT_FAULT_* variables that fail the calls `call` on paths matching `path` with `errno_name`.
+std::vector<std::pair<std::string, std::string>> fault_on(const std::string& call, const std::string& path,
+                                                          const std::string& errno_name) {
+  return {{"CKPT_FAULT_CALL", call}, {"CKPT_FAULT_PATH", path}, {"CKPT_FAULT_ERRNO", errno_name}};
+}
+
+// A script run's output, for INFO.
+std::string transcript(const ScriptRun& run) { return "stdout:\n" + join(run.lines) + "\nstderr:\n" + run.err; }
+
+// Creates a store in `dir` holding epoch 1 and returns that epoch's bytes.
+std::string store_with_epoch1(const std::filesystem::path& dir, StoreOptions options = {}) {
+  const std::string first = zip_payload(1);
+  CheckpointStore store(dir, std::move(options));
+  save_epoch(store, 1, first);
+  return first;
+}
+
+// Checks that the script's error line is an IoError with `error_number`, naming `where`.
+void check_io_error(const std::string& error, int error_number, const std::string& where) {
+  INFO("error line: " << error);
+  CHECK(error.rfind("error io " + std::to_string(error_number) + " ", 0) == 0);
+  CHECK(contains(error, where));
+  CHECK(contains(error, std::strerror(error_number)));
+}
+
 // Reopens `dir` (recovery runs), checks that the latest checkpoint is `latest_bytes`, and,
 // once it is closed, that the invariants hold.
 void check_intact_after_reopen(const std::filesystem::path& dir, const std::string& latest_bytes) {
@@ -536,25 +561,17 @@ TEST_CASE("fsync of the temp file failing with EIO (LD_PRELOAD) fails the save; 
           "[posix][preload]") {
   TestDir root("posix");
   const std::filesystem::path dir = root / "ckpts";
-  const std::string first = zip_payload(1);
-  {
-    CheckpointStore store(dir);
-    save_epoch(store, 1, first);
-  }
+  const std::string first = store_with_epoch1(dir);
   ScriptRun run = run_script(root.path(), dir, {"save-epoch", "2", "2", "load-latest"},
-                             {{"CKPT_FAULT_CALL", "fsync"},
-                              {"CKPT_FAULT_PATH", "*/checkpoint_epoch_2.pth.*.tmp"},
-                              {"CKPT_FAULT_ERRNO", "EIO"}});
-  INFO("stdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+                             fault_on("fsync", "*/checkpoint_epoch_2.pth.*.tmp", "EIO"));
+  INFO(transcript(run));
   CHECK(contains(run.err, "ckpt_fault_preload: injected EIO into fsync(" + (dir / "checkpoint_epoch_2.pth.").string()));
   CHECK(run.exit_code == 1);
   CHECK(run.has("step temp_written"));
   CHECK(!run.has("step temp_synced"));
   std::string error = run.line("error ");
-  CHECK(error.rfind("error io " + std::to_string(EIO) + " ", 0) == 0);
-  CHECK(contains(error, (dir / "checkpoint_epoch_2.pth.").string()));
+  check_io_error(error, EIO, (dir / "checkpoint_epoch_2.pth.").string());
   CHECK(contains(error, "fsync"));
-  CHECK(contains(error, std::strerror(EIO)));
   CHECK(run.has(script_record("loaded", "epoch", "1", "checkpoint_epoch_1.pth", first)));
 
   CHECK(temp_files(dir).empty());
@@ -565,15 +582,10 @@ TEST_CASE("fsync of the temp file failing with EIO (LD_PRELOAD) fails the save; 
 TEST_CASE("a rename interrupted by a signal (EINTR, LD_PRELOAD) is retried: the save succeeds", "[posix][preload]") {
   TestDir root("posix");
   const std::filesystem::path dir = root / "ckpts";
-  {
-    CheckpointStore store(dir);
-    save_epoch(store, 1, zip_payload(1));
-  }
+  store_with_epoch1(dir);
   ScriptRun run = run_script(root.path(), dir, {"save-epoch", "2", "2", "load-latest"},
-                             {{"CKPT_FAULT_CALL", "rename"},
-                              {"CKPT_FAULT_PATH", "*/checkpoint_epoch_2.pth.*.tmp"},
-                              {"CKPT_FAULT_ERRNO", "EINTR"}});
-  INFO("stdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+                             fault_on("rename", "*/checkpoint_epoch_2.pth.*.tmp", "EINTR"));
+  INFO(transcript(run));
   CHECK(contains(run.err, "ckpt_fault_preload: injected EINTR into rename("));
   CHECK(run.exit_code == 0);
   CHECK(run.line("error ").empty());
@@ -594,19 +606,15 @@ TEST_CASE("fsync of the directory failing with EIO (LD_PRELOAD) fails the save; 
   // Replacing the best model: after the rename the name holds the new bytes, but the
   // rename is not durable; the old row and file must not be retired on its strength.
   ScriptRun run = run_script(root.path(), dir, {"save-best", "101", "load-best", "load-latest"},
-                             {{"CKPT_FAULT_CALL", "fsync"}, {"CKPT_FAULT_PATH", dir.string()},
-                              {"CKPT_FAULT_ERRNO", "EIO"}});
-  INFO("stdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+                             fault_on("fsync", dir.string(), "EIO"));
+  INFO(transcript(run));
   CHECK(contains(run.err, "ckpt_fault_preload: injected EIO into fsync(" + dir.string() + ")"));
   CHECK(run.exit_code == 1);
   CHECK(run.has("step renamed"));
   CHECK(!run.has("step dir_synced"));
   CHECK(!run.has("step committed"));
   CHECK(run.line("saved ").empty());
-  std::string error = run.line("error ");
-  CHECK(error.rfind("error io " + std::to_string(EIO) + " ", 0) == 0);
-  CHECK(contains(error, dir.string() + ": fsync directory"));
-  CHECK(contains(error, std::strerror(EIO)));
+  check_io_error(run.line("error "), EIO, dir.string() + ": fsync directory");
   // In the same process the best model is the old or the new one, or the store asks for
   // a reopen; never gone.
   CHECK(!run.has("loaded none"));
@@ -627,15 +635,10 @@ TEST_CASE("a failed directory fsync marks nothing for deletion: the epoch it wou
           "[posix][preload]") {
   TestDir root("posix");
   const std::filesystem::path dir = root / "ckpts";
-  const std::string epoch1 = zip_payload(1);
-  {
-    CheckpointStore store(dir, StoreOptions{1});
-    save_epoch(store, 1, epoch1);
-  }
+  const std::string epoch1 = store_with_epoch1(dir, StoreOptions{1});
   ScriptRun run = run_script(root.path(), dir, {"keep=1", "save-epoch", "2", "2", "list"},
-                             {{"CKPT_FAULT_CALL", "fsync"}, {"CKPT_FAULT_PATH", dir.string()},
-                              {"CKPT_FAULT_ERRNO", "EIO"}});
-  INFO("stdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+                             fault_on("fsync", dir.string(), "EIO"));
+  INFO(transcript(run));
   CHECK(contains(run.err, "ckpt_fault_preload: injected EIO into fsync(" + dir.string() + ")"));
   CHECK(run.has("step renamed"));
   CHECK(!run.has("step dir_synced"));
@@ -664,17 +667,11 @@ TEST_CASE("fsync of the index (SQLite's WAL) failing with EIO (LD_PRELOAD) fails
           "[posix][preload]") {
   TestDir root("posix");
   const std::filesystem::path dir = root / "ckpts";
-  const std::string first = zip_payload(1);
-  {
-    CheckpointStore store(dir);
-    save_epoch(store, 1, first);
-  }
+  const std::string first = store_with_epoch1(dir);
   // SQLite syncs with fdatasync; the store's files use fsync. Only the WAL is failed.
   ScriptRun run = run_script(root.path(), dir, {"open", "save-epoch", "2", "2"},
-                             {{"CKPT_FAULT_CALL", "fsync,fdatasync"},
-                              {"CKPT_FAULT_PATH", "*/index.sqlite-wal"},
-                              {"CKPT_FAULT_ERRNO", "EIO"}});
-  INFO("stdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+                             fault_on("fsync,fdatasync", "*/index.sqlite-wal", "EIO"));
+  INFO(transcript(run));
   CHECK(contains(run.err, "ckpt_fault_preload: injected EIO into fdatasync(" + (dir / "index.sqlite-wal").string()));
   CHECK(run.exit_code == 1);
   CHECK(run.has("opened"));
@@ -702,12 +699,11 @@ TEST_CASE("EIO reading the newest checkpoint (LD_PRELOAD) is not corruption: log
     save_epoch(store, 2, epoch2);
     save_bytes(store, CheckpointKind::best, std::nullopt, best, 0.9);
   }
-  const std::vector<std::pair<std::string, std::string>> read_fault_on_epoch2{
-      {"CKPT_FAULT_CALL", "read,pread"}, {"CKPT_FAULT_PATH", "*/checkpoint_epoch_2.pth"},
-      {"CKPT_FAULT_ERRNO", "EIO"}, {"CKPT_FAULT_TIMES", "0"}};
+  auto read_fault_on_epoch2 = fault_on("read,pread", "*/checkpoint_epoch_2.pth", "EIO");
+  read_fault_on_epoch2.emplace_back("CKPT_FAULT_TIMES", "0");
   ScriptRun latest = run_script(root.path(), dir, {"load-latest", "list"}, read_fault_on_epoch2);
   {
-    INFO("stdout:\n" << join(latest.lines) << "\nstderr:\n" << latest.err);
+    INFO(transcript(latest));
     CHECK(contains(latest.err, "ckpt_fault_preload: injected EIO into"));
     CHECK(latest.exit_code == 0);
     CHECK(latest.has(script_record("loaded", "epoch", "1", "checkpoint_epoch_1.pth", epoch1)));
@@ -715,11 +711,11 @@ TEST_CASE("EIO reading the newest checkpoint (LD_PRELOAD) is not corruption: log
     CHECK(latest.has("row epoch 2 checkpoint_epoch_2.pth committed"));
   }
 
-  ScriptRun best_run = run_script(root.path(), dir, {"load-best", "list"},
-                                  {{"CKPT_FAULT_CALL", "read,pread"}, {"CKPT_FAULT_PATH", "*/best_model.pth"},
-                                   {"CKPT_FAULT_ERRNO", "EIO"}, {"CKPT_FAULT_TIMES", "0"}});
+  auto read_fault_on_best = fault_on("read,pread", "*/best_model.pth", "EIO");
+  read_fault_on_best.emplace_back("CKPT_FAULT_TIMES", "0");
+  ScriptRun best_run = run_script(root.path(), dir, {"load-best", "list"}, read_fault_on_best);
   {
-    INFO("stdout:\n" << join(best_run.lines) << "\nstderr:\n" << best_run.err);
+    INFO(transcript(best_run));
     CHECK(contains(best_run.err, "ckpt_fault_preload: injected EIO into"));
     // nullopt with the error logged, or an IoError naming the file and the cause.
     std::string error = best_run.line("error ");
@@ -727,9 +723,7 @@ TEST_CASE("EIO reading the newest checkpoint (LD_PRELOAD) is not corruption: log
       CHECK(best_run.has("loaded none"));
       CHECK(best_run.logged({(dir / "best_model.pth").string(), std::strerror(EIO)}));
     } else {
-      CHECK(error.rfind("error io " + std::to_string(EIO) + " ", 0) == 0);
-      CHECK(contains(error, (dir / "best_model.pth").string()));
-      CHECK(contains(error, std::strerror(EIO)));
+      check_io_error(error, EIO, (dir / "best_model.pth").string());
     }
     CHECK(best_run.has("row best - best_model.pth committed"));
   }
@@ -752,18 +746,12 @@ TEST_CASE("EIO reading the newest checkpoint (LD_PRELOAD) is not corruption: log
 TEST_CASE("after a failed index commit (LD_PRELOAD) the same store still loads and saves", "[posix][preload]") {
   TestDir root("posix");
   const std::filesystem::path dir = root / "ckpts";
-  const std::string first = zip_payload(1), third = zip_payload(3);
-  {
-    CheckpointStore store(dir);
-    save_epoch(store, 1, first);
-  }
+  const std::string first = store_with_epoch1(dir), third = zip_payload(3);
   // Only the first sync of the WAL fails; SQLite itself recovers at once (its next
   // commit succeeds), so the store must too, without a reopen.
   ScriptRun run = run_script(root.path(), dir, {"open", "save-epoch", "2", "2", "load-latest", "save-epoch", "3", "3"},
-                             {{"CKPT_FAULT_CALL", "fdatasync"},
-                              {"CKPT_FAULT_PATH", "*/index.sqlite-wal"},
-                              {"CKPT_FAULT_ERRNO", "EIO"}});
-  INFO("stdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+                             fault_on("fdatasync", "*/index.sqlite-wal", "EIO"));
+  INFO(transcript(run));
   CHECK(contains(run.err, "ckpt_fault_preload: injected EIO into fdatasync("));
   CHECK(run.line("error ").rfind("error index ", 0) == 0);
   CHECK(run.has(script_record("loaded", "epoch", "1", "checkpoint_epoch_1.pth", first)));
@@ -785,10 +773,10 @@ TEST_CASE("readdir failing at any entry (LD_PRELOAD) fails the open with an IoEr
   // failure comes both from the first read (in the iterator's constructor) and from
   // later ones (in increment, which once escaped as std::filesystem::filesystem_error).
   for (int nth = 1; nth <= 6; ++nth) {
-    ScriptRun run = run_script(root.path(), dir, {"open"},
-                               {{"CKPT_FAULT_CALL", "readdir"}, {"CKPT_FAULT_PATH", dir.string()},
-                                {"CKPT_FAULT_ERRNO", "EIO"}, {"CKPT_FAULT_NTH", std::to_string(nth)}});
-    INFO("failing readdir call " << nth << "\nstdout:\n" << join(run.lines) << "\nstderr:\n" << run.err);
+    auto readdir_fault = fault_on("readdir", dir.string(), "EIO");
+    readdir_fault.emplace_back("CKPT_FAULT_NTH", std::to_string(nth));
+    ScriptRun run = run_script(root.path(), dir, {"open"}, readdir_fault);
+    INFO("failing readdir call " << nth << "\n" << transcript(run));
     CHECK(contains(run.err, "ckpt_fault_preload: injected EIO into readdir(" + dir.string() + ")"));
     CHECK(run.line("exception ").empty());
     CHECK(run.has("error io " + std::to_string(EIO) + " " + dir.string() + ": list directory failed: " +
@@ -802,9 +790,8 @@ TEST_CASE("where the directory cannot be flocked (EBADF, as on NFS; LD_PRELOAD) 
   TestDir root("posix");
   const std::filesystem::path dir = root / "ckpts";
   std::filesystem::create_directories(dir);
-  const std::vector<std::pair<std::string, std::string>> no_directory_flock{
-      {"CKPT_FAULT_CALL", "flock"}, {"CKPT_FAULT_PATH", dir.string()}, {"CKPT_FAULT_ERRNO", "EBADF"},
-      {"CKPT_FAULT_TIMES", "0"}};
+  auto no_directory_flock = fault_on("flock", dir.string(), "EBADF");
+  no_directory_flock.emplace_back("CKPT_FAULT_TIMES", "0");
   const std::string first = zip_payload(1);
   const std::string gc = "env -u LD_PRELOAD " + std::string(CKPT_CLI) + " gc --keep 1 " + shell_quote(dir.string()) +
                          " >" + shell_quote((root / "gc.out").string()) + " 2>&1";

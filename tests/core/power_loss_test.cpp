@@ -47,9 +47,7 @@ enum class Fault { power_loss, crash };
 const char* name_of(Fault fault) { return fault == Fault::power_loss ? "power loss" : "crash"; }
 
 StoreOptions power_loss_options(const std::shared_ptr<PowerLossFileSystem>& fs, Switches switches = {}) {
-  StoreOptions options;
-  options.max_to_keep = kScenarioMaxToKeep;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs, kScenarioMaxToKeep);
   store::test_hooks(options).sqlite_vfs = register_power_loss_vfs();
   store::test_hooks(options).skip_file_fsync = switches.skip_file_fsync;
   store::test_hooks(options).skip_dir_fsync = switches.skip_dir_fsync;
@@ -226,6 +224,14 @@ void show(const SweepResult& result) {
   for (const auto& example : result.examples) UNSCOPED_INFO(example);
 }
 
+// Writes `bytes` to a new file through `fs` and closes it, unsynced (as torch.save
+// leaves a file).
+void write_unsynced(FileSystem& fs, const std::filesystem::path& path, const std::string& bytes) {
+  auto file = fs.create_new(path);
+  file->append(bytes.data(), bytes.size());
+  file->close();
+}
+
 }  // namespace
 
 TEST_CASE("power loss at every step, and again at every step of the recovery after it, loses no acknowledged save",
@@ -265,10 +271,7 @@ TEST_CASE("an adopted file is made durable, bytes and name, before its row is co
   TestDir dir("power-adopt");
   REQUIRE(run_in_child([&] {
             auto fs = std::make_shared<PowerLossFileSystem>();
-            auto file = fs->create_new(dir / "checkpoint_epoch_5.pth");
-            std::string bytes = zip_payload(5);
-            file->append(bytes.data(), bytes.size());
-            file->close();
+            write_unsynced(*fs, dir / "checkpoint_epoch_5.pth", zip_payload(5));
             CheckpointStore store(dir.path(), power_loss_options(fs));
             if (store.last_recovery().adopted != 1) ::_exit(7);
             lose_power(*fs, kPowerLostAfterOpen);
@@ -278,7 +281,7 @@ TEST_CASE("an adopted file is made durable, bytes and name, before its row is co
   CHECK(store.last_recovery().quarantined == 0);
   auto loaded = store.load_latest();
   REQUIRE(loaded);
-  CHECK(std::string(loaded->bytes.begin(), loaded->bytes.end()) == zip_payload(5));
+  CHECK(payload_text(*loaded) == zip_payload(5));
   CHECK(invariant_violations(dir.path()).empty());
 }
 
@@ -296,9 +299,7 @@ TEST_CASE("another writer's save, adopted at open, is made durable before its ro
   const std::string theirs = zip_payload(55, 5000);
   REQUIRE(run_in_child([&] {
             auto fs = std::make_shared<PowerLossFileSystem>();
-            auto file = fs->create_new(dir / "checkpoint_epoch_5.pth.tmp");
-            file->append(theirs.data(), theirs.size());
-            file->close();
+            write_unsynced(*fs, dir / "checkpoint_epoch_5.pth.tmp", theirs);
             fs->rename(dir / "checkpoint_epoch_5.pth.tmp", dir / "checkpoint_epoch_5.pth");
             CheckpointStore store(dir.path(), power_loss_options(fs));
             if (store.last_recovery().external_saves != 1) ::_exit(7);
@@ -310,7 +311,7 @@ TEST_CASE("another writer's save, adopted at open, is made durable before its ro
   auto loaded = store.load_latest();
   REQUIRE(loaded);
   CHECK(loaded->record.origin == "external");
-  CHECK(std::string(loaded->bytes.begin(), loaded->bytes.end()) == theirs);
+  CHECK(payload_text(*loaded) == theirs);
 }
 
 TEST_CASE("an I/O error at any file operation of the scenario loses nothing acknowledged", "[store][fault]") {
@@ -321,9 +322,7 @@ TEST_CASE("an I/O error at any file operation of the scenario loses nothing ackn
     TestDir dir("fault-count");
     prepare_scenario_dir(dir.path());
     auto fs = std::make_shared<FaultFileSystem>();
-    StoreOptions options;
-    options.max_to_keep = kScenarioMaxToKeep;
-    options.file_system = fs;
+    StoreOptions options = options_with(fs, kScenarioMaxToKeep);
     CheckpointStore store(dir.path(), options);
     const int at_open = fs->count(op);  // faults are injected after the open
     for (const auto& operation : scenario()) operation.run(store);
@@ -338,9 +337,7 @@ TEST_CASE("an I/O error at any file operation of the scenario loses nothing ackn
         TestDir dir("fault");
         prepare_scenario_dir(dir.path());
         auto fs = std::make_shared<FaultFileSystem>();
-        StoreOptions options;
-        options.max_to_keep = kScenarioMaxToKeep;
-        options.file_system = fs;
+        StoreOptions options = options_with(fs, kScenarioMaxToKeep);
         int acknowledged = 0;
         try {
           CheckpointStore store(dir.path(), options);

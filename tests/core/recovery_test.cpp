@@ -18,7 +18,6 @@ using namespace ckpt;
 using namespace ckpt::test;
 
 namespace {
-std::string payload_text(const VerifiedPayload& payload) { return std::string(payload.bytes.begin(), payload.bytes.end()); }
 
 std::vector<std::string> quarantined(const std::filesystem::path& dir) {
   if (!std::filesystem::exists(dir / "quarantine")) return {};
@@ -58,8 +57,7 @@ TEST_CASE("a flipped bit is caught by the hash: the file is quarantined and the 
   TestDir dir("corrupt");
   {
     CheckpointStore store(dir.path());
-    save_epoch(store, 1, zip_payload(1));
-    save_epoch(store, 2, zip_payload(2));
+    save_epochs(store, 1, 2);
   }
   flip_bit(dir / "checkpoint_epoch_2.pth", 1000);
   CheckpointStore store(dir.path());
@@ -106,8 +104,7 @@ TEST_CASE("a checkpoint deleted behind the index's back is marked missing, and t
           "[store][corruption]") {
   TestDir dir("missing");
   CheckpointStore store(dir.path());
-  save_epoch(store, 1, zip_payload(1));
-  save_epoch(store, 2, zip_payload(2));
+  save_epochs(store, 1, 2);
   std::filesystem::remove(dir / "checkpoint_epoch_2.pth");
   auto loaded = store.load_latest();
   REQUIRE(loaded);
@@ -186,8 +183,7 @@ TEST_CASE("a rotated-out file that comes back (an unlink lost to power loss) is 
   TestDir dir("resurrect");
   {
     CheckpointStore store(dir.path(), StoreOptions{1});
-    save_epoch(store, 1, zip_payload(1));
-    save_epoch(store, 2, zip_payload(2));
+    save_epochs(store, 1, 2);
   }
   REQUIRE_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
   write_bytes(dir / "checkpoint_epoch_1.pth", zip_payload(1));
@@ -267,7 +263,7 @@ TEST_CASE("a deleted hot WAL loses index rows, never checkpoints: their files ar
   CHECK(store.latest()->epoch == 4);
   auto best = store.load_best();
   REQUIRE(best);
-  CHECK(std::string(best->bytes.begin(), best->bytes.end()) == zip_payload(9));
+  CHECK(payload_text(*best) == zip_payload(9));
   CHECK(invariant_violations(dir.path()).empty());
 }
 
@@ -281,8 +277,7 @@ TEST_CASE("recovery syncs the directory before it rolls a save forward, and the 
   {
     auto fs = std::make_shared<FaultFileSystem>();
     fs->fail_nth(Op::sync_dir, 1, EIO);
-    StoreOptions options;
-    options.file_system = fs;
+    const StoreOptions options = options_with(fs);
     try {
       CheckpointStore store(dir.path(), options);
       FAIL("the open succeeded although the directory fsync before the roll-forward failed");
@@ -305,8 +300,7 @@ TEST_CASE("a row a roll-forward rotated out stays deleted: the planned 'missing'
   TestDir dir("recheck");
   {
     CheckpointStore store(dir.path(), StoreOptions{2});
-    save_epoch(store, 1, zip_payload(1));
-    save_epoch(store, 2, zip_payload(2));
+    save_epochs(store, 1, 2);
   }
   save_epoch_killed_after_rename(dir.path(), 2, 3, 3);
   std::filesystem::remove(dir / "checkpoint_epoch_1.pth");  // gone too, by hand
@@ -327,8 +321,7 @@ TEST_CASE("a file a power loss brought back is recognized by the hash algorithm 
     StoreOptions options{1};
     options.hash_algorithm = HashAlgorithm::sha256;
     CheckpointStore store(dir.path(), options);
-    save_epoch(store, 1, zip_payload(1));
-    save_epoch(store, 2, zip_payload(2));
+    save_epochs(store, 1, 2);
   }
   REQUIRE_FALSE(std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
   write_bytes(dir / "checkpoint_epoch_1.pth", zip_payload(1));  // the unlink, undone

@@ -133,18 +133,6 @@ struct Write {
   std::string bytes;
 };
 
-// Bytes that differ from every other write's at almost every offset, so a file cut
-// short or holding parts of two writes is never mistaken for a whole one.
-std::string pattern(std::size_t size, std::uint32_t seed) {
-  std::string bytes(size, '\0');
-  std::uint32_t x = seed * 2654435761u + 1;
-  for (auto& byte : bytes) {
-    x = x * 1664525u + 1013904223u;
-    byte = static_cast<char>(x >> 24);
-  }
-  return bytes;
-}
-
 // Two files, each replaced: larger and smaller than before, and sizes on both sides of
 // the 1 MiB write buffer, so some writes are one append and some several.
 std::vector<Write> writes() {

@@ -22,7 +22,6 @@ using namespace ckpt;
 using namespace ckpt::test;
 
 namespace {
-std::string payload_text(const VerifiedPayload& payload) { return std::string(payload.bytes.begin(), payload.bytes.end()); }
 
 std::vector<std::string> epoch_files(const std::filesystem::path& dir) {
   std::vector<std::string> files;
@@ -101,8 +100,7 @@ TEST_CASE("rotation keeps the most recently committed epochs; superseded ones go
           "[store][order]") {
   TestDir dir("store");
   CheckpointStore store(dir.path(), StoreOptions{2});
-  save_epoch(store, 5, zip_payload(5));
-  save_epoch(store, 6, zip_payload(6));
+  save_epochs(store, 5, 6);
   save_epoch(store, 2, zip_payload(2));  // saved last: kept, and 5 (superseded, older) goes
   CHECK(epoch_files(dir.path()) == std::vector<std::string>{"checkpoint_epoch_2.pth", "checkpoint_epoch_6.pth"});
   CHECK(store.latest()->epoch == 2);
@@ -284,8 +282,7 @@ TEST_CASE("the writer lock is released when its process is killed", "[store][loc
 TEST_CASE("too little free space fails at once, names the file, and writes nothing", "[store][fault]") {
   TestDir dir("store");
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs);
   CheckpointStore store(dir.path(), options);
   save_epoch(store, 1, zip_payload(1));
   fs->set_free_space(100000);
@@ -305,8 +302,7 @@ TEST_CASE("too little free space fails at once, names the file, and writes nothi
 TEST_CASE("a disk that fills up mid-write fails the save and keeps the previous checkpoint", "[store][fault]") {
   TestDir dir("store");
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs);
   CheckpointStore store(dir.path(), options);
   save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(1), 0.1);
   fs->fail_nth(Op::write, 1, ENOSPC);
@@ -329,9 +325,7 @@ TEST_CASE("each failing file operation of a save leaves the old checkpoint or th
       DYNAMIC_SECTION("op " << static_cast<int>(op) << " errno " << error) {
         TestDir dir("fault");
         auto fs = std::make_shared<FaultFileSystem>();
-        StoreOptions options;
-        options.max_to_keep = 1;
-        options.file_system = fs;
+        StoreOptions options = options_with(fs, 1);
         {
           CheckpointStore store(dir.path(), options);
           save_epoch(store, 1, zip_payload(1));
@@ -477,9 +471,7 @@ TEST_CASE("a failed directory fsync commits nothing, deletes nothing, and only a
           "[store][fault][no-return]") {
   TestDir dir("store");
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.max_to_keep = 1;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs, 1);
   {
     CheckpointStore store(dir.path(), options);
     save_epoch(store, 1, zip_payload(1));
@@ -515,8 +507,7 @@ TEST_CASE("a failed directory fsync commits nothing, deletes nothing, and only a
 TEST_CASE("a rename that fails without happening is rolled back at once; the store goes on", "[store][fault][no-return]") {
   TestDir dir("store");
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs);
   CheckpointStore store(dir.path(), options);
   save_epoch(store, 1, zip_payload(1));
   fs->fail_nth(Op::rename, 1, EIO);
@@ -532,9 +523,7 @@ TEST_CASE("a rename that fails without happening is rolled back at once; the sto
 TEST_CASE("a rename that fails after happening is found by content, synced and committed", "[store][fault][no-return]") {
   TestDir dir("store");
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.max_to_keep = 1;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs, 1);
   {
     CheckpointStore store(dir.path(), options);
     save_epoch(store, 1, zip_payload(1));
@@ -555,11 +544,9 @@ TEST_CASE("a read error on the newest checkpoint is not corruption: the file sta
           "[store][fault]") {
   TestDir dir("store");
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs);
   CheckpointStore store(dir.path(), options);
-  save_epoch(store, 1, zip_payload(1));
-  save_epoch(store, 2, zip_payload(2));
+  save_epochs(store, 1, 2);
   save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(3), 0.3);
   fs->fail_nth(Op::read, 1, EIO);
   auto latest = store.load_latest();
@@ -587,8 +574,7 @@ TEST_CASE("a load never quarantines a file that holds the bytes of a pending row
   TestDir dir("store");
   {
     CheckpointStore store(dir.path());
-    save_epoch(store, 1, zip_payload(1));
-    save_epoch(store, 2, zip_payload(2));
+    save_epochs(store, 1, 2);
     // What a save cut short after its rename leaves, seen by a store that did not make it.
     write_bytes(dir / "checkpoint_epoch_2.pth", zip_payload(22));
     SQLite::Database db((dir / "index.sqlite").string(), SQLite::OPEN_READWRITE, 10000);
@@ -612,8 +598,7 @@ TEST_CASE("a decoder that fails on damaged bytes does not stop the hash from dec
   for (bool format_error : {true, false}) {
     TestDir dir("store");
     CheckpointStore store(dir.path());
-    save_epoch(store, 1, zip_payload(1));
-    save_epoch(store, 2, zip_payload(2));
+    save_epochs(store, 1, 2);
     std::string damaged = zip_payload(2);
     damaged[0] ^= 0x01;  // the local header's signature: a zip reader gives up at once
     write_bytes(dir / "checkpoint_epoch_2.pth", damaged);
@@ -687,8 +672,7 @@ TEST_CASE("a file recovery cannot read is left undecided; the rest of the direct
             save_epoch(store, 2, zip_payload(2));
           }) == 42);
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs);
   fs->fail_nth(Op::read, 1, EIO);
   {
     CheckpointStore store(dir.path(), options);  // does not fail the open

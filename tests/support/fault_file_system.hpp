@@ -7,15 +7,14 @@
 #include <memory>
 #include <optional>
 
-#include "ckpt/file_system.hpp"
+#include "support/forwarding_file_system.hpp"
 
 namespace ckpt::test {
 
 enum class Op { create, write, sync, rename, remove, sync_dir, read, count_ };
 
-class FaultFileSystem final : public FileSystem {
+class FaultFileSystem final : public ForwardingFileSystem {
  public:
-  FaultFileSystem() : real_(FileSystem::posix()) {}
 
   // The n-th (1-based, counted from now) operation of `op` fails with `error`.
   void fail_nth(Op op, int n, int error) {
@@ -40,19 +39,9 @@ class FaultFileSystem final : public FileSystem {
   void remove(const std::filesystem::path& path) override;
   void sync_dir(const std::filesystem::path& dir) override;
   void sync_file(const std::filesystem::path& path) override;  // counted and failed as Op::sync
-  void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
-  std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
-  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override {
-    return real_->file_size(path);
-  }
   std::uint64_t free_space(const std::filesystem::path& dir) override {
     return free_space_ ? *free_space_ : real_->free_space(dir);
   }
-  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file,
-                                                const std::string& holder) override {
-    return real_->lock_exclusive(lock_file, holder);
-  }
-  FileSystemType file_system_type(const std::filesystem::path& dir) override { return real_->file_system_type(dir); }
 
   // Counts the operation and throws the injected error when its turn has come.
   void before(Op op, const std::filesystem::path& path);
@@ -74,7 +63,6 @@ class FaultFileSystem final : public FileSystem {
       operation();
     }
   }
-  std::shared_ptr<FileSystem> real_;
   std::array<Fault, static_cast<int>(Op::count_)> faults_{};
   std::array<int, static_cast<int>(Op::count_)> counts_{};
   std::optional<std::uint64_t> free_space_;

@@ -210,11 +210,13 @@ static int at_should_fail(const char* name, const char* family, int dirfd, const
   static __typeof__(&name) real_##name;    \
   if (real_##name == NULL) real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name)
 
-#define FAIL_WITH_ERRNO() \
+// Fails the intercepted call: errno set, `result` (-1, or NULL for readdir) returned.
+#define FAIL_WITH(result) \
   do {                    \
     errno = config.error; \
-    return -1;            \
+    return result;        \
   } while (0)
+#define FAIL_WITH_ERRNO() FAIL_WITH(-1)
 
 EXPORT int fsync(int fd) {
   REAL(fsync);
@@ -294,60 +296,35 @@ static mode_t mode_argument(int flags, va_list args) {
   return 0;
 }
 
-EXPORT int open(const char* path, int flags, ...) {
-  REAL(open);
-  va_list args;
-  va_start(args, flags);
-  mode_t mode = mode_argument(flags, args);
-  va_end(args);
-  if (at_should_fail("open", "open", AT_FDCWD, path, AT_FDCWD, NULL)) FAIL_WITH_ERRNO();
-  return real_open(path, flags, mode);
-}
+// The body of the open wrappers: the arguments after `flags` are the real call's ones
+// before the flags; the mode is read only when the flags create a file.
+#define OPEN_BODY(name, dirfd, path, flags, ...)                                    \
+  REAL(name);                                                                       \
+  va_list args;                                                                     \
+  va_start(args, flags);                                                            \
+  mode_t mode = mode_argument(flags, args);                                         \
+  va_end(args);                                                                     \
+  if (at_should_fail(#name, "open", dirfd, path, AT_FDCWD, NULL)) FAIL_WITH_ERRNO(); \
+  return real_##name(__VA_ARGS__, flags, mode)
 
-EXPORT int open64(const char* path, int flags, ...) {
-  REAL(open64);
-  va_list args;
-  va_start(args, flags);
-  mode_t mode = mode_argument(flags, args);
-  va_end(args);
-  if (at_should_fail("open64", "open", AT_FDCWD, path, AT_FDCWD, NULL)) FAIL_WITH_ERRNO();
-  return real_open64(path, flags, mode);
-}
+EXPORT int open(const char* path, int flags, ...) { OPEN_BODY(open, AT_FDCWD, path, flags, path); }
 
-EXPORT int openat(int dirfd, const char* path, int flags, ...) {
-  REAL(openat);
-  va_list args;
-  va_start(args, flags);
-  mode_t mode = mode_argument(flags, args);
-  va_end(args);
-  if (at_should_fail("openat", "open", dirfd, path, AT_FDCWD, NULL)) FAIL_WITH_ERRNO();
-  return real_openat(dirfd, path, flags, mode);
-}
+EXPORT int open64(const char* path, int flags, ...) { OPEN_BODY(open64, AT_FDCWD, path, flags, path); }
+
+EXPORT int openat(int dirfd, const char* path, int flags, ...) { OPEN_BODY(openat, dirfd, path, flags, dirfd, path); }
 
 EXPORT int openat64(int dirfd, const char* path, int flags, ...) {
-  REAL(openat64);
-  va_list args;
-  va_start(args, flags);
-  mode_t mode = mode_argument(flags, args);
-  va_end(args);
-  if (at_should_fail("openat64", "open", dirfd, path, AT_FDCWD, NULL)) FAIL_WITH_ERRNO();
-  return real_openat64(dirfd, path, flags, mode);
+  OPEN_BODY(openat64, dirfd, path, flags, dirfd, path);
 }
 
 EXPORT struct dirent* readdir(DIR* dir) {
   REAL(readdir);
-  if (fd_should_fail("readdir", "readdir", dirfd(dir))) {
-    errno = config.error;
-    return NULL;
-  }
+  if (fd_should_fail("readdir", "readdir", dirfd(dir))) FAIL_WITH(NULL);
   return real_readdir(dir);
 }
 
 EXPORT struct dirent64* readdir64(DIR* dir) {
   REAL(readdir64);
-  if (fd_should_fail("readdir64", "readdir", dirfd(dir))) {
-    errno = config.error;
-    return NULL;
-  }
+  if (fd_should_fail("readdir64", "readdir", dirfd(dir))) FAIL_WITH(NULL);
   return real_readdir64(dir);
 }

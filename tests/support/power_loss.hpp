@@ -32,29 +32,18 @@
 #include <string>
 #include <vector>
 
-#include "ckpt/file_system.hpp"
+#include "support/forwarding_file_system.hpp"
 
 namespace ckpt::test {
 
-class PowerLossFileSystem final : public FileSystem {
+class PowerLossFileSystem final : public ForwardingFileSystem {
  public:
-  PowerLossFileSystem() : real_(FileSystem::posix()) {}
-
   std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
-  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override { return real_->open_for_read(path); }
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
   void remove(const std::filesystem::path& path) override;
   void sync_dir(const std::filesystem::path& dir) override;
   // The file's bytes as they are now become durable (its name still needs sync_dir).
   void sync_file(const std::filesystem::path& path) override;
-  void create_directories(const std::filesystem::path& dir) override { real_->create_directories(dir); }
-  std::vector<std::string> list_files(const std::filesystem::path& dir) override { return real_->list_files(dir); }
-  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override { return real_->file_size(path); }
-  std::uint64_t free_space(const std::filesystem::path& dir) override { return real_->free_space(dir); }
-  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file, const std::string& holder) override {
-    return real_->lock_exclusive(lock_file, holder);
-  }
-  FileSystemType file_system_type(const std::filesystem::path& dir) override { return real_->file_system_type(dir); }
 
   // Called by the files this creates.
   void note_synced(const std::filesystem::path& path, std::uint64_t size) { synced_size_[path] = size; }
@@ -80,7 +69,6 @@ class PowerLossFileSystem final : public FileSystem {
   };
   std::string durable_content(const std::filesystem::path& path);
 
-  std::shared_ptr<FileSystem> real_;
   std::map<std::filesystem::path, std::uint64_t> synced_size_;  // files written through here
   std::vector<DirChange> pending_;                              // not yet covered by a directory fsync
 };

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "format/checkpoint_format.hpp"
@@ -33,43 +34,54 @@ std::string written(const format::ValuePtr& root, const std::shared_ptr<format::
   format::prepare_checkpoint(root, {storage}).write(sink);
   return sink.bytes;
 }
-}  // namespace
 
-std::string zip_payload(int seed, std::size_t data_size) {
-  std::string data(data_size, '\0');
-  std::uint32_t x = static_cast<std::uint32_t>(seed) * 2654435761u + 1;
-  for (auto& c : data) {
-    x = x * 1664525u + 1013904223u;
-    c = static_cast<char>(x >> 24);
-  }
-  // torch.save's layout, by ckpt's writer: {"seed": seed, "data": uint8 tensor of the bytes}.
+// A 1-D tensor of `numel` `dtype` elements at `data` (which must outlive the write),
+// in storage "0".
+std::shared_ptr<format::TensorInfo> vector_tensor(format::DType dtype, const void* data, std::size_t numel) {
   auto storage = std::make_shared<format::StorageInfo>();
   storage->key = "0";
-  storage->dtype = format::DType::uint8;
-  storage->numel = data.size();
-  storage->data = data.data();
+  storage->dtype = dtype;
+  storage->numel = numel;
+  storage->data = data;
   auto tensor = std::make_shared<format::TensorInfo>();
   tensor->storage = storage;
-  tensor->sizes = {static_cast<std::int64_t>(data.size())};
+  tensor->sizes = {static_cast<std::int64_t>(numel)};
   tensor->strides = {1};
+  return tensor;
+}
+}  // namespace
+
+std::string pattern(std::size_t size, std::uint32_t seed) {
+  std::string bytes(size, '\0');
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& byte : bytes) {
+    x = x * 1664525u + 1013904223u;
+    byte = static_cast<char>(x >> 24);
+  }
+  return bytes;
+}
+
+StoreOptions options_with(std::shared_ptr<FileSystem> fs, int max_to_keep) {
+  StoreOptions options;
+  options.max_to_keep = max_to_keep;
+  options.file_system = std::move(fs);
+  return options;
+}
+
+std::string zip_payload(int seed, std::size_t data_size) {
+  const std::string data = pattern(data_size, static_cast<std::uint32_t>(seed));
+  // torch.save's layout, by ckpt's writer: {"seed": seed, "data": uint8 tensor of the bytes}.
+  auto tensor = vector_tensor(format::DType::uint8, data.data(), data.size());
   auto root = format::Value::dict();
   root->add_entry(format::Value::of_string("seed"), format::Value::of_int(seed));
   root->add_entry(format::Value::of_string("data"), format::Value::of_tensor(tensor));
-  return written(root, storage);
+  return written(root, tensor->storage);
 }
 
 std::string guide_payload(std::int64_t epoch, double val_acc, double best_acc, int seed) {
   std::vector<float> weights(16);
   for (std::size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<float>(seed) + 0.25f * static_cast<float>(i);
-  auto storage = std::make_shared<format::StorageInfo>();
-  storage->key = "0";
-  storage->dtype = format::DType::float32;
-  storage->numel = weights.size();
-  storage->data = weights.data();
-  auto tensor = std::make_shared<format::TensorInfo>();
-  tensor->storage = storage;
-  tensor->sizes = {static_cast<std::int64_t>(weights.size())};
-  tensor->strides = {1};
+  auto tensor = vector_tensor(format::DType::float32, weights.data(), weights.size());
   auto model = format::Value::dict();
   model->add_entry(format::Value::of_string("w"), format::Value::of_tensor(tensor));
   auto root = format::Value::dict();
@@ -77,7 +89,7 @@ std::string guide_payload(std::int64_t epoch, double val_acc, double best_acc, i
   root->add_entry(format::Value::of_string("model"), model);
   root->add_entry(format::Value::of_string("best_acc"), format::Value::of_double(best_acc));
   root->add_entry(format::Value::of_string("val_acc"), format::Value::of_double(val_acc));
-  return written(root, storage);
+  return written(root, tensor->storage);
 }
 
 CheckpointRecord save_bytes(CheckpointStore& store, CheckpointKind kind, std::optional<std::int64_t> epoch,
@@ -87,6 +99,10 @@ CheckpointRecord save_bytes(CheckpointStore& store, CheckpointKind kind, std::op
 
 CheckpointRecord save_epoch(CheckpointStore& store, std::int64_t epoch, const std::string& bytes) {
   return save_bytes(store, CheckpointKind::epoch, epoch, bytes);
+}
+
+void save_epochs(CheckpointStore& store, std::int64_t first, std::int64_t last) {
+  for (std::int64_t epoch = first; epoch <= last; ++epoch) save_epoch(store, epoch, zip_payload(static_cast<int>(epoch)));
 }
 
 std::vector<IndexRow> index_rows(const std::filesystem::path& dir) {
@@ -153,6 +169,11 @@ std::vector<std::string> invariant_violations(const std::filesystem::path& dir) 
     }
   }
   return violations;
+}
+
+double env_number(const char* name, double fallback) {
+  const char* configured = std::getenv(name);
+  return configured ? std::atof(configured) : fallback;
 }
 
 int run_in_child(const std::function<void()>& body) {

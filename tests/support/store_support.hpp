@@ -20,9 +20,21 @@ std::string zip_payload(int seed, std::size_t data_size = 4096);
 // {"w": 16 float32 values from `seed`}, "best_acc": best_acc, "val_acc": val_acc}.
 std::string guide_payload(std::int64_t epoch, double val_acc, double best_acc, int seed);
 
+// Bytes that differ from every other seed's at almost every offset, so a file cut short,
+// holding parts of two writes, or a record read from the wrong place shows.
+std::string pattern(std::size_t size, std::uint32_t seed = 1);
+
+// Store options on the file system `fs` (a FaultFileSystem, say), keeping `max_to_keep`.
+StoreOptions options_with(std::shared_ptr<FileSystem> fs, int max_to_keep = StoreOptions{}.max_to_keep);
+
+// A loaded checkpoint's bytes, as a string to compare with a payload.
+inline std::string payload_text(const VerifiedPayload& payload) { return std::string(payload.bytes.begin(), payload.bytes.end()); }
+
 CheckpointRecord save_bytes(CheckpointStore& store, CheckpointKind kind, std::optional<std::int64_t> epoch,
                             const std::string& bytes, std::optional<double> metric = std::nullopt);
 CheckpointRecord save_epoch(CheckpointStore& store, std::int64_t epoch, const std::string& bytes);
+// Saves epochs `first` to `last`, each with zip_payload(epoch).
+void save_epochs(CheckpointStore& store, std::int64_t first, std::int64_t last);
 
 struct IndexRow {
   std::int64_t id;
@@ -43,6 +55,10 @@ std::string xxh3_of(const std::filesystem::path& path);
 //   and no row is left pending, and PRAGMA integrity_check says ok.
 // Returns one line per violation; empty when all hold.
 std::vector<std::string> invariant_violations(const std::filesystem::path& dir);
+
+// A test's knob from the environment (CKPT_KILL_ROUNDS, ...): its number, or `fallback`
+// when the variable is unset.
+double env_number(const char* name, double fallback);
 
 // Runs `body` in a forked child and returns its exit status (or 128 + signal).
 int run_in_child(const std::function<void()>& body);
