@@ -30,6 +30,7 @@
 
 #include "ckpt/errors.hpp"
 #include "ckpt/inspect.hpp"
+#include "ckpt/layout.hpp"
 #include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "ckpt/version.hpp"
@@ -509,7 +510,7 @@ bool g_allow_network_fs = false;
 ckpt::StoreOptions writer_options(const std::string& dir) {
   ckpt::StoreOptions options;
   options.allow_network_file_system = g_allow_network_fs;
-  if (std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
+  if (std::filesystem::exists(std::filesystem::path(dir) / ckpt::layout::kIndex)) {
     if (auto keep = ckpt::CheckpointReader(dir).max_to_keep()) options.max_to_keep = *keep;
   }
   return options;
@@ -609,7 +610,7 @@ struct Retention {
 Retention import_retention(const std::string& dir, std::optional<int> keep, const std::vector<ImportFile>& files,
                            bool ask_index = true) {
   if (keep) return {*keep, "--keep"};
-  if (ask_index && std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
+  if (ask_index && std::filesystem::exists(std::filesystem::path(dir) / ckpt::layout::kIndex)) {
     if (auto stored = ckpt::CheckpointReader(dir).max_to_keep()) return {*stored, "the retention the index records"};
   }
   const int guide_default = ckpt::StoreOptions{}.max_to_keep;
@@ -646,7 +647,7 @@ int cmd_import(const std::string& dir, std::optional<int> keep, bool allow_unloa
   if (!as_json) std::cout << fmt::format("retention: keep {} ({})\n", retention.keep == 0 ? "all" : std::to_string(retention.keep), p(retention.why));
 
   std::set<std::int64_t> known;  // rows from before this run
-  if (std::filesystem::exists(std::filesystem::path(dir) / "index.sqlite")) {
+  if (std::filesystem::exists(std::filesystem::path(dir) / ckpt::layout::kIndex)) {
     for (const auto& r : ckpt::CheckpointReader(dir).checkpoints(true)) known.insert(r.id);
   }
   ckpt::StoreOptions options = writer_options(dir);

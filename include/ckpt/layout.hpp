@@ -1,11 +1,10 @@
-// The guide's file names in a checkpoint directory: their one home. Torch-free, so the
-// store, the `ckpt` tool and CheckpointManager (which re-exports them under the guide's
+// The file names in a checkpoint directory: their one home. Torch-free, so the store,
+// the `ckpt` tool and CheckpointManager (which re-exports the guide's three under its
 // Python names, BEST_MODEL_NAME, ...) all take them from here. Users port Python code that
-// expects exactly these names, so they never change.
+// expects exactly the guide's names, so they never change.
 //
-// The directory also holds index.sqlite (with its -wal and -shm files), index.lock, a
-// quarantine/ folder for damaged files, and `<name>.<pid>-<n>.tmp` files while a save is in
-// flight (docs/schema.md describes each).
+// The directory also holds a quarantine/ folder for damaged files, and
+// `<name>.<pid>-<n>.tmp` files while a save is in flight (docs/schema.md describes each).
 #pragma once
 
 namespace ckpt::layout {
@@ -15,5 +14,10 @@ inline constexpr char kBestModel[] = "best_model.pth";
 inline constexpr char kEpochPrefix[] = "checkpoint_epoch_";
 inline constexpr char kInterrupt[] = "interrupt_checkpoint.pth";
 inline constexpr char kPayloadSuffix[] = ".pth";
+
+// ckpt's own: the SQLite index (beside it, SQLite's index.sqlite-wal and -shm) and the
+// writer lock.
+inline constexpr char kIndex[] = "index.sqlite";
+inline constexpr char kLock[] = "index.lock";
 
 }  // namespace ckpt::layout

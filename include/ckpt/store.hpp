@@ -266,13 +266,15 @@ class CheckpointStore {
   // a new index and adopts every complete checkpoint file (RecoveryReport), and syncs the
   // directory again. The new index records options.max_to_keep. An index that is ok is
   // kept (only the open's recovery runs).
-  // A crash or power loss before the first directory fsync leaves the old index under its
-  // name (the rebuild can be run again); after it, the old index stays aside and the
-  // new one holds what was adopted before the loss (the next open adopts the rest).
-  // Once this returns, both survive a power loss.
+  // A process crash during the moves leaves each of the old index's files under its name
+  // or aside, never lost (run the rebuild again, or rename them back); a power loss before
+  // the first directory fsync may also undo moves already made. After that fsync the old
+  // index stays aside and the new one holds what was adopted before the crash (the next
+  // open adopts the rest). Once this returns, both survive a power loss.
   // Throws LockedError (a writer holds the directory); IndexError (schema_too_new) for an
   // index from a newer ckpt unless `replace_newer`; IoError naming the file when moving
-  // it aside fails (the old index stays in place, or partly aside: nothing is lost) or
+  // it aside fails (the old index stays in place: sidecars already moved are put back,
+  // and the message names any that could not be) or
   // the directory fsync fails (the old index is aside and there is no index: the next
   // open or rebuild creates one); otherwise what the constructor throws.
   static IndexRebuild rebuild_index(const std::filesystem::path& dir, StoreOptions options = {},

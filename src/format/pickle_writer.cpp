@@ -87,21 +87,18 @@ class Writer {
     out_ += '\n';
     std::uint32_t index = static_cast<std::uint32_t>(memo_.size());
     memo_.emplace(key, index);
-    if (index < 256) {
-      out_ += 'q';
-      out_ += static_cast<char>(index);
-    } else {
-      out_ += 'r';
-      put_u32(index);
-    }
+    emit_memo_op('q', 'r', index);  // BINPUT / LONG_BINPUT
   }
 
-  void emit_get(std::uint32_t index) {
+  void emit_get(std::uint32_t index) { emit_memo_op('h', 'j', index); }  // BINGET / LONG_BINGET
+
+  // A memo opcode: the one-byte form for indexes below 256, else the four-byte one.
+  void emit_memo_op(char short_op, char long_op, std::uint32_t index) {
     if (index < 256) {
-      out_ += 'h';
+      out_ += short_op;
       out_ += static_cast<char>(index);
     } else {
-      out_ += 'j';
+      out_ += long_op;
       put_u32(index);
     }
   }

@@ -112,30 +112,27 @@ T& Value::held() {
   return std::get<T>(body_->held);
 }
 
+// What the value holds if it is a T, else `fallback` (the accessors' empty defaults).
 template <typename T>
-const T* Value::held_if() const noexcept {
-  return body_ ? std::get_if<T>(&body_->held) : nullptr;
+const T& Value::held_or(const T& fallback) const noexcept {
+  const T* held = body_ ? std::get_if<T>(&body_->held) : nullptr;
+  return held ? *held : fallback;
 }
 
 const std::string& Value::text() const noexcept {
-  const auto* p = held_if<std::string>();
-  return p ? *p : kNoText;
+  return held_or(kNoText);
 }
 const std::vector<ValuePtr>& Value::items() const noexcept {
-  const auto* p = held_if<std::vector<ValuePtr>>();
-  return p ? *p : kNoItems;
+  return held_or(kNoItems);
 }
 const std::vector<Entry>& Value::entries() const noexcept {
-  const auto* p = held_if<std::vector<Entry>>();
-  return p ? *p : kNoEntries;
+  return held_or(kNoEntries);
 }
 const std::shared_ptr<TensorInfo>& Value::tensor() const noexcept {
-  const auto* p = held_if<std::shared_ptr<TensorInfo>>();
-  return p ? *p : kNoTensor;
+  return held_or(kNoTensor);
 }
 const std::shared_ptr<StorageInfo>& Value::storage() const noexcept {
-  const auto* p = held_if<std::shared_ptr<StorageInfo>>();
-  return p ? *p : kNoStorage;
+  return held_or(kNoStorage);
 }
 
 std::size_t Value::append(ValuePtr item) {

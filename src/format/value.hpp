@@ -150,7 +150,7 @@ struct Value {
   template <typename T>
   T& held();
   template <typename T>
-  const T* held_if() const noexcept;
+  const T& held_or(const T& fallback) const noexcept;
 
   ValueKind kind_ = ValueKind::none;
   bool flag_ = false;     // boolean's value; ordered_dict; is_unsigned

@@ -76,6 +76,23 @@ std::optional<CheckpointRecord> read_first(SQLite::Statement& statement, const s
   return record;
 }
 
+// Binds `args` to parameters 1, 2, ... of a statement: text and integers; an empty
+// optional leaves its parameter NULL (prepared() clears the bindings of a cached statement).
+// A real is refused at compile time rather than converted to an integer (bind it directly).
+void bind_one(SQLite::Statement& statement, int index, std::string_view text) { statement.bind(index, std::string(text)); }
+void bind_one(SQLite::Statement& statement, int index, std::int64_t number) { statement.bind(index, static_cast<int64_t>(number)); }
+void bind_one(SQLite::Statement& statement, int index, double real) = delete;
+template <typename T>
+void bind_one(SQLite::Statement& statement, int index, const std::optional<T>& maybe) {
+  if (maybe) bind_one(statement, index, *maybe);
+}
+template <typename... Args>
+SQLite::Statement& bound(SQLite::Statement& statement, const Args&... args) {
+  int index = 0;
+  (bind_one(statement, ++index, args), ...);
+  return statement;
+}
+
 }  // namespace
 
 CheckpointKind parse_kind(std::string_view kind, std::string_view where) {
@@ -212,11 +229,10 @@ std::optional<std::string> Index::setting(std::string_view key) {
 
 void Index::set_setting(std::string_view key, std::string_view value) {
   guarded("write setting", [&] {
-    SQLite::Statement& statement = prepared("INSERT INTO settings (key, value) VALUES (?, ?) "
-                                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
-    statement.bind(1, std::string(key));
-    statement.bind(2, std::string(value));
-    statement.exec();
+    bound(prepared("INSERT INTO settings (key, value) VALUES (?, ?) "
+                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+          key, value)
+        .exec();
   });
 }
 
@@ -285,11 +301,10 @@ std::vector<NamedMetric> Index::metrics(std::optional<std::int64_t> checkpoint_i
 
 void Index::set_status(std::int64_t id, std::string_view new_status) {
   guarded("update checkpoint status", [&] {
-    SQLite::Statement& statement = prepared("UPDATE checkpoints SET status = ?, "
-                                      "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?");
-    statement.bind(1, std::string(new_status));
-    statement.bind(2, static_cast<int64_t>(id));
-    statement.exec();
+    bound(prepared("UPDATE checkpoints SET status = ?, "
+                   "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?"),
+          new_status, id)
+        .exec();
   });
 }
 
@@ -301,18 +316,14 @@ void Index::mark_committed(std::int64_t id) {
         "UPDATE checkpoints SET status = '" + std::string(status::kCommitted) + "', "
         "commit_seq = (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1), "
         "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?");
-    statement.bind(1, static_cast<int64_t>(id));
-    statement.exec();
+    bound(statement, id).exec();
   });
 }
 
 void Index::add_event(std::string_view event, std::optional<std::int64_t> checkpoint_id, std::string_view detail) {
   guarded("record event", [&] {
-    SQLite::Statement& statement = prepared("INSERT INTO events (event, checkpoint_id, detail) VALUES (?, ?, ?)");
-    statement.bind(1, std::string(event));
-    if (checkpoint_id) statement.bind(2, static_cast<int64_t>(*checkpoint_id));
-    statement.bind(3, std::string(detail));
-    statement.exec();
+    bound(prepared("INSERT INTO events (event, checkpoint_id, detail) VALUES (?, ?, ?)"), event, checkpoint_id, detail)
+        .exec();
   });
 }
 

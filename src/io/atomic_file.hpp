@@ -23,4 +23,15 @@ std::uint64_t write_file_atomically(FileSystem& fs, const std::filesystem::path&
                                     const std::filesystem::path& temp_path,
                                     const std::function<void(ByteSink&)>& write_payload);
 
+// Room kept beyond a payload's size bound: file-system metadata, the index's WAL growth,
+// and not leaving the disk at exactly zero bytes.
+inline constexpr std::uint64_t kFreeSpaceMargin = 1 << 20;
+
+// Refuses a save of up to `size_hint` bytes into `dir` before anything is written, so a
+// save that cannot fit leaves no partial temp file to fill the disk (and the previous
+// file at `target` untouched). Throws IoError (disk_full, ENOSPC) naming `target`, what it
+// needs and what is available; whatever fs.free_space throws.
+void require_free_space(FileSystem& fs, const std::filesystem::path& dir, const std::filesystem::path& target,
+                        std::uint64_t size_hint);
+
 }  // namespace ckpt::io

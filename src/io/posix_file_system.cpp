@@ -369,13 +369,9 @@ class PosixFileSystem final : public FileSystem {
   }
 
   std::optional<std::int64_t> modified_ns(const std::filesystem::path& path) override {
-    struct stat st{};
-    if (retry_on_eintr([&] { return ::stat(path.c_str(), &st); }) != 0) {
-      if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
-      throw_os_error(errno, "stat", path);
-    }
-    if (!S_ISREG(st.st_mode)) return std::nullopt;
-    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    const auto st = regular_file_stat(path);
+    if (!st) return std::nullopt;
+    return static_cast<std::int64_t>(st->st_mtim.tv_sec) * 1'000'000'000 + st->st_mtim.tv_nsec;
   }
 
   void create_directories(const std::filesystem::path& dir) override {
@@ -411,13 +407,21 @@ class PosixFileSystem final : public FileSystem {
   }
 
   std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override {
+    const auto st = regular_file_stat(path);
+    if (!st) return std::nullopt;
+    return static_cast<std::uint64_t>(st->st_size);
+  }
+
+  // stat() of a regular file; nothing if `path` is missing or is not a regular file, and
+  // IoError naming it for any other failure.
+  static std::optional<struct stat> regular_file_stat(const std::filesystem::path& path) {
     struct stat st{};
     if (retry_on_eintr([&] { return ::stat(path.c_str(), &st); }) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
       throw_os_error(errno, "stat", path);
     }
     if (!S_ISREG(st.st_mode)) return std::nullopt;
-    return static_cast<std::uint64_t>(st.st_size);
+    return st;
   }
 
   std::uint64_t free_space(const std::filesystem::path& dir) override {

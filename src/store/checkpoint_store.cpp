@@ -45,12 +45,7 @@ std::string store::describe(const CheckpointRecord& record) {
 }
 
 namespace {
-
-namespace status = index::status;
-using index::Durability;
-using index::Transaction;
-using spdlog::level::level_enum;
-using store::describe;
+using namespace store_files;
 
 constexpr const char* kMaxToKeepSetting = "max_to_keep";
 // Where a writer whose index was deleted under it puts the copy it recreates it from.

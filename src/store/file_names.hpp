@@ -18,8 +18,8 @@ inline constexpr std::string_view kEpochPrefix = layout::kEpochPrefix;
 inline constexpr std::string_view kInterrupt = layout::kInterrupt;
 inline constexpr std::string_view kPayloadSuffix = layout::kPayloadSuffix;
 
-inline constexpr std::string_view kIndex = "index.sqlite";
-inline constexpr std::string_view kLock = "index.lock";
+inline constexpr std::string_view kIndex = layout::kIndex;
+inline constexpr std::string_view kLock = layout::kLock;
 inline constexpr std::string_view kQuarantineDir = "quarantine";
 inline constexpr std::string_view kTempSuffix = ".tmp";
 

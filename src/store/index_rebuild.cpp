@@ -6,14 +6,14 @@
 #include "store/store_impl.hpp"
 
 #include <fmt/format.h>
+#include <vector>
 
 #include "log/log.hpp"
 
 namespace ckpt {
 
 namespace {
-
-using spdlog::level::level_enum;
+using namespace store_files;
 
 IndexHealth check_index_file(FileSystem& fs, const std::filesystem::path& path) {
   IndexHealth health;
@@ -78,15 +78,30 @@ std::filesystem::path CheckpointStore::Impl::move_index_aside() {
     aside = fmt::format("{}.old-{}{}", index, store::utc_stamp(), attempt == 0 ? std::string() : fmt::format("-{}", attempt));
     if (!fs_->file_size(aside) && !fs_->file_size(aside + "-wal")) break;
   }
+  std::vector<std::string> moved;  // suffixes already aside
   for (const char* suffix : {"-wal", "-shm", ""}) {
     const std::string from = index + suffix;
     if (!fs_->file_size(from)) continue;
     try {
       fs_->rename(from, aside + suffix);
+      moved.push_back(suffix);
     } catch (const std::exception& error) {
+      // Put the sidecars back: an index without its -wal loses the frames committed
+      // there (a too-new index kept as it is would look older than it is).
+      std::string left_aside;
+      for (const std::string& back : moved) {
+        try {
+          fs_->rename(aside + back, index + back);
+        } catch (const std::exception&) {
+          left_aside += fmt::format("{}{} ", aside, back);
+        }
+      }
       throw IoError(ErrorCode::io,
-                    fmt::format("{}: could not move the old index aside to {}: {}; nothing was rebuilt", from,
-                                aside + suffix, error.what()),
+                    fmt::format("{}: could not move the old index aside to {}: {}; nothing was rebuilt{}", from,
+                                aside + suffix, error.what(),
+                                left_aside.empty() ? std::string()
+                                                   : fmt::format(" (could not move back: {}; rename them back by hand)",
+                                                                 left_aside.substr(0, left_aside.size() - 1))),
                     from);
     }
   }

@@ -13,15 +13,7 @@
 
 namespace ckpt {
 
-namespace {
-
-namespace status = index::status;
-using index::Durability;
-using index::Transaction;
-using spdlog::level::level_enum;
-using store::describe;
-
-}  // namespace
+using namespace store_files;
 
 std::optional<CheckpointRecord> CheckpointStore::Impl::load_latest(const PayloadReader& read_payload) {
   ensure_resolved();

@@ -13,14 +13,7 @@
 namespace ckpt {
 
 namespace {
-
-namespace status = index::status;
-using index::Durability;
-using index::Transaction;
-using spdlog::level::level_enum;
-using store::CommitCause;
-using store::describe;
-using store::utc_stamp;
+using namespace store_files;
 
 // A file's modification time as the index writes times: UTC, ISO-8601, milliseconds.
 std::string iso_utc(std::int64_t ns) {

@@ -19,12 +19,7 @@
 namespace ckpt {
 
 namespace {
-
-namespace status = index::status;
-using index::Durability;
-using index::Transaction;
-using spdlog::level::level_enum;
-using store::describe;
+using namespace store_files;
 
 // Another writer's temp file this young may be a save in progress (the Python guide's
 // `<final>.tmp`, renamed onto its name when torch.save returns): recovery leaves it.

@@ -25,21 +25,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "io/atomic_file.hpp"
 #include "log/log.hpp"
 
 namespace ckpt {
 
 namespace {
-
-namespace status = index::status;
-using index::Durability;
-using index::Transaction;
-using spdlog::level::level_enum;
-using store::CommitCause;
-using store::describe;
-
-// Room left beside the payload for the index's WAL growth and file-system metadata.
-constexpr std::uint64_t kFreeSpaceMargin = 1 << 20;
+using namespace store_files;
 
 }  // namespace
 
@@ -58,7 +50,7 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   ensure_index_present();
   const std::string final_name = names::checkpoint_file(kind, epoch);
   const std::filesystem::path final_path = dir_ / final_name;
-  check_free_space(final_path, request.size_hint);
+  io::require_free_space(*fs_, dir_, final_path, request.size_hint);
 
   io::HashingTempFile temp(*fs_, dir_ / names::temp_file(final_name, ::getpid(), ++temp_sequence_),
                            options_.hash_algorithm);
@@ -131,16 +123,6 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   }
   step("obsolete_deleted");
   return index_->find(record.id).value();
-}
-
-void CheckpointStore::Impl::check_free_space(const std::filesystem::path& target, std::uint64_t size_hint) {
-  std::uint64_t available = fs_->free_space(dir_);
-  if (available < size_hint + kFreeSpaceMargin) {
-    throw IoError(ErrorCode::disk_full,
-                  fmt::format("{}: not enough free space to save: need {} bytes (+{} margin), {} available",
-                              target.string(), size_hint, kFreeSpaceMargin, available),
-                  target, ENOSPC);
-  }
 }
 
 // Step 6 of the save protocol, shared by save() and recovery: the pending row becomes

@@ -29,6 +29,7 @@
 #include "index/index.hpp"
 #include "io/file_hash.hpp"
 #include "io/temp_file.hpp"
+#include "log/log.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
 #include "store/test_hooks.hpp"
@@ -50,6 +51,18 @@ std::string describe(const CheckpointRecord& record);
 std::string utc_stamp();
 
 }  // namespace store
+
+// The names every job's file of the store (and only they: this header is internal to
+// src/store/) uses unqualified; each brings them in with `using namespace store_files;`.
+namespace store_files {
+namespace status = index::status;
+using index::Durability;
+using index::Transaction;
+using spdlog::level::level_enum;
+using store::CommitCause;
+using store::describe;
+using store::utc_stamp;
+}  // namespace store_files
 
 class CheckpointStore::Impl {
  public:
@@ -107,7 +120,6 @@ class CheckpointStore::Impl {
   io::FileDigest digest_of(const std::filesystem::path& path, const std::string& algorithm_name);
 
   // ---- save_protocol.cpp ----
-  void check_free_space(const std::filesystem::path& target, std::uint64_t size_hint);
   void finish_save(std::int64_t pending_id, store::CommitCause cause);
   void note_superseded(const CheckpointRecord& record);
   int delete_obsolete_files();

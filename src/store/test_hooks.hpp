@@ -67,9 +67,9 @@ class HookedFileSystem final : public FileSystem {
 };
 
 // The hooks a store opened with `options` will run, to set: `test_hooks(options).on_step
-// = ...`. The first call on options whose file system is not yet hooked wraps it; a call
-// on options copied from hooked ones gives the copy hooks of its own (copy on write), so
-// changing one copy's hooks never changes another's.
+// = ...`. Each call gives `options` hooks of its own (it rewraps the file system, keeping
+// the hooks set so far), so changing one copy's hooks never changes another's. The
+// reference is valid until the next test_hooks() call on the same options.
 TestHooks& test_hooks(StoreOptions& options);
 
 // The hooks `fs` carries: its own if it is a HookedFileSystem, else none (all defaults).

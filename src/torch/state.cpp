@@ -19,6 +19,13 @@ std::string joined_keys(const State& state) {
                    fmt::format("State: key '{}' holds {}, not {}", key, state_detail::described(value), wanted));
 }
 
+// `value` if `(value.*is)()`, else StateError (ErrorCode::type) naming `key` and what was `wanted`.
+const c10::IValue& of_type(std::string_view key, const c10::IValue& value, bool (c10::IValue::*is)() const,
+                           std::string_view wanted) {
+  if (!(value.*is)()) throw_wrong_type(key, value, wanted);
+  return value;
+}
+
 }  // namespace
 
 std::string state_detail::described(const c10::IValue& value) {
@@ -80,9 +87,7 @@ std::vector<std::string> State::keys() const {
 }
 
 std::int64_t State::get_int(std::string_view key) const {
-  const auto& value = at(key);
-  if (!value.isInt()) throw_wrong_type(key, value, "an int");
-  return value.toInt();
+  return of_type(key, at(key), &c10::IValue::isInt, "an int").toInt();
 }
 
 double State::get_double(std::string_view key) const {
@@ -93,21 +98,15 @@ double State::get_double(std::string_view key) const {
 }
 
 bool State::get_bool(std::string_view key) const {
-  const auto& value = at(key);
-  if (!value.isBool()) throw_wrong_type(key, value, "a bool");
-  return value.toBool();
+  return of_type(key, at(key), &c10::IValue::isBool, "a bool").toBool();
 }
 
 std::string State::get_string(std::string_view key) const {
-  const auto& value = at(key);
-  if (!value.isString()) throw_wrong_type(key, value, "a string");
-  return value.toStringRef();
+  return of_type(key, at(key), &c10::IValue::isString, "a string").toStringRef();
 }
 
 at::Tensor State::get_tensor(std::string_view key) const {
-  const auto& value = at(key);
-  if (!value.isTensor()) throw_wrong_type(key, value, "a Tensor");
-  return value.toTensor();
+  return of_type(key, at(key), &c10::IValue::isTensor, "a Tensor").toTensor();
 }
 
 State State::get_state(std::string_view key) const {

@@ -33,8 +33,7 @@ void prepare_damaged(const std::filesystem::path& dir) {
   std::filesystem::remove_all(dir);
   {
     CheckpointStore store(dir);
-    save_epoch(store, 1, zip_payload(1));
-    save_epoch(store, 2, zip_payload(2));
+    save_epochs(store, 1, 2);
     save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(3), 0.5);
   }
   for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(dir / (std::string("index.sqlite") + suffix));
@@ -107,8 +106,7 @@ TEST_CASE("a rebuild whose rename fails names the index and leaves it in place",
   TestDir dir("rebuild");
   prepare_damaged(dir.path());
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs);
   fs->fail_nth(Op::rename, 1, EIO);
   try {
     CheckpointStore::rebuild_index(dir.path(), options);
@@ -124,13 +122,34 @@ TEST_CASE("a rebuild whose rename fails names the index and leaves it in place",
   CHECK(live_rows(dir.path()) == kFiles);
 }
 
+TEST_CASE("a rebuild whose rename of the index fails puts its -wal and -shm back beside it", "[index][repair][fault]") {
+  TestDir dir("rebuild");
+  prepare_damaged(dir.path());
+  write_bytes(dir / "index.sqlite-wal", "frames committed to the old index");
+  write_bytes(dir / "index.sqlite-shm", "its shared memory");
+  auto fs = std::make_shared<FaultFileSystem>();
+  StoreOptions options = options_with(fs);
+  fs->fail_nth(Op::rename, 3, EIO);  // -wal and -shm moved, then index.sqlite fails
+  CHECK_THROWS_WITH(CheckpointStore::rebuild_index(dir.path(), options),
+                    Catch::Contains("could not move the old index aside") && Catch::Contains("nothing was rebuilt") &&
+                        !Catch::Contains("could not move back"));
+  CHECK(read_bytes(dir / "index.sqlite") == kGarbage);
+  CHECK(read_bytes(dir / "index.sqlite-wal") == "frames committed to the old index");
+  // -shm is SQLite's scratch (the health check under the lock may rewrite it): beside the
+  // index again is what matters.
+  CHECK(std::filesystem::exists(dir / "index.sqlite-shm"));
+  CHECK(old_indexes(dir.path()).empty());
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    CHECK(entry.path().filename().string().find(".old-") == std::string::npos);
+  }
+}
+
 TEST_CASE("a rebuild whose directory fsync fails names the index, keeps it aside, and the directory opens",
           "[index][repair][fault]") {
   TestDir dir("rebuild");
   prepare_damaged(dir.path());
   auto fs = std::make_shared<FaultFileSystem>();
-  StoreOptions options;
-  options.file_system = fs;
+  StoreOptions options = options_with(fs);
   fs->fail_nth(Op::sync_dir, 1, EIO);
   try {
     CheckpointStore::rebuild_index(dir.path(), options);
@@ -161,8 +180,7 @@ TEST_CASE("a power loss during or just after a rebuild keeps the old index or th
     prepare_damaged(dir.path());
     const int status = run_in_child([&] {
       auto fs = std::make_shared<PowerLossFileSystem>();
-      StoreOptions options;
-      options.file_system = fs;
+      StoreOptions options = options_with(fs);
       store::TestHooks& hooks = store::test_hooks(options);
       hooks.sqlite_vfs = register_power_loss_vfs();
       int steps = 0;
