@@ -4,6 +4,8 @@
 // a second writer is refused, and the WAL stays bounded.
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,17 +30,27 @@ namespace {
 
 double run_seconds() { return env_number("CKPT_CONCURRENCY_SECONDS", 1.5); }
 
-// Runs `body` repeatedly in a child until the deadline, and at least `min_iterations`
-// times however slow the machine (a sanitizer build, a loaded CI host); the child exits 0
-// if every iteration succeeded, 1 (after printing why) otherwise.
-pid_t spawn_loop(const std::function<bool(std::string&)>& body, int* iterations_fd, int min_iterations = 0) {
+// Whether pipe `fd` has a byte to read (the parent's "stop"; left unread, so one byte
+// stops every child polling it).
+bool signalled(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
+// Runs `body` repeatedly in a child, at least `min_iterations` times however slow the
+// machine (a sanitizer build, a loaded CI host), then until the deadline, or, given a
+// `stop_fd`, until the parent writes to that pipe instead. The child exits 0 if
+// every iteration succeeded, 1 (after printing why) otherwise.
+pid_t spawn_loop(const std::function<bool(std::string&)>& body, int* iterations_fd, int min_iterations = 0,
+                 int stop_fd = -1) {
   std::fflush(nullptr);
   pid_t pid = ::fork();
   if (pid == 0) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(run_seconds());
+    auto more = [&] { return stop_fd >= 0 ? !signalled(stop_fd) : std::chrono::steady_clock::now() < deadline; };
     int iterations = 0;
     std::string why;
-    while (iterations < min_iterations || std::chrono::steady_clock::now() < deadline) {
+    while (iterations < min_iterations || more()) {
       if (!body(why)) {
         std::fprintf(stderr, "reader failed: %s\n", why.c_str());
         ::_exit(1);
@@ -91,7 +103,8 @@ bool load_latest_as_reader(const std::filesystem::path& dir, std::string& why) {
 
 TEST_CASE("readers beside a writer never see a torn file or an error; a second writer is refused", "[store][concurrency]") {
   // At least this many saves, so that rotation and the best model's replacement happen
-  // beside the readers whatever the machine's speed.
+  // whatever the machine's speed; the readers run (at least once each) until the writer
+  // has finished, so every one of those saves happens beside them.
   constexpr int kMinSaves = 21;
   TestDir dir("concurrency");
   { CheckpointStore store(dir.path(), StoreOptions{3}); }
@@ -124,9 +137,12 @@ TEST_CASE("readers beside a writer never see a torn file or an error; a second w
   ::close(locked[0]);
   CHECK_THROWS_AS(CheckpointStore(dir.path(), StoreOptions{3}), LockedError);
 
+  int stop[2];  // written by the parent once the writer is done: the readers' stop
+  REQUIRE(::pipe(stop) == 0);
   std::vector<pid_t> readers;
   for (int i = 0; i < 2; ++i) {
-    readers.push_back(spawn_loop([&](std::string& why) { return load_latest_as_reader(dir.path(), why); }, nullptr));
+    readers.push_back(
+        spawn_loop([&](std::string& why) { return load_latest_as_reader(dir.path(), why); }, nullptr, 1, stop[0]));
   }
   readers.push_back(spawn_loop(
       [&](std::string& why) {
@@ -137,7 +153,7 @@ TEST_CASE("readers beside a writer never see a torn file or an error; a second w
         why = result.output;
         return result.exit_code == 0 && result.output.find("Error") == std::string::npos;
       },
-      nullptr));
+      nullptr, 1, stop[0]));
   readers.push_back(spawn_loop(
       [&](std::string& why) {
         auto ls = run_command(std::string(CKPT_CLI) + " ls " + shell_quote(dir.path().string()) + " 2>&1");
@@ -145,9 +161,13 @@ TEST_CASE("readers beside a writer never see a torn file or an error; a second w
         why = ls.output + verify.output;
         return ls.exit_code == 0 && verify.exit_code == 0;
       },
-      nullptr));
-  for (pid_t reader : readers) CHECK(wait_for(reader) == 0);
+      nullptr, 1, stop[0]));
   CHECK(wait_for(writer) == 0);
+  const char stop_byte = 1;
+  CHECK(::write(stop[1], &stop_byte, 1) == 1);
+  for (pid_t reader : readers) CHECK(wait_for(reader) == 0);
+  ::close(stop[0]);
+  ::close(stop[1]);
   int saves = 0;
   ::close(writer_pipe[1]);
   REQUIRE(::read(writer_pipe[0], &saves, sizeof saves) == sizeof saves);
