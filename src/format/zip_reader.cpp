@@ -333,23 +333,47 @@ std::string ZipReader::read_record(const ZipEntry& entry, std::uint64_t max_size
   }
   const std::uint64_t offset = data_offset(entry);
   const auto bad_crc = [&] { fail("zip: record '{}' fails its CRC-32 check", escaped(entry.name)); };
-  if (entry.size > kCrcChunk) {
-    // A pass through a 1 MiB buffer first: a record whose size is a lie (1 GiB of a
-    // sparse file) costs a read, not an allocation of its claimed size.
-    std::string chunk(kCrcChunk, '\0');
-    std::uint32_t crc = 0;
-    for (std::uint64_t done = 0; done < entry.size;) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kCrcChunk, entry.size - done));
-      source_.read_at(offset + done, chunk.data(), n);
-      crc = crc32(crc, chunk.data(), n);
-      done += n;
-    }
-    if (crc != entry.crc) bad_crc();
-  }
+  // A pass through a 1 MiB buffer first: a record whose size is a lie (1 GiB of a sparse
+  // file) costs a read, not an allocation of its claimed size.
+  if (entry.size > kCrcChunk && streamed_crc(offset, entry.size) != entry.crc) bad_crc();
   std::string data = read(source_, offset, entry.size);
   // Checked (again) on the bytes returned: the file may have changed since the pass.
   if (crc32(0, data.data(), data.size()) != entry.crc) bad_crc();
   return data;
+}
+
+std::uint32_t ZipReader::streamed_crc(std::uint64_t offset, std::uint64_t size) {
+  std::string chunk(static_cast<std::size_t>(std::min<std::uint64_t>(kCrcChunk, size)), '\0');
+  std::uint32_t crc = 0;
+  for (std::uint64_t done = 0; done < size;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kCrcChunk, size - done));
+    source_.read_at(offset + done, chunk.data(), n);
+    crc = crc32(crc, chunk.data(), n);
+    done += n;
+  }
+  return crc;
+}
+
+std::optional<std::string> ZipReader::record_damage(const ZipEntry& entry) {
+  const std::uint64_t offset = data_offset(entry);
+  if (streamed_crc(offset, entry.size) != entry.crc) {
+    return fmt::format("record {} fails its CRC-32 check", escaped(entry.name));
+  }
+  const std::string header = read(source_, entry.header_offset, kLocalHeaderSize);
+  const auto* h = reinterpret_cast<const unsigned char*>(header.data());
+  const std::uint64_t extra_at = entry.header_offset + kLocalHeaderSize + le(h + 26, 2);
+  const std::string extra = read(source_, extra_at, offset - extra_at);  // data_offset bounded it
+  for (std::size_t at = 0; at + 4 <= extra.size();) {
+    const auto* field = reinterpret_cast<const unsigned char*>(extra.data() + at);
+    const std::uint64_t id = le(field, 2);
+    const std::size_t length = static_cast<std::size_t>(le(field + 2, 2));
+    const std::string_view body = std::string_view(extra).substr(at + 4, length);
+    if (id == 0x4246 && body.find_first_not_of('Z') != std::string_view::npos) {
+      return fmt::format("the padding of record {} is damaged", escaped(entry.name));
+    }
+    at += 4 + length;
+  }
+  return std::nullopt;
 }
 
 }  // namespace ckpt::format

@@ -43,8 +43,16 @@ class ZipReader {
   // Reads a whole record (bounded by `max_size`) and checks its CRC-32: for a record over
   // 1 MiB, in a streaming pass before the record's size is allocated. Memory: the size.
   std::string read_record(const ZipEntry& entry, std::uint64_t max_size);
+  // What is damaged in a record read back against its central-directory entry: its bytes
+  // through CRC-32 (streamed, 1 MiB at a time), then the one part no checksum covers that
+  // has a known form, the padding PyTorch's writer and ckpt's align records with (an "FB"
+  // extra field of 'Z's). Nothing if both are intact. Throws FormatError for a record that
+  // cannot be located (as data_offset).
+  std::optional<std::string> record_damage(const ZipEntry& entry);
 
  private:
+  std::uint32_t streamed_crc(std::uint64_t offset, std::uint64_t size);
+
   PayloadSource& source_;
   std::string root_;
   std::vector<ZipEntry> entries_;

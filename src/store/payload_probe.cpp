@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 #include <fmt/format.h>
 
@@ -64,41 +65,19 @@ ProbeResult probe_payload(FileSystem& fs, const std::filesystem::path& path, Has
 
 namespace {
 
-// Every record of a zip payload read back against its central-directory entry: its bytes
-// through CRC-32, and the bytes no checksum covers that have a known form, the padding
-// that aligns each record (an "FB" extra field of 'Z's, as PyTorch's writer and ckpt's
-// write it). A failure is damage (ErrorCode::corrupt).
+// Every record of a zip payload read back against its central-directory entry
+// (format::ZipReader::record_damage). Once the central directory reads, a record that
+// fails its check, or cannot be found where its entry says, is damage (ErrorCode::corrupt).
 void check_records(PayloadSource& source, const std::filesystem::path& path) {
   format::ZipReader zip(source);
-  std::vector<unsigned char> chunk(kChunk);
-  auto damaged = [&](const std::string& what) {
-    throw FormatError(ErrorCode::corrupt, fmt::format("{}: {}", path.string(), what), path);
-  };
   for (const auto& entry : zip.entries()) {
-    unsigned char header[30];
-    source.read_at(entry.header_offset, header, sizeof header);
-    const std::size_t name_length = header[26] | header[27] << 8;
-    const std::size_t extra_length = header[28] | header[29] << 8;
-    std::string extra(extra_length, '\0');
-    source.read_at(entry.header_offset + sizeof header + name_length, extra.data(), extra.size());
-    for (std::size_t at = 0; at + 4 <= extra.size();) {
-      const unsigned id = static_cast<unsigned char>(extra[at]) | static_cast<unsigned char>(extra[at + 1]) << 8;
-      const std::size_t length = static_cast<unsigned char>(extra[at + 2]) | static_cast<unsigned char>(extra[at + 3]) << 8;
-      const std::string_view field = std::string_view(extra).substr(at + 4, length);
-      if (id == 0x4246 && field.find_first_not_of('Z') != std::string_view::npos) {
-        damaged(fmt::format("the padding of record {} is damaged", entry.name));
-      }
-      at += 4 + length;
+    std::optional<std::string> damage;
+    try {
+      damage = zip.record_damage(entry);
+    } catch (const FormatError& error) {
+      damage = error.what();
     }
-    const std::uint64_t start = zip.data_offset(entry);
-    std::uint32_t crc = 0;
-    for (std::uint64_t done = 0; done < entry.size;) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), entry.size - done));
-      source.read_at(start + done, chunk.data(), n);
-      crc = format::crc32(crc, chunk.data(), n);
-      done += n;
-    }
-    if (crc != entry.crc) damaged(fmt::format("record {} fails its CRC-32 check", entry.name));
+    if (damage) throw FormatError(ErrorCode::corrupt, fmt::format("{}: {}", path.string(), *damage), path);
   }
 }
 
