@@ -154,8 +154,8 @@ std::string metric_text(const std::optional<double>& metric) { return metric ? f
 
 // A row the store did not write itself deserves a second look before a resume trusts it.
 std::string origin_note(const CheckpointRecord& r) {
-  if (r.origin == "adopted") return "adopted from a file found without an index row: check it is this run's";
-  if (r.origin == "external") {
+  if (r.origin == ckpt::origins::kAdopted) return "adopted from a file found without an index row: check it is this run's";
+  if (r.origin == ckpt::origins::kExternal) {
     return "external: another program saved this file over a committed checkpoint: check it is this run's";
   }
   return {};

@@ -39,6 +39,14 @@ enum class CheckpointKind { best, epoch, interrupt };
 // "best", "epoch", "interrupt": the values of the index's `kind` column.
 std::string_view to_string(CheckpointKind kind) noexcept;
 
+// The values of CheckpointRecord::origin (the index's `origin` column; docs/schema.md).
+namespace origins {
+inline constexpr char kSaved[] = "saved";        // by a save call (also one recovery rolled forward)
+inline constexpr char kAdopted[] = "adopted";    // a complete file found without a row
+inline constexpr char kExternal[] = "external";  // another writer's save under a committed name
+inline constexpr const char* kAll[] = {kSaved, kAdopted, kExternal};
+}  // namespace origins
+
 // One row of the index's `checkpoints` table.
 struct CheckpointRecord {
   std::int64_t id = 0;
@@ -65,7 +73,7 @@ struct CheckpointRecord {
   // rolled forward), "adopted" (a complete file found without a row: copied in, or
   // written by another program), "external" (a complete file another writer saved under
   // a committed name, replacing that row's bytes).
-  std::string origin = "saved";
+  std::string origin = origins::kSaved;
 };
 
 // A named number of a checkpoint's state (a top-level int or float entry: val_acc,

@@ -23,7 +23,7 @@ constexpr const char* kColumns =
 // The columns migration 0003 added, and what a read-only view of an older index reads instead.
 constexpr const char* kDescribed = "metric_source, state_epoch, origin";
 const std::string kDescribedBeforeMigration3 =
-    fmt::format("NULL, CASE WHEN kind = '{}' THEN epoch END, 'saved'", to_string(CheckpointKind::epoch));
+    fmt::format("NULL, CASE WHEN kind = '{}' THEN epoch END, '{}'", to_string(CheckpointKind::epoch), origins::kSaved);
 // Before migration 0002 (a read-only view of an index no writer has migrated yet), the
 // order of ids is the order of commits: one writer, saves one at a time.
 const std::string kCommitOrderBeforeMigration2 =
@@ -256,7 +256,7 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     statement.bind(8, record.status);
     if (!record.metric_source.empty()) statement.bind(9, record.metric_source);
     if (record.state_epoch) statement.bind(10, static_cast<int64_t>(*record.state_epoch));
-    statement.bind(11, record.origin.empty() ? std::string("saved") : record.origin);
+    statement.bind(11, record.origin.empty() ? std::string(origins::kSaved) : record.origin);
     if (!record.created_at.empty()) statement.bind(12, record.created_at);
     statement.exec();
     return db_->getLastInsertRowid();

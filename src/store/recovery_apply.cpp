@@ -176,7 +176,7 @@ void CheckpointStore::Impl::quarantine(const std::string& file, std::optional<st
 void CheckpointStore::Impl::adopt(const RepairAction& action) {
   const std::filesystem::path path = dir_ / action.file;
   const store::PayloadCheck& check = checked_.at(action.file);
-  CheckpointRecord record = found_row(action.file, check, "adopted");
+  CheckpointRecord record = found_row(action.file, check, origins::kAdopted);
   // Nothing says the file was ever synced (copied in by hand, or written by a process
   // whose index commits a power loss took): make its bytes and its name durable before
   // a row vouches for them.
@@ -198,7 +198,7 @@ void CheckpointStore::Impl::adopt(const RepairAction& action) {
 
 void CheckpointStore::Impl::adopt_external(const CheckpointRecord& old, const store::PayloadCheck& check) {
   const std::filesystem::path path = dir_ / old.file;
-  CheckpointRecord record = found_row(old.file, check, "external");
+  CheckpointRecord record = found_row(old.file, check, origins::kExternal);
   fs_->sync_file(path);
   fs_->sync_dir(dir_);
   Transaction transaction(*index_, Durability::full);

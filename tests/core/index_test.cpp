@@ -245,9 +245,9 @@ std::set<std::string> quoted_words(const std::string& sql, const std::string& fr
 
 }  // namespace
 
-// The statuses and kinds have one home in C++ (index::status, to_string(CheckpointKind)),
-// from which the queries are written; the migrations hold frozen copies, applied to
-// existing databases, which must say the same.
+// The statuses, kinds and origins have one home in C++ (index::status,
+// to_string(CheckpointKind), origins::k*), from which the queries are written; the
+// migrations hold frozen copies, applied to existing databases, which must say the same.
 TEST_CASE("the schema's CHECK constraints and partial index name exactly the statuses and kinds the code uses",
           "[index]") {
   TestDir dir("index");
@@ -267,6 +267,9 @@ TEST_CASE("the schema's CHECK constraints and partial index name exactly the sta
     CHECK(index::parse_kind(to_string(kind), "test") == kind);
   }
   CHECK(quoted_words(table, "CHECK (kind IN (", "epoch ") == kinds);
+
+  std::set<std::string> origin_values(std::begin(origins::kAll), std::end(origins::kAll));
+  CHECK(quoted_words(table, "CHECK (origin IN (", ")") == origin_values);
 
   CHECK(quoted_words(live, "WHERE", ")") ==
         std::set<std::string>{std::string(index::status::kCommitted), std::string(index::status::kConsumed)});
