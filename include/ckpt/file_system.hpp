@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ckpt {
@@ -127,6 +128,48 @@ class FileSystem {
 
   // The operating system's file system. Shared, stateless.
   static std::shared_ptr<FileSystem> posix();
+};
+
+// A FileSystem that forwards every call to another (as LevelDB's EnvWrapper): the base of a
+// decorator that overrides only what it changes (counts, delays, fails, logs). Thread-safe
+// as the FileSystem it wraps.
+class FileSystemWrapper : public FileSystem {
+ public:
+  explicit FileSystemWrapper(std::shared_ptr<FileSystem> target = FileSystem::posix())
+      : target_(target ? std::move(target) : FileSystem::posix()) {}
+
+  std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override {
+    return target_->create_new(path);
+  }
+  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override {
+    return target_->open_for_read(path);
+  }
+  void rename(const std::filesystem::path& from, const std::filesystem::path& to) override { target_->rename(from, to); }
+  void remove(const std::filesystem::path& path) override { target_->remove(path); }
+  void sync_dir(const std::filesystem::path& dir) override { target_->sync_dir(dir); }
+  void sync_file(const std::filesystem::path& path) override { target_->sync_file(path); }
+  void create_directories(const std::filesystem::path& dir) override { target_->create_directories(dir); }
+  std::vector<std::string> list_files(const std::filesystem::path& dir) override { return target_->list_files(dir); }
+  std::optional<std::int64_t> modified_ns(const std::filesystem::path& path) override {
+    return target_->modified_ns(path);
+  }
+  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override {
+    return target_->file_size(path);
+  }
+  std::uint64_t free_space(const std::filesystem::path& dir) override { return target_->free_space(dir); }
+  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file,
+                                                const std::string& holder) override {
+    return target_->lock_exclusive(lock_file, holder);
+  }
+  FileSystemType file_system_type(const std::filesystem::path& dir) override {
+    return target_->file_system_type(dir);
+  }
+
+  // The FileSystem the calls go to.
+  const std::shared_ptr<FileSystem>& target() const noexcept { return target_; }
+
+ private:
+  std::shared_ptr<FileSystem> target_;
 };
 
 }  // namespace ckpt

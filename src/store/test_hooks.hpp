@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "ckpt/file_system.hpp"
 #include "ckpt/store.hpp"
@@ -35,34 +36,17 @@ struct TestHooks {
   std::function<void(std::string_view step)> on_step;
 };
 
-// A FileSystem that forwards every call to another and carries TestHooks to the store
-// opened with it. Thread-safe as the FileSystem it wraps; the hooks are read once, when
-// a store opens.
-class HookedFileSystem final : public FileSystem {
+// A FileSystem that forwards every call to another (FileSystemWrapper) and carries
+// TestHooks to the store opened with it. The hooks are read once, when a store opens.
+class HookedFileSystem final : public FileSystemWrapper {
  public:
-  HookedFileSystem(std::shared_ptr<FileSystem> base, TestHooks hooks);
+  HookedFileSystem(std::shared_ptr<FileSystem> base, TestHooks hooks)
+      : FileSystemWrapper(std::move(base)), hooks_(std::move(hooks)) {}
 
   const TestHooks& hooks() const noexcept { return hooks_; }
   TestHooks& hooks() noexcept { return hooks_; }
-  const std::shared_ptr<FileSystem>& base() const noexcept { return base_; }
-
-  std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
-  std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override;
-  void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
-  void remove(const std::filesystem::path& path) override;
-  void sync_dir(const std::filesystem::path& dir) override;
-  void sync_file(const std::filesystem::path& path) override;
-  void create_directories(const std::filesystem::path& dir) override;
-  std::vector<std::string> list_files(const std::filesystem::path& dir) override;
-  std::optional<std::int64_t> modified_ns(const std::filesystem::path& path) override;
-  std::optional<std::uint64_t> file_size(const std::filesystem::path& path) override;
-  std::uint64_t free_space(const std::filesystem::path& dir) override;
-  std::unique_ptr<DirectoryLock> lock_exclusive(const std::filesystem::path& lock_file,
-                                                const std::string& holder) override;
-  FileSystemType file_system_type(const std::filesystem::path& dir) override;
 
  private:
-  std::shared_ptr<FileSystem> base_;
   TestHooks hooks_;
 };
 

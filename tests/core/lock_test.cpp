@@ -22,7 +22,7 @@
 #include "ckpt/store.hpp"
 #include "support/captured_log.hpp"
 #include "support/fault_file_system.hpp"
-#include "support/forwarding_file_system.hpp"
+#include "ckpt/file_system.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -34,7 +34,7 @@ namespace {
 std::string pid_text(pid_t pid) { return fmt::format("pid {} ", pid); }
 
 // The real file system, reporting another type (a network mount, say).
-class TypedFileSystem final : public ForwardingFileSystem {
+class TypedFileSystem final : public FileSystemWrapper {
  public:
   explicit TypedFileSystem(FileSystemType type) : type_(std::move(type)) {}
   FileSystemType file_system_type(const std::filesystem::path&) override { return type_; }

@@ -55,29 +55,29 @@ void FaultFileSystem::before(Op op, const std::filesystem::path& path) {
 
 std::unique_ptr<WritableFile> FaultFileSystem::create_new(const std::filesystem::path& path) {
   before(Op::create, path);
-  return std::make_unique<FaultWritableFile>(*this, real_->create_new(path), path);
+  return std::make_unique<FaultWritableFile>(*this, target()->create_new(path), path);
 }
 
 std::unique_ptr<ReadableFile> FaultFileSystem::open_for_read(const std::filesystem::path& path) {
-  return std::make_unique<FaultReadableFile>(*this, real_->open_for_read(path), path);
+  return std::make_unique<FaultReadableFile>(*this, target()->open_for_read(path), path);
 }
 
 void FaultFileSystem::rename(const std::filesystem::path& from, const std::filesystem::path& to) {
-  around(Op::rename, from, [&] { real_->rename(from, to); });
+  around(Op::rename, from, [&] { target()->rename(from, to); });
 }
 
 void FaultFileSystem::remove(const std::filesystem::path& path) {
   before(Op::remove, path);
-  real_->remove(path);
+  target()->remove(path);
 }
 
 void FaultFileSystem::sync_dir(const std::filesystem::path& dir) {
-  around(Op::sync_dir, dir, [&] { real_->sync_dir(dir); });
+  around(Op::sync_dir, dir, [&] { target()->sync_dir(dir); });
 }
 
 void FaultFileSystem::sync_file(const std::filesystem::path& path) {
   before(Op::sync, path);
-  real_->sync_file(path);
+  target()->sync_file(path);
 }
 
 }  // namespace ckpt::test

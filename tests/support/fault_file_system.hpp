@@ -7,13 +7,13 @@
 #include <memory>
 #include <optional>
 
-#include "support/forwarding_file_system.hpp"
+#include "ckpt/file_system.hpp"
 
 namespace ckpt::test {
 
 enum class Op { create, write, sync, rename, remove, sync_dir, read, count_ };
 
-class FaultFileSystem final : public ForwardingFileSystem {
+class FaultFileSystem final : public FileSystemWrapper {
  public:
 
   // The n-th (1-based, counted from now) operation of `op` fails with `error`.
@@ -40,7 +40,7 @@ class FaultFileSystem final : public ForwardingFileSystem {
   void sync_dir(const std::filesystem::path& dir) override;
   void sync_file(const std::filesystem::path& path) override;  // counted and failed as Op::sync
   std::uint64_t free_space(const std::filesystem::path& dir) override {
-    return free_space_ ? *free_space_ : real_->free_space(dir);
+    return free_space_ ? *free_space_ : target()->free_space(dir);
   }
 
   // Counts the operation and throws the injected error when its turn has come.

@@ -54,7 +54,7 @@ std::string PowerLossFileSystem::durable_content(const std::filesystem::path& pa
 }
 
 std::unique_ptr<WritableFile> PowerLossFileSystem::create_new(const std::filesystem::path& path) {
-  auto file = real_->create_new(path);
+  auto file = target()->create_new(path);
   synced_size_[path] = 0;
   pending_.push_back({DirChange::Kind::created, path, {}, false, {}});
   return std::make_unique<TrackedFile>(*this, std::move(file), path);
@@ -66,7 +66,7 @@ void PowerLossFileSystem::rename(const std::filesystem::path& from, const std::f
     change.had_previous = true;
     change.previous = durable_content(to);
   }
-  real_->rename(from, to);
+  target()->rename(from, to);
   auto synced = synced_size_.find(from);
   if (synced != synced_size_.end()) {
     synced_size_[to] = synced->second;
@@ -83,7 +83,7 @@ void PowerLossFileSystem::remove(const std::filesystem::path& path) {
     change.had_previous = true;
     change.previous = durable_content(path);
   }
-  real_->remove(path);
+  target()->remove(path);
   synced_size_.erase(path);
   pending_.push_back(std::move(change));
 }

@@ -32,11 +32,11 @@
 #include <string>
 #include <vector>
 
-#include "support/forwarding_file_system.hpp"
+#include "ckpt/file_system.hpp"
 
 namespace ckpt::test {
 
-class PowerLossFileSystem final : public ForwardingFileSystem {
+class PowerLossFileSystem final : public FileSystemWrapper {
  public:
   std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
