@@ -1,8 +1,9 @@
 """render_report.py: the tables of docs/benchmarks.md, from the benchmarks' JSON results.
 
-  render_report.py [--core DIR] [--format DIR] --out docs/benchmarks.md
+  render_report.py [--core DIR] [--format DIR] [--dedupe DIR] --out docs/benchmarks.md
 
---core is bench/run_benchmarks.sh's results directory, --format bench/run_format_benchmarks.sh's.
+--core is bench/run_benchmarks.sh's results directory, --format bench/run_format_benchmarks.sh's,
+--dedupe the results of run_benchmarks.sh's dedupe part.
 Each part's tables replace what stands between its markers in OUT,
 <!-- tables: NAME --> and <!-- end of tables: NAME -->; everything outside them (the
 command that reproduces the report, the hand-written analysis) is left as it is.
@@ -303,6 +304,53 @@ def format_tables(results):
     return out + whatif_tables(ops)
 
 
+# --- dedupe: the guide's loop, bytes and time per epoch ---------------------------------------
+
+DEDUPE_SIDES = [
+    ("ckpt", "ckpt: the manager (unchanged state announced, hashed, linked)"),
+    ("ckpt-unannounced", "ckpt: the store without the hint (temp file written, compared, dropped unsynced)"),
+    ("ckpt-nolink", "ckpt on a file system without hard links (both saves write)"),
+    ("python", "the guide's Python (two durable `torch.save`)"),
+]
+
+
+def dedupe_tables(results):
+    runs = defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(results, "dedupe-*.json"))):
+        record = load(path)
+        runs[record["side"]].append(record)
+    out = ["**Machine and run**", ""] + run_table(load(os.path.join(results, "run.json")))
+    loads = [r["loadavg_1min"] for records in runs.values() for r in records if "loadavg_1min" in r]
+    if loads:
+        out += [f"Machine load (1-minute load average at the end of each run, 2 cores): "
+                f"{min(loads):.1f} – {max(loads):.1f}.", ""]
+    rows, epoch_seconds = [], {}
+    for side, label in DEDUPE_SIDES:
+        records = runs.get(side)
+        if not records:
+            continue
+        state = records[0]["state_bytes"]
+        per_epoch = lambda key: [v / r["state_bytes"] for r in records for v in r[key]]  # noqa: E731
+        net = [(w - c) / r["state_bytes"] for r in records
+               for w, c in zip(r["write_bytes"], r["cancelled_write_bytes"])]
+        seconds = [v for r in records for v in r["seconds"]]
+        epoch_seconds[side] = median(seconds)
+        rows.append((label, f"{state / MIB:,.0f} MiB", f"{len(records)} × {records[0]['epochs']}",
+                     times(median(per_epoch("seam_bytes"))), times(median(per_epoch("write_bytes"))),
+                     times(median(net)), f"{times(min(net))} – {times(max(net))}",
+                     secs(median(seconds)), span(seconds)))
+    out += ["**Bytes written per epoch**, as multiples of the state's bytes (the payload file's size), "
+            "and the epoch's two saves' wall time (medians over every epoch of every run):", ""]
+    out += table(["contender", "state", "runs × epochs", "payload bytes through the seam", "write_bytes",
+                  "write_bytes − cancelled", "min – max", "time per epoch", "min – max"], rows)
+    if "python" in epoch_seconds:
+        ratios = [(label, times(epoch_seconds[side] / epoch_seconds["python"]))
+                  for side, label in DEDUPE_SIDES if side in epoch_seconds and side != "python"]
+        out += ["Time per epoch, ratio to the guide's Python in the same rounds:", ""]
+        out += table(["contender", "ckpt / Python"], ratios)
+    return out
+
+
 # --- the document ---------------------------------------------------------------------------
 
 def replace_part(text, name, lines):
@@ -317,6 +365,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--core", help="bench/run_benchmarks.sh's results (BUILD_DIR/bench/results)")
     parser.add_argument("--format", help="bench/run_format_benchmarks.sh's results (BUILD_DIR/bench/results-format)")
+    parser.add_argument("--dedupe", help="bench/run_benchmarks.sh's dedupe results (BUILD_DIR/bench/results-dedupe)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     with open(args.out) as f:
@@ -325,6 +374,8 @@ def main():
         text = replace_part(text, "core", core_tables(args.core))
     if args.format:
         text = replace_part(text, "format", format_tables(args.format))
+    if args.dedupe:
+        text = replace_part(text, "dedupe", dedupe_tables(args.dedupe))
     with open(args.out, "w") as f:
         f.write(text)
 

@@ -6,11 +6,15 @@
 #           counted with strace, and the index queries at 100,000 rows;
 #   format  the serialization benchmark (bench/run_format_benchmarks.sh): ckpt's
 #           save_file/load_file against dd, Python's torch.save/torch.load and libtorch's
-#           pickle_save/pickle_load, 1 GiB and 20,000 small tensors.
+#           pickle_save/pickle_load, 1 GiB and 20,000 small tensors;
+#   dedupe  the guide's loop (epoch checkpoint and best model of the same state each
+#           epoch): bytes written per epoch and time per epoch, ckpt (linking) against
+#           the guide's Python (bench/dedupe_bench.cpp, bench/python_guide_dedupe.py).
 #
-#   bash bench/run_benchmarks.sh                 # both parts
-#   bash bench/run_benchmarks.sh --only core     # one part; the other part's tables
+#   bash bench/run_benchmarks.sh                 # every part
+#   bash bench/run_benchmarks.sh --only core     # one part; the other parts' tables
 #   bash bench/run_benchmarks.sh --only format   #   stay as they are
+#   bash bench/run_benchmarks.sh --only dedupe
 #
 # The benchmarks build in a tree of their own, BUILD_DIR (default build-bench), configured
 # with -DCKPT_BUILD_BENCH=ON; ./build, the test build, does not build bench/.
@@ -19,19 +23,20 @@
 # sides, the order alternating between rounds so that drift in the machine's fsync latency
 # hits both equally), ROWS (100000), ITERATIONS (10000), PYTHON (/usr/bin/python3, which
 # must have torch). The format part's knobs are listed in bench/run_format_benchmarks.sh.
+# The dedupe part's: DEDUPE_MIB (state size, 128), DEDUPE_EPOCHS (4), DEDUPE_ROUNDS (3).
 #
 # Checkpoints are written under the build tree, on purpose not under /tmp: /tmp may be a
 # tmpfs, where fsync costs nothing and the comparison would mean nothing.
 set -euo pipefail
 
 usage() {
-  echo "usage: run_benchmarks.sh [--only core|format]" >&2
+  echo "usage: run_benchmarks.sh [--only core|format|dedupe]" >&2
   exit 2
 }
 only=all
 while (($#)); do
   case $1 in
-    --only) [[ ${2:-} == core || ${2:-} == format ]] || usage; only=$2; shift 2 ;;
+    --only) [[ ${2:-} == core || ${2:-} == format || ${2:-} == dedupe ]] || usage; only=$2; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -57,10 +62,10 @@ die() {
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKPT_BUILD_BENCH=ON -DCKPT_BUILD_TESTS=OFF \
   -DCKPT_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j 2 --target save_bench index_bench format_bench pickle_bench format_whatif
+cmake --build "$build" -j 2 --target save_bench index_bench format_bench pickle_bench format_whatif dedupe_bench
 "$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (set PYTHON)"
 
-if [[ $only != format ]]; then
+if [[ $only == all || $only == core ]]; then
   rm -rf "$results" "$runs_dir"
   mkdir -p "$results" "$runs_dir"
   fs_type=$(df -T "$runs_dir" | awk 'NR == 2 { print $2 }')
@@ -115,13 +120,49 @@ if [[ $only != format ]]; then
   rmdir "$runs_dir" 2>/dev/null || true
 fi
 
-if [[ $only != core ]]; then
+if [[ $only == all || $only == format ]]; then
   BUILD_DIR=$build PYTHON=$python bash "$root/bench/run_format_benchmarks.sh"
+fi
+
+# --- one write per state: the guide's loop, bytes and time per epoch ----------------------
+# Each round runs every contender once, the order rotating between rounds. The state is
+# DEDUPE_MIB MiB; each run saves DEDUPE_EPOCHS epochs (two saves each) into a fresh directory.
+dedupe_results=$build/bench/results-dedupe
+if [[ $only == all || $only == dedupe ]]; then
+  dedupe_mib=${DEDUPE_MIB:-128}
+  dedupe_epochs=${DEDUPE_EPOCHS:-4}
+  dedupe_rounds=${DEDUPE_ROUNDS:-3}
+  dedupe_dir=$build/bench/runs-dedupe
+  rm -rf "$dedupe_results" "$dedupe_dir"
+  mkdir -p "$dedupe_results" "$dedupe_dir"
+  case $(df -T "$dedupe_dir" | awk 'NR == 2 { print $2 }') in
+    tmpfs | ramfs) die "$dedupe_dir is on a RAM file system, where fsync is free; set BUILD_DIR to a disk-backed directory" ;;
+  esac
+  "$python" "$root/bench/run_info.py" start "$dedupe_results/run.json" --root "$root" --build "$build" \
+    --data "$dedupe_dir" state_mib="$dedupe_mib" epochs="$dedupe_epochs" rounds="$dedupe_rounds"
+  contenders=(ckpt ckpt-unannounced ckpt-nolink python)
+  for ((round = 1; round <= dedupe_rounds; round++)); do
+    for ((i = 0; i < ${#contenders[@]}; i++)); do
+      side=${contenders[$(((i + round - 1) % ${#contenders[@]}))]}
+      echo "== dedupe round $round/$dedupe_rounds: $side"
+      out="$dedupe_results/dedupe-$side-$round.json"
+      if [[ $side == python ]]; then
+        "$python" "$root/bench/python_guide_dedupe.py" --dir "$dedupe_dir" --state-mib "$dedupe_mib" \
+          --epochs "$dedupe_epochs" --json-out "$out"
+      else
+        "$build/bench/dedupe_bench" --dir "$dedupe_dir" --mode "$side" --state-mib "$dedupe_mib" \
+          --epochs "$dedupe_epochs" --json-out "$out"
+      fi
+    done
+  done
+  "$python" "$root/bench/run_info.py" finish "$dedupe_results/run.json"
+  rmdir "$dedupe_dir" 2>/dev/null || true
 fi
 
 # --- the tables ----------------------------------------------------------------------------
 parts=()
-[[ $only != format ]] && parts+=(--core "$results")
-[[ $only != core ]] && parts+=(--format "$build/bench/results-format")
+[[ $only == all || $only == core ]] && parts+=(--core "$results")
+[[ $only == all || $only == format ]] && parts+=(--format "$build/bench/results-format")
+[[ $only == all || $only == dedupe ]] && parts+=(--dedupe "$dedupe_results")
 "$python" "$root/bench/render_report.py" "${parts[@]}" --out "$root/docs/benchmarks.md"
 echo "== rendered the tables of $root/docs/benchmarks.md"

@@ -11,6 +11,7 @@
 // messages quoting them) is untrusted: printed text goes through printable(), JSON through
 // json_safe() (docs/cli.md, "Untrusted text").
 #include <fnmatch.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -24,6 +25,7 @@
 #include <fmt/ranges.h>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -462,6 +464,32 @@ int cmd_history(const std::string& dir, const std::string& plot, std::optional<s
   return kOk;
 }
 
+// For each live checkpoint file, the other live names of the same file (hard links, as a
+// save of bytes a checkpoint already held makes them: docs/durability.md, "Shared
+// files"): rows recorded with the same size and hash whose files are one inode. Damage
+// to one is damage to all of them; deleting one keeps the others.
+std::map<std::string, std::vector<std::string>> shared_files(const std::filesystem::path& dir,
+                                                             const std::vector<CheckpointRecord>& rows) {
+  std::map<std::string, std::vector<std::string>> shared;
+  auto identity = [&](const std::string& file) -> std::optional<std::pair<dev_t, ino_t>> {
+    struct stat st{};
+    if (::stat((dir / file).c_str(), &st) != 0) return std::nullopt;
+    return std::make_pair(st.st_dev, st.st_ino);
+  };
+  for (const auto& a : rows) {
+    for (const auto& b : rows) {
+      if (a.file == b.file || a.size != b.size || a.hash != b.hash || a.hash_algo != b.hash_algo) continue;
+      auto ia = identity(a.file), ib = identity(b.file);
+      if (ia && ia == ib) shared[a.file].push_back(b.file);
+    }
+  }
+  return shared;
+}
+
+std::string shares_text(const std::string& file, const std::vector<std::string>& others) {
+  return fmt::format("{} shares its bytes with {} (one file, hard links)", file, fmt::join(others, ", "));
+}
+
 // A file can fail in two ways: its bytes are not what the index committed (missing,
 // size, hash: MISMATCH), or they are, but the restricted reader would refuse them
 // (the library's problem "would not load: <why>": WOULD NOT LOAD).
@@ -479,18 +507,33 @@ int cmd_verify(const std::string& dir, bool as_json) {
   constexpr std::string_view kWouldNotLoad = "would not load: ";
   std::size_t mismatched = 0, unloadable = 0;
   json out = json::array();
+  std::vector<CheckpointRecord> rows;
+  for (const auto& r : results) rows.push_back(r.record);
+  const auto shared = shared_files(dir, rows);
   for (const auto& r : results) {
     const bool loads = r.problem.rfind(kWouldNotLoad, 0) != 0;
     if (!r.ok) ++(loads ? mismatched : unloadable);
+    const auto sharing = shared.find(r.record.file);
     if (as_json) {
       json j = record_json(dir, r.record);
       j["ok"] = r.ok;
       j["problem"] = r.problem;
+      j["shares_file_with"] = sharing == shared.end() ? json::array() : json(sharing->second);
       out.push_back(j);
     } else if (!r.ok) {
       const std::string path = (std::filesystem::path(dir) / r.record.file).string();
       if (loads) std::cout << fmt::format("MISMATCH  {}  {}\n", p(path), p(r.problem));
       else std::cout << fmt::format("WOULD NOT LOAD  {}  {}\n", p(path), p(r.problem.substr(kWouldNotLoad.size())));
+    }
+  }
+  if (!as_json) {
+    // Once per group: the first name (in the results' order) speaks for it.
+    std::set<std::string> told;
+    for (const auto& r : results) {
+      const auto sharing = shared.find(r.record.file);
+      if (sharing == shared.end() || told.count(r.record.file)) continue;
+      told.insert(sharing->second.begin(), sharing->second.end());
+      std::cout << fmt::format("SHARED  {}\n", p(shares_text(r.record.file, sharing->second)));
     }
   }
   if (as_json) {
@@ -735,8 +778,13 @@ int cmd_repair(const std::string& dir, bool apply, bool force, bool as_json) {
 
   ckpt::StoreOptions options = writer_options(dir);
   auto plan = ckpt::CheckpointStore::plan_repair(dir, /*verify_hashes=*/true, options);
+  const auto shared = shared_files(dir, ckpt::CheckpointReader(dir).checkpoints());
   json actions = json::array();
-  for (const auto& action : plan) {
+  for (auto& action : plan) {
+    // What is done to one name of a shared file concerns the others: say so.
+    if (auto sharing = shared.find(action.file); sharing != shared.end()) {
+      action.reason += "; " + shares_text(action.file, sharing->second);
+    }
     actions.push_back({{"action", std::string(ckpt::to_string(action.type))}, {"file", action.file},
                        {"checkpoint_id", action.checkpoint_id ? json(*action.checkpoint_id) : json(nullptr)},
                        {"reason", action.reason}});

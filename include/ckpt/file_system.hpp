@@ -1,7 +1,7 @@
 // The file-system seam.
 //
-// Every file operation of the store (create, write, fsync, rename, unlink, directory
-// fsync, listing, locking) goes through a FileSystem, so tests can substitute one that
+// Every file operation of the store (create, write, fsync, rename, hard link, unlink,
+// directory fsync, listing, locking) goes through a FileSystem, so tests can substitute one that
 // fails the n-th operation, stops the process at a chosen point, or forgets unsynced data
 // to simulate power loss, without mocking the world. FileSystem::posix() is the real one.
 //
@@ -79,7 +79,16 @@ class FileSystem {
   virtual std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) = 0;
   // Atomically replaces `to` (POSIX rename). Durable only after sync_dir of its directory.
   virtual void rename(const std::filesystem::path& from, const std::filesystem::path& to) = 0;
-  // Unlinks a file. Removing a file that does not exist is not an error.
+  // Creates `new_path` as a second name of the existing file `existing` (POSIX link(2)):
+  // the same bytes, nothing written. Fails if `new_path` exists. Durable only after
+  // sync_dir of new_path's directory. Throws IoError naming both paths, with the errno
+  // in os_error(): EPERM, EXDEV, EMLINK, EOPNOTSUPP and ENOSYS mean the file system will
+  // not link there (is_link_unsupported), and a caller can write a copy instead. The
+  // default calls FileSystem::posix()'s (right for a wrapper of the real file system,
+  // and FileSystems written before this method existed keep compiling).
+  virtual void link(const std::filesystem::path& existing, const std::filesystem::path& new_path);
+  // Unlinks a file (one name of it: other hard links keep the bytes). Removing a file
+  // that does not exist is not an error.
   virtual void remove(const std::filesystem::path& path) = 0;
   // Makes the directory's entries (creations, renames, unlinks) durable.
   virtual void sync_dir(const std::filesystem::path& dir) = 0;
@@ -130,6 +139,10 @@ class FileSystem {
   static std::shared_ptr<FileSystem> posix();
 };
 
+// Whether a failed FileSystem::link's errno means the file system does not link there
+// (EPERM, EXDEV, EMLINK, EOPNOTSUPP/ENOTSUP, ENOSYS), as opposed to an I/O error.
+bool is_link_unsupported(int errno_value) noexcept;
+
 // A FileSystem that forwards every call to another (as LevelDB's EnvWrapper): the base of a
 // decorator that overrides only what it changes (counts, delays, fails, logs). Thread-safe
 // as the FileSystem it wraps.
@@ -145,6 +158,9 @@ class FileSystemWrapper : public FileSystem {
     return target_->open_for_read(path);
   }
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override { target_->rename(from, to); }
+  void link(const std::filesystem::path& existing, const std::filesystem::path& new_path) override {
+    target_->link(existing, new_path);
+  }
   void remove(const std::filesystem::path& path) override { target_->remove(path); }
   void sync_dir(const std::filesystem::path& dir) override { target_->sync_dir(dir); }
   void sync_file(const std::filesystem::path& path) override { target_->sync_file(path); }

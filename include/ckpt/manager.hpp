@@ -7,7 +7,10 @@
 //   - load_latest_checkpoint() marks an interrupt checkpoint consumed instead of deleting
 //     it; the next epoch or interrupt save deletes it, so a crash right after resuming
 //     loses nothing;
-//   - a corrupt file is quarantined and the next candidate is loaded.
+//   - a corrupt file is quarantined and the next candidate is loaded;
+//   - a save of the state the previous save was given, unchanged (the guide's best model
+//     right after its epoch checkpoint), links the new name to that file instead of
+//     writing the bytes again (docs/durability.md, "Shared files").
 //
 // A manager holds the directory's writer lock for its lifetime: a second manager on the
 // same directory (in any process) fails at construction with LockedError naming the
@@ -25,6 +28,10 @@
 #include "ckpt/store.hpp"
 
 namespace ckpt {
+
+namespace torch_layer {
+class StateFingerprint;
+}
 
 class CheckpointManager {
  public:
@@ -79,8 +86,12 @@ class CheckpointManager {
 
  private:
   PayloadReader decoder_into(std::optional<State>& state) const;
+  CheckpointRecord save(SaveRequest request, const State& state, const PayloadWriter& write);
 
   std::unique_ptr<CheckpointStore> store_;
+  // Of the state the last successful save was given: the next save of it unchanged is
+  // announced to the store as a likely duplicate (torch/state_fingerprint.hpp).
+  std::unique_ptr<torch_layer::StateFingerprint> last_saved_;
   c10::Device device_;
 };
 

@@ -93,6 +93,13 @@ struct SaveRequest {
   std::optional<std::int64_t> state_epoch;
   std::vector<std::pair<std::string, double>> metrics;  // named metrics, in order
   std::uint64_t size_hint = 0;        // expected payload size, checked against free space
+  // The caller expects the payload to equal a live checkpoint's (the same state saved
+  // again under another name: the guide's best model after its epoch checkpoint). The
+  // store then runs the writer first into a sink that only hashes, and on a match links
+  // the name to that file without writing anything; otherwise it runs the writer again
+  // and saves as usual. A wrong guess costs one hashing pass of the payload, never a
+  // wrong file. The writer must produce the same bytes each time it runs.
+  bool likely_duplicate = false;
 };
 
 // Writes one payload to the sink. It may throw; the save is then abandoned cleanly.
@@ -202,7 +209,10 @@ class CheckpointStore {
 
   // Durably saves a payload under the kind's file name (best_model.pth,
   // checkpoint_epoch_N.pth, interrupt_checkpoint.pth), replacing any file of that name
-  // atomically. `size_hint` is the expected payload size, checked against free space
+  // atomically. When the payload's bytes equal a live checkpoint's (size and hash, and
+  // that file still hashes to them), the name becomes a hard link to that file and the
+  // bytes are not written again ('linked' event; docs/durability.md, "Shared files");
+  // where the file system cannot link, the bytes are written (logged once per store). `size_hint` is the expected payload size, checked against free space
   // before anything is written. Epoch saves then rotate and delete the interrupt
   // checkpoint they supersede. Returns the committed row.
   // A failure after the pending row leaves the save to be resolved by content: the store

@@ -344,6 +344,12 @@ class PosixFileSystem final : public FileSystem {
     }
   }
 
+  void link(const std::filesystem::path& existing, const std::filesystem::path& new_path) override {
+    if (retry_on_eintr([&] { return ::link(existing.c_str(), new_path.c_str()); }) != 0) {
+      throw_os_error(errno, fmt::format("hard link to {}", existing.string()), new_path);
+    }
+  }
+
   void remove(const std::filesystem::path& path) override {
     if (retry_on_eintr([&] { return ::unlink(path.c_str()); }) != 0 && errno != ENOENT) {
       throw_os_error(errno, "unlink", path);
@@ -489,6 +495,14 @@ class PosixFileSystem final : public FileSystem {
 FileSystemType FileSystem::file_system_type(const std::filesystem::path& dir) { return posix()->file_system_type(dir); }
 
 void FileSystem::sync_file(const std::filesystem::path& path) { posix()->sync_file(path); }
+void FileSystem::link(const std::filesystem::path& existing, const std::filesystem::path& new_path) {
+  posix()->link(existing, new_path);
+}
+
+bool is_link_unsupported(int errno_value) noexcept {
+  return errno_value == EPERM || errno_value == EXDEV || errno_value == EMLINK || errno_value == EOPNOTSUPP ||
+         errno_value == ENOTSUP || errno_value == ENOSYS;
+}
 std::optional<std::int64_t> FileSystem::modified_ns(const std::filesystem::path& path) {
   return posix()->modified_ns(path);
 }

@@ -23,6 +23,15 @@ TempFile::~TempFile() {
   }
 }
 
+TempName::~TempName() {
+  if (released_) return;
+  try {
+    fs_.remove(path_);
+  } catch (...) {
+    // As ~TempFile: recovery removes leftover temp files on the next open.
+  }
+}
+
 void TempFile::write(const void* data, std::size_t n) {
   size_ += n;
   if (buffer_.size() + n <= kBufferSize) {
@@ -43,6 +52,11 @@ void TempFile::flush_buffer() {
   if (buffer_.empty()) return;
   file_->append(buffer_.data(), buffer_.size());
   buffer_.clear();
+}
+
+std::uint64_t TempFile::flush() {
+  flush_buffer();
+  return size_;
 }
 
 std::uint64_t TempFile::sync_and_close(bool sync) {

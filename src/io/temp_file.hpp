@@ -28,6 +28,8 @@ class TempFile final : public ByteSink {
   TempFile& operator=(const TempFile&) = delete;
 
   void write(const void* data, std::size_t n) override;
+  // Hands what is buffered to the file system (unsynced); returns the bytes written so far.
+  std::uint64_t flush();
   // Flushes, fsyncs (unless `sync` is false: tests only) and closes the file; returns
   // the number of bytes written. Throws IoError; the destructor then still removes it.
   std::uint64_t sync_and_close(bool sync = true);
@@ -57,10 +59,18 @@ class HashingTempFile final : public ByteSink {
     hasher_->update(data, n);
     file_.write(data, n);
   }
+  // The size and hash of everything written, with nothing synced yet: what a save
+  // compares with committed checkpoints before it pays for the fsync. Call once, after
+  // the last write.
+  FileDigest finish() {
+    digest_ = FileDigest{file_.flush(), hasher_->hex_digest()};
+    return digest_;
+  }
   // TempFile::sync_and_close, returning the size and hash of what was written.
   FileDigest sync_and_close(bool sync = true) {
-    const std::uint64_t size = file_.sync_and_close(sync);
-    return FileDigest{size, hasher_->hex_digest()};
+    if (digest_.hash.empty()) (void)finish();
+    file_.sync_and_close(sync);
+    return digest_;
   }
   void release() noexcept { file_.release(); }
   const std::filesystem::path& path() const noexcept { return file_.path(); }
@@ -68,6 +78,40 @@ class HashingTempFile final : public ByteSink {
  private:
   TempFile file_;
   std::unique_ptr<Hasher> hasher_;
+  FileDigest digest_;
+};
+
+// A sink that only hashes: the digest a payload would have, with nothing written.
+class HashingSink final : public ByteSink {
+ public:
+  explicit HashingSink(HashAlgorithm algorithm) : hasher_(Hasher::create(algorithm)) {}
+  void write(const void* data, std::size_t n) override {
+    hasher_->update(data, n);
+    size_ += n;
+  }
+  // Call once, after the last write.
+  FileDigest finish() { return FileDigest{size_, hasher_->hex_digest()}; }
+
+ private:
+  std::unique_ptr<Hasher> hasher_;
+  std::uint64_t size_ = 0;
+};
+
+// A second name the caller made for a file (FileSystem::link), removed by the destructor
+// unless release() was called (after it was renamed away), as TempFile's.
+class TempName {
+ public:
+  TempName(FileSystem& fs, std::filesystem::path path) : fs_(fs), path_(std::move(path)) {}
+  ~TempName();
+  TempName(const TempName&) = delete;
+  TempName& operator=(const TempName&) = delete;
+  void release() noexcept { released_ = true; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  FileSystem& fs_;
+  std::filesystem::path path_;
+  bool released_ = false;
 };
 
 }  // namespace ckpt::io

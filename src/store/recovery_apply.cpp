@@ -163,7 +163,11 @@ std::filesystem::path CheckpointStore::Impl::move_to_quarantine(const std::strin
 // may want it), its row (if it has one) marked 'quarantined', a 'quarantined' event,
 // counted and logged as an error. The move is durable before the row says so; a crash
 // between them leaves a committed row whose file is missing, which recovery marks.
+// Live rows recorded with the same bytes may name the same file (a hard link:
+// docs/durability.md, "Shared files"): each is rehashed now and quarantined too if it
+// no longer matches (check_sharers).
 void CheckpointStore::Impl::quarantine(const std::string& file, std::optional<std::int64_t> checkpoint_id, const std::string& why) {
+  std::optional<CheckpointRecord> row = checkpoint_id ? index_->find(*checkpoint_id) : std::nullopt;
   std::filesystem::path target = move_to_quarantine(file);
   Transaction transaction(*index_, Durability::full);
   if (checkpoint_id) index_->set_status(*checkpoint_id, status::kQuarantined);
@@ -171,6 +175,34 @@ void CheckpointStore::Impl::quarantine(const std::string& file, std::optional<st
   transaction.commit();
   ++report_.quarantined;
   log::write(level_enum::err, "{}: {}; moved to {}", (dir_ / file).string(), why, target.string());
+  if (row) check_sharers(*row);
+}
+
+// The live checkpoints recorded with the bytes of `corrupt` (just quarantined): a name
+// linked to the same file is corrupt too, and is quarantined with the reason; a
+// separate copy that still matches is kept, and the user told either way.
+void CheckpointStore::Impl::check_sharers(const CheckpointRecord& corrupt) {
+  for (const auto& row : index_->live_rows()) {
+    if (row.size != corrupt.size || row.hash != corrupt.hash || row.hash_algo != corrupt.hash_algo) continue;
+    const std::filesystem::path path = dir_ / row.file;
+    std::optional<std::uint64_t> size;
+    std::string hash;
+    try {
+      size = fs_->file_size(path);
+      if (size && *size == row.size) hash = digest_of(path, row.hash_algo).hash;
+    } catch (const Error& error) {
+      log::write(level_enum::err, "{} shares its bytes with {}, found corrupt, and could not be checked: {}",
+                 path.string(), corrupt.file, error.what());
+      continue;
+    }
+    if (!size) continue;  // missing: recovery or its load marks it
+    if (hash == row.hash) {
+      log::write(level_enum::warn, "{} was saved with the same bytes as {}, found corrupt; it is a separate copy "
+                 "and still intact", path.string(), corrupt.file);
+      continue;
+    }
+    quarantine(row.file, row.id, fmt::format("shares its bytes with {}, found corrupt: corrupt too", corrupt.file));
+  }
 }
 
 void CheckpointStore::Impl::adopt(const RepairAction& action) {

@@ -10,6 +10,16 @@
 //   6. commit the row; supersede the old row of that name;
 //      mark obsolete files 'deleting'; deferred commit        "committed"
 //   7. unlink the obsolete files; mark them 'deleted'         "obsolete_deleted"
+// Linked instead of written, when the payload's size and hash are a live checkpoint's
+// whose file still holds them (link_source):
+//   1'. hard-link that file to a new `<final>.<pid>-<n>.tmp`  "temp_linked"
+//   then steps 3 to 7, the 'linked' event in step 3's commit; after step 4 a temp name
+//   rename() left (the final name was a link to the same file) is removed.
+// The payload's hash is known before step 1' either from step 1 (its temp file is then
+// removed unsynced, "temp_written" before "temp_linked") or, with
+// SaveRequest::likely_duplicate, from a hashing-only run of the writer (no step 1). A
+// failed link falls back to steps 1 and 2. The linked file's bytes were made durable
+// by its own save (step 2) or adoption; steps 3 to 7 make the new name so.
 // Step 6 may use a deferred (unsynced) commit because steps 3 to 5 made everything it
 // records recoverable: after a power loss, recovery finds the pending row and the file
 // under the final name matching it, and redoes step 6 (finish_save) itself.
@@ -21,6 +31,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -50,14 +61,39 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   ensure_index_present();
   const std::string final_name = names::checkpoint_file(kind, epoch);
   const std::filesystem::path final_path = dir_ / final_name;
-  io::require_free_space(*fs_, dir_, final_path, request.size_hint);
 
-  io::HashingTempFile temp(*fs_, dir_ / names::temp_file(final_name, ::getpid(), ++temp_sequence_),
-                           options_.hash_algorithm);
-  write_payload(temp);
-  step("temp_written");
-  io::FileDigest digest = temp.sync_and_close(!hooks_.skip_file_fsync);
-  step("temp_synced");
+  // The file under a temp name: a hard link to a live checkpoint of the same bytes
+  // (step 1'), or written (steps 1 and 2).
+  io::FileDigest digest;
+  std::optional<CheckpointRecord> source;
+  std::unique_ptr<io::TempName> linked;
+  std::optional<io::HashingTempFile> written;
+  if (request.likely_duplicate && !links_unavailable_) {
+    io::HashingSink sink(options_.hash_algorithm);
+    write_payload(sink);
+    digest = sink.finish();
+    source = link_source(digest, final_name);
+    if (source) linked = link_temp(*source, final_name);
+  }
+  if (!linked) {
+    io::require_free_space(*fs_, dir_, final_path, request.size_hint);
+    written.emplace(*fs_, dir_ / names::temp_file(final_name, ::getpid(), ++temp_sequence_), options_.hash_algorithm);
+    write_payload(*written);
+    step("temp_written");
+    digest = written->finish();
+    if (!request.likely_duplicate && !links_unavailable_) {
+      source = link_source(digest, final_name);
+      if (source) linked = link_temp(*source, final_name);
+    }
+    if (linked) {
+      written.reset();  // removed unsynced: most of its bytes never reach the disk
+    } else {
+      source.reset();
+      written->sync_and_close(!hooks_.skip_file_fsync);
+      step("temp_synced");
+    }
+  }
+  const std::filesystem::path temp_path = linked ? linked->path() : written->path();
 
   CheckpointRecord record;
   record.kind = kind;
@@ -74,6 +110,11 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
     Transaction transaction(*index_, Durability::full);
     record.id = index_->insert(record);
     index_->insert_metrics(record.id, request.metrics);
+    if (source) {
+      index_->add_event("linked", record.id,
+                        fmt::format("{}: a hard link to {} (checkpoint {}), the same bytes; nothing written",
+                                    final_name, source->file, source->id));
+    }
     transaction.commit();
   }
   step("pending_committed");
@@ -81,14 +122,19 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   // Past the point of no return: from here a failure leaves a pending row that only
   // the content of the file can resolve. Until it is resolved the store refuses work.
   try {
-    fs_->rename(temp.path(), final_path);
+    fs_->rename(temp_path, final_path);
   } catch (const std::exception& error) {
     // The rename may or may not have happened: decide by content now if possible.
     unresolved_ = Unresolved{record.id, record.file, /*dir_synced=*/false, /*reopen_required=*/false, error.what()};
     if (!resolve_quietly()) throw;
     return index_->find(record.id).value();  // it had happened: synced and committed now
   }
-  temp.release();
+  if (linked) {
+    linked->release();
+    remove_rename_leftover(temp_path);
+  } else {
+    written->release();
+  }
   step("renamed");
   try {
     if (!hooks_.skip_dir_fsync) fs_->sync_dir(dir_);
@@ -123,6 +169,64 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   }
   step("obsolete_deleted");
   return index_->find(record.id).value();
+}
+
+// A live checkpoint whose bytes are `digest` (same size, hash and algorithm) and whose
+// file still holds them (rehashed now: a link must never give a name other bytes than
+// the payload's, whatever happened to the file since its commit); nullopt if none.
+// Another name than `final_name` first: linking a name to its own file keeps a separate
+// copy elsewhere separate.
+std::optional<CheckpointRecord> CheckpointStore::Impl::link_source(const io::FileDigest& digest,
+                                                                   const std::string& final_name) {
+  const std::string algorithm(to_string(options_.hash_algorithm));
+  std::vector<CheckpointRecord> rows = index_->live_rows();
+  std::stable_partition(rows.begin(), rows.end(), [&](const CheckpointRecord& row) { return row.file != final_name; });
+  for (const auto& row : rows) {
+    if (row.size != digest.size || row.hash != digest.hash || row.hash_algo != algorithm) continue;
+    const std::filesystem::path path = dir_ / row.file;
+    try {
+      if (fs_->file_size(path) == row.size && digest_of(path, algorithm).hash == row.hash) return row;
+      log::write(level_enum::warn, "{}: not linking to it: it no longer holds checkpoint {}'s bytes", path.string(),
+                 row.id);
+    } catch (const Error& error) {
+      log::write(level_enum::warn, "{}: not linking to it: {}", path.string(), error.what());
+    }
+  }
+  return std::nullopt;
+}
+
+// Step 1': a new temp name for `source`'s file (hard link). nullptr when the link failed:
+// the caller writes the bytes instead. A file system that cannot link (EPERM, EXDEV,
+// EMLINK, EOPNOTSUPP, ENOSYS) is not asked again by this store, and said so once.
+std::unique_ptr<io::TempName> CheckpointStore::Impl::link_temp(const CheckpointRecord& source,
+                                                                const std::string& final_name) {
+  const std::filesystem::path path = dir_ / names::temp_file(final_name, ::getpid(), ++temp_sequence_);
+  try {
+    fs_->link(dir_ / source.file, path);
+  } catch (const Error& error) {
+    if (is_link_unsupported(error.os_error())) {
+      links_unavailable_ = true;
+      log::write(level_enum::warn, "{}: no hard links here ({}); saves of bytes a checkpoint already holds are "
+                 "written again", dir_.string(), error.what());
+    } else {
+      log::write(level_enum::warn, "{}; writing the bytes instead", error.what());
+    }
+    return nullptr;
+  }
+  auto name = std::make_unique<io::TempName>(*fs_, path);
+  step("temp_linked");
+  return name;
+}
+
+// After the rename of a linked temp name: where the final name already was a link to
+// the same file, rename() did nothing (POSIX: both names stay), and the temp name is
+// removed here. A failure leaves it to the next open's recovery (a leftover temp file).
+void CheckpointStore::Impl::remove_rename_leftover(const std::filesystem::path& temp_path) {
+  try {
+    if (fs_->file_size(temp_path)) fs_->remove(temp_path);
+  } catch (const Error& error) {
+    log::write(level_enum::warn, "{}: could not remove it after the save: {}", temp_path.string(), error.what());
+  }
 }
 
 // Step 6 of the save protocol, shared by save() and recovery: the pending row becomes

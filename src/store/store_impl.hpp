@@ -120,6 +120,9 @@ class CheckpointStore::Impl {
   io::FileDigest digest_of(const std::filesystem::path& path, const std::string& algorithm_name);
 
   // ---- save_protocol.cpp ----
+  std::optional<CheckpointRecord> link_source(const io::FileDigest& digest, const std::string& final_name);
+  std::unique_ptr<io::TempName> link_temp(const CheckpointRecord& source, const std::string& final_name);
+  void remove_rename_leftover(const std::filesystem::path& temp_path);
   void finish_save(std::int64_t pending_id, store::CommitCause cause);
   void note_superseded(const CheckpointRecord& record);
   int delete_obsolete_files();
@@ -152,6 +155,7 @@ class CheckpointStore::Impl {
   void mark_missing(const CheckpointRecord& record, std::string_view why);
   std::filesystem::path move_to_quarantine(const std::string& file);
   void quarantine(const std::string& file, std::optional<std::int64_t> checkpoint_id, const std::string& why);
+  void check_sharers(const CheckpointRecord& corrupt);
   void adopt(const RepairAction& action);
   void adopt_external(const CheckpointRecord& old, const store::PayloadCheck& check);
   CheckpointRecord found_row(const std::string& file, const store::PayloadCheck& check, std::string origin);
@@ -171,6 +175,8 @@ class CheckpointStore::Impl {
   RecoveryReport report_;
   IndexRebuild rebuild_;  // what rebuild_index did (the Rebuild constructor only)
   std::uint64_t temp_sequence_ = 0;
+  // A link failed with "not supported here" (is_link_unsupported): saves write from then on.
+  bool links_unavailable_ = false;
   // A save that failed past its pending row and is not resolved yet (see resolve()).
   struct Unresolved {
     std::int64_t pending_id;

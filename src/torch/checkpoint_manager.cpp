@@ -4,6 +4,7 @@
 
 #include "store/file_names.hpp"
 #include "torch/payload_codec.hpp"
+#include "torch/state_fingerprint.hpp"
 #include "log/log.hpp"
 
 namespace ckpt {
@@ -66,7 +67,7 @@ CheckpointRecord CheckpointManager::save_best_model(const State& state, double m
   auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::best, std::nullopt));
   SaveRequest request = describe(state, CheckpointKind::best, std::nullopt, metric, payload.size_hint);
   if (epoch) request.state_epoch = epoch;
-  auto record = store_->save(request, payload.write);
+  auto record = save(std::move(request), state, payload.write);
   log::write(spdlog::level::info, "saved best model (metric {}{}) to {}", metric,
              record.state_epoch ? fmt::format(", epoch {}", *record.state_epoch) : "", (save_dir() / record.file).string());
   return record;
@@ -86,7 +87,7 @@ std::optional<State> CheckpointManager::load_best_model() {
 CheckpointRecord CheckpointManager::save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                                           std::optional<double> metric) {
   auto payload = torch_layer::encode(state, save_dir() / names::epoch_file(epoch));
-  auto record = store_->save(describe(state, CheckpointKind::epoch, epoch, metric, payload.size_hint), payload.write);
+  auto record = save(describe(state, CheckpointKind::epoch, epoch, metric, payload.size_hint), state, payload.write);
   log::write(spdlog::level::info, "saved epoch {} checkpoint to {}", epoch, (save_dir() / record.file).string());
   return record;
 }
@@ -113,10 +114,22 @@ PayloadReader CheckpointManager::decoder_into(std::optional<State>& state) const
 CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state) {
   log::write(spdlog::level::warn, "training interrupted: saving an interrupt checkpoint in {}", save_dir().string());
   auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::interrupt, std::nullopt));
-  auto record = store_->save(describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint),
-                             payload.write);
+  auto record = save(describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint), state,
+                     payload.write);
   log::write(spdlog::level::critical, "interrupt checkpoint saved to {}; it is safe to exit",
              (save_dir() / record.file).string());
+  return record;
+}
+
+// Every save goes through here: the state unchanged since the last save is announced as
+// a likely duplicate, so that the store hashes it before writing anything and links it
+// to that save's file.
+CheckpointRecord CheckpointManager::save(SaveRequest request, const State& state, const PayloadWriter& write) {
+  auto fingerprint = std::make_unique<torch_layer::StateFingerprint>(state);
+  request.likely_duplicate = last_saved_ && last_saved_->matches(*fingerprint);
+  last_saved_.reset();  // a failed save leaves nothing to compare with
+  auto record = store_->save(request, write);
+  last_saved_ = std::move(fingerprint);
   return record;
 }
 

@@ -4,6 +4,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -179,6 +180,42 @@ TEST_CASE("ckpt verify passes an intact directory and names a flipped bit, exiti
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.output, Catch::Contains("MISMATCH") && Catch::Contains("checkpoint_epoch_4.pth") &&
                              Catch::Contains("1 mismatched"));
+}
+
+TEST_CASE("ckpt verify and repair say which names share one file, and damage to it shows under each",
+          "[cli][dedupe]") {
+  TestDir dir("cli-shared");
+  const std::string state = zip_payload(5);
+  {
+    CheckpointStore store(dir.path());
+    save_epoch(store, 5, state);
+    save_bytes(store, CheckpointKind::best, std::nullopt, state, 0.9);  // a hard link to epoch 5's file
+    save_epoch(store, 6, zip_payload(6));
+  }
+  const std::string d = shell_quote(dir.path().string());
+  auto ok = ckpt_cli("verify " + d);
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.output, Catch::Contains("SHARED  best_model.pth shares its bytes with checkpoint_epoch_5.pth (one "
+                                        "file, hard links)") &&
+                            !Catch::Contains("checkpoint_epoch_6.pth shares"));
+  json rows = json::parse(ckpt_stdout("--json verify " + d).output);
+  for (const auto& row : rows) {
+    INFO(row.dump());
+    const std::string file = row["file"];
+    CHECK(row["shares_file_with"].size() == (file == "checkpoint_epoch_6.pth" ? 0u : 1u));
+  }
+  {
+    std::fstream file(dir / "checkpoint_epoch_5.pth", std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(state.size() / 2));
+    file.put('\x7f');  // in place: both names see it
+  }
+  auto bad = ckpt_cli("verify " + d);
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.output, Catch::Contains("2 mismatched") && Catch::Contains("SHARED  best_model.pth"));
+  auto plan = ckpt_cli("repair " + d);
+  CHECK(plan.exit_code == 1);
+  CHECK_THAT(plan.output, Catch::Contains("quarantine  ") &&
+                              Catch::Contains("best_model.pth shares its bytes with checkpoint_epoch_5.pth"));
 }
 
 TEST_CASE("ckpt gc applies retention now and ckpt rm removes one checkpoint with its row", "[cli]") {

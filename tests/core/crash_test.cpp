@@ -17,8 +17,23 @@ using namespace ckpt::test;
 namespace {
 
 constexpr int kCrashed = 42;
-const char* const kSaveSteps[] = {"temp_written", "temp_synced", "pending_committed", "renamed",
-                                  "dir_synced", "committed", "obsolete_deleted"};
+const std::vector<std::string> kSaveSteps = {"temp_written", "temp_synced", "pending_committed", "renamed",
+                                             "dir_synced", "committed", "obsolete_deleted"};
+// A save whose bytes a live checkpoint holds: written to its temp file, compared, then
+// linked (the temp file removed unsynced); or, announced (likely_duplicate), linked at once.
+const std::vector<std::string> kLinkedSaveSteps = {"temp_written", "temp_linked", "pending_committed", "renamed",
+                                                   "dir_synced", "committed", "obsolete_deleted"};
+const std::vector<std::string> kAnnouncedLinkSteps = {"temp_linked", "pending_committed", "renamed", "dir_synced",
+                                                      "committed", "obsolete_deleted"};
+
+CheckpointRecord save_announced(CheckpointStore& store, CheckpointKind kind, std::optional<std::int64_t> epoch,
+                                const std::string& bytes) {
+  SaveRequest request;
+  request.kind = kind;
+  request.epoch = epoch;
+  request.likely_duplicate = true;
+  return store.save(request, [&bytes](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+}
 
 bool step_is_after_rename(const std::string& step) {
   return step == "renamed" || step == "dir_synced" || step == "committed" || step == "obsolete_deleted";
@@ -56,6 +71,8 @@ struct Scenario {
   std::string new_bytes;
   // Files the operation must leave untouched.
   std::vector<std::pair<std::string, std::string>> untouched;
+  // The steps the operation's save goes through.
+  std::vector<std::string> steps = kSaveSteps;
 };
 
 std::vector<Scenario> scenarios() {
@@ -88,6 +105,43 @@ std::vector<Scenario> scenarios() {
                   },
                   [](CheckpointStore& s) { save_epoch(s, 2, zip_payload(2)); },
                   "checkpoint_epoch_2.pth", "", zip_payload(2), {{"checkpoint_epoch_1.pth", zip_payload(1)}}});
+  // The link path: the guide's loop (best model of the state the epoch checkpoint just
+  // saved), an epoch whose state the best model holds, the interrupt checkpoint's bytes.
+  list.push_back({"best save linked to the epoch checkpoint", 3,
+                  [](CheckpointStore& s) {
+                    save_epoch(s, 1, zip_payload(1));
+                    save_bytes(s, CheckpointKind::best, std::nullopt, zip_payload(50), 0.5);
+                    save_epoch(s, 2, zip_payload(2));
+                  },
+                  [](CheckpointStore& s) { save_bytes(s, CheckpointKind::best, std::nullopt, zip_payload(2), 0.6); },
+                  "best_model.pth", zip_payload(50), zip_payload(2),
+                  {{"checkpoint_epoch_1.pth", zip_payload(1)}, {"checkpoint_epoch_2.pth", zip_payload(2)}},
+                  kLinkedSaveSteps});
+  list.push_back({"announced best save linked to the epoch checkpoint", 3,
+                  [](CheckpointStore& s) {
+                    save_bytes(s, CheckpointKind::best, std::nullopt, zip_payload(50), 0.5);
+                    save_epoch(s, 2, zip_payload(2));
+                  },
+                  [](CheckpointStore& s) { save_announced(s, CheckpointKind::best, std::nullopt, zip_payload(2)); },
+                  "best_model.pth", zip_payload(50), zip_payload(2), {{"checkpoint_epoch_2.pth", zip_payload(2)}},
+                  kAnnouncedLinkSteps});
+  list.push_back({"epoch save linked to the best model, rotating out the epoch it was linked from", 1,
+                  [](CheckpointStore& s) {
+                    save_epoch(s, 1, zip_payload(1));
+                    save_bytes(s, CheckpointKind::best, std::nullopt, zip_payload(1), 0.5);
+                  },
+                  [](CheckpointStore& s) { save_announced(s, CheckpointKind::epoch, 2, zip_payload(1)); },
+                  "checkpoint_epoch_2.pth", "", zip_payload(1), {{"best_model.pth", zip_payload(1)}},
+                  kAnnouncedLinkSteps});
+  list.push_back({"epoch save after resuming, linked to the consumed interrupt checkpoint", 3,
+                  [](CheckpointStore& s) {
+                    save_epoch(s, 1, zip_payload(1));
+                    save_bytes(s, CheckpointKind::interrupt, std::nullopt, zip_payload(70));
+                    s.load_latest();
+                  },
+                  [](CheckpointStore& s) { save_epoch(s, 2, zip_payload(70)); },
+                  "checkpoint_epoch_2.pth", "", zip_payload(70), {{"checkpoint_epoch_1.pth", zip_payload(1)}},
+                  kLinkedSaveSteps});
   return list;
 }
 
@@ -96,7 +150,7 @@ std::vector<Scenario> scenarios() {
 TEST_CASE("a crash at any step of any save leaves the old or the new checkpoint, and reopening repairs the rest",
           "[store][crash]") {
   for (const auto& scenario : scenarios()) {
-    for (const char* step : kSaveSteps) {
+    for (const std::string& step : scenario.steps) {
       DYNAMIC_SECTION(scenario.name << " / crash at " << step) {
         TestDir dir("crash");
         {
@@ -127,7 +181,7 @@ TEST_CASE("a crash at any step of any save leaves the old or the new checkpoint,
             INFO(file);
             CHECK(read_bytes(dir / file) == bytes);
           }
-          if (std::string(scenario.name) == "epoch save after resuming from an interrupt") {
+          if (std::string(scenario.name).rfind("epoch save after resuming", 0) == 0) {
             // Until the new epoch is committed, the interrupt is still the resume point.
             CHECK((latest->record.kind == CheckpointKind::interrupt) == !step_is_after_rename(step));
           }

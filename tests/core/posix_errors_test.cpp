@@ -57,6 +57,12 @@ std::string hash_of(const std::string& bytes) {
   return hasher->hex_digest();
 }
 
+int count_of(const std::string& text, const std::string& part) {
+  int n = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  return n;
+}
+
 std::string join(const std::vector<std::string>& items) {
   std::string text;
   for (const auto& item : items) text += (text.empty() ? "" : " ") + item;
@@ -821,4 +827,43 @@ TEST_CASE("where the directory cannot be flocked (EBADF, as on NFS; LD_PRELOAD) 
     CHECK(contains(refused.line("error "), "error locked"));
   }
   check_intact_after_reopen(dir, zip_payload(2));
+}
+
+TEST_CASE("a file system without hard links (link(2) failing, LD_PRELOAD): saves write, said once, naming both files",
+          "[posix][preload][dedupe]") {
+  const std::string error = GENERATE(as<std::string>{}, "EXDEV", "EPERM", "EMLINK", "EOPNOTSUPP", "ENOSYS");
+  TestDir root("posix");
+  const std::filesystem::path dir = root / "ckpts";
+  auto fault = fault_on("link", "*", error);
+  fault.emplace_back("CKPT_FAULT_TIMES", "0");
+  ScriptRun run = run_script(root.path(), dir,
+                             {"save-epoch", "1", "7", "save-best", "7", "save-epoch", "2", "8", "save-best", "8", "load-best"},
+                             fault);
+  INFO(transcript(run));
+  CHECK(run.exit_code == 0);
+  CHECK(run.line("error ").empty());
+  // Asked once: the store does not try again.
+  CHECK(count_of(run.err, "ckpt_fault_preload: injected " + error + " into link(") == 1);
+  CHECK(count_of(run.err, "no hard links here") == 1);
+  CHECK(run.logged({"no hard links here", (dir / "checkpoint_epoch_1.pth").string(), "best_model.pth.", "hard link to"}));
+  CHECK(!run.has("step temp_linked"));
+  CHECK(run.has(script_record("loaded", "best", "-", "best_model.pth", zip_payload(8))));
+  check_intact_after_reopen(dir, zip_payload(8));
+}
+
+TEST_CASE("link(2) failing with EIO (LD_PRELOAD) writes that save's bytes; the next one links", "[posix][preload][dedupe]") {
+  TestDir root("posix");
+  const std::filesystem::path dir = root / "ckpts";
+  ScriptRun run = run_script(root.path(), dir, {"save-epoch", "1", "7", "save-best", "7", "save-best", "7"},
+                             fault_on("link", "*/best_model.pth.*.tmp", "EIO"));
+  INFO(transcript(run));
+  CHECK(run.exit_code == 0);
+  CHECK(run.logged({"writing the bytes instead", std::strerror(EIO), (dir / "checkpoint_epoch_1.pth").string()}));
+  CHECK(count_of(run.err, "no hard links here") == 0);
+  CHECK(count_of(join(run.lines), "step temp_linked") == 1);
+  struct stat best{}, epoch{};
+  REQUIRE(::stat((dir / "best_model.pth").c_str(), &best) == 0);
+  REQUIRE(::stat((dir / "checkpoint_epoch_1.pth").c_str(), &epoch) == 0);
+  CHECK(best.st_ino == epoch.st_ino);
+  check_intact_after_reopen(dir, zip_payload(7));
 }

@@ -330,7 +330,7 @@ TEST_CASE("an I/O error at any file operation of the scenario loses nothing ackn
   };
   int faults = 0, violations = 0;
   std::vector<std::string> examples;
-  for (Op op : {Op::create, Op::write, Op::sync, Op::rename, Op::remove, Op::sync_dir, Op::read}) {
+  for (Op op : {Op::create, Op::write, Op::sync, Op::rename, Op::link, Op::remove, Op::sync_dir, Op::read}) {
     const int total = count_ops(op);
     for (int n = 1; n <= total; ++n) {
       for (int error : {ENOSPC, EIO, EACCES}) {

@@ -66,6 +66,10 @@ void FaultFileSystem::rename(const std::filesystem::path& from, const std::files
   around(Op::rename, from, [&] { target()->rename(from, to); });
 }
 
+void FaultFileSystem::link(const std::filesystem::path& existing, const std::filesystem::path& new_path) {
+  around(Op::link, new_path, [&] { target()->link(existing, new_path); });
+}
+
 void FaultFileSystem::remove(const std::filesystem::path& path) {
   before(Op::remove, path);
   target()->remove(path);

@@ -11,7 +11,7 @@
 
 namespace ckpt::test {
 
-enum class Op { create, write, sync, rename, remove, sync_dir, read, count_ };
+enum class Op { create, write, sync, rename, link, remove, sync_dir, read, count_ };
 
 class FaultFileSystem final : public FileSystemWrapper {
  public:
@@ -36,6 +36,7 @@ class FaultFileSystem final : public FileSystemWrapper {
   std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
   std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override;
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
+  void link(const std::filesystem::path& existing, const std::filesystem::path& new_path) override;
   void remove(const std::filesystem::path& path) override;
   void sync_dir(const std::filesystem::path& dir) override;
   void sync_file(const std::filesystem::path& path) override;  // counted and failed as Op::sync

@@ -9,12 +9,12 @@
 //   CKPT_FAULT_CALL   comma-separated calls to fail. A family name covers its variants:
 //                     open (open, open64, openat, openat64), read, pread (pread,
 //                     pread64), write, pwrite (pwrite, pwrite64), fsync, fdatasync,
-//                     rename (rename, renameat, renameat2), readdir (readdir,
+//                     rename (rename, renameat, renameat2), link (link, linkat), readdir (readdir,
 //                     readdir64: a failure returns NULL with errno set), flock; an exact name
 //                     ("pread64") only itself. Unset or empty: nothing is failed.
 //   CKPT_FAULT_PATH   fnmatch(3) glob the call's path must match ('*' also matches '/':
 //                     '*name*' is a substring match). For descriptor calls the path is
-//                     readlink(/proc/self/fd/N); for rename, either name; relative names
+//                     readlink(/proc/self/fd/N); for rename and link, either name; relative names
 //                     are made absolute. Unset: every path.
 //   CKPT_FAULT_ERRNO  the errno to fail with: a name (EIO, ENOSPC, EACCES, ...) or a
 //                     number. Default EIO.
@@ -63,6 +63,7 @@ static const ErrnoName kErrnoNames[] = {
     {"ENFILE", ENFILE},   {"EXDEV", EXDEV},     {"ENAMETOOLONG", ENAMETOOLONG},
     {"ETIMEDOUT", ETIMEDOUT}, {"ENXIO", ENXIO}, {"EBUSY", EBUSY},   {"ENOLCK", ENOLCK},
     {"EOPNOTSUPP", EOPNOTSUPP}, {"EWOULDBLOCK", EWOULDBLOCK},
+    {"EMLINK", EMLINK},   {"ENOSYS", ENOSYS},   {"ENOTSUP", ENOTSUP},
 };
 
 static struct {
@@ -282,6 +283,18 @@ EXPORT int renameat(int from_dir, const char* from, int to_dir, const char* to) 
   REAL(renameat);
   if (at_should_fail("renameat", "rename", from_dir, from, to_dir, to)) FAIL_WITH_ERRNO();
   return real_renameat(from_dir, from, to_dir, to);
+}
+
+EXPORT int link(const char* existing, const char* new_path) {
+  REAL(link);
+  if (at_should_fail("link", "link", AT_FDCWD, existing, AT_FDCWD, new_path)) FAIL_WITH_ERRNO();
+  return real_link(existing, new_path);
+}
+
+EXPORT int linkat(int existing_dir, const char* existing, int new_dir, const char* new_path, int flags) {
+  REAL(linkat);
+  if (at_should_fail("linkat", "link", existing_dir, existing, new_dir, new_path)) FAIL_WITH_ERRNO();
+  return real_linkat(existing_dir, existing, new_dir, new_path, flags);
 }
 
 EXPORT int renameat2(int from_dir, const char* from, int to_dir, const char* to, unsigned int flags) {

@@ -24,6 +24,13 @@ void write_all(const std::filesystem::path& path, const std::string& bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+// A name that comes back after a power loss, as a file of its own: whatever is at
+// `path` now may be a hard link of a file under another name, whose bytes must not change.
+void restore_name(const std::filesystem::path& path, const std::string& bytes) {
+  std::filesystem::remove(path);
+  write_all(path, bytes);
+}
+
 class TrackedFile final : public WritableFile {
  public:
   TrackedFile(PowerLossFileSystem& fs, std::unique_ptr<WritableFile> real, std::filesystem::path path)
@@ -77,6 +84,13 @@ void PowerLossFileSystem::rename(const std::filesystem::path& from, const std::f
   pending_.push_back(std::move(change));
 }
 
+void PowerLossFileSystem::link(const std::filesystem::path& existing, const std::filesystem::path& new_path) {
+  target()->link(existing, new_path);
+  auto synced = synced_size_.find(existing);
+  if (synced != synced_size_.end()) synced_size_[new_path] = synced->second;
+  pending_.push_back({DirChange::Kind::created, new_path, {}, false, {}});
+}
+
 void PowerLossFileSystem::remove(const std::filesystem::path& path) {
   DirChange change{DirChange::Kind::removed, path, {}, false, {}};
   if (std::filesystem::exists(path)) {
@@ -115,18 +129,18 @@ void PowerLossFileSystem::lose_unsynced() {
       case DirChange::Kind::renamed:
         if (change->to_synced) {
           // The new name is durable, the old one's removal is not: the file is under both.
-          if (std::filesystem::exists(change->path)) write_all(change->from, read_all(change->path));
+          if (std::filesystem::exists(change->path)) restore_name(change->from, read_all(change->path));
         } else if (change->from_synced) {
           // The old name's removal is durable, the new name is not: the file is gone.
           std::filesystem::remove(change->path);
-          if (change->had_previous) write_all(change->path, change->previous);
+          if (change->had_previous) restore_name(change->path, change->previous);
         } else {
           if (std::filesystem::exists(change->path)) std::filesystem::rename(change->path, change->from);
-          if (change->had_previous) write_all(change->path, change->previous);
+          if (change->had_previous) restore_name(change->path, change->previous);
         }
         break;
       case DirChange::Kind::removed:
-        if (change->had_previous) write_all(change->path, change->previous);
+        if (change->had_previous) restore_name(change->path, change->previous);
         break;
     }
   }

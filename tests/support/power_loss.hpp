@@ -2,10 +2,12 @@
 //
 // PowerLossFileSystem wraps the real file system and remembers, like LevelDB's
 // FaultInjectionTestEnv, what is not yet durable: bytes appended since a file's last
-// fsync, and directory changes (new files, renames, unlinks) since the directory's last
+// fsync, and directory changes (new files and hard links, renames, unlinks) since the directory's last
 // fsync. lose_unsynced() then drops exactly those: files are cut back to their synced
 // size, and directory changes are undone newest first (a rename is reversed and the
-// file it replaced comes back; an unlinked file comes back; a new file disappears).
+// file it replaced comes back; an unlinked file comes back; a new file or link
+// disappears). A name that comes back comes back as a file of its own (its durable
+// bytes), never by writing through another name that shares its inode.
 // A rename across directories (into quarantine/) is durable only when both directories
 // were synced since; with one of them synced, the worst case of each is taken: only the
 // target synced leaves the file under both names, only the source synced loses it.
@@ -40,6 +42,8 @@ class PowerLossFileSystem final : public FileSystemWrapper {
  public:
   std::unique_ptr<WritableFile> create_new(const std::filesystem::path& path) override;
   void rename(const std::filesystem::path& from, const std::filesystem::path& to) override;
+  // A new name (undone like a created file) for bytes as durable as the existing name's.
+  void link(const std::filesystem::path& existing, const std::filesystem::path& new_path) override;
   void remove(const std::filesystem::path& path) override;
   void sync_dir(const std::filesystem::path& dir) override;
   // The file's bytes as they are now become durable (its name still needs sync_dir).

@@ -72,6 +72,24 @@ std::vector<Operation> scenario() {
                 [](ScenarioModel& m) { commit_epoch(m, 4, zip_payload(6)); }},
       best(7),
       epoch(4, 8),  // replaces epoch 4
+      // The guide's loop: the best model of the state epoch 4 just saved, announced
+      // (SaveRequest::likely_duplicate), is a hard link to epoch 4's file; then an epoch
+      // of the same state links too (found after its temp file is written) and rotates
+      // out epoch 3; epochs 6 and 7 rotate out epochs 4 and 5, whose file the best model
+      // keeps.
+      Operation{"best linked to epoch 4",
+                [](CheckpointStore& s) {
+                  SaveRequest request;
+                  request.kind = CheckpointKind::best;
+                  request.metric = 0.08;
+                  request.likely_duplicate = true;
+                  const std::string bytes = zip_payload(8);
+                  s.save(request, [&bytes](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+                },
+                [](ScenarioModel& m) { m.best = m.files["best_model.pth"] = zip_payload(8); }},
+      epoch(5, 8),
+      epoch(6, 9),
+      epoch(7, 10),
   };
 }
 
