@@ -173,12 +173,13 @@ TEST_CASE("ckpt verify passes an intact directory and names a flipped bit, exiti
   auto ok = ckpt_cli("verify " + shell_quote(dir.path().string()));
   CHECK(ok.exit_code == 0);
   CHECK_THAT(ok.output, Catch::Contains("4 checkpoints verified, 4 ok, 0 mismatched"));
-  std::string bytes = read_bytes(dir / "checkpoint_epoch_4.pth");
+  // Epoch 5: make_run's best model is epoch 4's state, one file with it (a hard link).
+  std::string bytes = read_bytes(dir / "checkpoint_epoch_5.pth");
   bytes[bytes.size() / 2] ^= 0x08;
-  write_bytes(dir / "checkpoint_epoch_4.pth", bytes);
+  write_bytes(dir / "checkpoint_epoch_5.pth", bytes);
   auto bad = ckpt_cli("verify " + shell_quote(dir.path().string()));
   CHECK(bad.exit_code == 1);
-  CHECK_THAT(bad.output, Catch::Contains("MISMATCH") && Catch::Contains("checkpoint_epoch_4.pth") &&
+  CHECK_THAT(bad.output, Catch::Contains("MISMATCH") && Catch::Contains("checkpoint_epoch_5.pth") &&
                              Catch::Contains("1 mismatched"));
 }
 
