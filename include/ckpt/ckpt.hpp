@@ -9,6 +9,7 @@
 #include "ckpt/manager.hpp"
 #include "ckpt/payload_io.hpp"
 #include "ckpt/reader.hpp"
+#include "ckpt/restore.hpp"
 #include "ckpt/serialization.hpp"
 #include "ckpt/state.hpp"
 #include "ckpt/store.hpp"

@@ -24,6 +24,7 @@
 #include <optional>
 
 #include "ckpt/layout.hpp"
+#include "ckpt/restore.hpp"
 #include "ckpt/state.hpp"
 #include "ckpt/store.hpp"
 
@@ -73,6 +74,19 @@ class CheckpointManager {
   // checkpoint (the guide's "interrupt first, else highest epoch" in every ordinary run;
   // docs/durability.md). nullopt when there is nothing to resume from.
   std::optional<State> load_latest_checkpoint();
+
+  // Restore in place (ckpt/restore.hpp): the checkpoint load_latest_checkpoint() or
+  // load_best_model() would load, read straight into `target`'s module and optimizer in
+  // two passes. Pass 1 runs while the store hashes the whole file: a file that does not
+  // match its index row is quarantined (logged as an error) and the next candidate is
+  // verified instead, with nothing applied from the damaged one. Pass 2 runs only on the
+  // file whose hash matched. Returns the other entries, or nullopt when there is nothing
+  // to load. Throws as restore_file does (StateError for a mismatch: nothing changed);
+  // an error in pass 2 leaves the target partly restored and the checkpoint as it was
+  // (an interrupt checkpoint is then not consumed).
+  std::optional<RestoreResult> load_latest_checkpoint_into(const RestoreTarget& target,
+                                                           const RestoreOptions& options = {});
+  std::optional<RestoreResult> load_best_model_into(const RestoreTarget& target, const RestoreOptions& options = {});
 
   // Saves interrupt_checkpoint.pth: call it from the training loop (never from a signal
   // handler) after Ctrl+C was seen.

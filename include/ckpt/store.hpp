@@ -250,6 +250,15 @@ class CheckpointStore {
   // IoError when its file cannot be read (nothing is changed then).
   std::optional<CheckpointRecord> load_best(const PayloadReader& read_payload);
 
+  // Verify, then apply (restore in place, ckpt/restore.hpp): as above with `verify` as the
+  // reader, and, once a candidate's hash has matched its row, `apply` run on that file
+  // read afresh (not hashed again: it checks what it reads, e.g. each record's CRC-32).
+  // `verify` must change nothing the caller keeps; only `apply` may. What `apply` throws
+  // passes through as it is, and then nothing is marked: the file verified, so it is
+  // neither quarantined nor consumed, and no 'resumed_from' is recorded.
+  std::optional<CheckpointRecord> load_latest(const PayloadReader& verify, const PayloadReader& apply);
+  std::optional<CheckpointRecord> load_best(const PayloadReader& verify, const PayloadReader& apply);
+
   // As above, returning the verified bytes.
   std::optional<VerifiedPayload> load_latest();
   std::optional<VerifiedPayload> load_best();

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "ckpt/restore.hpp"  // LoadReport
 #include "ckpt/state.hpp"
 
 namespace ckpt {
@@ -28,17 +29,12 @@ namespace ckpt {
 // detached views of the module's own (no copy), as in Python.
 State state_dict(const torch::nn::Module& module);
 
-struct LoadReport {
-  std::vector<std::string> missing_keys;     // the module has them, the State does not
-  std::vector<std::string> unexpected_keys;  // the State has them, the module does not
-  std::vector<std::string> mismatches;       // "fc.weight: shape [2, 3] in the checkpoint, [3, 3] in the model"
-  bool ok() const { return missing_keys.empty() && unexpected_keys.empty() && mismatches.empty(); }
-};
-
 // Copies the State's tensors into the module's parameters and buffers in place (the
 // same tensors, so an optimizer built on them keeps working). Entries that match are
-// copied; what does not is reported. In strict mode any missing key, unexpected key or
-// shape/dtype mismatch throws one StateError listing them all, and nothing is copied.
+// copied; what does not is reported (LoadReport is in ckpt/restore.hpp, which restores a
+// checkpoint file into a module without building its State first). In strict mode any
+// missing key, unexpected key or shape/dtype mismatch throws one StateError listing them
+// all, and nothing is copied.
 LoadReport load_state_dict(torch::nn::Module& module, const State& state, bool strict = true);
 
 // ---- Optimizers --------------------------------------------------------------------

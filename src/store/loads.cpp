@@ -15,7 +15,8 @@ namespace ckpt {
 
 using namespace store_files;
 
-std::optional<CheckpointRecord> CheckpointStore::Impl::load_latest(const PayloadReader& read_payload) {
+std::optional<CheckpointRecord> CheckpointStore::Impl::load_latest(const PayloadReader& read_payload,
+                                                                   const PayloadReader& apply) {
   ensure_resolved();
   std::optional<std::int64_t> before;  // after a candidate that could not be read: the next older one
   while (auto candidate = index_->resume_candidate(before)) {
@@ -26,6 +27,8 @@ std::optional<CheckpointRecord> CheckpointStore::Impl::load_latest(const Payload
       continue;
     }
     if (loaded != Loaded::yes) continue;  // next in commit order
+    // Before anything is recorded: a load that failed while applying did not resume.
+    if (apply) apply_verified(*candidate, apply);
     Transaction transaction(*index_, Durability::deferred);
     if (candidate->kind == CheckpointKind::interrupt && candidate->status == status::kCommitted) {
       // Consumed, not deleted: if this run dies before its next save, the next resume
@@ -41,11 +44,14 @@ std::optional<CheckpointRecord> CheckpointStore::Impl::load_latest(const Payload
   return std::nullopt;
 }
 
-std::optional<CheckpointRecord> CheckpointStore::Impl::load_best(const PayloadReader& read_payload) {
+std::optional<CheckpointRecord> CheckpointStore::Impl::load_best(const PayloadReader& read_payload,
+                                                                 const PayloadReader& apply) {
   ensure_resolved();
   while (auto candidate = index_->best()) {
     switch (try_load(*candidate, read_payload)) {
-      case Loaded::yes: return candidate;
+      case Loaded::yes:
+        if (apply) apply_verified(*candidate, apply);
+        return candidate;
       case Loaded::replaced: continue;  // another writer's best model, now the committed one
       case Loaded::retired: continue;  // quarantined or missing: nothing else is the best
       case Loaded::unreadable:
@@ -122,6 +128,14 @@ CheckpointStore::Impl::Loaded CheckpointStore::Impl::try_load(const CheckpointRe
   return Loaded::yes;
 }
 
+// The second pass of a verify-then-apply load: the file whose hash just matched its row,
+// opened again and not hashed (the applier checks what it reads, e.g. each record's
+// CRC-32). Whatever it throws passes through: the file verified, so nothing is retired.
+void CheckpointStore::Impl::apply_verified(const CheckpointRecord& record, const PayloadReader& apply) {
+  io::FileSource source(*fs_, dir_ / record.file);
+  apply(source, record);
+}
+
 CheckpointStore::Impl::Loaded CheckpointStore::Impl::unreadable(const std::filesystem::path& path, const Error& error) {
   read_error_ = IoError(ErrorCode::io, error.what(), error.path(), error.os_error());
   log::write(level_enum::err, "{}: could not be read ({}); left in place, not treated as corrupt", path.string(),
@@ -167,6 +181,12 @@ std::optional<CheckpointRecord> CheckpointStore::load_latest(const PayloadReader
 }
 std::optional<CheckpointRecord> CheckpointStore::load_best(const PayloadReader& read_payload) {
   return impl_->load_best(read_payload);
+}
+std::optional<CheckpointRecord> CheckpointStore::load_latest(const PayloadReader& verify, const PayloadReader& apply) {
+  return impl_->load_latest(verify, apply);
+}
+std::optional<CheckpointRecord> CheckpointStore::load_best(const PayloadReader& verify, const PayloadReader& apply) {
+  return impl_->load_best(verify, apply);
 }
 std::optional<VerifiedPayload> CheckpointStore::load_latest() {
   return with_bytes([this](const PayloadReader& reader) { return impl_->load_latest(reader); });

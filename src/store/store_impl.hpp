@@ -82,8 +82,9 @@ class CheckpointStore::Impl {
   CheckpointRecord save(const SaveRequest& request, const PayloadWriter& write_payload);
 
   // ---- loads.cpp ----
-  std::optional<CheckpointRecord> load_latest(const PayloadReader& read_payload);
-  std::optional<CheckpointRecord> load_best(const PayloadReader& read_payload);
+  // `apply`, when set, runs on a verified candidate's file read afresh (loads.cpp).
+  std::optional<CheckpointRecord> load_latest(const PayloadReader& read_payload, const PayloadReader& apply = {});
+  std::optional<CheckpointRecord> load_best(const PayloadReader& read_payload, const PayloadReader& apply = {});
 
   // ---- checkpoint_store.cpp ----
   std::optional<CheckpointRecord> latest();
@@ -140,6 +141,7 @@ class CheckpointStore::Impl {
     replaced,    // another writer's complete save under the name: adopted as a new row
   };
   Loaded try_load(const CheckpointRecord& record, const PayloadReader& read_payload);
+  void apply_verified(const CheckpointRecord& record, const PayloadReader& apply);
   Loaded unreadable(const std::filesystem::path& path, const Error& error);
   bool matches_pending(const std::string& file);
   Loaded unreadable_pending(const CheckpointRecord& record);

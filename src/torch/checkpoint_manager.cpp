@@ -4,6 +4,7 @@
 
 #include "store/file_names.hpp"
 #include "torch/payload_codec.hpp"
+#include "torch/restore.hpp"
 #include "torch/state_fingerprint.hpp"
 #include "log/log.hpp"
 
@@ -109,6 +110,38 @@ PayloadReader CheckpointManager::decoder_into(std::optional<State>& state) const
     options.device = device_;
     state = torch_layer::decode(source, options, save_dir() / record.file);
   };
+}
+
+namespace {
+// The store's verify-then-apply load with restore in place's two passes.
+template <typename Load>
+std::optional<RestoreResult> restore_into(const std::filesystem::path& dir, c10::Device device,
+                                          const RestoreTarget& target, const RestoreOptions& options, Load&& load) {
+  torch_layer::InPlaceRestore restore(target, options, device);
+  auto record = load([&](PayloadSource& source, const CheckpointRecord& row) { restore.verify(source, dir / row.file); },
+                     [&](PayloadSource& source, const CheckpointRecord& row) { restore.apply(source, dir / row.file); });
+  if (!record) return std::nullopt;
+  log::write(spdlog::level::info, "restored {} in place", (dir / record->file).string());
+  return restore.take_result();
+}
+}  // namespace
+
+std::optional<RestoreResult> CheckpointManager::load_latest_checkpoint_into(const RestoreTarget& target,
+                                                                            const RestoreOptions& options) {
+  auto result = restore_into(save_dir(), device_, target, options, [&](const PayloadReader& verify, const PayloadReader& apply) {
+    return store_->load_latest(verify, apply);
+  });
+  if (!result) log::write(spdlog::level::info, "no checkpoint to resume from in {}", save_dir().string());
+  return result;
+}
+
+std::optional<RestoreResult> CheckpointManager::load_best_model_into(const RestoreTarget& target,
+                                                                     const RestoreOptions& options) {
+  auto result = restore_into(save_dir(), device_, target, options, [&](const PayloadReader& verify, const PayloadReader& apply) {
+    return store_->load_best(verify, apply);
+  });
+  if (!result) log::write(spdlog::level::info, "no best model in {}", save_dir().string());
+  return result;
 }
 
 CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state) {

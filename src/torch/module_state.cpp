@@ -7,6 +7,7 @@
 
 #include "ckpt/errors.hpp"
 #include "ckpt/training.hpp"
+#include "torch/state_loading.hpp"
 
 namespace ckpt {
 
@@ -33,11 +34,13 @@ State state_dict(const torch::nn::Module& module) {
   return state;
 }
 
-LoadReport load_state_dict(torch::nn::Module& module, const State& state, bool strict) {
+namespace torch_layer {
+
+ModuleLoad plan_module_load(const torch::nn::Module& module, const State& state, bool strict) {
   std::vector<std::pair<std::string, at::Tensor>> targets;
   collect(module, "", targets);
-  LoadReport report;
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
+  ModuleLoad load;
+  LoadReport& report = load.report;
   std::map<std::string, bool> expected;
   for (auto& [name, target] : targets) {
     expected[name] = true;
@@ -62,7 +65,7 @@ LoadReport load_state_dict(torch::nn::Module& module, const State& state, bool s
                                               c10::toString(source.scalar_type()), c10::toString(target.scalar_type())));
       continue;
     }
-    copies.emplace_back(target, source);
+    load.copies.emplace_back(target, source);
   }
   for (const auto& [key, value] : state) {
     if (!expected.count(key)) report.unexpected_keys.push_back(key);
@@ -76,9 +79,16 @@ LoadReport load_state_dict(torch::nn::Module& module, const State& state, bool s
     for (const auto& mismatch : report.mismatches) message += "\n  " + mismatch;
     throw StateError(ErrorCode::key, message);
   }
+  return load;
+}
+
+}  // namespace torch_layer
+
+LoadReport load_state_dict(torch::nn::Module& module, const State& state, bool strict) {
+  torch_layer::ModuleLoad load = torch_layer::plan_module_load(module, state, strict);
   c10::NoGradGuard no_grad;
-  for (auto& [target, source] : copies) target.copy_(source);
-  return report;
+  for (auto& [target, source] : load.copies) target.copy_(source);
+  return load.report;
 }
 
 }  // namespace ckpt

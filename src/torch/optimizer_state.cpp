@@ -17,6 +17,7 @@
 
 #include "ckpt/errors.hpp"
 #include "ckpt/training.hpp"
+#include "torch/state_loading.hpp"
 
 namespace ckpt {
 
@@ -185,7 +186,7 @@ at::Tensor read_tensor(const State& state, const char* key, const at::Tensor& pa
     mismatch(fmt::format("{}['{}'] has shape [{}], its parameter [{}]", where, key, fmt::join(tensor.sizes(), ", "),
                          fmt::join(parameter.sizes(), ", ")));
   }
-  return tensor.to(parameter.options()).clone();
+  return tensor;  // as it is: resolve_tensors decides what the state holds
 }
 
 // The keys that tell one optimizer's groups from another's.
@@ -287,6 +288,52 @@ std::unique_ptr<OptimizerParamState> load_param_state(Kind kind, const State& s,
   return nullptr;
 }
 
+// Calls fn(tensor) for each defined tensor field of a state of `kind` and sets the field
+// to what it returns.
+template <typename Fn>
+void map_tensors(Kind kind, OptimizerParamState& base, Fn&& fn) {
+  auto each = [&](const at::Tensor& current, auto&& set) {
+    if (current.defined()) set(fn(current));
+  };
+  auto adam = [&](auto& s) {
+    each(s.exp_avg(), [&](at::Tensor t) { s.exp_avg(std::move(t)); });
+    each(s.exp_avg_sq(), [&](at::Tensor t) { s.exp_avg_sq(std::move(t)); });
+    each(s.max_exp_avg_sq(), [&](at::Tensor t) { s.max_exp_avg_sq(std::move(t)); });
+  };
+  switch (kind) {
+    case Kind::sgd: {
+      auto& s = static_cast<torch::optim::SGDParamState&>(base);
+      each(s.momentum_buffer(), [&](at::Tensor t) { s.momentum_buffer(std::move(t)); });
+      break;
+    }
+    case Kind::adam: adam(static_cast<torch::optim::AdamParamState&>(base)); break;
+    case Kind::adamw: adam(static_cast<torch::optim::AdamWParamState&>(base)); break;
+    case Kind::rmsprop: {
+      auto& s = static_cast<torch::optim::RMSpropParamState&>(base);
+      each(s.square_avg(), [&](at::Tensor t) { s.square_avg(std::move(t)); });
+      each(s.momentum_buffer(), [&](at::Tensor t) { s.momentum_buffer(std::move(t)); });
+      each(s.grad_avg(), [&](at::Tensor t) { s.grad_avg(std::move(t)); });
+      break;
+    }
+    case Kind::adagrad: {
+      auto& s = static_cast<torch::optim::AdagradParamState&>(base);
+      each(s.sum(), [&](at::Tensor t) { s.sum(std::move(t)); });
+      break;
+    }
+  }
+}
+
+// The defined tensor fields of a state, in map_tensors' order.
+std::vector<at::Tensor> tensors_of(Kind kind, const OptimizerParamState& base) {
+  std::vector<at::Tensor> tensors;
+  std::unique_ptr<OptimizerParamState> copy = base.clone();  // shares the tensors
+  map_tensors(kind, *copy, [&](const at::Tensor& t) {
+    tensors.push_back(t);
+    return t;
+  });
+  return tensors;
+}
+
 }  // namespace
 
 State state_dict(const Optimizer& optimizer) {
@@ -311,7 +358,9 @@ State state_dict(const Optimizer& optimizer) {
   return state;
 }
 
-void load_state_dict(Optimizer& optimizer, const State& state) {
+namespace torch_layer {
+
+OptimizerLoad plan_optimizer_load(const Optimizer& optimizer, const State& state) {
   const Kind kind = kind_of(optimizer);
   if (!state.contains("state") || !state.contains("param_groups")) {
     mismatch("the State is not an optimizer state_dict (it needs 'state' and 'param_groups')");
@@ -319,7 +368,7 @@ void load_state_dict(Optimizer& optimizer, const State& state) {
   const c10::IValue& groups_value = state.at("param_groups");
   if (!groups_value.isList()) mismatch("'param_groups' is not a list");
   auto saved_groups = groups_value.toListRef();
-  auto& groups = optimizer.param_groups();
+  const auto& groups = optimizer.param_groups();
   if (saved_groups.size() != groups.size()) {
     mismatch(fmt::format("the checkpoint has {} parameter groups, the optimizer {}", saved_groups.size(), groups.size()));
   }
@@ -344,7 +393,8 @@ void load_state_dict(Optimizer& optimizer, const State& state) {
                            groups[g].params().size()));
     }
   }
-  std::vector<std::pair<std::string, std::unique_ptr<OptimizerParamState>>> loaded;
+  OptimizerLoad load;
+  load.kind = static_cast<int>(kind);
   for (std::size_t g = 0; g < groups.size(); ++g) {
     auto ids = saved[g].at("params").toListRef();
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -355,13 +405,50 @@ void load_state_dict(Optimizer& optimizer, const State& state) {
       const std::string where = fmt::format("state[{}]", ids[i].toInt());
       if (!found->value().isGenericDict()) mismatch(where + " is not a dict");
       State s = State::from_generic_dict(found->value().toGenericDict());
-      loaded.emplace_back(param_key(parameter), load_param_state(kind, s, parameter, where));
+      load.params.push_back({param_key(parameter), parameter, load_param_state(kind, s, parameter, where)});
     }
   }
-  for (std::size_t g = 0; g < groups.size(); ++g) load_group(kind, groups[g].options(), saved[g], fmt::format("param_groups[{}]", g));
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    load.groups.push_back(groups[g].options().clone());
+    load_group(kind, *load.groups.back(), saved[g], fmt::format("param_groups[{}]", g));
+  }
+  return load;
+}
+
+void resolve_tensors(const Optimizer& optimizer, OptimizerLoad& load, const TensorResolver& resolve) {
+  const Kind kind = static_cast<Kind>(load.kind);
+  for (auto& param : load.params) {
+    std::vector<at::Tensor> current;
+    auto found = optimizer.state().find(param.key);
+    if (found != optimizer.state().end()) current = tensors_of(kind, *found->second);
+    // The same fields in the same order when both states have them (a state that had no
+    // max_exp_avg_sq, say, does not line up: then nothing current is offered).
+    const std::size_t planned = tensors_of(kind, *param.state).size();
+    std::size_t i = 0;
+    map_tensors(kind, *param.state, [&](const at::Tensor& saved) {
+      const at::Tensor& now = current.size() == planned ? current[i] : at::Tensor();
+      ++i;
+      return resolve(saved, param.parameter, now);
+    });
+  }
+}
+
+void install(Optimizer& optimizer, OptimizerLoad&& load) {
+  auto& groups = optimizer.param_groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) groups[g].set_options(std::move(load.groups[g]));
   auto& target = optimizer.state();
   target.clear();
-  for (auto& [key, param_state] : loaded) target[key] = std::move(param_state);
+  for (auto& param : load.params) target[param.key] = std::move(param.state);
+}
+
+}  // namespace torch_layer
+
+void load_state_dict(Optimizer& optimizer, const State& state) {
+  torch_layer::OptimizerLoad load = torch_layer::plan_optimizer_load(optimizer, state);
+  torch_layer::resolve_tensors(optimizer, load, [](const at::Tensor& saved, const at::Tensor& parameter, const at::Tensor&) {
+    return saved.to(parameter.options()).clone();
+  });
+  torch_layer::install(optimizer, std::move(load));
 }
 
 }  // namespace ckpt

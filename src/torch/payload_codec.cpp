@@ -220,8 +220,9 @@ class Encoder {
 // 3 GB. What is built is charged to the payload's budget.
 class Decoder {
  public:
-  Decoder(const std::unordered_map<std::string, c10::Storage>& storages, format::MemoryBudget& budget)
-      : storages_(storages), budget_(budget) {}
+  Decoder(const std::unordered_map<std::string, c10::Storage>& storages, format::MemoryBudget& budget,
+          const DenseTensorFactory* make_dense = nullptr)
+      : storages_(storages), budget_(budget), make_dense_(make_dense) {}
 
   c10::IValue convert(const ValuePtr& value, int depth) {
     auto found = converted_.find(value.get());
@@ -359,6 +360,10 @@ class Decoder {
     at::Tensor tensor;
     switch (info.layout) {
       case format::TensorLayout::strided: {
+        if (make_dense_) {
+          tensor = (*make_dense_)(info, dtype);
+          break;
+        }
         const c10::Storage& storage = storages_.at(info.storage->key);
         tensor = at::empty({0}, at::TensorOptions().dtype(dtype).device(storage.device()));
         tensor.set_(storage, info.storage_offset, info.sizes, info.strides);
@@ -389,6 +394,7 @@ class Decoder {
 
   const std::unordered_map<std::string, c10::Storage>& storages_;
   format::MemoryBudget& budget_;
+  const DenseTensorFactory* make_dense_;  // when set, dense tensors are made by it, from no storage
   std::unordered_map<const format::Value*, c10::IValue> converted_;
 };
 
@@ -469,8 +475,6 @@ EncodedPayload encode(const State& state, const std::filesystem::path& target) {
   return payload;
 }
 
-namespace {
-
 // What read_layout found, with the file's name on its errors.
 format::CheckpointLayout layout_of(PayloadSource& source, const std::filesystem::path& path) {
   try {
@@ -482,9 +486,9 @@ format::CheckpointLayout layout_of(PayloadSource& source, const std::filesystem:
 
 // Reads the storages `roots` use (in file order, each once) onto `options.device`, and
 // converts each root; the same Decoder for all, so sharing across roots is kept.
-std::vector<c10::IValue> convert(PayloadSource& source, const format::CheckpointLayout& layout,
-                                 const std::vector<ValuePtr>& roots, const LoadOptions& options,
-                                 const std::filesystem::path& path) {
+std::vector<c10::IValue> decode_roots(PayloadSource& source, const format::CheckpointLayout& layout,
+                                      const std::vector<ValuePtr>& roots, const LoadOptions& options,
+                                      const std::filesystem::path& path) {
   std::unordered_set<std::string> needed;
   std::unordered_set<const format::Value*> visited;
   for (const auto& root : roots) collect_storages(root, needed, visited, 0);
@@ -514,17 +518,25 @@ std::vector<c10::IValue> convert(PayloadSource& source, const format::Checkpoint
   return converted;
 }
 
-// Whatever libtorch or the allocator throws while a payload is decoded becomes a
-// FormatError naming the file (the manager then lets the hash decide, as for any decode
-// failure); ckpt's own errors pass through.
-template <typename Fn>
-auto guarded(const std::filesystem::path& path, Fn&& fn) -> decltype(fn()) {
+std::vector<c10::IValue> decode_placeholders(const format::CheckpointLayout& layout, const std::vector<ValuePtr>& roots,
+                                             const DenseTensorFactory& make_dense) {
+  const std::unordered_map<std::string, c10::Storage> no_storages;
+  Decoder decoder(no_storages, *layout.budget, &make_dense);
+  std::vector<c10::IValue> converted;
+  converted.reserve(roots.size());
+  for (const auto& root : roots) converted.push_back(decoder.convert(root, 1));
+  return converted;
+}
+
+c10::ScalarType scalar_type_of(format::DType dtype) { return to_scalar_type(dtype); }
+
+void rethrow_named(const std::filesystem::path& path) {
   auto named = [&](const std::string& what) {
     const std::string prefix = path.string() + ": ";
     return what.rfind(prefix, 0) == 0 ? what : prefix + what;
   };
   try {
-    return fn();
+    throw;
   } catch (const FormatError& error) {
     throw FormatError(error.code(), named(error.what()), path);
   } catch (const Error&) {
@@ -535,6 +547,20 @@ auto guarded(const std::filesystem::path& path, Fn&& fn) -> decltype(fn()) {
     throw FormatError(ErrorCode::format, named("out of memory while decoding it"), path);
   } catch (const std::exception& error) {
     throw FormatError(ErrorCode::format, named(fmt::format("cannot be loaded: {}", error.what())), path);
+  }
+}
+
+namespace {
+
+// Whatever libtorch or the allocator throws while a payload is decoded becomes a
+// FormatError naming the file (the manager then lets the hash decide, as for any decode
+// failure); ckpt's own errors pass through.
+template <typename Fn>
+auto guarded(const std::filesystem::path& path, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (...) {
+    rethrow_named(path);
   }
 }
 
@@ -566,7 +592,7 @@ State decode(PayloadSource& source, const LoadOptions& options, const std::files
     }
     std::vector<ValuePtr> roots;
     for (const auto& entry : selected) roots.push_back(entry.second);
-    std::vector<c10::IValue> values = convert(source, layout, roots, options, path);
+    std::vector<c10::IValue> values = decode_roots(source, layout, roots, options, path);
     State state;
     for (std::size_t i = 0; i < selected.size(); ++i) state.set(selected[i].first->text(), std::move(values[i]));
     return state;
@@ -577,7 +603,7 @@ c10::IValue decode_value(PayloadSource& source, const LoadOptions& options, cons
   if (!options.only_keys.empty()) throw InvalidArgument("load_value: only_keys applies to load_file, not to a payload's root value");
   return guarded(path, [&] {
     format::CheckpointLayout layout = layout_of(source, path);
-    return convert(source, layout, {layout.root}, options, path).front();
+    return decode_roots(source, layout, {layout.root}, options, path).front();
   });
 }
 

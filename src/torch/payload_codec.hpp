@@ -7,10 +7,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <vector>
 
 #include "ckpt/serialization.hpp"
 #include "ckpt/state.hpp"
 #include "ckpt/store.hpp"
+#include "format/checkpoint_format.hpp"
 
 namespace ckpt::torch_layer {
 
@@ -33,6 +36,27 @@ State decode(PayloadSource& source, const LoadOptions& options, const std::files
 // The payload's root value, whatever it is (torch.save(tensor), a list, a dict with any
 // keys). Same errors.
 c10::IValue decode_value(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& source_path);
+
+// ---- The pieces of decode, for restore in place (torch/restore.cpp) ----
+
+// format::read_layout, with `path` on its errors.
+format::CheckpointLayout layout_of(PayloadSource& source, const std::filesystem::path& path);
+// Reads the storages `roots` use (in file order, each once, CRC-32 checked) onto
+// options.device and converts each root, sharing kept across roots.
+std::vector<c10::IValue> decode_roots(PayloadSource& source, const format::CheckpointLayout& layout,
+                                      const std::vector<format::ValuePtr>& roots, const LoadOptions& options,
+                                      const std::filesystem::path& path);
+// Converts `roots` reading nothing: each dense tensor is what `make_dense` returns for
+// it (a placeholder); sparse tensors are built over those, meta tensors as decode does.
+using DenseTensorFactory = std::function<at::Tensor(const format::TensorInfo&, c10::ScalarType)>;
+std::vector<c10::IValue> decode_placeholders(const format::CheckpointLayout& layout,
+                                             const std::vector<format::ValuePtr>& roots,
+                                             const DenseTensorFactory& make_dense);
+c10::ScalarType scalar_type_of(format::DType dtype);
+// Called in a catch block: rethrows the exception being handled as decode does, ckpt's
+// errors as they are (a FormatError with `path` in front), libtorch's and the
+// allocator's as a FormatError naming `path`.
+[[noreturn]] void rethrow_named(const std::filesystem::path& path);
 
 // Checks that this libtorch build can allocate on `device`; throws InvalidArgument.
 void require_usable_device(c10::Device device);

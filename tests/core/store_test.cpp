@@ -726,3 +726,61 @@ TEST_CASE("test hooks set on a copy of the options leave the original's alone", 
   }
   CHECK(steps.empty());
 }
+
+TEST_CASE("verify, then apply: apply runs once, on the verified file only, after its hash matched",
+          "[store][corruption][restore]") {
+  TestDir dir("store");
+  CheckpointStore store(dir.path());
+  save_epochs(store, 1, 3);
+  save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(7), 0.7);
+  // One bit of the newest epoch's data flipped: the verifier sees both candidates, the
+  // applier only the one whose hash matched, and sees all of its bytes.
+  std::string damaged = read_bytes(dir / "checkpoint_epoch_3.pth");
+  damaged[damaged.size() / 2] ^= 0x01;
+  write_bytes(dir / "checkpoint_epoch_3.pth", damaged);
+  std::vector<std::string> verified, applied;
+  std::string applied_bytes;
+  auto verify = [&](PayloadSource&, const CheckpointRecord& record) { verified.push_back(record.file); };
+  auto apply = [&](PayloadSource& source, const CheckpointRecord& record) {
+    applied.push_back(record.file);
+    applied_bytes.resize(source.size());
+    source.read_at(0, applied_bytes.data(), applied_bytes.size());
+  };
+  auto loaded = store.load_latest(verify, apply);
+  REQUIRE(loaded);
+  CHECK(loaded->epoch == 2);
+  CHECK(verified == std::vector<std::string>{"checkpoint_epoch_3.pth", "checkpoint_epoch_2.pth"});
+  CHECK(applied == std::vector<std::string>{"checkpoint_epoch_2.pth"});
+  CHECK(applied_bytes == zip_payload(2));
+  CHECK(std::filesystem::exists(dir / "quarantine" / "checkpoint_epoch_3.pth"));
+
+  verified.clear();
+  applied.clear();
+  REQUIRE(store.load_best(verify, apply));
+  CHECK(applied == std::vector<std::string>{"best_model.pth"});
+  CHECK(applied_bytes == zip_payload(7));
+  CHECK(invariant_violations(dir.path()).empty());
+}
+
+TEST_CASE("verify, then apply: an applier that fails leaves the file, its row and the interrupt checkpoint as they were",
+          "[store][fault][restore]") {
+  TestDir dir("store");
+  CheckpointStore store(dir.path());
+  save_epochs(store, 1, 1);
+  save_bytes(store, CheckpointKind::interrupt, std::nullopt, zip_payload(9));
+  auto noop = [](PayloadSource&, const CheckpointRecord&) {};
+  auto failing = [](PayloadSource&, const CheckpointRecord& record) {
+    throw IoError(ErrorCode::io, record.file + ": injected failure while applying");
+  };
+  CHECK_THROWS_WITH(store.load_latest(noop, failing), Catch::Contains("interrupt_checkpoint.pth"));
+  CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+  // Not consumed, no resume recorded: the next load resumes from it again.
+  CHECK(store.latest()->status == "committed");
+  auto events = index_events(dir.path());
+  CHECK(std::count(events.begin(), events.end(), "resumed_from") == 0);
+  auto loaded = store.load_latest(noop, noop);
+  REQUIRE(loaded);
+  CHECK(loaded->kind == CheckpointKind::interrupt);
+  CHECK(store.latest()->status == "consumed");
+  CHECK(invariant_violations(dir.path()).empty());
+}
