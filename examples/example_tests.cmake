@@ -6,6 +6,7 @@
 #   guide_basic_loop             8 epochs: epoch checkpoints and the best model
 #   guide_evaluate_best          the best model of that run, evaluated on the test set
 #   guide_evaluate_best_missing  no best model: the error, exit 1
+#   guide_restore_in_place       that run's latest checkpoint restored in place, as the ordinary load
 #   guide_interrupt_run          a real SIGINT during epoch 2: interrupt checkpoint, exit 130
 #   guide_interrupt_resume       resumes after epoch 1 and finishes
 #   guide_custom_state           saves the guide's custom keys and reads them back
@@ -45,6 +46,11 @@ guide_test(guide_evaluate_best_missing guide_evaluate_best FRESH DIR empty EXIT 
   EXPECT "no best model checkpoint found!")
 set_tests_properties(guide_basic_loop PROPERTIES FIXTURES_SETUP guide_basic)
 set_tests_properties(guide_evaluate_best PROPERTIES FIXTURES_REQUIRED guide_basic)
+guide_test(guide_restore_in_place guide_restore_in_place DIR basic
+  EXPECT "restored epoch 7 in place: validation accuracy [0-9.]+%|||the same parameters as load_latest_checkpoint")
+set_tests_properties(guide_restore_in_place PROPERTIES FIXTURES_REQUIRED guide_basic)
+# Both open a manager on the basic run's directory: one writer at a time.
+set_tests_properties(guide_evaluate_best guide_restore_in_place PROPERTIES RESOURCE_LOCK guide_basic_dir)
 
 # 16 steps an epoch: step 40 is in epoch 2, so the interrupt state is of epoch 1.
 guide_test(guide_interrupt_run guide_interrupt_recovery FRESH DIR interrupt ARGS "--sigint-at-step 40" EXIT 130
