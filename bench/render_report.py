@@ -1,9 +1,10 @@
 """render_report.py: the tables of docs/benchmarks.md, from the benchmarks' JSON results.
 
-  render_report.py [--core DIR] [--format DIR] [--dedupe DIR] --out docs/benchmarks.md
+  render_report.py [--core DIR] [--format DIR] [--dedupe DIR] [--restore DIR] --out docs/benchmarks.md
 
 --core is bench/run_benchmarks.sh's results directory, --format bench/run_format_benchmarks.sh's,
 --dedupe the results of run_benchmarks.sh's dedupe part.
+--restore the results of run_benchmarks.sh's restore part.
 Each part's tables replace what stands between its markers in OUT,
 <!-- tables: NAME --> and <!-- end of tables: NAME -->; everything outside them (the
 command that reproduces the report, the hand-written analysis) is left as it is.
@@ -351,6 +352,52 @@ def dedupe_tables(results):
     return out
 
 
+# --- restore: a resume's load of a large model ------------------------------------------------
+
+RESTORE_SIDES = [
+    ("in-place", "ckpt: `restore_file` (restore in place; CRC-32 in both passes)"),
+    ("manager", "ckpt: `load_latest_checkpoint_into` (restore in place; plus the whole-file hash)"),
+    ("load-file", "ckpt: `load_file` + `load_state_dict` (the State first)"),
+    ("python", "Python: `torch.load` + `load_state_dict`"),
+]
+
+
+def restore_tables(results):
+    runs = defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(results, "restore-*.json"))):
+        record = load(path)
+        runs[record["side"]].append(record)
+    out = ["**Machine and run**", ""] + run_table(load(os.path.join(results, "run.json")))
+    loads = [r["loadavg_1min"] for records in runs.values() for r in records if "loadavg_1min" in r]
+    if loads:
+        out += [f"Machine load (1-minute load average at the end of each run, 2 cores): "
+                f"{min(loads):.1f} – {max(loads):.1f}.", ""]
+    rows, walls = [], {}
+    for side, label in RESTORE_SIDES:
+        records = runs.get(side)
+        if not records:
+            continue
+        state = records[0]["state_bytes"]
+        wall = [r["wall_s"] for r in records]
+        cpu = [r["user_s"] + r["sys_s"] for r in records]
+        extra = [(r["peak_rss_kib"] - r["rss_before_kib"]) / 1024 for r in records]
+        walls[side] = median(wall)
+        rows.append((label, f"{state / MIB:,.0f} MiB", str(len(records)), secs(median(wall)), span(wall),
+                     secs(median(cpu)), f"{median([r['minflt'] for r in records]):,.0f}",
+                     f"{median([r['peak_rss_kib'] for r in records]) / 1024:,.0f} MiB",
+                     f"{median(extra):,.0f} MiB", f"{min(extra):,.0f} – {max(extra):,.0f} MiB"))
+    out += ["**One load of the model into its module** (medians over the runs; one load per process, the "
+            "file warm in the page cache; RSS before = the process with its model resident):", ""]
+    out += table(["contender", "file", "runs", "wall time", "min – max", "CPU time", "minor faults",
+                  "peak RSS", "peak − RSS before", "min – max"], rows)
+    if "python" in walls:
+        ratios = [(label, times(walls["python"] / walls[side]))
+                  for side, label in RESTORE_SIDES if side in walls and side != "python"]
+        out += ["Speed-up over Python in the same rounds (Python's median wall time / the contender's):", ""]
+        out += table(["contender", "Python / ckpt"], ratios)
+    return out
+
+
 # --- the document ---------------------------------------------------------------------------
 
 def replace_part(text, name, lines):
@@ -366,6 +413,7 @@ def main():
     parser.add_argument("--core", help="bench/run_benchmarks.sh's results (BUILD_DIR/bench/results)")
     parser.add_argument("--format", help="bench/run_format_benchmarks.sh's results (BUILD_DIR/bench/results-format)")
     parser.add_argument("--dedupe", help="bench/run_benchmarks.sh's dedupe results (BUILD_DIR/bench/results-dedupe)")
+    parser.add_argument("--restore", help="bench/run_benchmarks.sh's restore results (BUILD_DIR/bench/results-restore)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     with open(args.out) as f:
@@ -376,6 +424,8 @@ def main():
         text = replace_part(text, "format", format_tables(args.format))
     if args.dedupe:
         text = replace_part(text, "dedupe", dedupe_tables(args.dedupe))
+    if args.restore:
+        text = replace_part(text, "restore", restore_tables(args.restore))
     with open(args.out, "w") as f:
         f.write(text)
 

@@ -9,12 +9,17 @@
 #           pickle_save/pickle_load, 1 GiB and 20,000 small tensors;
 #   dedupe  the guide's loop (epoch checkpoint and best model of the same state each
 #           epoch): bytes written per epoch and time per epoch, ckpt (linking) against
-#           the guide's Python (bench/dedupe_bench.cpp, bench/python_guide_dedupe.py).
+#           the guide's Python (bench/dedupe_bench.cpp, bench/python_guide_dedupe.py);
+#   restore a resume's load of a 1 GiB model: restore in place (restore_file, and through
+#           the manager) against load_file + load_state_dict and Python's torch.load +
+#           load_state_dict, time and peak RSS (bench/restore_bench.cpp,
+#           bench/python_restore.py).
 #
 #   bash bench/run_benchmarks.sh                 # every part
 #   bash bench/run_benchmarks.sh --only core     # one part; the other parts' tables
 #   bash bench/run_benchmarks.sh --only format   #   stay as they are
 #   bash bench/run_benchmarks.sh --only dedupe
+#   bash bench/run_benchmarks.sh --only restore
 #
 # The benchmarks build in a tree of their own, BUILD_DIR (default build-bench), configured
 # with -DCKPT_BUILD_BENCH=ON; ./build, the test build, does not build bench/.
@@ -24,19 +29,20 @@
 # hits both equally), ROWS (100000), ITERATIONS (10000), PYTHON (/usr/bin/python3, which
 # must have torch). The format part's knobs are listed in bench/run_format_benchmarks.sh.
 # The dedupe part's: DEDUPE_MIB (state size, 128), DEDUPE_EPOCHS (4), DEDUPE_ROUNDS (3).
+# The restore part's: RESTORE_MIB (model size, 1024), RESTORE_ROUNDS (5).
 #
 # Checkpoints are written under the build tree, on purpose not under /tmp: /tmp may be a
 # tmpfs, where fsync costs nothing and the comparison would mean nothing.
 set -euo pipefail
 
 usage() {
-  echo "usage: run_benchmarks.sh [--only core|format|dedupe]" >&2
+  echo "usage: run_benchmarks.sh [--only core|format|dedupe|restore]" >&2
   exit 2
 }
 only=all
 while (($#)); do
   case $1 in
-    --only) [[ ${2:-} == core || ${2:-} == format || ${2:-} == dedupe ]] || usage; only=$2; shift 2 ;;
+    --only) [[ ${2:-} == core || ${2:-} == format || ${2:-} == dedupe || ${2:-} == restore ]] || usage; only=$2; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -62,7 +68,8 @@ die() {
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKPT_BUILD_BENCH=ON -DCKPT_BUILD_TESTS=OFF \
   -DCKPT_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j 2 --target save_bench index_bench format_bench pickle_bench format_whatif dedupe_bench
+cmake --build "$build" -j 2 --target save_bench index_bench format_bench pickle_bench format_whatif dedupe_bench \
+  restore_bench
 "$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (set PYTHON)"
 
 if [[ $only == all || $only == core ]]; then
@@ -159,10 +166,42 @@ if [[ $only == all || $only == dedupe ]]; then
   rmdir "$dedupe_dir" 2>/dev/null || true
 fi
 
+# --- restore in place: a resume's load of a large model -----------------------------------
+# One file (restore_bench setup, through the manager), read warm from the page cache by
+# every side, one load per process; each round runs every side once, the order rotating.
+restore_results=$build/bench/results-restore
+if [[ $only == all || $only == restore ]]; then
+  restore_mib=${RESTORE_MIB:-1024}
+  restore_rounds=${RESTORE_ROUNDS:-5}
+  restore_dir=$build/bench/runs-restore
+  rm -rf "$restore_results" "$restore_dir"
+  mkdir -p "$restore_results"
+  "$python" "$root/bench/run_info.py" start "$restore_results/run.json" --root "$root" --build "$build" \
+    --data "$restore_dir" state_mib="$restore_mib" rounds="$restore_rounds"
+  "$build/bench/restore_bench" setup --dir "$restore_dir" --state-mib "$restore_mib"
+  cat "$restore_dir/checkpoint_epoch_1.pth" >/dev/null  # warm: every side reads it from the page cache
+  contenders=(in-place manager load-file python)
+  for ((round = 1; round <= restore_rounds; round++)); do
+    for ((i = 0; i < ${#contenders[@]}; i++)); do
+      side=${contenders[$(((i + round - 1) % ${#contenders[@]}))]}
+      echo "== restore round $round/$restore_rounds: $side"
+      out="$restore_results/restore-$side-$round.json"
+      if [[ $side == python ]]; then
+        "$python" "$root/bench/python_restore.py" --dir "$restore_dir" --state-mib "$restore_mib" --json-out "$out"
+      else
+        "$build/bench/restore_bench" run --dir "$restore_dir" --mode "$side" --state-mib "$restore_mib" --json-out "$out"
+      fi
+    done
+  done
+  "$python" "$root/bench/run_info.py" finish "$restore_results/run.json"
+  rm -rf "$restore_dir"
+fi
+
 # --- the tables ----------------------------------------------------------------------------
 parts=()
 [[ $only == all || $only == core ]] && parts+=(--core "$results")
 [[ $only == all || $only == format ]] && parts+=(--format "$build/bench/results-format")
 [[ $only == all || $only == dedupe ]] && parts+=(--dedupe "$dedupe_results")
+[[ $only == all || $only == restore ]] && parts+=(--restore "$restore_results")
 "$python" "$root/bench/render_report.py" "${parts[@]}" --out "$root/docs/benchmarks.md"
 echo "== rendered the tables of $root/docs/benchmarks.md"
