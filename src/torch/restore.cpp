@@ -103,6 +103,9 @@ struct InPlaceRestore::Plan {
   std::unordered_map<const c10::TensorImpl*, const TensorInfo*> placeholders;
   // The small records, read in pass 1.
   std::unordered_map<std::string, c10::Storage> small;
+  // The converted entries: they hold every placeholder, so no TensorImpl in
+  // `placeholders` is freed (and its address reused) while the plan lives.
+  std::vector<c10::IValue> skeleton;
   ModuleLoad module;
   std::optional<OptimizerLoad> optimizer;
   State rest;
@@ -208,7 +211,8 @@ void InPlaceRestore::verify(PayloadSource& source, const std::filesystem::path& 
     };
     std::vector<ValuePtr> roots{model_value};
     if (optimizer_value) roots.push_back(optimizer_value);
-    std::vector<c10::IValue> skeleton = decode_placeholders(layout, roots, make_dense);
+    plan->skeleton = decode_placeholders(layout, roots, make_dense);
+    const std::vector<c10::IValue>& skeleton = plan->skeleton;
     auto as_state = [&](const c10::IValue& value, const std::string& key) {
       if (!value.isGenericDict()) {
         throw StateError(ErrorCode::type,
