@@ -12,7 +12,7 @@
 //   1. Verify: the pickle is parsed into tensor placeholders (no tensor data is
 //      allocated), its structure checked against the target (keys, shapes, dtypes;
 //      strict: one StateError listing every difference, as load_state_dict), and the
-//      whole file streamed through a 4 MiB buffer: each record's CRC-32 checked and,
+//      whole file streamed through a 1 MiB buffer: each record's CRC-32 checked and,
 //      through the manager, the whole-file hash compared with the index row. The other
 //      top-level entries (epoch, metrics, scheduler, rng: small values) are decoded here.
 //   2. Apply, only once pass 1 passed: each tensor record is read (pread) straight into
@@ -21,17 +21,21 @@
 //      reused; each record's CRC-32 is checked again (the file could have changed between
 //      the passes). Tensor versions are bumped as an in-place copy_ would. The optimizer's
 //      groups and state are installed last, after every record was read and checked.
-// Peak extra memory: the 4 MiB buffer plus the largest staged record; the tensors the
-// target already has are written in place (the same objects, data_ptr unchanged: an
-// optimizer built on the parameters keeps working). Optimizer state tensors the
-// optimizer already holds with the same shape, dtype and device are reused; others
-// (a fresh optimizer has none) are allocated once, as the result needs them.
+// Peak extra memory: the 1 MiB buffer (and, through the manager, the store's 4 MiB
+// hashing buffer) plus the largest record that is staged; an ordinary model's records
+// are all read in place. The target's tensors are written in place (the same objects,
+// data_ptr unchanged: an optimizer built on the parameters keeps working). Optimizer
+// state tensors the optimizer already holds with the parameter's shape, dtype and device
+// are written in place too; others (a fresh optimizer has none) are allocated once, as
+// the result needs them.
 //
-// A failure in pass 1 changes nothing. A failure in pass 2 (an I/O error, a CRC
-// mismatch because the file changed after pass 1) throws an error whose message names the
-// file and says the target is partly restored: some tensors hold the checkpoint's values,
-// the rest their old ones; the optimizer is unchanged. Restore again, or from another
-// checkpoint (docs/durability.md, "Restore in place").
+// A failure in pass 1 changes nothing. A failure in pass 2 (an I/O error, a CRC mismatch
+// because the file changed after pass 1) throws an error whose message names the file
+// and says the target is partly restored: some of the module's tensors, and of the
+// optimizer's state tensors it already had, hold the checkpoint's values, the rest their
+// old ones; the optimizer's groups (learning rates, ...) and which parameters have state
+// are unchanged. Restore again, or from another checkpoint (docs/durability.md, "Restore
+// in place: verify, then apply").
 #pragma once
 
 #include <filesystem>

@@ -36,7 +36,7 @@ using format::ValueKind;
 using format::ValuePtr;
 
 // Pass 1 reads every record through a buffer of at most this size.
-constexpr std::size_t kStreamBuffer = 4 << 20;
+constexpr std::size_t kStreamBuffer = 1 << 20;
 // Records this small are kept from pass 1 (an optimizer's 0-d "step", a BatchNorm's
 // num_batches_tracked): their values are needed to check the state (a step is read as a
 // number), and a read each in pass 2 would cost more than the copy.

@@ -428,11 +428,18 @@ TEST_CASE("an I/O error while tensors are written says the target is partly rest
 
 namespace {
 // Damages the file between restore_file's two passes: on its second open for reading.
+// (count 0: appends a byte instead).
 class DamageOnSecondOpen final : public FileSystemWrapper {
  public:
   DamageOnSecondOpen(float value, int count) : FileSystemWrapper(FileSystem::posix()), value_(value), count_(count) {}
   std::unique_ptr<ReadableFile> open_for_read(const std::filesystem::path& path) override {
-    if (++opens_ == 2) flip_bit_in_values(path, value_, count_);
+    if (++opens_ == 2) {
+      if (count_ > 0) {
+        flip_bit_in_values(path, value_, count_);
+      } else {
+        write_bytes(path, read_bytes(path) + "x");
+      }
+    }
     return FileSystemWrapper::open_for_read(path);
   }
 
@@ -463,6 +470,15 @@ TEST_CASE("a record changed between the passes fails its CRC-32 in pass 2: partl
     CHECK_THAT(error.what(), Catch::Contains("changing.pth") && Catch::Contains("CRC-32") &&
                                  Catch::Contains("partly restored"));
   }
+  // A file that grew between the passes: refused before anything is written.
+  save_file(State{{"model", state_dict(*source)}}, dir / "changing.pth");
+  auto other = make_model(3);
+  const State before = snapshot(state_dict(*other));
+  options.file_system = std::make_shared<DamageOnSecondOpen>(0.5f, 0);
+  CHECK_THROWS_WITH(restore_file(dir / "changing.pth", RestoreTarget{other.get()}, options),
+                    Catch::Contains("changing.pth") && Catch::Contains("changed after it was verified") &&
+                        Catch::Contains("nothing was restored"));
+  CHECK(same_state(state_dict(*other), before));
 }
 
 TEST_CASE("restore in place needs O(largest tensor) extra memory, not O(state)", "[restore][memory]") {
@@ -477,7 +493,7 @@ TEST_CASE("restore in place needs O(largest tensor) extra memory, not O(state)",
   }
   constexpr long kModelKib = 64 << 10;
   constexpr long kLargestKib = 16 << 10;
-  // The bound: the largest tensor, pass 1's 4 MiB buffer, the hasher's 4 MiB, and slack.
+  // The bound: the largest tensor (were it staged), pass 1's 1 MiB buffer, the hasher's 4 MiB, and slack.
   constexpr long kBoundKib = kLargestKib + (16 << 10);
   static_assert(kBoundKib < kModelKib);
 
