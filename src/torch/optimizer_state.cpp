@@ -408,10 +408,12 @@ OptimizerLoad plan_optimizer_load(const Optimizer& optimizer, const State& state
       load.params.push_back({param_key(parameter), parameter, load_param_state(kind, s, parameter, where)});
     }
   }
+  // Checked on a copy; install sets the optimizer's own options (a reference to them
+  // that the caller holds stays valid).
   for (std::size_t g = 0; g < groups.size(); ++g) {
-    load.groups.push_back(groups[g].options().clone());
-    load_group(kind, *load.groups.back(), saved[g], fmt::format("param_groups[{}]", g));
+    load_group(kind, *groups[g].options().clone(), saved[g], fmt::format("param_groups[{}]", g));
   }
+  load.groups = std::move(saved);
   return load;
 }
 
@@ -434,8 +436,11 @@ void resolve_tensors(const Optimizer& optimizer, OptimizerLoad& load, const Tens
 }
 
 void install(Optimizer& optimizer, OptimizerLoad&& load) {
+  const Kind kind = static_cast<Kind>(load.kind);
   auto& groups = optimizer.param_groups();
-  for (std::size_t g = 0; g < groups.size(); ++g) groups[g].set_options(std::move(load.groups[g]));
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    load_group(kind, groups[g].options(), load.groups[g], fmt::format("param_groups[{}]", g));
+  }
   auto& target = optimizer.state();
   target.clear();
   for (auto& param : load.params) target[param.key] = std::move(param.state);

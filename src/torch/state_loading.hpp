@@ -37,7 +37,7 @@ struct OptimizerLoad {
   };
   int kind = 0;
   std::vector<Param> params;
-  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> groups;  // each group's new options
+  std::vector<State> groups;  // each group's saved hyperparameters, already checked
 };
 
 // Checks Python's optimizer layout against `optimizer` (training.hpp's load_state_dict:
@@ -51,7 +51,8 @@ using TensorResolver =
     std::function<at::Tensor(const at::Tensor& saved, const at::Tensor& parameter, const at::Tensor& current)>;
 void resolve_tensors(const torch::optim::Optimizer& optimizer, OptimizerLoad& load, const TensorResolver& resolve);
 
-// Installs the prepared groups' options and states (the old states are dropped).
+// Sets each group's options from the checkpoint and installs the prepared states (the old
+// states are dropped). Throws nothing plan_optimizer_load did not already check.
 void install(torch::optim::Optimizer& optimizer, OptimizerLoad&& load);
 
 }  // namespace ckpt::torch_layer
