@@ -383,6 +383,12 @@ TEST_CASE("strict restore of a mismatched checkpoint names every difference and 
   CHECK_THROWS_WITH(restore_file(dir / "no_optimizer.pth", RestoreTarget{other.get(), &adam}),
                     Catch::Contains("no 'optimizer' entry"));
   CHECK(same_state(state_dict(*other), other_before));
+  // Not strict: the module is restored, the optimizer left as it is, and the log says so.
+  CapturedLog log;
+  restore_file(dir / "no_optimizer.pth", RestoreTarget{other.get(), &adam}, lenient);
+  CHECK(same_state(state_dict(*other), state_dict(*source)));
+  CHECK(adam.state().empty());
+  CHECK_THAT(log.text(), Catch::Contains("[warning]") && Catch::Contains("the optimizer was not restored"));
 }
 
 TEST_CASE("an I/O error while tensors are written says the target is partly restored, naming the file",
