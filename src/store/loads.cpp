@@ -163,16 +163,20 @@ std::optional<VerifiedPayload> with_bytes(
 }  // namespace
 
 std::optional<CheckpointRecord> CheckpointStore::load_latest(const PayloadReader& read_payload) {
-  return impl_->load_latest(read_payload);
+  return impl_->serialized([&] { return impl_->load_latest(read_payload); });
 }
 std::optional<CheckpointRecord> CheckpointStore::load_best(const PayloadReader& read_payload) {
-  return impl_->load_best(read_payload);
+  return impl_->serialized([&] { return impl_->load_best(read_payload); });
 }
 std::optional<VerifiedPayload> CheckpointStore::load_latest() {
-  return with_bytes([this](const PayloadReader& reader) { return impl_->load_latest(reader); });
+  return with_bytes([this](const PayloadReader& reader) {
+    return impl_->serialized([&] { return impl_->load_latest(reader); });
+  });
 }
 std::optional<VerifiedPayload> CheckpointStore::load_best() {
-  return with_bytes([this](const PayloadReader& reader) { return impl_->load_best(reader); });
+  return with_bytes([this](const PayloadReader& reader) {
+    return impl_->serialized([&] { return impl_->load_best(reader); });
+  });
 }
 
 }  // namespace ckpt
