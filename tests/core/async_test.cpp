@@ -176,6 +176,20 @@ TEST_CASE("with max_in_flight 1 the next save_async blocks until the save in fli
   CHECK(statuses_of(dir.path(), "checkpoint_epoch_2.pth") == std::vector<std::string>{"committed"});
 }
 
+TEST_CASE("a save's writer is released before the next save_async gets its slot", "[store][async]") {
+  TestDir dir("async");
+  CheckpointStore store(dir.path());
+  auto held = std::make_shared<std::string>(zip_payload(1));
+  std::weak_ptr<std::string> watch = held;
+  SaveRequest request;
+  request.kind = CheckpointKind::epoch;
+  request.epoch = 1;
+  store.save_async(request, [held = std::move(held)](ByteSink& sink) { sink.write(held->data(), held->size()); });
+  save_epoch_async(store, 2, zip_payload(2));  // returns once epoch 1 is done: its writer is gone
+  CHECK(watch.expired());  // (a manager's copy buffers are free for reuse then)
+  store.wait();
+}
+
 TEST_CASE("with max_in_flight 2 a second save queues behind the first without blocking", "[store][async]") {
   TestDir dir("async");
   auto gate = std::make_shared<Gate>();

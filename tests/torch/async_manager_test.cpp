@@ -144,15 +144,20 @@ TEST_CASE("a copy snapshot: parameters changed right after save_*_async returns 
           "[manager][async]") {
   TestDir dir("async-copy");
   auto gate = std::make_shared<Gate>();
-  CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate, 3));
+  CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate, 4));
   Trainer trainer;
+  std::vector<at::Tensor> saved;  // the weight each epoch's save was given
   trainer.step();
-  const at::Tensor before = trainer.model->weight.detach().clone();
+  saved.push_back(trainer.model->weight.detach().clone());
   gate->arm("temp_written");  // the worker is held inside epoch 1's save...
   manager.save_epoch_checkpoint_async(trainer.state(1, 0.5), 1);
   gate->wait_reached();
-  manager.save_epoch_checkpoint_async(trainer.state(2, 0.6), 2);  // ...so these two are not written yet
-  manager.save_best_model_async(trainer.state(2, 0.6), 0.6);
+  for (std::int64_t epoch = 2; epoch <= 3; ++epoch) {  // ...so these are queued, not written
+    trainer.step();
+    saved.push_back(trainer.model->weight.detach().clone());
+    manager.save_epoch_checkpoint_async(trainer.state(epoch, 0.6), epoch);
+  }
+  manager.save_best_model_async(trainer.state(3, 0.6), 0.6);
   {
     at::NoGradGuard no_grad;
     trainer.model->weight.fill_(42);  // the training thread goes on at once
@@ -160,10 +165,12 @@ TEST_CASE("a copy snapshot: parameters changed right after save_*_async returns 
   trainer.step();
   gate->open();
   manager.wait();
-  for (const char* name : {"checkpoint_epoch_1.pth", "checkpoint_epoch_2.pth", "best_model.pth"}) {
-    INFO(name);
-    CHECK(weight_in(dir / name).equal(before));
+  for (std::int64_t epoch = 1; epoch <= 3; ++epoch) {
+    INFO("epoch " << epoch);
+    CHECK(weight_in(dir / ("checkpoint_epoch_" + std::to_string(epoch) + ".pth")).equal(saved[epoch - 1]));
   }
+  CHECK(weight_in(dir / "best_model.pth").equal(saved[2]));
+  CHECK_FALSE(saved[1].equal(saved[2]));
 }
 
 TEST_CASE("a borrow snapshot writes the caller's tensors, without copying them", "[manager][async]") {
