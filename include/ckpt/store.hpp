@@ -250,8 +250,10 @@ class CheckpointStore {
   // Asynchronous saves (docs/durability.md, "Asynchronous saves"). Queues the save and
   // returns; the store's background worker (started by the first call) runs save()'s
   // protocol for it, in submission order. Nothing is acknowledged by this call: a save is
-  // acknowledged once wait(), or any later call but in_flight() and the noexcept
-  // accessors, returns without raising its failure. Blocks first while max_in_flight saves
+  // acknowledged once wait(), or any later call that waits for the saves in flight (all
+  // but save_async, in_flight() and the accessors dir(), index_path(), max_to_keep();
+  // with max_in_flight 1 also the next save_async), returns without raising its failure.
+  // Blocks first while max_in_flight saves
   // are in flight (back-pressure). `write_payload` runs on the worker and must keep what
   // it writes alive and unchanged until the save finishes (it is destroyed then, on the
   // worker, before the slot is freed).
