@@ -256,7 +256,8 @@ class CheckpointStore {
   // Blocks first while max_in_flight saves
   // are in flight (back-pressure). `write_payload` runs on the worker and must keep what
   // it writes alive and unchanged until the save finishes (it is destroyed then, on the
-  // worker, before the slot is freed).
+  // worker, before the slot is freed), and must not call this store (it would wait for
+  // itself).
   // Throws, before queueing: InvalidArgument for a request save() would refuse so (kind
   // and epoch), or an empty writer; the oldest failure of an earlier asynchronous save not
   // raised yet (this save is then not queued).
