@@ -42,8 +42,8 @@ struct Options : bench::RunDirOptions {
   std::string mode;
   int state_mib = 1024;
   int saves = 5;
-  int epochs = 20;
-  int steps = 40;
+  int epochs = 10;
+  int steps = 4;
 };
 
 constexpr const char* kUsage =

@@ -30,7 +30,7 @@
 # must have torch). The format part's knobs are listed in bench/run_format_benchmarks.sh.
 # The dedupe part's: DEDUPE_MIB (state size, 128), DEDUPE_EPOCHS (4), DEDUPE_ROUNDS (3).
 # The async part's: ASYNC_MIB (1024), ASYNC_SAVES (saves per run, 4), ASYNC_ROUNDS (3),
-# LOOP_EPOCHS (20), LOOP_STEPS (steps per epoch, 40).
+# LOOP_EPOCHS (10), LOOP_STEPS (steps per epoch, 4).
 #
 # Checkpoints are written under the build tree, on purpose not under /tmp: /tmp may be a
 # tmpfs, where fsync costs nothing and the comparison would mean nothing.
@@ -173,8 +173,8 @@ if [[ $only == all || $only == async ]]; then
   async_mib=${ASYNC_MIB:-1024}
   async_saves=${ASYNC_SAVES:-4}
   async_rounds=${ASYNC_ROUNDS:-3}
-  loop_epochs=${LOOP_EPOCHS:-20}
-  loop_steps=${LOOP_STEPS:-40}
+  loop_epochs=${LOOP_EPOCHS:-10}
+  loop_steps=${LOOP_STEPS:-4}
   async_dir=$build/bench/runs-async
   rm -rf "$async_results" "$async_dir"
   mkdir -p "$async_results" "$async_dir"
