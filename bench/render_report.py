@@ -390,7 +390,8 @@ def async_tables(results):
             "(`wait()`, timed apart):", ""]
     out += table(["contender", "payload", "runs × saves", "stall", "min – max", "rest of the save"], rows)
     if "python" in stall:
-        ratios = [(label, f"{100 * stall[side] / stall['python']:.2f}%")
+        share = lambda x: f"{100 * x:.2f}%" if x >= 0.001 else f"{100 * x:.4f}%"  # noqa: E731
+        ratios = [(label, share(stall[side] / stall["python"]))
                   for side, label in ASYNC_STALL_SIDES if side in stall and side != "python"]
         out += ["Stall, as a share of the guide's Python save in the same rounds (target for async: at most 2%):", ""]
         out += table(["contender", "stall / Python's"], ratios)
