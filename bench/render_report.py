@@ -1,10 +1,9 @@
 """render_report.py: the tables of docs/benchmarks.md, from the benchmarks' JSON results.
 
-  render_report.py [--core DIR] [--format DIR] [--dedupe DIR] [--restore DIR] --out docs/benchmarks.md
+  render_report.py [--core DIR] [--format DIR] [--dedupe DIR] [--restore DIR] [--async DIR] --out docs/benchmarks.md
 
 --core is bench/run_benchmarks.sh's results directory, --format bench/run_format_benchmarks.sh's,
---dedupe the results of run_benchmarks.sh's dedupe part.
---restore the results of run_benchmarks.sh's restore part.
+--dedupe, --restore and --async the results of run_benchmarks.sh's parts of those names.
 Each part's tables replace what stands between its markers in OUT,
 <!-- tables: NAME --> and <!-- end of tables: NAME -->; everything outside them (the
 command that reproduces the report, the hand-written analysis) is left as it is.
@@ -395,6 +394,63 @@ def restore_tables(results):
                   for side, label in RESTORE_SIDES if side in walls and side != "python"]
         out += ["Speed-up over Python in the same rounds (Python's median wall time / the contender's):", ""]
         out += table(["contender", "Python / ckpt"], ratios)
+# --- async: the training thread's stall per checkpoint, a loop's steps per second -----------
+
+ASYNC_STALL_SIDES = [
+    ("python", "the guide's Python: `torch.save` + fsync (synchronous)"),
+    ("sync", "ckpt: `save_epoch_checkpoint` (synchronous)"),
+    ("copy", "ckpt: `save_epoch_checkpoint_async`, `Snapshot::copy`"),
+    ("borrow", "ckpt: `save_epoch_checkpoint_async`, `Snapshot::borrow`"),
+]
+ASYNC_LOOP_SIDES = [
+    ("none", "no checkpoints"),
+    ("async", "`save_epoch_checkpoint_async` every epoch (copy)"),
+    ("sync", "`save_epoch_checkpoint` every epoch"),
+]
+
+
+def async_tables(results):
+    runs = defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(results, "async-*.json"))):
+        record = load(path)
+        key = (record["kind"], record["mode"])
+        runs[key].append(record)
+    out = ["**Machine and run**", ""] + run_table(load(os.path.join(results, "run.json")))
+    stall = {}
+    rows = []
+    for side, label in ASYNC_STALL_SIDES:
+        records = runs.get(("stall", side))
+        if not records:
+            continue
+        samples = [v / 1e6 for r in records for v in r["samples_us"]]
+        complete = [v / 1e6 for r in records for v in r.get("complete_us", [])]
+        stall[side] = median(samples)
+        rows.append((label, f"{records[0]['payload_bytes'] / MIB:,.0f} MiB", f"{len(records)} × {records[0]['saves']}",
+                     secs(median(samples)), span(samples), secs(median(complete)) if complete and side in ("copy", "borrow") else "-"))
+    out += ["**Stall per checkpoint**: how long the save call holds the training thread (medians over every save "
+            "of every run); for the asynchronous forms also what is left of the save once the call returned "
+            "(`wait()`, timed apart):", ""]
+    out += table(["contender", "payload", "runs × saves", "stall", "min – max", "rest of the save"], rows)
+    if "python" in stall:
+        share = lambda x: f"{100 * x:.2f}%" if x >= 0.001 else f"{100 * x:.4f}%"  # noqa: E731
+        ratios = [(label, share(stall[side] / stall["python"]))
+                  for side, label in ASYNC_STALL_SIDES if side in stall and side != "python"]
+        out += ["Stall, as a share of the guide's Python save in the same rounds (target for async: at most 2%):", ""]
+        out += table(["contender", "stall / Python's"], ratios)
+    rates, rows = {}, []
+    for side, label in ASYNC_LOOP_SIDES:
+        records = runs.get(("loop", side))
+        if not records:
+            continue
+        values = [r["steps_per_second"] for r in records]
+        rates[side] = median(values)
+        rows.append((label, f"{len(records)} × {records[0]['epochs']} epochs of {records[0]['steps']} steps",
+                     f"{median(values):,.1f}", f"{min(values):,.1f} – {max(values):,.1f}",
+                     f"{100 * median(values) / rates['none']:.1f}%" if "none" in rates else "-"))
+    if rows:
+        out += ["**A small training loop** (four 1024×1024 float32 weights, 16 MiB, updated in place each step), "
+                "steps per second, median over runs (target for async: within 3% of no checkpoints):", ""]
+        out += table(["checkpointing", "runs", "steps/s", "min – max", "of no checkpoints"], rows)
     return out
 
 
@@ -414,6 +470,7 @@ def main():
     parser.add_argument("--format", help="bench/run_format_benchmarks.sh's results (BUILD_DIR/bench/results-format)")
     parser.add_argument("--dedupe", help="bench/run_benchmarks.sh's dedupe results (BUILD_DIR/bench/results-dedupe)")
     parser.add_argument("--restore", help="bench/run_benchmarks.sh's restore results (BUILD_DIR/bench/results-restore)")
+    parser.add_argument("--async", dest="async_results", help="bench/run_benchmarks.sh's async results (BUILD_DIR/bench/results-async)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     with open(args.out) as f:
@@ -426,6 +483,8 @@ def main():
         text = replace_part(text, "dedupe", dedupe_tables(args.dedupe))
     if args.restore:
         text = replace_part(text, "restore", restore_tables(args.restore))
+    if args.async_results:
+        text = replace_part(text, "async", async_tables(args.async_results))
     with open(args.out, "w") as f:
         f.write(text)
 

@@ -14,12 +14,17 @@
 #           the manager) against load_file + load_state_dict and Python's torch.load +
 #           load_state_dict, time and peak RSS (bench/restore_bench.cpp,
 #           bench/python_restore.py).
+#   async   the training thread's stall per checkpoint of a 1 GiB state with asynchronous
+#           saves (copy, borrow) against the synchronous save and the guide's Python
+#           torch.save + fsync, and a small loop's steps per second checkpointing every
+#           epoch, async against none (bench/async_bench.cpp, bench/python_async_stall.py).
 #
 #   bash bench/run_benchmarks.sh                 # every part
 #   bash bench/run_benchmarks.sh --only core     # one part; the other parts' tables
 #   bash bench/run_benchmarks.sh --only format   #   stay as they are
 #   bash bench/run_benchmarks.sh --only dedupe
 #   bash bench/run_benchmarks.sh --only restore
+#   bash bench/run_benchmarks.sh --only async
 #
 # The benchmarks build in a tree of their own, BUILD_DIR (default build-bench), configured
 # with -DCKPT_BUILD_BENCH=ON; ./build, the test build, does not build bench/.
@@ -30,19 +35,21 @@
 # must have torch). The format part's knobs are listed in bench/run_format_benchmarks.sh.
 # The dedupe part's: DEDUPE_MIB (state size, 128), DEDUPE_EPOCHS (4), DEDUPE_ROUNDS (3).
 # The restore part's: RESTORE_MIB (model size, 1024), RESTORE_ROUNDS (5).
+# The async part's: ASYNC_MIB (1024), ASYNC_SAVES (saves per run, 4), ASYNC_ROUNDS (3),
+# LOOP_EPOCHS (10), LOOP_STEPS (steps per epoch, 4).
 #
 # Checkpoints are written under the build tree, on purpose not under /tmp: /tmp may be a
 # tmpfs, where fsync costs nothing and the comparison would mean nothing.
 set -euo pipefail
 
 usage() {
-  echo "usage: run_benchmarks.sh [--only core|format|dedupe|restore]" >&2
+  echo "usage: run_benchmarks.sh [--only core|format|dedupe|restore|async]" >&2
   exit 2
 }
 only=all
 while (($#)); do
   case $1 in
-    --only) [[ ${2:-} == core || ${2:-} == format || ${2:-} == dedupe || ${2:-} == restore ]] || usage; only=$2; shift 2 ;;
+    --only) [[ ${2:-} =~ ^(core|format|dedupe|restore|async)$ ]] || usage; only=$2; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -69,7 +76,7 @@ export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKPT_BUILD_BENCH=ON -DCKPT_BUILD_TESTS=OFF \
   -DCKPT_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" -j 2 --target save_bench index_bench format_bench pickle_bench format_whatif dedupe_bench \
-  restore_bench
+  restore_bench async_bench
 "$python" -c 'import torch' 2>/dev/null || die "$python cannot import torch (set PYTHON)"
 
 if [[ $only == all || $only == core ]]; then
@@ -197,11 +204,50 @@ if [[ $only == all || $only == restore ]]; then
   rm -rf "$restore_dir"
 fi
 
+# --- asynchronous saves: the training thread's stall, a loop's steps per second -----------
+# Each round runs every contender once, the order rotating between rounds.
+async_results=$build/bench/results-async
+if [[ $only == all || $only == async ]]; then
+  async_mib=${ASYNC_MIB:-1024}
+  async_saves=${ASYNC_SAVES:-4}
+  async_rounds=${ASYNC_ROUNDS:-3}
+  loop_epochs=${LOOP_EPOCHS:-10}
+  loop_steps=${LOOP_STEPS:-4}
+  async_dir=$build/bench/runs-async
+  rm -rf "$async_results" "$async_dir"
+  mkdir -p "$async_results" "$async_dir"
+  case $(df -T "$async_dir" | awk 'NR == 2 { print $2 }') in
+    tmpfs | ramfs) die "$async_dir is on a RAM file system, where fsync is free; set BUILD_DIR to a disk-backed directory" ;;
+  esac
+  "$python" "$root/bench/run_info.py" start "$async_results/run.json" --root "$root" --build "$build" \
+    --data "$async_dir" state_mib="$async_mib" saves="$async_saves" rounds="$async_rounds" \
+    loop_epochs="$loop_epochs" loop_steps="$loop_steps"
+  contenders=(python sync copy borrow loop-none loop-async loop-sync)
+  for ((round = 1; round <= async_rounds; round++)); do
+    for ((i = 0; i < ${#contenders[@]}; i++)); do
+      side=${contenders[$(((i + round - 1) % ${#contenders[@]}))]}
+      echo "== async round $round/$async_rounds: $side"
+      out="$async_results/async-$side-$round.json"
+      case $side in
+        python) "$python" "$root/bench/python_async_stall.py" --dir "$async_dir" --state-mib "$async_mib" \
+                  --saves "$async_saves" --json-out "$out" ;;
+        loop-*) "$build/bench/async_bench" loop --mode "${side#loop-}" --dir "$async_dir" --epochs "$loop_epochs" \
+                  --steps "$loop_steps" --json-out "$out" ;;
+        *) "$build/bench/async_bench" stall --mode "$side" --dir "$async_dir" --state-mib "$async_mib" \
+             --saves "$async_saves" --json-out "$out" ;;
+      esac
+    done
+  done
+  "$python" "$root/bench/run_info.py" finish "$async_results/run.json"
+  rmdir "$async_dir" 2>/dev/null || true
+fi
+
 # --- the tables ----------------------------------------------------------------------------
 parts=()
 [[ $only == all || $only == core ]] && parts+=(--core "$results")
 [[ $only == all || $only == format ]] && parts+=(--format "$build/bench/results-format")
 [[ $only == all || $only == dedupe ]] && parts+=(--dedupe "$dedupe_results")
 [[ $only == all || $only == restore ]] && parts+=(--restore "$restore_results")
+[[ $only == all || $only == async ]] && parts+=(--async "$async_results")
 "$python" "$root/bench/render_report.py" "${parts[@]}" --out "$root/docs/benchmarks.md"
 echo "== rendered the tables of $root/docs/benchmarks.md"

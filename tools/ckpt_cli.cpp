@@ -212,6 +212,14 @@ int cmd_ls(const std::string& dir, bool all, bool as_json) {
   require_directory(dir);
   ckpt::CheckpointReader reader(dir);
   auto rows = reader.checkpoints(all);
+  // Saves in flight (a trainer's asynchronous save, or any save past its step 3) have a
+  // pending row: listed too, marked, so that a save being written is not mistaken for
+  // one missing. A pending row a crash left behind looks the same until the next open.
+  if (!all) {
+    for (auto& r : reader.checkpoints(true)) {
+      if (r.status == "pending") rows.push_back(std::move(r));
+    }
+  }
   if (as_json) {
     json out = json::array();
     for (const auto& r : rows) out.push_back(record_json(dir, r));
@@ -220,15 +228,22 @@ int cmd_ls(const std::string& dir, bool all, bool as_json) {
   }
   std::vector<std::vector<std::string>> table{{"id", "kind", "epoch", "metric", "size", "age", "hash", "file"}};
   if (all) table[0].insert(table[0].begin() + 2, "status");
+  bool pending = false;
   for (const auto& r : rows) {
+    const bool being_written = r.status == "pending";
+    pending = pending || being_written;
     std::vector<std::string> line{std::to_string(r.id), std::string(ckpt::to_string(r.kind)), epoch_text(r),
                                   metric_text(r.metric), human_bytes(r.size),
-                                  age(r.created_at), r.hash.substr(0, 12), r.file};
+                                  age(r.created_at), r.hash.substr(0, 12), r.file + (being_written ? " *" : "")};
     if (all) line.insert(line.begin() + 2, r.status);
     table.push_back(std::move(line));
   }
   print_table(table);
   if (rows.empty()) std::cout << "(no checkpoints)\n";
+  if (pending) {
+    std::cout << "* pending: being written now (not yet a checkpoint a resume would load), or cut short by a "
+                 "crash (the writer's next open resolves it)\n";
+  }
   return kOk;
 }
 

@@ -12,9 +12,15 @@
 //     right after its epoch checkpoint), links the new name to that file instead of
 //     writing the bytes again (docs/durability.md, "Shared files").
 //
+// Asynchronous saves (save_epoch_checkpoint_async, save_best_model_async) return once the
+// state is snapshotted; the store's worker writes, fsyncs, commits and rotates
+// (CheckpointStore::save_async; docs/training.md, "Asynchronous saves", for the loop and
+// the cost of each snapshot form; docs/durability.md for what is acknowledged when).
+//
 // A manager holds the directory's writer lock for its lifetime: a second manager on the
 // same directory (in any process) fails at construction with LockedError naming the
-// holder. Not thread-safe: use it from one thread, or guard it.
+// holder. Not thread-safe: use it from one thread, or guard it (its store's worker is the
+// one other thread, see store.hpp).
 #pragma once
 
 #include <c10/core/Device.h>
@@ -32,6 +38,7 @@ namespace ckpt {
 
 namespace torch_layer {
 class StateFingerprint;
+class StagingPool;
 }
 
 class CheckpointManager {
@@ -89,8 +96,45 @@ class CheckpointManager {
   std::optional<RestoreResult> load_best_model_into(const RestoreTarget& target, const RestoreOptions& options = {});
 
   // Saves interrupt_checkpoint.pth: call it from the training loop (never from a signal
-  // handler) after Ctrl+C was seen.
+  // handler) after Ctrl+C was seen. Synchronous: it first waits for the asynchronous saves
+  // in flight (a save in flight when the signal came completes first), then saves. If any
+  // of them failed, the oldest such failure is thrown once the interrupt checkpoint is
+  // committed (later ones are in the log); a failure of the interrupt save itself is
+  // thrown as by the other saves.
   CheckpointRecord save_interrupt_checkpoint(const State& state);
+
+  // How an asynchronous save takes the state.
+  enum class Snapshot {
+    // Every CPU tensor's storage is copied (one copy per storage, views kept) into buffers
+    // the manager owns and reuses between saves, before the call returns: the caller may
+    // modify the state at once. Costs one memcpy of the state's bytes per save (the first
+    // save also faults the buffers in), and the buffers stay allocated between saves: one
+    // copy of the state, two while a save is still in flight when the next copies.
+    // Tensors on another device are copied to the CPU by the encoder (their snapshot).
+    copy,
+    // Nothing is copied: the save writes the caller's tensors. The caller must not modify
+    // them until wait() returns (or any other call of this manager but an asynchronous
+    // save, which waits for the saves in flight). Costs nothing but that promise; a
+    // tensor modified meanwhile gives a checkpoint of mixed or torn bytes whose hash still
+    // matches (the hash is of the bytes written).
+    borrow,
+  };
+  // save_epoch_checkpoint, asynchronously: snapshots the state, queues the save and
+  // returns; rotation runs with it on the worker. The index row, metrics and the dedupe of
+  // an unchanged state are as for the synchronous form. Blocks first while
+  // max_in_flight saves (StoreOptions, default 1) are in flight. Throws before queueing:
+  // FormatError for a value that cannot be saved, InvalidArgument for a negative epoch,
+  // the oldest failure of an earlier asynchronous save not raised yet (this save is then
+  // not queued). The save's own failure is raised by wait() or the next call.
+  void save_epoch_checkpoint_async(const State& state, std::int64_t epoch, std::optional<double> metric = std::nullopt,
+                                   Snapshot snapshot = Snapshot::copy);
+  // save_best_model, asynchronously (as save_epoch_checkpoint_async).
+  void save_best_model_async(const State& state, double metric, std::optional<std::int64_t> epoch = std::nullopt,
+                             Snapshot snapshot = Snapshot::copy);
+  // Blocks until every asynchronous save has committed or failed; raises the oldest
+  // failure not raised yet (CheckpointStore::wait). The load calls and the synchronous
+  // saves wait too; the destructor waits without raising.
+  void wait();
 
   const std::filesystem::path& save_dir() const noexcept;
   c10::Device device() const noexcept { return device_; }
@@ -101,12 +145,16 @@ class CheckpointManager {
  private:
   PayloadReader decoder_into(std::optional<State>& state) const;
   CheckpointRecord save(SaveRequest request, const State& state, const PayloadWriter& write);
+  void save_async(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
+                  std::optional<std::int64_t> state_epoch, const State& state, Snapshot snapshot);
 
   std::unique_ptr<CheckpointStore> store_;
   // Of the state the last successful save was given: the next save of it unchanged is
   // announced to the store as a likely duplicate (torch/state_fingerprint.hpp).
   std::unique_ptr<torch_layer::StateFingerprint> last_saved_;
   c10::Device device_;
+  // Snapshot::copy's buffers, reused between saves (torch/snapshot.hpp).
+  std::unique_ptr<torch_layer::StagingPool> staging_;
 };
 
 }  // namespace ckpt

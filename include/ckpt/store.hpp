@@ -14,8 +14,12 @@
 //     checkpoint or the new one, complete and matching its index row.
 //   - A process crash or power loss during a save loses only that save.
 //
-// Thread safety: a CheckpointStore is not thread-safe; use one per directory and thread,
-// or guard it. Exactly one store may write a directory at a time: the constructor takes an
+// Thread safety: a CheckpointStore is used from one thread at a time (one per directory
+// and thread, or guarded by the caller). Its own background worker (save_async) is the one
+// extra thread: it holds the store's internal mutex for each save it runs, and every
+// public call waits for the saves in flight and then takes that mutex, so the caller
+// never sees a half-done save. in_flight() alone takes only the queue's small mutex and
+// never waits for a save. Exactly one store may write a directory at a time: the constructor takes an
 // advisory lock on the directory (FileSystem::lock_exclusive; index.lock names the
 // holder) and throws LockedError naming the holder if it is taken. A child forked
 // without exec does not inherit the lock and must not use the parent's store.
@@ -126,6 +130,21 @@ struct StoreOptions {
   // memory, no -shm file): then nothing else, not `ckpt ls` nor sqlite3, can read the
   // index while this store is open. Make sure only one host ever writes the directory.
   bool allow_network_file_system = false;
+  // Saves submitted by save_async and not finished (queued or being written) at most;
+  // the next save_async blocks until one finishes. >= 1, else InvalidArgument.
+  int max_in_flight = 1;
+};
+
+// A save submitted by save_async that has not finished (CheckpointStore::in_flight).
+struct InFlightSave {
+  std::uint64_t ticket = 0;  // its place in submission order (1, 2, ...)
+  CheckpointKind kind = CheckpointKind::epoch;
+  std::optional<std::int64_t> epoch;
+  std::string file;  // the name it is saved under
+  // false: queued, nothing written yet. true: the worker is running the save protocol;
+  // its pending row (status 'pending', shown by `ckpt ls` as being written) exists from
+  // step 3 (docs/durability.md) until it commits.
+  bool started = false;
 };
 
 // The bytes of a checkpoint whose hash matched its committed row.
@@ -199,8 +218,10 @@ class CheckpointStore {
   // applies pending index migrations, and recovers from any interrupted save.
   // Throws LockedError, IndexError (schema too new, not a database), IoError (also for a
   // network file system unless allow_network_file_system), InvalidArgument
-  // (max_to_keep < 0).
+  // (max_to_keep < 0, max_in_flight < 1).
   explicit CheckpointStore(std::filesystem::path dir, StoreOptions options = {});
+  // Waits for the asynchronous saves in flight; never throws (failures never raised are
+  // logged). So does a move assignment for the store it replaces.
   ~CheckpointStore();
   CheckpointStore(const CheckpointStore&) = delete;
   CheckpointStore& operator=(const CheckpointStore&) = delete;
@@ -225,6 +246,38 @@ class CheckpointStore {
                         const PayloadWriter& write_payload);
   // As above, with the named metrics and state epoch the row records.
   CheckpointRecord save(const SaveRequest& request, const PayloadWriter& write_payload);
+
+  // Asynchronous saves (docs/durability.md, "Asynchronous saves"). Queues the save and
+  // returns; the store's background worker (started by the first call) runs save()'s
+  // protocol for it, in submission order. Nothing is acknowledged by this call: a save is
+  // acknowledged once wait(), or any later call that waits for the saves in flight (all
+  // but save_async, in_flight() and the accessors dir(), index_path(), max_to_keep();
+  // with max_in_flight 1 also the next save_async), returns without raising its failure.
+  // Blocks first while max_in_flight saves
+  // are in flight (back-pressure). `write_payload` runs on the worker and must keep what
+  // it writes alive and unchanged until the save finishes (it is destroyed then, on the
+  // worker, before the slot is freed), and must not call this store (it would wait for
+  // itself).
+  // Throws, before queueing: InvalidArgument for a request save() would refuse so (kind
+  // and epoch), or an empty writer; the oldest failure of an earlier asynchronous save not
+  // raised yet (this save is then not queued).
+  void save_async(SaveRequest request, PayloadWriter write_payload);
+  // Blocks until every save submitted so far has committed or failed, then raises the
+  // oldest failure not raised yet, if any. Each failure of an asynchronous save is logged
+  // when it happens and raised exactly once, as the exception the save threw (an IoError
+  // naming the file and the cause, ...), by wait() or the next call below; several are
+  // raised one per call, oldest first (call wait() until it returns to see them all).
+  // A call that raises an earlier failure does nothing else. Later saves still run after
+  // one fails: each is a save of its own, as a loop of save() calls that caught each
+  // failure would have done. The destructor waits too, and logs failures never raised.
+  void wait();
+  // What is queued or being written now, oldest first. Never waits, never raises an
+  // earlier failure: the caller may poll it while a save is written.
+  std::vector<InFlightSave> in_flight() const;
+
+  // Every call below (and save()) first waits for the asynchronous saves in flight, then
+  // raises the oldest failure not raised yet (see wait()) instead of doing its work. So
+  // saves keep their order and queries see every submitted save committed or failed.
 
   // The checkpoint a resume would load: the most recently committed epoch or interrupt
   // checkpoint. A query, no file is read.

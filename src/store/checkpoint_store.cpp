@@ -81,6 +81,10 @@ void CheckpointStore::Impl::open_directory() {
                                       options_.max_to_keep),
                           dir_);
   }
+  if (options_.max_in_flight < 1) {
+    throw InvalidArgument(fmt::format("{}: max_in_flight must be >= 1, got {}", dir_.string(), options_.max_in_flight),
+                          dir_);
+  }
   if (!fs_) fs_ = FileSystem::posix();
   hooks_ = store::test_hooks_of(fs_.get());
   fs_->create_directories(dir_);
@@ -259,10 +263,12 @@ io::FileDigest CheckpointStore::Impl::digest_of(const std::filesystem::path& pat
 
 CheckpointStore::CheckpointStore(std::filesystem::path dir, StoreOptions options)
     : impl_(std::make_unique<Impl>(std::move(dir), std::move(options))) {}
-CheckpointStore::~CheckpointStore() = default;
+CheckpointStore::~CheckpointStore() = default;  // ~Impl waits for the worker
 CheckpointStore::CheckpointStore(CheckpointStore&&) noexcept = default;
 CheckpointStore& CheckpointStore::operator=(CheckpointStore&&) noexcept = default;
 
+// Every call that reads or writes the directory or the index runs through serialized()
+// (store_impl.hpp): after the saves in flight, raising their oldest failure first.
 CheckpointRecord CheckpointStore::save(CheckpointKind kind, std::optional<std::int64_t> epoch,
                                        std::optional<double> metric, std::uint64_t size_hint,
                                        const PayloadWriter& write_payload) {
@@ -271,23 +277,43 @@ CheckpointRecord CheckpointStore::save(CheckpointKind kind, std::optional<std::i
   request.epoch = epoch;
   request.metric = metric;
   request.size_hint = size_hint;
-  return impl_->save(request, write_payload);
+  return save(request, write_payload);
 }
 CheckpointRecord CheckpointStore::save(const SaveRequest& request, const PayloadWriter& write_payload) {
-  return impl_->save(request, write_payload);
+  return impl_->serialized([&] { return impl_->save(request, write_payload); });
 }
+void CheckpointStore::save_async(SaveRequest request, PayloadWriter write_payload) {
+  impl_->save_async(std::move(request), std::move(write_payload));
+}
+void CheckpointStore::wait() { impl_->settle(); }
+std::vector<InFlightSave> CheckpointStore::in_flight() const { return impl_->in_flight(); }
 std::vector<NamedMetric> CheckpointStore::metrics_of(std::int64_t checkpoint_id) const {
-  return impl_->metrics_of(checkpoint_id);
+  return impl_->serialized([&] { return impl_->metrics_of(checkpoint_id); });
 }
-std::optional<CheckpointRecord> CheckpointStore::latest() const { return impl_->latest(); }
-std::optional<CheckpointRecord> CheckpointStore::best() const { return impl_->best(); }
-std::vector<CheckpointRecord> CheckpointStore::live_checkpoints() const { return impl_->live_checkpoints(); }
-std::vector<CheckpointRecord> CheckpointStore::gc(std::optional<int> keep) { return impl_->gc(keep); }
-CheckpointRecord CheckpointStore::remove(std::int64_t id) { return impl_->remove(id); }
+std::optional<CheckpointRecord> CheckpointStore::latest() const {
+  return impl_->serialized([&] { return impl_->latest(); });
+}
+std::optional<CheckpointRecord> CheckpointStore::best() const {
+  return impl_->serialized([&] { return impl_->best(); });
+}
+std::vector<CheckpointRecord> CheckpointStore::live_checkpoints() const {
+  return impl_->serialized([&] { return impl_->live_checkpoints(); });
+}
+std::vector<CheckpointRecord> CheckpointStore::gc(std::optional<int> keep) {
+  return impl_->serialized([&] { return impl_->gc(keep); });
+}
+CheckpointRecord CheckpointStore::remove(std::int64_t id) {
+  return impl_->serialized([&] { return impl_->remove(id); });
+}
+// Fixed when the store opened: no waiting.
 const std::filesystem::path& CheckpointStore::dir() const noexcept { return impl_->dir(); }
 std::filesystem::path CheckpointStore::index_path() const { return impl_->index_path(); }
 int CheckpointStore::max_to_keep() const noexcept { return impl_->max_to_keep(); }
-const RecoveryReport& CheckpointStore::last_recovery() const noexcept { return impl_->last_recovery(); }
+// A save may add to the report (recovering an index deleted under the store): it waits.
+const RecoveryReport& CheckpointStore::last_recovery() const noexcept {
+  impl_->wait_idle();
+  return impl_->last_recovery();
+}
 
 std::vector<RepairAction> CheckpointStore::plan_repair(const std::filesystem::path& dir, bool verify_hashes,
                                                        StoreOptions options) {
@@ -295,7 +321,9 @@ std::vector<RepairAction> CheckpointStore::plan_repair(const std::filesystem::pa
   return planner.plan_for_repair(verify_hashes);
 }
 
-std::vector<RepairAction> CheckpointStore::repair() { return impl_->repair(); }
+std::vector<RepairAction> CheckpointStore::repair() {
+  return impl_->serialized([&] { return impl_->repair(); });
+}
 
 std::string_view to_string(RepairAction::Type type) noexcept {
   using Type = RepairAction::Type;

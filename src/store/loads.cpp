@@ -177,22 +177,26 @@ std::optional<VerifiedPayload> with_bytes(
 }  // namespace
 
 std::optional<CheckpointRecord> CheckpointStore::load_latest(const PayloadReader& read_payload) {
-  return impl_->load_latest(read_payload);
+  return impl_->serialized([&] { return impl_->load_latest(read_payload); });
 }
 std::optional<CheckpointRecord> CheckpointStore::load_best(const PayloadReader& read_payload) {
-  return impl_->load_best(read_payload);
+  return impl_->serialized([&] { return impl_->load_best(read_payload); });
 }
 std::optional<CheckpointRecord> CheckpointStore::load_latest(const PayloadReader& verify, const PayloadReader& apply) {
-  return impl_->load_latest(verify, apply);
+  return impl_->serialized([&] { return impl_->load_latest(verify, apply); });
 }
 std::optional<CheckpointRecord> CheckpointStore::load_best(const PayloadReader& verify, const PayloadReader& apply) {
-  return impl_->load_best(verify, apply);
+  return impl_->serialized([&] { return impl_->load_best(verify, apply); });
 }
 std::optional<VerifiedPayload> CheckpointStore::load_latest() {
-  return with_bytes([this](const PayloadReader& reader) { return impl_->load_latest(reader); });
+  return with_bytes([this](const PayloadReader& reader) {
+    return impl_->serialized([&] { return impl_->load_latest(reader); });
+  });
 }
 std::optional<VerifiedPayload> CheckpointStore::load_best() {
-  return with_bytes([this](const PayloadReader& reader) { return impl_->load_best(reader); });
+  return with_bytes([this](const PayloadReader& reader) {
+    return impl_->serialized([&] { return impl_->load_best(reader); });
+  });
 }
 
 }  // namespace ckpt

@@ -46,16 +46,20 @@ using namespace store_files;
 
 }  // namespace
 
-CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const PayloadWriter& write_payload) {
-  const CheckpointKind kind = request.kind;
-  const std::optional<std::int64_t> epoch = request.epoch;
-  if ((kind == CheckpointKind::epoch) != epoch.has_value()) {
+void CheckpointStore::Impl::check_request(const SaveRequest& request) const {
+  if ((request.kind == CheckpointKind::epoch) != request.epoch.has_value()) {
     throw InvalidArgument(fmt::format("{}: an epoch number is required for epoch checkpoints and only for them",
                                       dir_.string()), dir_);
   }
-  if (epoch && *epoch < 0) {
-    throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", dir_.string(), *epoch), dir_);
+  if (request.epoch && *request.epoch < 0) {
+    throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", dir_.string(), *request.epoch), dir_);
   }
+}
+
+CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const PayloadWriter& write_payload) {
+  const CheckpointKind kind = request.kind;
+  const std::optional<std::int64_t> epoch = request.epoch;
+  check_request(request);
   ensure_still_locked();
   ensure_resolved();
   ensure_index_present();
@@ -169,6 +173,44 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   }
   step("obsolete_deleted");
   return index_->find(record.id).value();
+}
+
+// The worker runs the same save() as a synchronous call, under the same mutex: an
+// asynchronous save differs only in which thread waits for it.
+void CheckpointStore::Impl::save_async(SaveRequest request, PayloadWriter write_payload) {
+  check_request(request);
+  if (!write_payload) throw InvalidArgument(fmt::format("{}: save_async needs a payload writer", dir_.string()), dir_);
+  if (!queue_) {
+    queue_ = std::make_unique<store::SaveQueue>(dir_.string(), options_.max_in_flight,
+                                                [this](const SaveRequest& queued, const PayloadWriter& write) {
+                                                  std::lock_guard<std::mutex> lock(mutex_);
+                                                  save(queued, write);
+                                                });
+  }
+  std::string file = names::checkpoint_file(request.kind, request.epoch);
+  queue_->submit(std::move(request), std::move(write_payload), std::move(file));
+}
+
+void CheckpointStore::Impl::settle() {
+  if (!queue_) return;
+  queue_->wait_idle();
+  queue_->raise_failure();
+}
+
+void CheckpointStore::Impl::wait_idle() noexcept {
+  try {
+    if (queue_) queue_->wait_idle();
+  } catch (...) {
+    // Only a broken mutex gets here; nothing better to do than go on.
+  }
+}
+
+std::vector<InFlightSave> CheckpointStore::Impl::in_flight() const {
+  return queue_ ? queue_->in_flight() : std::vector<InFlightSave>{};
+}
+
+CheckpointStore::Impl::~Impl() {
+  if (queue_) queue_->stop();
 }
 
 // A live checkpoint whose bytes are `digest` (same size, hash and algorithm) and whose

@@ -8,17 +8,21 @@
 //   recovery_plan.cpp     recovery and repair planned from the index and the directory
 //   recovery_apply.cpp    carrying out a plan; retiring rows (missing, quarantined); adoption
 //   index_rebuild.cpp     checking an index, and rebuilding it from the checkpoint files
+//   save_queue.cpp        the worker that runs asynchronous saves (its own class)
 // Three decisions have one function each, used wherever they are needed: whether a
 // pending save's rename happened (rename_happened), rolling a pending save back
 // (roll_back), and quarantining a file (quarantine).
 //
-// Internal: not installed. Not thread-safe, like CheckpointStore.
+// Internal: not installed. Used by the store's user thread and its save worker: the
+// facade runs every call through serialized() (wait for the worker, raise its oldest
+// failure, take mutex_), and the worker takes mutex_ for each save it runs.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +36,7 @@
 #include "log/log.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
+#include "store/save_queue.hpp"
 #include "store/test_hooks.hpp"
 
 namespace ckpt {
@@ -78,8 +83,27 @@ class CheckpointStore::Impl {
   // Opens the directory as a writer with a rebuilt index (index_rebuild.cpp).
   Impl(std::filesystem::path dir, StoreOptions options, Rebuild rebuild);
 
+  // Waits for the worker's saves (the noexcept wait: nothing is raised).
+  ~Impl();
+
+  // What a public call runs under: the asynchronous saves in flight finish, the oldest
+  // failure not raised yet is raised instead of the call, then `call` runs holding mutex_.
+  template <typename Call>
+  decltype(auto) serialized(Call&& call) {
+    settle();
+    std::lock_guard<std::mutex> lock(mutex_);
+    return call();
+  }
+
   // ---- save_protocol.cpp ----
   CheckpointRecord save(const SaveRequest& request, const PayloadWriter& write_payload);
+  // Queues a save for the worker (started on first use); see CheckpointStore::save_async.
+  void save_async(SaveRequest request, PayloadWriter write_payload);
+  // Waits for the worker's saves, then raises the oldest failure not raised yet.
+  void settle();
+  std::vector<InFlightSave> in_flight() const;
+  // Waits for the worker's saves without raising anything.
+  void wait_idle() noexcept;
 
   // ---- loads.cpp ----
   // `apply`, when set, runs on a verified candidate's file read afresh (loads.cpp).
@@ -121,6 +145,7 @@ class CheckpointStore::Impl {
   io::FileDigest digest_of(const std::filesystem::path& path, const std::string& algorithm_name);
 
   // ---- save_protocol.cpp ----
+  void check_request(const SaveRequest& request) const;
   std::optional<CheckpointRecord> link_source(const io::FileDigest& digest, const std::string& final_name);
   std::unique_ptr<io::TempName> link_temp(const CheckpointRecord& source, const std::string& final_name);
   void remove_rename_leftover(const std::filesystem::path& temp_path);
@@ -191,6 +216,11 @@ class CheckpointStore::Impl {
   std::optional<IoError> read_error_;  // why the last try_load returned unreadable
   // What plan() read of each file it plans to adopt (named metrics, epoch), for apply().
   std::map<std::string, store::PayloadCheck> checked_;
+  // Held by the worker for each save it runs, and by every public call (serialized()).
+  std::mutex mutex_;
+  // The asynchronous saves' worker, created by the first save_async. Declared last so that
+  // it is gone before anything its saves use.
+  std::unique_ptr<store::SaveQueue> queue_;
 };
 
 }  // namespace ckpt

@@ -2,9 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <exception>
+#include <vector>
+
+#include "ckpt/errors.hpp"
 #include "store/file_names.hpp"
 #include "torch/payload_codec.hpp"
 #include "torch/restore.hpp"
+#include "torch/snapshot.hpp"
 #include "torch/state_fingerprint.hpp"
 #include "log/log.hpp"
 
@@ -146,12 +151,71 @@ std::optional<RestoreResult> CheckpointManager::load_best_model_into(const Resto
 
 CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state) {
   log::write(spdlog::level::warn, "training interrupted: saving an interrupt checkpoint in {}", save_dir().string());
+  // The saves in flight finish first; their failures must not stop this save (the one the
+  // user is waiting for before exiting), so they are taken now and the oldest thrown after.
+  std::vector<std::exception_ptr> earlier;
+  for (;;) {
+    try {
+      store_->wait();
+      break;
+    } catch (...) {
+      earlier.push_back(std::current_exception());
+    }
+  }
   auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::interrupt, std::nullopt));
   auto record = save(describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint), state,
                      payload.write);
   log::write(spdlog::level::critical, "interrupt checkpoint saved to {}; it is safe to exit",
              (save_dir() / record.file).string());
+  if (!earlier.empty()) {
+    log::write(spdlog::level::err, "{} asynchronous save{} before the interrupt failed (logged when each failed); "
+               "raising the oldest", earlier.size(), earlier.size() == 1 ? "" : "s");
+    std::rethrow_exception(earlier.front());
+  }
   return record;
+}
+
+void CheckpointManager::save_epoch_checkpoint_async(const State& state, std::int64_t epoch, std::optional<double> metric,
+                                                    Snapshot snapshot) {
+  if (epoch < 0) {
+    throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", save_dir().string(), epoch), save_dir());
+  }
+  save_async(CheckpointKind::epoch, epoch, metric, std::nullopt, state, snapshot);
+  log::write(spdlog::level::debug, "queued the epoch {} checkpoint for {}", epoch,
+             (save_dir() / names::epoch_file(epoch)).string());
+}
+
+void CheckpointManager::save_best_model_async(const State& state, double metric, std::optional<std::int64_t> epoch,
+                                              Snapshot snapshot) {
+  save_async(CheckpointKind::best, std::nullopt, metric, epoch, state, snapshot);
+  log::write(spdlog::level::debug, "queued the best model (metric {}) for {}", metric,
+             (save_dir() / names::checkpoint_file(CheckpointKind::best, std::nullopt)).string());
+}
+
+void CheckpointManager::wait() { store_->wait(); }
+
+// The asynchronous form of save(): the fingerprint is of the caller's state (what the next
+// save is compared with), the payload of the snapshot, which the writer keeps alive until
+// the worker is done with it. The fingerprint counts as saved once queued: should this save
+// fail, the next one's likely_duplicate is a wrong guess, which costs a hashing pass only.
+void CheckpointManager::save_async(CheckpointKind kind, std::optional<std::int64_t> epoch,
+                                   std::optional<double> metric, std::optional<std::int64_t> state_epoch,
+                                   const State& state, Snapshot snapshot) {
+  auto fingerprint = std::make_unique<torch_layer::StateFingerprint>(state);
+  std::shared_ptr<const State> taken;
+  if (snapshot == Snapshot::copy) {
+    if (!staging_) staging_ = std::make_unique<torch_layer::StagingPool>();
+    taken = std::make_shared<const State>(staging_->copy(state));
+  } else {
+    taken = std::make_shared<const State>(state);  // shares the caller's tensors
+  }
+  auto payload = torch_layer::encode(*taken, save_dir() / names::checkpoint_file(kind, epoch));
+  SaveRequest request = describe(state, kind, epoch, metric, payload.size_hint);
+  if (state_epoch) request.state_epoch = state_epoch;
+  request.likely_duplicate = last_saved_ && last_saved_->matches(*fingerprint);
+  last_saved_.reset();
+  store_->save_async(std::move(request), [taken, write = std::move(payload.write)](ByteSink& sink) { write(sink); });
+  last_saved_ = std::move(fingerprint);
 }
 
 // Every save goes through here: the state unchanged since the last save is announced as
