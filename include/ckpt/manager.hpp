@@ -97,10 +97,12 @@ class CheckpointManager {
 
   // Saves interrupt_checkpoint.pth: call it from the training loop (never from a signal
   // handler) after Ctrl+C was seen. Synchronous: it first waits for the asynchronous saves
-  // in flight (a save in flight when the signal came completes first), then saves. If any
-  // of them failed, the oldest such failure is thrown once the interrupt checkpoint is
-  // committed (later ones are in the log); a failure of the interrupt save itself is
-  // thrown as by the other saves.
+  // in flight (a save in flight when the signal came completes first), then saves, even
+  // if some of them failed (CheckpointStore::save_despite_failures). Their failures are
+  // then raised as always, each once, oldest first: the first by this call once the
+  // interrupt checkpoint is committed, the others by wait() and the calls after it. A
+  // failure of the interrupt save itself is thrown as by the other saves (the earlier
+  // failures are still raised by the calls after it).
   CheckpointRecord save_interrupt_checkpoint(const State& state);
 
   // How an asynchronous save takes the state.
@@ -116,13 +118,15 @@ class CheckpointManager {
     // them until wait() returns (or any other call of this manager but an asynchronous
     // save, which waits for the saves in flight). Costs nothing but that promise; a
     // tensor modified meanwhile gives a checkpoint of mixed or torn bytes whose hash still
-    // matches (the hash is of the bytes written).
+    // matches (the hash is of the bytes written). The save keeps each tensor's storage
+    // alive, so a tensor given new storage meanwhile (set_, module->to()) saves the old.
     borrow,
   };
   // save_epoch_checkpoint, asynchronously: snapshots the state, queues the save and
   // returns; rotation runs with it on the worker. The index row, metrics and the dedupe of
-  // an unchanged state are as for the synchronous form. Blocks first while
-  // max_in_flight saves (StoreOptions, default 1) are in flight. Throws before queueing:
+  // an unchanged state are as for the synchronous form. Snapshots first, then blocks while
+  // max_in_flight saves (StoreOptions, default 1) are in flight (so with copy, the new
+  // copy and the one in flight coexist; see Snapshot). Throws before queueing:
   // FormatError for a value that cannot be saved, InvalidArgument for a negative epoch,
   // the oldest failure of an earlier asynchronous save not raised yet (this save is then
   // not queued). The save's own failure is raised by wait() or the next call.
@@ -144,7 +148,8 @@ class CheckpointManager {
 
  private:
   PayloadReader decoder_into(std::optional<State>& state) const;
-  CheckpointRecord save(SaveRequest request, const State& state, const PayloadWriter& write);
+  CheckpointRecord save(SaveRequest request, const State& state, const PayloadWriter& write,
+                        bool despite_failures = false);
   void save_async(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
                   std::optional<std::int64_t> state_epoch, const State& state, Snapshot snapshot);
 

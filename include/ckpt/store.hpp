@@ -246,6 +246,11 @@ class CheckpointStore {
                         const PayloadWriter& write_payload);
   // As above, with the named metrics and state epoch the row records.
   CheckpointRecord save(const SaveRequest& request, const PayloadWriter& write_payload);
+  // As above, for the one save an earlier failure must not stop: the interrupt checkpoint
+  // (CheckpointManager::save_interrupt_checkpoint). Waits for the asynchronous saves in
+  // flight like every call, then saves even if some of them failed, and leaves their
+  // failures to wait() and the calls after it (each raised once, oldest first).
+  CheckpointRecord save_despite_failures(const SaveRequest& request, const PayloadWriter& write_payload);
 
   // Asynchronous saves (docs/durability.md, "Asynchronous saves"). Queues the save and
   // returns; the store's background worker (started by the first call) runs save()'s

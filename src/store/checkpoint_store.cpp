@@ -282,6 +282,9 @@ CheckpointRecord CheckpointStore::save(CheckpointKind kind, std::optional<std::i
 CheckpointRecord CheckpointStore::save(const SaveRequest& request, const PayloadWriter& write_payload) {
   return impl_->serialized([&] { return impl_->save(request, write_payload); });
 }
+CheckpointRecord CheckpointStore::save_despite_failures(const SaveRequest& request, const PayloadWriter& write_payload) {
+  return impl_->after_in_flight([&] { return impl_->save(request, write_payload); });
+}
 void CheckpointStore::save_async(SaveRequest request, PayloadWriter write_payload) {
   impl_->save_async(std::move(request), std::move(write_payload));
 }

@@ -52,18 +52,16 @@ void SaveQueue::submit(SaveRequest request, PayloadWriter write_payload, std::st
   changed_.wait(lock, [&] {
     return queued_.size() + (running_ ? 1 : 0) < static_cast<std::size_t>(max_in_flight_);
   });
-  if (!failures_.empty()) {
-    std::exception_ptr failure = std::move(failures_.front());
-    failures_.pop_front();
-    std::rethrow_exception(failure);
-  }
+  raise_failure_locked();
+  // Started before the job is queued: a thread that cannot be created (EAGAIN) throws
+  // with nothing queued, so nothing waits for a worker that does not exist.
+  if (!worker_.joinable()) start();
   InFlightSave what;
   what.ticket = ++next_ticket_;
   what.kind = request.kind;
   what.epoch = request.epoch;
   what.file = std::move(file);
   queued_.push_back(Job{std::move(what), std::move(request), std::move(write_payload)});
-  if (!worker_.joinable()) start();
   changed_.notify_all();
 }
 
@@ -74,6 +72,10 @@ void SaveQueue::wait_idle() {
 
 void SaveQueue::raise_failure() {
   std::lock_guard lock(mutex_);
+  raise_failure_locked();
+}
+
+void SaveQueue::raise_failure_locked() {
   if (failures_.empty()) return;
   std::exception_ptr failure = std::move(failures_.front());
   failures_.pop_front();
@@ -103,8 +105,12 @@ void SaveQueue::work() {
       run_(job.request, job.write);
     } catch (...) {
       failure = std::current_exception();
-      log::write(spdlog::level::err, "{}: the asynchronous save of {} failed: {}; the next call on the store "
-                 "raises it", owner_, job.what.file, what_of(failure));
+      try {
+        log::write(spdlog::level::err, "{}: the asynchronous save of {} failed: {}; the next call on the store "
+                   "raises it", owner_, job.what.file, what_of(failure));
+      } catch (...) {
+        // A logger that throws must not end the process: the failure is still raised.
+      }
     }
     // What the writer holds (a manager's snapshot) is released before the slot is: a
     // submit() that got the slot may reuse it.

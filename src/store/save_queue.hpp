@@ -67,6 +67,8 @@ class SaveQueue {
   };
   void work();
   void start();
+  // raise_failure() with mutex_ held.
+  void raise_failure_locked();
 
   const std::string owner_;
   const int max_in_flight_;

@@ -91,6 +91,12 @@ class CheckpointStore::Impl {
   template <typename Call>
   decltype(auto) serialized(Call&& call) {
     settle();
+    return after_in_flight(std::forward<Call>(call));
+  }
+  // The same without raising: the failures stay for the calls after it.
+  template <typename Call>
+  decltype(auto) after_in_flight(Call&& call) {
+    wait_idle();
     std::lock_guard<std::mutex> lock(mutex_);
     return call();
   }

@@ -152,26 +152,13 @@ std::optional<RestoreResult> CheckpointManager::load_best_model_into(const Resto
 CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state) {
   log::write(spdlog::level::warn, "training interrupted: saving an interrupt checkpoint in {}", save_dir().string());
   // The saves in flight finish first; their failures must not stop this save (the one the
-  // user is waiting for before exiting), so they are taken now and the oldest thrown after.
-  std::vector<std::exception_ptr> earlier;
-  for (;;) {
-    try {
-      store_->wait();
-      break;
-    } catch (...) {
-      earlier.push_back(std::current_exception());
-    }
-  }
+  // user is waiting for before exiting): they stay queued, and the oldest is raised after.
   auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::interrupt, std::nullopt));
   auto record = save(describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint), state,
-                     payload.write);
+                     payload.write, /*despite_failures=*/true);
   log::write(spdlog::level::critical, "interrupt checkpoint saved to {}; it is safe to exit",
              (save_dir() / record.file).string());
-  if (!earlier.empty()) {
-    log::write(spdlog::level::err, "{} asynchronous save{} before the interrupt failed (logged when each failed); "
-               "raising the oldest", earlier.size(), earlier.size() == 1 ? "" : "s");
-    std::rethrow_exception(earlier.front());
-  }
+  store_->wait();  // raises the oldest earlier failure, if any (logged when it happened)
   return record;
 }
 
@@ -221,11 +208,12 @@ void CheckpointManager::save_async(CheckpointKind kind, std::optional<std::int64
 // Every save goes through here: the state unchanged since the last save is announced as
 // a likely duplicate, so that the store hashes it before writing anything and links it
 // to that save's file.
-CheckpointRecord CheckpointManager::save(SaveRequest request, const State& state, const PayloadWriter& write) {
+CheckpointRecord CheckpointManager::save(SaveRequest request, const State& state, const PayloadWriter& write,
+                                         bool despite_failures) {
   auto fingerprint = std::make_unique<torch_layer::StateFingerprint>(state);
   request.likely_duplicate = last_saved_ && last_saved_->matches(*fingerprint);
   last_saved_.reset();  // a failed save leaves nothing to compare with
-  auto record = store_->save(request, write);
+  auto record = despite_failures ? store_->save_despite_failures(request, write) : store_->save(request, write);
   last_saved_ = std::move(fingerprint);
   return record;
 }

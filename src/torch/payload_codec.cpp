@@ -179,10 +179,7 @@ class Encoder {
       result->strides = tensor.strides().vec();
       return result;
     }
-    if (!tensor.is_cpu()) {
-      tensor = tensor.cpu();
-      keep_alive_.push_back(tensor);
-    }
+    if (!tensor.is_cpu()) tensor = tensor.cpu();  // its storage is kept below
     const c10::Storage& storage = tensor.storage();
     const std::size_t element = format::element_size(*dtype);
     if (storage.nbytes() % element != 0) cannot_save(where, "the tensor's storage is not a whole number of elements");
@@ -194,7 +191,9 @@ class Encoder {
       stored->numel = storage.nbytes() / element;
       stored->data = storage.data();
       storages.push_back(stored);
-      keep_alive_.push_back(tensor);  // a _values() or _indices() view lives as long as the writer
+      // The storage itself, not the tensor: a CPU copy, a _values() or _indices() view, or a
+      // tensor given new storage after encode() (set_, module->to()) still writes these bytes.
+      keep_alive_.push_back(storage);
     } else if (stored->dtype != *dtype) {
       cannot_save(where, "two tensors view the same storage as different dtypes (as Python's torch.save, "
                          "ckpt refuses this)");
@@ -207,7 +206,7 @@ class Encoder {
   }
 
   std::unordered_map<const c10::StorageImpl*, std::shared_ptr<StorageInfo>> by_storage_;
-  std::vector<at::Tensor> keep_alive_;
+  std::vector<c10::Storage> keep_alive_;
 };
 
 // format::Value -> IValue over materialized storages (already on the target device).

@@ -317,6 +317,70 @@ TEST_CASE("an interrupt save still saves when a save in flight failed, then rais
   CHECK(manager.store().latest()->kind == CheckpointKind::interrupt);
 }
 
+TEST_CASE("with two failed saves in flight an interrupt save raises the first, and wait() the second",
+          "[manager][async][interrupt]") {
+  TestDir dir("async-interrupt-two");
+  auto disk = std::make_shared<FullDisk>();
+  StoreOptions options;
+  options.file_system = disk;
+  options.max_in_flight = 2;
+  CheckpointManager manager(dir.path(), c10::kCPU, 5, options);
+  Trainer trainer;
+  disk->full = true;
+  manager.save_epoch_checkpoint_async(trainer.state(1, 0.5), 1);
+  manager.save_epoch_checkpoint_async(trainer.state(2, 0.6), 2);
+  while (!manager.store().in_flight().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  disk->full = false;
+  CHECK_THROWS_WITH(manager.save_interrupt_checkpoint(trainer.state(2, 0.6)),
+                    Catch::Contains("checkpoint_epoch_1.pth"));
+  CHECK(std::filesystem::exists(dir / "interrupt_checkpoint.pth"));
+  // The second failure is not lost: the next call raises it, once.
+  CHECK_THROWS_WITH(manager.wait(), Catch::Contains("checkpoint_epoch_2.pth"));
+  CHECK_NOTHROW(manager.wait());
+  CHECK(manager.store().latest()->kind == CheckpointKind::interrupt);
+}
+
+TEST_CASE("a failed interrupt save leaves the failures of the saves before it to the next calls",
+          "[manager][async][interrupt]") {
+  TestDir dir("async-interrupt-both");
+  auto disk = std::make_shared<FullDisk>();
+  StoreOptions options;
+  options.file_system = disk;
+  CheckpointManager manager(dir.path(), c10::kCPU, 5, options);
+  Trainer trainer;
+  disk->full = true;
+  manager.save_epoch_checkpoint_async(trainer.state(1, 0.5), 1);
+  while (!manager.store().in_flight().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK_THROWS_WITH(manager.save_interrupt_checkpoint(trainer.state(1, 0.5)),
+                    Catch::Contains("interrupt_checkpoint.pth"));
+  CHECK_THROWS_WITH(manager.wait(), Catch::Contains("checkpoint_epoch_1.pth"));
+  CHECK_NOTHROW(manager.wait());
+}
+
+TEST_CASE("a borrowed tensor given new storage before its save is written saves the bytes it had",
+          "[manager][async]") {
+  TestDir dir("async-borrow-set");
+  auto gate = std::make_shared<Gate>();
+  CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate, 2));
+  State first{{"epoch", std::int64_t{0}}};
+  first.set("w", at::zeros({16}));
+  gate->arm("renamed");
+  manager.save_epoch_checkpoint_async(first, 0);  // held: the next save waits behind it
+  gate->wait_reached();
+  at::Tensor weight = at::full({1 << 16}, 1.0f);
+  State state{{"epoch", std::int64_t{1}}};
+  state.set("w", weight);
+  manager.save_epoch_checkpoint_async(state, 1, std::nullopt, CheckpointManager::Snapshot::borrow);
+  // The caller breaks no promise about the bytes: the tensor gets new storage, and the
+  // old storage's memory is handed out again (under ASan: freed, a use-after-free).
+  weight.set_(at::full({1 << 16}, 3.0f).storage());
+  at::Tensor reuse = at::full({1 << 16}, 2.0f);
+  gate->open();
+  manager.wait();
+  State saved = load_file(dir / "checkpoint_epoch_1.pth");
+  CHECK(saved.get<at::Tensor>("w").eq(1.0f).all().item<bool>());
+}
+
 TEST_CASE("the manager's loads wait for the save in flight", "[manager][async]") {
   TestDir dir("async-load");
   auto gate = std::make_shared<Gate>();
