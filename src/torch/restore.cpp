@@ -192,7 +192,13 @@ void InPlaceRestore::verify(PayloadSource& source, const std::filesystem::path& 
           if (info.sizes[d] == 0) break;
           throw FormatError(ErrorCode::format, "a tensor has a negative stride or offset");
         }
-        last += (info.sizes[d] - 1) * info.strides[d];
+        // A hostile file's strides must not wrap the bound around: pass 2 reads by it.
+        std::int64_t reach = 0;
+        if (__builtin_mul_overflow(info.sizes[d] - 1, info.strides[d], &reach) ||
+            __builtin_add_overflow(last, reach, &last)) {
+          throw FormatError(ErrorCode::format,
+                            fmt::format("a tensor of shape {} has strides beyond any storage", shape_text(info.sizes)));
+        }
       }
       if (numel > 0 && static_cast<std::uint64_t>(last) >= info.storage->numel) {
         throw FormatError(ErrorCode::format,
@@ -236,8 +242,10 @@ void InPlaceRestore::verify(PayloadSource& source, const std::filesystem::path& 
       log::write(spdlog::level::warn, "{}: no '{}' entry: the optimizer was not restored", path.string(),
                  target_.optimizer_key);
     }
-    // What the target gets must come from the file: a dense placeholder, or a small record.
-    for (const auto& [destination, source_tensor] : plan->module.copies) {
+    // What the target gets must come from the file: a dense placeholder, or a small record;
+    // the module's tensors and the optimizer's alike, all before anything is applied.
+    auto require_dense = [&](const at::Tensor& source_tensor) {
+      if (!source_tensor.defined()) return;
       if (!plan->placeholders.count(source_tensor.unsafeGetTensorImpl()) && source_tensor.is_meta()) {
         throw InvalidArgument(fmt::format("{}: restore: a tensor of the checkpoint is a meta tensor (no data); "
                                           "restore in place needs dense tensors (use load_file)",
@@ -250,6 +258,14 @@ void InPlaceRestore::verify(PayloadSource& source, const std::filesystem::path& 
                                           path.string()),
                               path);
       }
+    };
+    for (const auto& copy : plan->module.copies) require_dense(copy.second);
+    if (plan->optimizer) {
+      resolve_tensors(*target_.optimizer, *plan->optimizer,
+                      [&](const at::Tensor& saved, const at::Tensor&, const at::Tensor&) {
+                        require_dense(saved);
+                        return saved;  // unchanged: apply resolves them
+                      });
     }
 
     // The other entries, decoded as load_file does (their records were read above: from

@@ -391,6 +391,30 @@ TEST_CASE("strict restore of a mismatched checkpoint names every difference and 
   CHECK_THAT(log.text(), Catch::Contains("[warning]") && Catch::Contains("the optimizer was not restored"));
 }
 
+TEST_CASE("an optimizer state tensor without data is refused before anything is applied", "[restore][strict]") {
+  TestDir dir("restore");
+  auto source = make_model(1);
+  torch::optim::Adam trained(source->parameters(), torch::optim::AdamOptions(1e-2));
+  train_steps(source, trained, 2, 7);
+  State optimizer = state_dict(trained);
+  auto per_param = optimizer.to_ivalue().toGenericDict().at("state").toGenericDict();
+  auto first = per_param.at(per_param.begin()->key()).toGenericDict();
+  const at::Tensor exp_avg = first.at("exp_avg").toTensor();
+  first.insert_or_assign("exp_avg", at::empty(exp_avg.sizes(), at::TensorOptions().device(c10::kMeta)));
+  save_file(State{{"model", state_dict(*source)}, {"optimizer", State::from_generic_dict(
+                                                                     optimizer.to_ivalue().toGenericDict())}},
+            dir / "meta_state.pth");
+
+  auto model = make_model(2);
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-2));
+  const State before = snapshot(state_dict(*model));
+  const auto unchanged = versions(model);
+  CHECK_THROWS_AS(restore_file(dir / "meta_state.pth", RestoreTarget{model.get(), &adam}), InvalidArgument);
+  CHECK(same_state(state_dict(*model), before));
+  CHECK(versions(model) == unchanged);
+  CHECK(adam.state().empty());
+}
+
 TEST_CASE("an I/O error while tensors are written says the target is partly restored, naming the file",
           "[restore][manager][fault]") {
   TestDir dir("restore");
