@@ -148,6 +148,7 @@ class CheckpointManager {
 
  private:
   PayloadReader decoder_into(std::optional<State>& state) const;
+  std::unique_ptr<torch_layer::StateFingerprint> announce(SaveRequest& request, const State& state);
   CheckpointRecord save(SaveRequest request, const State& state, const PayloadWriter& write,
                         bool despite_failures = false);
   void save_async(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,

@@ -70,7 +70,8 @@ struct RestoreTarget {
   torch::optim::Optimizer* optimizer = nullptr;  // optional: SGD, Adam, AdamW, RMSprop, Adagrad
   // The top-level keys of the module's and the optimizer's state_dicts: the guide's
   // {"model": ..., "optimizer": ..., "epoch": ...}. An empty model_key means the whole
-  // file is the module's state_dict (Python's torch.save(model.state_dict(), path)).
+  // file is the module's state_dict (Python's torch.save(model.state_dict(), path));
+  // an optimizer is then refused (InvalidArgument).
   std::string model_key = "model";
   std::string optimizer_key = "optimizer";
 };

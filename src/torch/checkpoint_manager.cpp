@@ -188,7 +188,6 @@ void CheckpointManager::wait() { store_->wait(); }
 void CheckpointManager::save_async(CheckpointKind kind, std::optional<std::int64_t> epoch,
                                    std::optional<double> metric, std::optional<std::int64_t> state_epoch,
                                    const State& state, Snapshot snapshot) {
-  auto fingerprint = std::make_unique<torch_layer::StateFingerprint>(state);
   std::shared_ptr<const State> taken;
   if (snapshot == Snapshot::copy) {
     if (!staging_) staging_ = std::make_unique<torch_layer::StagingPool>();
@@ -199,20 +198,24 @@ void CheckpointManager::save_async(CheckpointKind kind, std::optional<std::int64
   auto payload = torch_layer::encode(*taken, save_dir() / names::checkpoint_file(kind, epoch));
   SaveRequest request = describe(state, kind, epoch, metric, payload.size_hint);
   if (state_epoch) request.state_epoch = state_epoch;
-  request.likely_duplicate = last_saved_ && last_saved_->matches(*fingerprint);
-  last_saved_.reset();
+  auto fingerprint = announce(request, state);
   store_->save_async(std::move(request), [taken, write = std::move(payload.write)](ByteSink& sink) { write(sink); });
   last_saved_ = std::move(fingerprint);
 }
 
-// Every save goes through here: the state unchanged since the last save is announced as
-// a likely duplicate, so that the store hashes it before writing anything and links it
-// to that save's file.
-CheckpointRecord CheckpointManager::save(SaveRequest request, const State& state, const PayloadWriter& write,
-                                         bool despite_failures) {
+// Every save, synchronous or not: the state unchanged since the last save is announced
+// as a likely duplicate, so that the store hashes it before writing anything and links it
+// to that save's file. Returns the state's fingerprint, to keep once the save is accepted.
+std::unique_ptr<torch_layer::StateFingerprint> CheckpointManager::announce(SaveRequest& request, const State& state) {
   auto fingerprint = std::make_unique<torch_layer::StateFingerprint>(state);
   request.likely_duplicate = last_saved_ && last_saved_->matches(*fingerprint);
   last_saved_.reset();  // a failed save leaves nothing to compare with
+  return fingerprint;
+}
+
+CheckpointRecord CheckpointManager::save(SaveRequest request, const State& state, const PayloadWriter& write,
+                                         bool despite_failures) {
+  auto fingerprint = announce(request, state);
   auto record = despite_failures ? store_->save_despite_failures(request, write) : store_->save(request, write);
   last_saved_ = std::move(fingerprint);
   return record;

@@ -115,6 +115,10 @@ struct InPlaceRestore::Plan {
 InPlaceRestore::InPlaceRestore(const RestoreTarget& target, const RestoreOptions& options, c10::Device rest_device)
     : target_(target), options_(options), rest_device_(rest_device) {
   if (!target_.module) throw InvalidArgument("restore: RestoreTarget::module is required");
+  if (target_.optimizer && target_.model_key.empty()) {
+    throw InvalidArgument("restore: RestoreTarget::model_key is empty (the whole file is the module's state_dict), "
+                          "so there is no optimizer entry to restore the optimizer from");
+  }
 }
 
 InPlaceRestore::~InPlaceRestore() = default;

@@ -246,6 +246,10 @@ print('ok')
   auto other = make_model(10);
   torch::optim::Adam optimizer(other->parameters(), torch::optim::AdamOptions(0.5));
   train_steps(other, optimizer, 1, 11);  // a state to replace
+  // A bare state_dict holds no optimizer: asking for one is refused up front.
+  RestoreTarget bare_with_optimizer{other.get(), &optimizer};
+  bare_with_optimizer.model_key = "";
+  CHECK_THROWS_WITH(restore_file(dir / "weights.pth", bare_with_optimizer), Catch::Contains("model_key is empty"));
   auto guide = restore_file(dir / "guide.pth", RestoreTarget{other.get(), &optimizer});
   State expected = load_file(dir / "guide.pth");
   CHECK(same_state(state_dict(*other), expected.get<State>("model")));
