@@ -18,6 +18,8 @@
 #include <c10/core/Storage.h>
 #include <c10/util/Exception.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
@@ -54,8 +56,47 @@ using StorageMap = std::unordered_map<const StorageInfo*, c10::Storage>;
 // and the group's span stays within kGroupSpan bytes.
 constexpr std::uint64_t kGroupRecord = 64 << 10;
 constexpr std::uint64_t kGroupGap = 512;
-constexpr std::uint64_t kGroupSpan = 1 << 20;
+constexpr std::uint64_t kGroupSpan = 2 << 20;
 constexpr std::uint64_t kGroupAlignment = 64;
+// A full group (its span within kGroupRecord + kGroupGap of kGroupSpan) gets a block of
+// its own mapped on a 2 MiB boundary, with transparent huge pages asked for: one page
+// fault and one page clear where 4 KiB pages would take 512 (a quarter of the load's
+// time for 20,000 tensors of 4 KiB). Smaller groups come from c10's CPU allocator.
+constexpr std::uint64_t kHugePage = 2 << 20;
+
+// The memory of one group of records.
+class GroupBlock {
+ public:
+  explicit GroupBlock(std::size_t span) {
+    // Mapped twice the size, then trimmed to the aligned 2 MiB inside; where mapping
+    // fails (vm.max_map_count reached), from the allocator after all.
+    void* mapped = span + kGroupRecord + kGroupGap >= kGroupSpan && span <= kHugePage
+                       ? ::mmap(nullptr, 2 * kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                       : MAP_FAILED;
+    if (mapped != MAP_FAILED) {
+      const auto start = reinterpret_cast<std::uintptr_t>(mapped);
+      const std::uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+      if (aligned > start) ::munmap(mapped, aligned - start);
+      if (aligned + kHugePage < start + 2 * kHugePage) {
+        ::munmap(reinterpret_cast<void*>(aligned + kHugePage), start + 2 * kHugePage - (aligned + kHugePage));
+      }
+      mapped_ = reinterpret_cast<char*>(aligned);
+      (void)::madvise(mapped_, kHugePage, MADV_HUGEPAGE);  // advice: without it, 4 KiB pages
+    } else {
+      allocated_ = c10::GetCPUAllocator()->allocate(span);
+    }
+  }
+  ~GroupBlock() {
+    if (mapped_) ::munmap(mapped_, kHugePage);
+  }
+  GroupBlock(const GroupBlock&) = delete;
+  GroupBlock& operator=(const GroupBlock&) = delete;
+  char* data() const { return mapped_ ? mapped_ : static_cast<char*>(allocated_.get()); }
+
+ private:
+  char* mapped_ = nullptr;
+  c10::DataPtr allocated_;
+};
 
 std::optional<DType> to_dtype(c10::ScalarType type) {
   switch (type) {
@@ -472,8 +513,8 @@ void read_group(PayloadSource& source, const std::vector<PlannedRead>& plan, std
                 const std::filesystem::path& path, StorageMap& storages) {
   const std::uint64_t start = plan[first].location->offset;
   const std::uint64_t span = plan[last - 1].location->offset + plan[last - 1].location->nbytes - start;
-  auto block = std::make_shared<c10::DataPtr>(c10::GetCPUAllocator()->allocate(static_cast<std::size_t>(span)));
-  auto* bytes = static_cast<char*>(block->get());
+  auto block = std::make_shared<GroupBlock>(static_cast<std::size_t>(span));
+  char* bytes = block->data();
   source.read_at(start, bytes, static_cast<std::size_t>(span));
   for (std::size_t i = first; i < last; ++i) {
     const StorageInfo& info = *plan[i].info;
@@ -484,8 +525,8 @@ void read_group(PayloadSource& source, const std::vector<PlannedRead>& plan, std
     }
     // The DataPtr's context owns a reference to the group's block, as map_storage's does
     // to the mapping.
-    auto* owner = new std::shared_ptr<c10::DataPtr>(block);
-    c10::DataPtr data_ptr(data, owner, [](void* context) { delete static_cast<std::shared_ptr<c10::DataPtr>*>(context); },
+    auto* owner = new std::shared_ptr<GroupBlock>(block);
+    c10::DataPtr data_ptr(data, owner, [](void* context) { delete static_cast<std::shared_ptr<GroupBlock>*>(context); },
                           c10::Device(c10::kCPU));
     storages.emplace(&info, c10::Storage(c10::Storage::use_byte_size_t(), location.nbytes, std::move(data_ptr), nullptr,
                                          /*resizable=*/false));

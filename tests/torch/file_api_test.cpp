@@ -364,3 +364,40 @@ TEST_CASE("small tensors read in groups keep a storage each and each record's CR
                       Catch::Contains("damaged.pth") && Catch::Contains(name + " fails its CRC-32"));
   }
 }
+
+// Enough 4 KiB tensors to fill whole groups (2 MiB blocks of their own, huge pages asked
+// for) and a partial one after them.
+TEST_CASE("full groups of small records load, keep each record's CRC-32 and outlive the State", "[file][format]") {
+  TestDir dir("file");
+  State state;
+  for (int i = 0; i < 1200; ++i) state.set("t" + std::to_string(i), at::randn({1024}));
+  save_file(state, dir / "x.pth");
+  at::Tensor first;
+  at::Tensor last;
+  {
+    State loaded = load_file(dir / "x.pth");
+    std::set<const void*> storages;
+    for (int i = 0; i < 1200; ++i) {
+      const std::string key = "t" + std::to_string(i);
+      at::Tensor tensor = loaded.get<at::Tensor>(key);
+      if (!tensor.equal(state.get<at::Tensor>(key))) FAIL(key);
+      CHECK(tensor.storage().nbytes() == 4096);
+      storages.insert(tensor.storage().unsafeGetStorageImpl());
+    }
+    CHECK(storages.size() == 1200);
+    first = loaded.get<at::Tensor>("t0");
+    last = loaded.get<at::Tensor>("t1199");
+  }
+  CHECK(first.equal(state.get<at::Tensor>("t0")));
+  CHECK(last.equal(state.get<at::Tensor>("t1199")));
+
+  for (const char* record : {"archive/data/3", "archive/data/700", "archive/data/1199"}) {
+    INFO(record);
+    std::string bytes = read_bytes(dir / "x.pth");
+    bytes[record_data_offset(bytes, record) + 4000] ^= 0x01;
+    write_bytes(dir / "damaged.pth", bytes);
+    const std::string name = std::string(record).substr(std::string("archive/").size());
+    CHECK_THROWS_WITH(load_file(dir / "damaged.pth"),
+                      Catch::Contains("damaged.pth") && Catch::Contains(name + " fails its CRC-32"));
+  }
+}
