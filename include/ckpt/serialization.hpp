@@ -51,6 +51,8 @@ struct LoadOptions {
 // Reads a payload written by save_file or by Python's torch.save (zip format of torch
 // 1.6 to 2.x, or the legacy pre-1.6 format). Only data is read, never code: globals
 // outside an allowlist are refused. Each record's CRC-32 is checked as it is read.
+// Each storage record becomes a storage of its own; small neighbouring records share one
+// block of memory (docs/format.md, "The memory of an eager load's tensors").
 // Throws IoError (cannot read), FormatError (not a payload, damaged, or not a dict with
 // string keys) naming the file.
 State load_file(const std::filesystem::path& path, const LoadOptions& options);

@@ -317,3 +317,87 @@ TEST_CASE("a tiny payload that shares sub-objects exponentially loads in bounded
     SUCCEED("refused");  // refusing it is fine too; hanging is not
   }
 }
+
+// Small records that lie close together are read in groups (payload_codec.cpp): each
+// tensor still has a storage of its own, of its own size, not overlapping any other, that
+// outlives the State; and each record's CRC-32 is still checked and named.
+TEST_CASE("small tensors read in groups keep a storage each and each record's CRC-32", "[file][format]") {
+  TestDir dir("file");
+  State state;
+  for (int i = 0; i < 40; ++i) {
+    // A large record in the middle ends one group and starts another after it.
+    state.set("t" + std::to_string(i), i == 20 ? at::randn({40000}) : at::randn({100 + i}));
+  }
+  save_file(state, dir / "x.pth");
+  at::Tensor kept;
+  {
+    State loaded = load_file(dir / "x.pth");
+    std::vector<std::pair<const char*, const char*>> ranges;
+    for (int i = 0; i < 40; ++i) {
+      INFO(i);
+      const std::string key = "t" + std::to_string(i);
+      at::Tensor tensor = loaded.get<at::Tensor>(key);
+      CHECK(tensor.equal(state.get<at::Tensor>(key)));
+      CHECK(tensor.storage().nbytes() == static_cast<std::size_t>(tensor.numel()) * 4);
+      CHECK_FALSE(tensor.storage().resizable());
+      CHECK(tensor.storage().use_count() == 1);
+      CHECK(reinterpret_cast<std::uintptr_t>(tensor.data_ptr()) % 64 == 0);
+      const char* begin = static_cast<const char*>(tensor.data_ptr());
+      ranges.emplace_back(begin, begin + tensor.storage().nbytes());
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (std::size_t i = 1; i < ranges.size(); ++i) CHECK(ranges[i].first >= ranges[i - 1].second);
+    kept = loaded.get<at::Tensor>("t7");
+  }
+  // The State is gone; the tensor still owns its bytes (the group's memory).
+  CHECK(kept.equal(state.get<at::Tensor>("t7")));
+  kept.add_(1);
+  CHECK(kept.equal(state.get<at::Tensor>("t7") + 1));
+
+  for (const char* record : {"archive/data/0", "archive/data/5", "archive/data/19", "archive/data/39"}) {
+    INFO(record);
+    std::string bytes = read_bytes(dir / "x.pth");
+    bytes[record_data_offset(bytes, record) + 17] ^= 0x40;
+    write_bytes(dir / "damaged.pth", bytes);
+    const std::string name = std::string(record).substr(std::string("archive/").size());
+    CHECK_THROWS_WITH(load_file(dir / "damaged.pth"),
+                      Catch::Contains("damaged.pth") && Catch::Contains(name + " fails its CRC-32"));
+  }
+}
+
+// Enough 4 KiB tensors to fill whole groups (2 MiB blocks of their own, huge pages asked
+// for) and a partial one after them.
+TEST_CASE("full groups of small records load, keep each record's CRC-32 and outlive the State", "[file][format]") {
+  TestDir dir("file");
+  State state;
+  for (int i = 0; i < 1200; ++i) state.set("t" + std::to_string(i), at::randn({1024}));
+  save_file(state, dir / "x.pth");
+  at::Tensor first;
+  at::Tensor last;
+  {
+    State loaded = load_file(dir / "x.pth");
+    std::set<const void*> storages;
+    for (int i = 0; i < 1200; ++i) {
+      const std::string key = "t" + std::to_string(i);
+      at::Tensor tensor = loaded.get<at::Tensor>(key);
+      if (!tensor.equal(state.get<at::Tensor>(key))) FAIL(key);
+      CHECK(tensor.storage().nbytes() == 4096);
+      storages.insert(tensor.storage().unsafeGetStorageImpl());
+    }
+    CHECK(storages.size() == 1200);
+    first = loaded.get<at::Tensor>("t0");
+    last = loaded.get<at::Tensor>("t1199");
+  }
+  CHECK(first.equal(state.get<at::Tensor>("t0")));
+  CHECK(last.equal(state.get<at::Tensor>("t1199")));
+
+  for (const char* record : {"archive/data/3", "archive/data/700", "archive/data/1199"}) {
+    INFO(record);
+    std::string bytes = read_bytes(dir / "x.pth");
+    bytes[record_data_offset(bytes, record) + 4000] ^= 0x01;
+    write_bytes(dir / "damaged.pth", bytes);
+    const std::string name = std::string(record).substr(std::string("archive/").size());
+    CHECK_THROWS_WITH(load_file(dir / "damaged.pth"),
+                      Catch::Contains("damaged.pth") && Catch::Contains(name + " fails its CRC-32"));
+  }
+}
