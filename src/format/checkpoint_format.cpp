@@ -184,4 +184,24 @@ std::uint64_t PreparedCheckpoint::size_bound() const {
   return total + zip_overhead_bound(storages.size() + 3, 32);
 }
 
+FormatError storage_crc_error(const std::string& key, const std::filesystem::path& path) {
+  return FormatError(ErrorCode::corrupt,
+                     fmt::format("{}: storage record data/{} fails its CRC-32 check (damaged file)", path.string(), key),
+                     path);
+}
+
+void read_storage_record(PayloadSource& source, const std::string& key, const StorageLocation& location, char* out,
+                         std::vector<char>* scratch, const std::filesystem::path& path, std::size_t chunk) {
+  if (!out && scratch) chunk = std::max<std::size_t>(1, std::min(chunk, scratch->size()));  // (out is null for an empty storage)
+  std::uint32_t crc = 0;
+  for (std::uint64_t done = 0; done < location.nbytes;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, location.nbytes - done));
+    char* into = out ? out + done : scratch->data();
+    source.read_at(location.offset + done, into, n);
+    if (location.crc32) crc = crc32(crc, into, n);
+    done += n;
+  }
+  if (location.crc32 && crc != *location.crc32) throw storage_crc_error(key, path);
+}
+
 }  // namespace ckpt::format

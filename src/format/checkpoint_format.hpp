@@ -11,12 +11,14 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "ckpt/errors.hpp"
 #include "ckpt/payload_io.hpp"
 #include "format/memory_budget.hpp"
 #include "format/value.hpp"
@@ -42,6 +44,16 @@ struct CheckpointLayout {
   // decoder, an inspector) charges the same one.
   std::shared_ptr<MemoryBudget> budget;
 };
+
+// The one way a storage record's bytes are read and checked: into `out` (location.nbytes
+// bytes) when it is given, else through `scratch` (its size bounds each read; nothing is
+// kept: a check only), in reads of at most `chunk` bytes, the CRC-32 (zip records)
+// computed as the bytes arrive. Throws FormatError (ErrorCode::corrupt) naming `path` and
+// data/<key> when the CRC-32 does not match (storage_crc_error), and what the source throws.
+void read_storage_record(PayloadSource& source, const std::string& key, const StorageLocation& location, char* out,
+                         std::vector<char>* scratch, const std::filesystem::path& path, std::size_t chunk = 1 << 20);
+// The error a storage record whose bytes fail their CRC-32 is reported with.
+FormatError storage_crc_error(const std::string& key, const std::filesystem::path& path);
 
 // Reads the structure (never tensor data) and checks that every storage the pickle uses
 // exists with exactly the bytes its element count needs. Throws FormatError. Reads and

@@ -471,24 +471,11 @@ void collect_storages(const ValuePtr& value, std::unordered_set<const StorageInf
   }
 }
 
-[[noreturn]] void fail_crc(const StorageInfo& info, const std::filesystem::path& path) {
-  throw FormatError(ErrorCode::corrupt,
-                    fmt::format("{}: storage record data/{} fails its CRC-32 check (damaged file)", path.string(), info.key),
-                    path);
-}
-
 c10::Storage read_storage(PayloadSource& source, const StorageInfo& info, const format::StorageLocation& location,
                           const std::filesystem::path& path) {
   c10::Storage storage(c10::Storage::use_byte_size_t(), location.nbytes, c10::GetCPUAllocator(), /*resizable=*/false);
-  auto* bytes = static_cast<char*>(storage.data());
-  std::uint32_t crc = 0;
-  for (std::uint64_t done = 0; done < location.nbytes;) {
-    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, location.nbytes - done));
-    source.read_at(location.offset + done, bytes + done, n);
-    if (location.crc32) crc = format::crc32(crc, bytes + done, n);
-    done += n;
-  }
-  if (location.crc32 && crc != *location.crc32) fail_crc(info, path);
+  format::read_storage_record(source, info.key, location, static_cast<char*>(storage.data()), nullptr, path,
+                              kReadChunk);
   return storage;
 }
 
@@ -520,7 +507,7 @@ void read_group(PayloadSource& source, const std::vector<PlannedRead>& plan, std
     const format::StorageLocation& location = *plan[i].location;
     char* data = bytes + (location.offset - start);
     if (location.crc32 && format::crc32(0, data, static_cast<std::size_t>(location.nbytes)) != *location.crc32) {
-      fail_crc(info, path);
+      throw format::storage_crc_error(info.key, path);
     }
     // The DataPtr's context owns a reference to the group's block, as map_storage's does
     // to the mapping.

@@ -42,40 +42,6 @@ constexpr std::size_t kStreamBuffer = 1 << 20;
 // number), and a read each in pass 2 would cost more than the copy.
 constexpr std::uint64_t kSmallRecord = 64;
 
-// Reads a record's bytes into `out` in chunks, checking its CRC-32 (when the format has one).
-void read_record(PayloadSource& source, const std::string& key, const StorageLocation& location, char* out,
-                 const std::filesystem::path& path) {
-  std::uint32_t crc = 0;
-  for (std::uint64_t done = 0; done < location.nbytes;) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kStreamBuffer, location.nbytes - done));
-    source.read_at(location.offset + done, out + done, n);
-    if (location.crc32) crc = format::crc32(crc, out + done, n);
-    done += n;
-  }
-  if (location.crc32 && crc != *location.crc32) {
-    throw FormatError(ErrorCode::corrupt,
-                      fmt::format("{}: storage record data/{} fails its CRC-32 check (damaged file)", path.string(), key),
-                      path);
-  }
-}
-
-// Streams a record through `buffer` (its size bounds each read), checking its CRC-32.
-void check_record(PayloadSource& source, const std::string& key, const StorageLocation& location,
-                  std::vector<char>& buffer, const std::filesystem::path& path) {
-  std::uint32_t crc = 0;
-  for (std::uint64_t done = 0; done < location.nbytes;) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), location.nbytes - done));
-    source.read_at(location.offset + done, buffer.data(), n);
-    if (location.crc32) crc = format::crc32(crc, buffer.data(), n);
-    done += n;
-  }
-  if (location.crc32 && crc != *location.crc32) {
-    throw FormatError(ErrorCode::corrupt,
-                      fmt::format("{}: storage record data/{} fails its CRC-32 check (damaged file)", path.string(), key),
-                      path);
-  }
-}
-
 bool contiguous(const TensorInfo& info) {
   std::int64_t expected = 1;
   for (std::size_t d = info.sizes.size(); d-- > 0;) {
@@ -142,10 +108,10 @@ void InPlaceRestore::verify(PayloadSource& source, const std::filesystem::path& 
     for (const auto& [key, location] : records) {
       if (location.nbytes <= kSmallRecord) {
         c10::Storage storage(c10::Storage::use_byte_size_t(), location.nbytes, c10::GetCPUAllocator(), false);
-        read_record(source, key, location, static_cast<char*>(storage.data()), path);
+        format::read_storage_record(source, key, location, static_cast<char*>(storage.data()), nullptr, path);
         plan->small.emplace(key, std::move(storage));
       } else {
-        check_record(source, key, location, buffer, path);
+        format::read_storage_record(source, key, location, nullptr, &buffer, path);
       }
     }
 
@@ -359,7 +325,7 @@ void InPlaceRestore::apply(PayloadSource& source, const std::filesystem::path& p
                           contiguous(info) && static_cast<std::uint64_t>(numel_of(info)) * element == location.nbytes;
       if (direct) {
         ++written;
-        read_record(source, key, location, static_cast<char*>(destination.data_ptr()), path);
+        format::read_storage_record(source, key, location, static_cast<char*>(destination.data_ptr()), nullptr, path);
         destination.unsafeGetTensorImpl()->bump_version();  // as an in-place copy_ would
         continue;
       }
@@ -368,7 +334,7 @@ void InPlaceRestore::apply(PayloadSource& source, const std::filesystem::path& p
         staging = at::empty({static_cast<std::int64_t>(location.nbytes)}, at::TensorOptions().dtype(c10::kByte));
       }
       auto* bytes = static_cast<char*>(staging.data_ptr());
-      read_record(source, key, location, bytes, path);
+      format::read_storage_record(source, key, location, bytes, nullptr, path);
       for (const Use& use : uses) {
         at::Tensor view = at::from_blob(bytes + use.info->storage_offset * element, use.info->sizes, use.info->strides,
                                         at::TensorOptions().dtype(scalar_type_of(use.info->dtype())));
