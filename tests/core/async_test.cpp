@@ -28,6 +28,7 @@
 #include "support/fault_file_system.hpp"
 #include "support/power_loss.hpp"
 #include "support/store_support.hpp"
+#include "support/step_gate.hpp"
 #include "support/test_dir.hpp"
 
 using namespace ckpt;
@@ -35,52 +36,9 @@ using namespace ckpt::test;
 
 namespace {
 
-// Holds the thread that reaches `step` (its n-th occurrence since arm()) until open().
-// Also counts the steps seen, so the user thread can tell how far the worker got.
-class Gate {
- public:
-  void arm(std::string step, int nth = 1) {
-    std::lock_guard lock(mutex_);
-    step_ = std::move(step);
-    nth_ = nth;
-    seen_ = 0;
-    reached_ = false;
-    open_ = false;
-  }
-  void on_step(std::string_view step) {
-    std::unique_lock lock(mutex_);
-    ++counts_[std::string(step)];
-    if (step_.empty() || step != step_ || ++seen_ != nth_) return;
-    reached_ = true;
-    changed_.notify_all();
-    changed_.wait(lock, [&] { return open_; });
-  }
-  void wait_reached() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return reached_; });
-  }
-  void open() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    step_.clear();
-    changed_.notify_all();
-  }
-  int count(const std::string& step) {
-    std::lock_guard lock(mutex_);
-    return counts_[step];
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::string step_;
-  int nth_ = 1, seen_ = 0;
-  bool reached_ = false, open_ = false;
-  std::map<std::string, int> counts_;
-};
 
 // Options whose store calls `gate` at every step, on `fs` (or the real file system).
-StoreOptions gated(const std::shared_ptr<Gate>& gate, std::shared_ptr<FileSystem> fs = nullptr, int max_in_flight = 1) {
+StoreOptions gated(const std::shared_ptr<StepGate>& gate, std::shared_ptr<FileSystem> fs = nullptr, int max_in_flight = 1) {
   StoreOptions options = options_with(std::move(fs), 3);
   options.max_in_flight = max_in_flight;
   store::test_hooks(options).on_step = [gate](std::string_view step) { gate->on_step(step); };
@@ -115,20 +73,11 @@ std::vector<std::string> statuses_of(const std::filesystem::path& dir, const std
   return statuses;
 }
 
-// Opens the gate from another thread after a while, so that the user thread can be seen
-// blocking on a call until the save it waits for is let go.
-std::thread open_later(const std::shared_ptr<Gate>& gate) {
-  return std::thread([gate] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    gate->open();
-  });
-}
-
 }  // namespace
 
 TEST_CASE("save_async returns while the save is written, and wait() acknowledges it", "[store][async]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate));
   save_epoch(store, 1, zip_payload(1));
   gate->arm("temp_written");
@@ -152,7 +101,7 @@ TEST_CASE("save_async returns while the save is written, and wait() acknowledges
 
 TEST_CASE("with max_in_flight 1 the next save_async blocks until the save in flight commits", "[store][async]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate));
   gate->arm("pending_committed");
   save_epoch_async(store, 1, zip_payload(1));
@@ -192,7 +141,7 @@ TEST_CASE("a save's writer is released before the next save_async gets its slot"
 
 TEST_CASE("with max_in_flight 2 a second save queues behind the first without blocking", "[store][async]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate, nullptr, 2));
   gate->arm("temp_written");
   save_epoch_async(store, 1, zip_payload(1));
@@ -296,7 +245,7 @@ TEST_CASE("several failed saves are each raised once, oldest first, as the excep
           "[store][async][fault]") {
   TestDir dir("async");
   auto fs = std::make_shared<FaultFileSystem>();
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate, fs, 3));
   gate->arm("temp_written");
   fs->fail_nth(Op::sync, 1, EIO);
@@ -326,7 +275,7 @@ TEST_CASE("several failed saves are each raised once, oldest first, as the excep
 TEST_CASE("while a save is held in flight, resume and best lookup see only committed checkpoints",
           "[store][async]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate));
   save_epoch(store, 1, zip_payload(1));
   save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(1), 0.1);
@@ -360,7 +309,7 @@ TEST_CASE("while a save is held in flight, resume and best lookup see only commi
 
 TEST_CASE("ckpt ls shows a save being written", "[store][async][cli]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate));
   save_epoch(store, 1, zip_payload(1));
   gate->arm("renamed");
@@ -378,7 +327,7 @@ TEST_CASE("ckpt ls shows a save being written", "[store][async][cli]") {
 
 TEST_CASE("a synchronous save after save_async waits for it, so the order of saves is kept", "[store][async]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate));
   gate->arm("temp_written");
   save_best_async(store, 0.1, zip_payload(1));
@@ -394,7 +343,7 @@ TEST_CASE("a synchronous save after save_async waits for it, so the order of sav
 TEST_CASE("a verify-then-apply load waits for the save in flight and restores what it committed",
           "[store][async][restore]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointStore store(dir.path(), gated(gate));
   save_epoch_async(store, 1, zip_payload(1));
   store.wait();
@@ -419,7 +368,7 @@ TEST_CASE("a verify-then-apply load waits for the save in flight and restores wh
 
 TEST_CASE("the destructor waits for the saves in flight", "[store][async]") {
   TestDir dir("async");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   std::thread opener;
   {
     CheckpointStore store(dir.path(), gated(gate, nullptr, 2));

@@ -19,6 +19,7 @@
 #include "ckpt/interrupt.hpp"
 #include "ckpt/training.hpp"
 #include "store/test_hooks.hpp"  // on_step: test hooks
+#include "support/step_gate.hpp"
 #include "support/test_dir.hpp"
 #include "torch/snapshot.hpp"
 
@@ -28,60 +29,12 @@ using Snapshot = CheckpointManager::Snapshot;
 
 namespace {
 
-// Holds the worker at the n-th `step` since arm() until open(); records every step.
-class Gate {
- public:
-  void arm(std::string step, int nth = 1) {
-    std::lock_guard lock(mutex_);
-    step_ = std::move(step);
-    nth_ = nth;
-    seen_ = 0;
-    reached_ = open_ = false;
-  }
-  void on_step(std::string_view step) {
-    std::unique_lock lock(mutex_);
-    steps_.emplace_back(step);
-    if (step_.empty() || step != step_ || ++seen_ != nth_) return;
-    reached_ = true;
-    changed_.notify_all();
-    changed_.wait(lock, [&] { return open_; });
-  }
-  void wait_reached() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return reached_; });
-  }
-  void open() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    step_.clear();
-    changed_.notify_all();
-  }
-  std::vector<std::string> steps() {
-    std::lock_guard lock(mutex_);
-    return steps_;
-  }
 
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::string step_;
-  int nth_ = 1, seen_ = 0;
-  bool reached_ = false, open_ = false;
-  std::vector<std::string> steps_;
-};
-
-StoreOptions gated(const std::shared_ptr<Gate>& gate, int max_in_flight = 1) {
+StoreOptions gated(const std::shared_ptr<StepGate>& gate, int max_in_flight = 1) {
   StoreOptions options;
   options.max_in_flight = max_in_flight;
   store::test_hooks(options).on_step = [gate](std::string_view step) { gate->on_step(step); };
   return options;
-}
-
-std::thread open_later(const std::shared_ptr<Gate>& gate) {
-  return std::thread([gate] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    gate->open();
-  });
 }
 
 struct Trainer {
@@ -143,7 +96,7 @@ State interop_state() {
 TEST_CASE("a copy snapshot: parameters changed right after save_*_async returns do not reach the file",
           "[manager][async]") {
   TestDir dir("async-copy");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate, 4));
   Trainer trainer;
   std::vector<at::Tensor> saved;  // the weight each epoch's save was given
@@ -175,7 +128,7 @@ TEST_CASE("a copy snapshot: parameters changed right after save_*_async returns 
 
 TEST_CASE("a borrow snapshot writes the caller's tensors, without copying them", "[manager][async]") {
   TestDir dir("async-borrow");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate, 3));
   Trainer trainer;
   gate->arm("temp_written");
@@ -243,7 +196,7 @@ TEST_CASE("the staging pool reuses a buffer only once no snapshot holds it", "[m
 
 TEST_CASE("the guide's loop in asynchronous mode writes each state once", "[manager][async][dedupe][guide]") {
   TestDir dir("async-guide");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate));
   Trainer trainer;
   for (std::int64_t epoch = 1; epoch <= 3; ++epoch) {
@@ -266,7 +219,7 @@ TEST_CASE("the guide's loop in asynchronous mode writes each state once", "[mana
 
 TEST_CASE("an interrupt save waits for the save in flight, which commits first", "[manager][async][interrupt]") {
   TestDir dir("async-interrupt");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate));
   InterruptGuard interrupt;
   Trainer trainer;
@@ -360,7 +313,7 @@ TEST_CASE("a failed interrupt save leaves the failures of the saves before it to
 TEST_CASE("a borrowed tensor given new storage before its save is written saves the bytes it had",
           "[manager][async]") {
   TestDir dir("async-borrow-set");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate, 2));
   State first{{"epoch", std::int64_t{0}}};
   first.set("w", at::zeros({16}));
@@ -383,7 +336,7 @@ TEST_CASE("a borrowed tensor given new storage before its save is written saves 
 
 TEST_CASE("the manager's loads wait for the save in flight", "[manager][async]") {
   TestDir dir("async-load");
-  auto gate = std::make_shared<Gate>();
+  auto gate = std::make_shared<StepGate>();
   CheckpointManager manager(dir.path(), c10::kCPU, 5, gated(gate));
   Trainer trainer;
   manager.save_epoch_checkpoint(trainer.state(1, 0.5), 1);
