@@ -274,14 +274,22 @@ TEST_CASE("with two failed saves in flight an interrupt save raises the first, a
           "[manager][async][interrupt]") {
   TestDir dir("async-interrupt-two");
   auto disk = std::make_shared<FullDisk>();
+  auto gate = std::make_shared<StepGate>();
   StoreOptions options;
   options.file_system = disk;
-  options.max_in_flight = 2;
+  options.max_in_flight = 3;
+  store::test_hooks(options).on_step = [gate](std::string_view step) { gate->on_step(step); };
   CheckpointManager manager(dir.path(), c10::kCPU, 5, options);
   Trainer trainer;
+  // Both failing saves are queued behind a held one before either fails (else the second
+  // submit would raise the first failure itself).
+  gate->arm("renamed");
+  manager.save_epoch_checkpoint_async(trainer.state(0, 0.4), 0);
+  gate->wait_reached();
   disk->full = true;
   manager.save_epoch_checkpoint_async(trainer.state(1, 0.5), 1);
   manager.save_epoch_checkpoint_async(trainer.state(2, 0.6), 2);
+  gate->open();
   while (!manager.store().in_flight().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   disk->full = false;
   CHECK_THROWS_WITH(manager.save_interrupt_checkpoint(trainer.state(2, 0.6)),
