@@ -148,3 +148,45 @@ VerifyResult CheckpointReader::verify_one(const CheckpointRecord& row) const {
 }
 
 }  // namespace ckpt
+
+// ---- stubs (step 0: the API the watch helper builds on; implemented next) ----
+namespace ckpt {
+struct CheckpointPin::State {
+  std::int64_t id = 0;
+  std::int64_t checkpoint_id = 0;
+  std::string holder;
+  std::string expires_at;
+};
+CheckpointPin::CheckpointPin() noexcept = default;
+CheckpointPin::CheckpointPin(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+CheckpointPin::~CheckpointPin() = default;
+CheckpointPin::CheckpointPin(CheckpointPin&&) noexcept = default;
+CheckpointPin& CheckpointPin::operator=(CheckpointPin&&) noexcept = default;
+bool CheckpointPin::active() const noexcept { return state_ != nullptr; }
+std::int64_t CheckpointPin::id() const noexcept { return state_ ? state_->id : 0; }
+std::int64_t CheckpointPin::checkpoint_id() const noexcept { return state_ ? state_->checkpoint_id : 0; }
+const std::string& CheckpointPin::holder() const noexcept {
+  static const std::string empty;
+  return state_ ? state_->holder : empty;
+}
+const std::string& CheckpointPin::expires_at() const noexcept {
+  static const std::string empty;
+  return state_ ? state_->expires_at : empty;
+}
+void CheckpointPin::renew(std::chrono::milliseconds) { throw std::logic_error("not implemented yet"); }
+void CheckpointPin::release() { state_.reset(); }
+
+CheckpointReader::CheckpointReader(std::filesystem::path dir, ReaderOptions options)
+    : CheckpointReader(std::move(dir), std::move(options.file_system)) {}
+std::optional<ReaderLoad> CheckpointReader::load_latest() const { throw std::logic_error("not implemented yet"); }
+std::optional<ReaderLoad> CheckpointReader::load_best() const { throw std::logic_error("not implemented yet"); }
+std::optional<ReaderLoad> CheckpointReader::load(std::int64_t) const { throw std::logic_error("not implemented yet"); }
+CheckpointPin CheckpointReader::pin(std::int64_t, std::chrono::milliseconds, std::string) const {
+  throw std::logic_error("not implemented yet");
+}
+std::optional<CheckpointRecord> CheckpointReader::wait_for_new(std::int64_t, std::chrono::milliseconds,
+                                                               const WaitCondition&) const {
+  throw std::logic_error("not implemented yet");
+}
+bool CheckpointReader::read_only_access() const { return false; }
+}  // namespace ckpt
