@@ -183,6 +183,8 @@ TEST_CASE("wait_for_new returns the first match in commit order, filtered by kin
   // The first best model's row was replaced (not live) by the second: the live one.
   REQUIRE(best);
   CHECK(best->kind == CheckpointKind::best);
+  CHECK(best->metric == 0.8);
+  CHECK(best->status == "committed");
   auto second_epoch = reader.wait_for_new(first->commit_seq, std::chrono::milliseconds(0),
                                           WaitCondition{CheckpointKind::epoch, {}});
   REQUIRE(second_epoch);
@@ -198,6 +200,19 @@ TEST_CASE("wait_for_new returns the first match in commit order, filtered by kin
   std::int64_t newest_seq = 0;
   for (const auto& row : reader.checkpoints()) newest_seq = std::max(newest_seq, row.commit_seq);
   CHECK(!reader.wait_for_new(newest_seq, std::chrono::milliseconds(30)));
+}
+
+TEST_CASE("wait_for_new skips checkpoints rotated out before it looked", "[reader]") {
+  TestDir dir("reader-wait-rotated");
+  {
+    CheckpointStore store(dir.path(), options_with(nullptr, 2));
+    save_epochs(store, 1, 4);
+  }
+  CheckpointReader reader(dir.path());
+  auto first = reader.wait_for_new(0, std::chrono::milliseconds(0));
+  REQUIRE(first);
+  CHECK(first->epoch == 3);
+  REQUIRE(reader.load(first->id));
 }
 
 TEST_CASE("wait_for_new never returns a save that is pending, only once it commits", "[reader]") {
