@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <functional>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -306,4 +308,64 @@ TEST_CASE("a pin with a short ttl stops holding when it expires; pinning what is
   CHECK_THROWS_AS(reader.pin(rows[0].id, std::chrono::milliseconds(0)), InvalidArgument);
   CHECK_THROWS_WITH(reader.pin(987654, std::chrono::minutes(1)), Catch::Contains("checkpoint 987654"));
   CHECK_THROWS_AS(reader.pin(987654, std::chrono::minutes(1)), InvalidArgument);
+}
+
+namespace {
+// Runs `body` in a child as user nobody when this process is root (root ignores
+// permission bits, so a chmod alone proves nothing), else as this user. `body` returns 0
+// when every check held, else the number of the check that failed.
+int as_unprivileged(const std::function<int()>& body) {
+  return run_in_child([&] {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(99);
+    ::_exit(body());
+  });
+}
+
+int reads_as_snapshot_and_refuses_pins(const std::filesystem::path& dir, bool expect_immutable) {
+  try {
+    if (::access(dir.c_str(), W_OK) == 0) return 1;  // the test would prove nothing
+    CheckpointReader reader(dir);
+    if (reader.read_only_access() != expect_immutable) return 2;
+    if (reader.checkpoints().size() != 3) return 3;
+    auto load = reader.load_latest();
+    if (!load || load->payload.record.epoch != 3 || !load->skipped.empty()) return 4;
+    if (reader.verify().size() != 3) return 5;
+    try {
+      reader.pin(load->payload.record.id, std::chrono::minutes(1));
+      return 6;
+    } catch (const IoError& error) {
+      if (error.code() != ErrorCode::permission_denied) return 7;
+      if (std::string(error.what()).find("pins need write access to index.sqlite") == std::string::npos) return 8;
+    }
+    return 0;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "unexpected: %s\n", error.what());
+    return 20;
+  }
+}
+}  // namespace
+
+TEST_CASE("a reader works on a directory it cannot write: immutable, and pins need write access", "[reader][readonly]") {
+  TestDir dir("reader-readonly");
+  three_epochs(dir.path());
+  REQUIRE(!std::filesystem::exists(dir / "index.sqlite-shm"));  // the store closed: no -shm, no -wal
+  ::chmod((dir / "index.sqlite").c_str(), 0444);
+  ::chmod(dir.path().c_str(), 0555);
+  const int status = as_unprivileged([&] { return reads_as_snapshot_and_refuses_pins(dir.path(), true); });
+  ::chmod(dir.path().c_str(), 0755);
+  ::chmod((dir / "index.sqlite").c_str(), 0644);
+  CHECK(status == 0);
+  CHECK(index_rows(dir.path()).size() == 3);
+}
+
+TEST_CASE("a reader that cannot write the directory reads beside an open writer through its -shm and -wal",
+          "[reader][readonly]") {
+  TestDir dir("reader-readonly-shared");
+  CheckpointStore store(dir.path(), StoreOptions{});
+  for (int epoch = 1; epoch <= 3; ++epoch) save_epoch(store, epoch, zip_payload(epoch));
+  REQUIRE(std::filesystem::exists(dir / "index.sqlite-shm"));
+  ::chmod(dir.path().c_str(), 0555);
+  const int status = as_unprivileged([&] { return reads_as_snapshot_and_refuses_pins(dir.path(), false); });
+  ::chmod(dir.path().c_str(), 0755);
+  CHECK(status == 0);
 }
