@@ -3,7 +3,9 @@
 // loads checks that the files and the index's rows and events are as they were.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -368,4 +370,98 @@ TEST_CASE("a reader that cannot write the directory reads beside an open writer 
   const int status = as_unprivileged([&] { return reads_as_snapshot_and_refuses_pins(dir.path(), false); });
   ::chmod(dir.path().c_str(), 0755);
   CHECK(status == 0);
+}
+
+TEST_CASE("an evaluator process beside a rotating trainer process sees every committed epoch exactly once",
+          "[reader][two-process]") {
+  // The trainer (a child process) keeps 2 epochs; before saving epoch e, which rotates
+  // out epoch e - 2, it waits until the evaluator has finished epoch e - 2 (a pipe).
+  // Without pin-aware rotation (retention's part) that bounded lag is what lets the
+  // evaluator see every epoch; the reader's part under test is that each one it is
+  // handed is committed, loads verified, and comes once, in commit order.
+  TestDir dir("reader-two-process");
+  { CheckpointStore create(dir.path(), options_with(nullptr, 2)); }
+  constexpr int kEpochs = 12;
+  int ack[2];
+  REQUIRE(::pipe(ack) == 0);
+  const pid_t trainer = ::fork();
+  REQUIRE(trainer >= 0);
+  if (trainer == 0) {
+    ::close(ack[1]);
+    int status = 0;
+    try {
+      CheckpointStore store(dir.path(), options_with(nullptr, 2));
+      for (int epoch = 1; epoch <= kEpochs; ++epoch) {
+        char done = 0;
+        if (epoch > 2 && ::read(ack[0], &done, 1) != 1) ::_exit(3);
+        save_epoch(store, epoch, zip_payload(epoch));
+      }
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "trainer: %s\n", error.what());
+      status = 2;
+    }
+    ::_exit(status);
+  }
+  ::close(ack[0]);
+  CheckpointReader reader(dir.path());
+  std::vector<std::int64_t> seen;
+  std::int64_t after = 0;
+  while (seen.size() < static_cast<std::size_t>(kEpochs)) {
+    auto row = reader.wait_for_new(after, std::chrono::seconds(60), WaitCondition{CheckpointKind::epoch, {}});
+    REQUIRE(row);
+    REQUIRE(row->commit_seq > after);
+    after = row->commit_seq;
+    auto pin = reader.pin(row->id, std::chrono::minutes(1), "evaluator");
+    auto load = reader.load(row->id);
+    REQUIRE(load);
+    CHECK(load->skipped.empty());
+    CHECK(payload_text(load->payload) == zip_payload(static_cast<int>(*row->epoch)));
+    seen.push_back(*row->epoch);
+    pin.release();
+    const char done = 1;  // the trainer reads one per epoch it may rotate out (1 .. kEpochs - 2)
+    if (*row->epoch <= kEpochs - 2) REQUIRE(::write(ack[1], &done, 1) == 1);
+  }
+  ::close(ack[1]);
+  int status = 0;
+  REQUIRE(::waitpid(trainer, &status, 0) == trainer);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  std::vector<std::int64_t> expected;
+  for (int epoch = 1; epoch <= kEpochs; ++epoch) expected.push_back(epoch);
+  CHECK(seen == expected);
+  CHECK(pin_rows(dir.path()).empty());
+}
+
+TEST_CASE("a killed evaluator's pin row stays and stops holding at its expiry", "[reader][pin][two-process]") {
+  TestDir dir("reader-killed-pin");
+  auto rows = three_epochs(dir.path());
+  const int status = run_in_child([&] {
+    CheckpointReader reader(dir.path());
+    auto pin = reader.pin(rows[2].id, std::chrono::milliseconds(300), "doomed evaluator");
+    ::kill(::getpid(), SIGKILL);  // the destructor never runs
+  });
+  CHECK(status == 128 + SIGKILL);
+  auto pins = pin_rows(dir.path());
+  REQUIRE(pins.size() == 1);
+  CHECK(pins[0].holder == "doomed evaluator");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (pin_rows(dir.path()).at(0).holds && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(!pin_rows(dir.path()).at(0).holds);
+}
+
+TEST_CASE("a pinned checkpoint survives rotation until its pin is released or expires", "[.pin-rotation]") {
+  // Needs pin-aware rotation (branch retention2), not merged here: hidden until then.
+  TestDir dir("reader-pin-rotation");
+  CheckpointStore store(dir.path(), options_with(nullptr, 2));
+  auto first = save_epoch(store, 1, zip_payload(1));
+  CheckpointReader reader(dir.path());
+  auto pin = reader.pin(first.id, std::chrono::minutes(10));
+  save_epochs(store, 2, 4);
+  REQUIRE(reader.load(first.id));
+  pin.release();
+  save_epoch(store, 5, zip_payload(5));
+  CHECK(!reader.load(first.id));
+  CHECK(!std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
 }
