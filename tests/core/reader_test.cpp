@@ -22,6 +22,7 @@
 #include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "store/test_hooks.hpp"
+#include "support/cli_support.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -464,4 +465,27 @@ TEST_CASE("a pinned checkpoint survives rotation until its pin is released or ex
   save_epoch(store, 5, zip_payload(5));
   CHECK(!reader.load(first.id));
   CHECK(!std::filesystem::exists(dir / "checkpoint_epoch_1.pth"));
+}
+
+TEST_CASE("ckpt ls, show and verify work on a directory this user cannot write", "[reader][readonly][cli]") {
+  TestDir dir("reader-readonly-cli");
+  three_epochs(dir.path());
+  REQUIRE(!std::filesystem::exists(dir / "index.sqlite-shm"));
+  ::chmod((dir / "index.sqlite").c_str(), 0444);
+  ::chmod(dir.path().c_str(), 0555);
+  // As nobody when root (runuser), since root ignores permission bits.
+  const std::string as_user = ::geteuid() == 0 ? "runuser -u nobody -- " : "";
+  auto run = [&](const std::string& args) { return run_command(as_user + CKPT_CLI + " " + args + " 2>&1"); };
+  auto ls = run("ls " + shell_quote(dir.path().string()));
+  auto verify = run("verify " + shell_quote(dir.path().string()));
+  auto show = run("show " + shell_quote((dir / "checkpoint_epoch_2.pth").string()));
+  const bool shm_created = std::filesystem::exists(dir / "index.sqlite-shm");
+  ::chmod(dir.path().c_str(), 0755);
+  ::chmod((dir / "index.sqlite").c_str(), 0644);
+  CHECK(ls.exit_code == 0);
+  CHECK_THAT(ls.output, Catch::Contains("checkpoint_epoch_3.pth"));
+  CHECK(verify.exit_code == 0);
+  CHECK_THAT(verify.output, Catch::Contains("3 ok"));
+  CHECK(show.exit_code == 0);
+  CHECK(!shm_created);
 }
