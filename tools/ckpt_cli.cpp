@@ -39,6 +39,7 @@
 #include "format/printable.hpp"  // ckpt::core's, torch-free
 #include "store/file_names.hpp"   // ckpt::core's: the guide's file names, as the store parses them
 #include "history_plot.hpp"
+#include "watch.hpp"
 
 namespace {
 
@@ -937,6 +938,21 @@ int main(int argc, char** argv) {
   import->add_option("--keep", keep, "the retention to record (0 keeps all); default: inferred from the epoch files")
       ->check(CLI::NonNegativeNumber);
   import->add_flag("--allow-unloadable", allow_unloadable, "import the files that load even if others would not (those are reported and left as they are, without a row)");
+  ckpt::cli::WatchOptions watch_options;
+  std::string watch_kind;
+  double pin_ttl_s = 60, idle_exit_s = -1;
+  int poll_ms = 1000;
+  std::int64_t watch_max = 0;
+  auto* watch = app.add_subcommand("watch", "run a command once for each newly committed checkpoint, resumable (docs/cli.md, watch)");
+  watch->add_option("DIR", watch_options.dir, "checkpoint directory")->required();
+  watch->add_option("--exec", watch_options.command, "the command, run by /bin/sh -c with CKPT_* in its environment")->required();
+  watch->add_option("--name", watch_options.name, "the cursor's name (default: default)");
+  watch->add_option("--kind", watch_kind, "only this kind: epoch, best or interrupt")->check(CLI::IsMember({"epoch", "best", "interrupt"}));
+  watch->add_option("--pin-ttl", pin_ttl_s, "seconds the running checkpoint's pin lasts, renewed at half (default 60)")->check(CLI::PositiveNumber);
+  watch->add_option("--poll-ms", poll_ms, "how long one wait for a commit lasts (default 1000)")->check(CLI::PositiveNumber);
+  watch->add_option("--idle-exit", idle_exit_s, "exit 0 after this many seconds with no new checkpoint")->check(CLI::NonNegativeNumber);
+  watch->add_option("--max", watch_max, "exit 0 after running the command this many times")->check(CLI::PositiveNumber);
+  watch->add_flag("--from-now", watch_options.from_now, "a new NAME starts after the newest commit instead of the first");
   for (auto* command : {ls, latest, best, show, diff, history, verify, gc, rm, repair, import}) {
     command->add_flag("--json", as_json, "machine-readable output (JSON on stdout, errors too)");
   }
@@ -965,6 +981,17 @@ int main(int argc, char** argv) {
     if (*gc) return cmd_gc(dir, keep, dry_run, as_json);
     if (*rm) return cmd_rm(dir, id, as_json);
     if (*repair) return cmd_repair(dir, apply, force, as_json);
+    if (*watch) {
+      if (watch_kind == "epoch") watch_options.kind = CheckpointKind::epoch;
+      if (watch_kind == "best") watch_options.kind = CheckpointKind::best;
+      if (watch_kind == "interrupt") watch_options.kind = CheckpointKind::interrupt;
+      watch_options.pin_ttl = std::chrono::milliseconds(static_cast<std::int64_t>(pin_ttl_s * 1000));
+      watch_options.poll = std::chrono::milliseconds(poll_ms);
+      if (idle_exit_s >= 0) watch_options.idle_exit = std::chrono::milliseconds(static_cast<std::int64_t>(idle_exit_s * 1000));
+      if (watch_max > 0) watch_options.max = watch_max;
+      require_directory(watch_options.dir);
+      return ckpt::cli::run_watch(watch_options);
+    }
     if (*import) return cmd_import(dir, keep, allow_unloadable, as_json);
   } catch (const ckpt::InvalidArgument& e) {
     print_error(e, kUsage, as_json);
