@@ -19,11 +19,14 @@ namespace {
 constexpr int kBusyTimeoutMs = 10'000;
 // Columns of read_record, in order; {seq} is the commit order (see commit_order_).
 constexpr const char* kColumns =
-    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}, {described}";
+    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}, {described}, {step}";
 // The columns migration 0003 added, and what a read-only view of an older index reads instead.
 constexpr const char* kDescribed = "metric_source, state_epoch, origin";
 const std::string kDescribedBeforeMigration3 =
     fmt::format("NULL, CASE WHEN kind = '{}' THEN epoch END, '{}'", to_string(CheckpointKind::epoch), origins::kSaved);
+// The column migration 0004 added; an older index's read-only view has no steps.
+constexpr const char* kStep = "step";
+constexpr const char* kStepBeforeMigration4 = "NULL";
 // Before migration 0002 (a read-only view of an index no writer has migrated yet), the
 // order of ids is the order of commits: one writer, saves one at a time.
 const std::string kCommitOrderBeforeMigration2 =
@@ -54,6 +57,7 @@ CheckpointRecord read_record(SQLite::Statement& row, const std::filesystem::path
   if (!row.getColumn(11).isNull()) record.metric_source = row.getColumn(11).getString();
   if (!row.getColumn(12).isNull()) record.state_epoch = row.getColumn(12).getInt64();
   record.origin = row.getColumn(13).getString();
+  if (!row.getColumn(14).isNull()) record.step = row.getColumn(14).getInt64();
   return record;
 }
 
@@ -171,7 +175,8 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     if (version < 2) commit_order_ = kCommitOrderBeforeMigration2;
     has_named_metrics_ = version >= 3;
     columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_),
-                           fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3));
+                           fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3),
+                           fmt::arg("step", version >= 4 ? kStep : kStepBeforeMigration4));
     return;
   }
   guarded("configure", [&] {
@@ -179,7 +184,8 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     db_->exec("PRAGMA foreign_keys=ON");
   });
   migrate();
-  columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed));
+  columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed),
+                         fmt::arg("step", kStep));
 }
 
 Index::~Index() = default;
@@ -242,10 +248,10 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     // An empty created_at is now; an adopted file's is its modification time.
     SQLite::Statement& statement = prepared(
         "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq, "
-        "metric_source, state_epoch, origin, created_at) "
+        "metric_source, state_epoch, origin, created_at, step) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 = '" + std::string(status::kCommitted) + "' "
         "THEN (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1) END, "
-        "?9, ?10, ?11, COALESCE(?12, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))");
+        "?9, ?10, ?11, COALESCE(?12, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), ?13)");
     statement.bind(1, std::string(to_string(record.kind)));
     if (record.epoch) statement.bind(2, static_cast<int64_t>(*record.epoch));
     if (record.metric) statement.bind(3, *record.metric);
@@ -258,6 +264,7 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     if (record.state_epoch) statement.bind(10, static_cast<int64_t>(*record.state_epoch));
     statement.bind(11, record.origin.empty() ? std::string(origins::kSaved) : record.origin);
     if (!record.created_at.empty()) statement.bind(12, record.created_at);
+    if (record.step) statement.bind(13, static_cast<int64_t>(*record.step));
     statement.exec();
     return db_->getLastInsertRowid();
   });
