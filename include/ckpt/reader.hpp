@@ -6,6 +6,7 @@
 // writes. Torch-free: a program that links only ckpt::core starts in milliseconds.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -34,11 +35,79 @@ struct VerifyResult {
                         // "would not load: <the restricted reader's refusal>"
 };
 
+struct ReaderOptions {
+  // How the index is opened (docs/durability.md, "Readers").
+  //   automatic: shared when this user can write the index's directory (or the -shm and
+  //     -wal files already exist and are readable), else immutable.
+  //   shared: SQLite read-only beside a running writer; sees each new commit. Needs a
+  //     writable directory or existing readable -shm and -wal files.
+  //   immutable: SQLite's immutable=1: no locks, no -shm; the reader sees the index as it
+  //     was when opened (later commits are not seen, wait_for_new only times out), and a
+  //     writer committing meanwhile may make its reads fail or be inconsistent.
+  enum class Access { automatic, shared, immutable } access = Access::automatic;
+  std::shared_ptr<FileSystem> file_system;  // nullptr: FileSystem::posix()
+};
+
+// A candidate a verified load passed over, and why ("checkpoint_epoch_3.pth: xxh3_128
+// hash ..., index recorded ...", "checkpoint_epoch_3.pth: missing").
+struct SkippedCheckpoint {
+  CheckpointRecord record;
+  std::string problem;
+};
+
+// What a reader's verified load returns: the bytes whose whole-file hash matched the row,
+// and the newer candidates it skipped on the way (newest first).
+struct ReaderLoad {
+  VerifiedPayload payload;
+  std::vector<SkippedCheckpoint> skipped;
+};
+
+// A lease on a checkpoint recorded in the index's `pins` table: while it holds
+// (expires_at > now), rotation does not delete the checkpoint. Move-only; the destructor
+// releases it (deletes the row) and never throws; a process that dies leaves the row,
+// which stops holding at expires_at. Times are UTC from this host's clock.
+class CheckpointPin {
+ public:
+  CheckpointPin() noexcept;
+  ~CheckpointPin();
+  CheckpointPin(CheckpointPin&&) noexcept;
+  CheckpointPin& operator=(CheckpointPin&&) noexcept;
+  CheckpointPin(const CheckpointPin&) = delete;
+  CheckpointPin& operator=(const CheckpointPin&) = delete;
+
+  // False for a default-constructed, moved-from or released pin.
+  bool active() const noexcept;
+  std::int64_t id() const noexcept;             // the pins row's id
+  std::int64_t checkpoint_id() const noexcept;
+  const std::string& holder() const noexcept;
+  const std::string& expires_at() const noexcept;  // UTC, ISO-8601 with milliseconds
+  // Moves the expiry to now + ttl. Throws InvalidArgument (ttl <= 0, or the pin is not
+  // active), IndexError when the row is gone (the checkpoint's pin expired and a writer
+  // removed it) or the index cannot be written.
+  void renew(std::chrono::milliseconds ttl);
+  // Deletes the row; a no-op when not active. Throws IndexError when it cannot.
+  void release();
+
+ private:
+  friend class CheckpointReader;
+  struct State;
+  explicit CheckpointPin(std::unique_ptr<State> state) noexcept;
+  std::unique_ptr<State> state_;
+};
+
+// What wait_for_new accepts: a kind (any when empty) and a predicate over the row and its
+// named metrics (any when empty).
+struct WaitCondition {
+  std::optional<CheckpointKind> kind;
+  std::function<bool(const CheckpointRecord&, const std::vector<NamedMetric>&)> accept;
+};
+
 class CheckpointReader {
  public:
   // Throws IndexError when the directory has no index (not a ckpt directory), the index
   // is damaged, or it was written by a newer ckpt.
   explicit CheckpointReader(std::filesystem::path dir, std::shared_ptr<FileSystem> file_system = nullptr);
+  CheckpointReader(std::filesystem::path dir, ReaderOptions options);
   ~CheckpointReader();
   CheckpointReader(CheckpointReader&&) noexcept;
   CheckpointReader& operator=(CheckpointReader&&) noexcept;
@@ -63,6 +132,36 @@ class CheckpointReader {
   // Rehashes every committed or consumed checkpoint file against its row.
   // `progress(bytes_done, bytes_total)` is called as files are read.
   std::vector<VerifyResult> verify(const std::function<void(std::uint64_t, std::uint64_t)>& progress = {}) const;
+
+  // Verified loads, as the manager's (whole-file hash against the row), but never writing:
+  // a candidate whose file is missing, of another size or hash, or rotated away while it
+  // is read is skipped (reported in ReaderLoad::skipped) and the next one is tried; the
+  // writer quarantines on its next load or open. nullopt when no candidate verifies.
+  // load_latest: resume priority (CheckpointStore::load_latest's order).
+  std::optional<ReaderLoad> load_latest() const;
+  // load_best: the best model; nothing to fall back to, so a bad one is skipped, nullopt.
+  std::optional<ReaderLoad> load_best() const;
+  // One checkpoint by id: nullopt when no live row has that id (never committed, rotated
+  // out, retired); throws CorruptError naming the file when its file does not match the
+  // row (missing, another size or hash), IoError when it cannot be read.
+  std::optional<ReaderLoad> load(std::int64_t checkpoint_id) const;
+
+  // Pins a live checkpoint for `ttl` (> 0). Writes only the `pins` table, through its own
+  // short-lived read-write connection with a busy timeout. `holder` defaults to
+  // "pid N on HOST". Throws InvalidArgument (ttl <= 0, or the checkpoint is not live,
+  // naming it), IoError (ErrorCode::permission_denied) when index.sqlite cannot be
+  // written by this user (pins need write access), IndexError otherwise.
+  CheckpointPin pin(std::int64_t checkpoint_id, std::chrono::milliseconds ttl, std::string holder = {}) const;
+
+  // Waits for a checkpoint committed after `after_commit_seq` (committed or consumed rows
+  // only: never a pending one) that matches `condition`; returns the first such in commit
+  // order, or nullopt when `timeout` passes first. Polls the index (10 ms, doubling to at
+  // most 200 ms; docs/durability.md). In immutable access it never sees a new commit.
+  std::optional<CheckpointRecord> wait_for_new(std::int64_t after_commit_seq, std::chrono::milliseconds timeout,
+                                               const WaitCondition& condition = {}) const;
+
+  // Whether the index was opened immutable (a snapshot; see ReaderOptions).
+  bool read_only_access() const;
 
  private:
   VerifyResult verify_one(const CheckpointRecord& row) const;

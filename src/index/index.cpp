@@ -17,6 +17,19 @@ namespace ckpt::index {
 namespace {
 
 constexpr int kBusyTimeoutMs = 10'000;
+
+// A path as the path part of an SQLite URI: '%', '?' and '#' escaped.
+std::string uri_path(const std::filesystem::path& path) {
+  std::string out;
+  for (char c : std::filesystem::absolute(path).string()) {
+    if (c == '%' || c == '?' || c == '#') {
+      out += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
 // Columns of read_record, in order; {seq} is the commit order (see commit_order_).
 constexpr const char* kColumns =
     "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}, {described}, {step}";
@@ -153,8 +166,15 @@ void Index::begin(Durability durability) {
 
 Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Locking locking) : path_(std::move(path)) {
   guarded("open", [&] {
-    const int flags = mode == Mode::read_only ? SQLite::OPEN_READONLY : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE;
-    db_ = std::make_unique<SQLite::Database>(path_.string(), flags, kBusyTimeoutMs, vfs);
+    int flags = SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE;
+    std::string name = path_.string();
+    if (mode == Mode::read_only) flags = SQLite::OPEN_READONLY;
+    if (mode == Mode::pins) flags = SQLite::OPEN_READWRITE;
+    if (mode == Mode::immutable) {
+      flags = SQLite::OPEN_READONLY | SQLite::OPEN_URI;
+      name = "file:" + uri_path(path_) + "?immutable=1";
+    }
+    db_ = std::make_unique<SQLite::Database>(name, flags, kBusyTimeoutMs, vfs);
     // Must precede the first read: a WAL database read once in normal mode has mapped -shm.
     if (locking == Locking::exclusive) db_->exec("PRAGMA locking_mode=EXCLUSIVE");
   });
@@ -168,7 +188,18 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
                                  path_.string(), version, CKPT_VERSION_STRING, kMigrationCount),
                      path_);
   }
-  if (mode == Mode::read_only) {
+  if (mode == Mode::pins) {
+    if (version < 4) {
+      throw IndexError(ErrorCode::index,
+                       fmt::format("{}: index schema version {} has no pins table (a writer of this ckpt "
+                                   "version migrates it when it opens the directory)",
+                                   path_.string(), version),
+                       path_);
+    }
+    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed));
+    return;
+  }
+  if (mode == Mode::read_only || mode == Mode::immutable) {
     if (version == 0) {
       throw IndexError(ErrorCode::index, fmt::format("{}: not a ckpt index (no schema)", path_.string()), path_);
     }
@@ -371,6 +402,72 @@ std::vector<CheckpointRecord> Index::live_rows() {
   return guarded("list checkpoints", [&] {
     SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints WHERE {} ORDER BY kind, epoch, id", columns_, kIsLive));
     return read_all(query, path_);
+  });
+}
+
+std::vector<CheckpointRecord> Index::committed_after(std::int64_t commit_seq, int limit) {
+  return guarded("list new checkpoints", [&] {
+    SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE {2} AND {1} > ? "
+                                                    "ORDER BY {1} LIMIT ?",
+                                                    columns_, commit_order_, kIsLive));
+    query.bind(1, static_cast<int64_t>(commit_seq));
+    query.bind(2, limit);
+    return read_all(query, path_);
+  });
+}
+
+namespace {
+// SQLite's date modifier for now + ttl_ms ("+1.500 seconds").
+std::string ttl_modifier(std::int64_t ttl_ms) {
+  return fmt::format("+{}.{:03} seconds", ttl_ms / 1000, ttl_ms % 1000);
+}
+}  // namespace
+
+std::optional<Index::Pin> Index::insert_pin(std::int64_t checkpoint_id, std::string_view holder, std::int64_t ttl_ms) {
+  return guarded("pin checkpoint", [&]() -> std::optional<Pin> {
+    Transaction transaction(*this, Durability::full);
+    SQLite::Statement& insert = prepared(fmt::format(
+        "INSERT INTO pins (checkpoint_id, holder, expires_at) SELECT id, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) "
+        "FROM checkpoints WHERE id = ? AND {}",
+        kIsLive));
+    insert.bind(1, std::string(holder));
+    insert.bind(2, ttl_modifier(ttl_ms));
+    insert.bind(3, static_cast<int64_t>(checkpoint_id));
+    if (insert.exec() == 0) return std::nullopt;
+    Pin pin;
+    pin.id = db_->getLastInsertRowid();
+    SQLite::Statement& read = prepared("SELECT expires_at FROM pins WHERE id = ?");
+    read.bind(1, static_cast<int64_t>(pin.id));
+    if (read.executeStep()) pin.expires_at = read.getColumn(0).getString();
+    transaction.commit();
+    return pin;
+  });
+}
+
+std::optional<std::string> Index::renew_pin(std::int64_t pin_id, std::int64_t ttl_ms) {
+  return guarded("renew pin", [&]() -> std::optional<std::string> {
+    Transaction transaction(*this, Durability::full);
+    SQLite::Statement& update =
+        prepared("UPDATE pins SET expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) WHERE id = ?");
+    update.bind(1, ttl_modifier(ttl_ms));
+    update.bind(2, static_cast<int64_t>(pin_id));
+    if (update.exec() == 0) return std::nullopt;
+    SQLite::Statement& read = prepared("SELECT expires_at FROM pins WHERE id = ?");
+    read.bind(1, static_cast<int64_t>(pin_id));
+    std::optional<std::string> expires;
+    if (read.executeStep()) expires = read.getColumn(0).getString();
+    transaction.commit();
+    return expires;
+  });
+}
+
+void Index::delete_pin(std::int64_t pin_id) {
+  guarded("release pin", [&] {
+    Transaction transaction(*this, Durability::full);
+    SQLite::Statement& remove = prepared("DELETE FROM pins WHERE id = ?");
+    remove.bind(1, static_cast<int64_t>(pin_id));
+    remove.exec();
+    transaction.commit();
   });
 }
 

@@ -74,6 +74,12 @@ class Index {
   enum class Mode {
     read_write,  // create if missing, switch to WAL, apply migrations
     read_only,   // never writes: for readers beside a running writer (tools, sqlite3)
+    immutable,   // read_only with SQLite's immutable=1: no locks, no -shm, no -wal read;
+                 // for a directory this user cannot write. Sees the main database file as
+                 // it is: commits still in a -wal are not seen, later commits may or may
+                 // not be, and a concurrent checkpoint of the WAL can make reads fail.
+    pins,        // read-write, for a reader's pins only: never creates, migrates or
+                 // switches journal mode; refuses an index without the pins table
   };
 
   enum class Locking {
@@ -140,6 +146,22 @@ class Index {
   std::optional<CheckpointRecord> newest_epoch(std::int64_t except_id);
   // Committed epoch rows with an epoch >= `epoch`, lowest first.
   std::vector<CheckpointRecord> epochs_from(std::int64_t epoch);
+
+  // Live (committed or consumed) rows committed after `commit_seq`, in commit order, at
+  // most `limit` of them. Never a pending row.
+  std::vector<CheckpointRecord> committed_after(std::int64_t commit_seq, int limit);
+
+  // Pins (Mode::pins): each in its own IMMEDIATE transaction. expires_at is computed by
+  // SQLite from its clock: now + ttl_ms, in the created_at format.
+  struct Pin {
+    std::int64_t id = 0;
+    std::string expires_at;
+  };
+  // nullopt when no live row has `checkpoint_id` (checked in the same transaction).
+  std::optional<Pin> insert_pin(std::int64_t checkpoint_id, std::string_view holder, std::int64_t ttl_ms);
+  // The new expiry; nullopt when the pin's row is gone.
+  std::optional<std::string> renew_pin(std::int64_t pin_id, std::int64_t ttl_ms);
+  void delete_pin(std::int64_t pin_id);
 
   // Whether the index file was deleted or replaced since it was opened (this connection
   // would then write into a file no one can open again).

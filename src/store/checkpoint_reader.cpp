@@ -4,10 +4,12 @@
 #include <chrono>
 #include <thread>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "ckpt/errors.hpp"
 #include "index/index.hpp"
 #include "io/hasher.hpp"
+#include "log/log.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
 
@@ -17,19 +19,52 @@ struct CheckpointReader::Impl {
   std::filesystem::path dir;
   std::shared_ptr<FileSystem> fs;
   std::unique_ptr<index::Index> index;
+  bool immutable = false;
+
+  // One candidate of a verified load: its bytes when the whole file hashed to the row,
+  // else why not. `gone`: the row is no longer live (rotated out or replaced meanwhile).
+  struct Attempt {
+    std::optional<VerifiedPayload> payload;
+    std::string problem;
+    bool gone = false;
+  };
+  Attempt read_verified(const CheckpointRecord& row) const;
 };
 
+namespace {
+// Whether SQLite can open the index read-only beside a writer as this user: it needs to
+// create or write the -shm file (so the directory writable), or, since SQLite 3.22, an
+// existing readable -shm and -wal (docs/durability.md, "Readers").
+bool can_share(const std::filesystem::path& dir, const std::filesystem::path& index_path) {
+  if (::access(dir.c_str(), W_OK) == 0) return true;
+  const std::string base = index_path.string();
+  return ::access((base + "-shm").c_str(), R_OK) == 0 && ::access((base + "-wal").c_str(), R_OK) == 0;
+}
+
+std::string default_holder() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+  return fmt::format("pid {} on {}", ::getpid(), host[0] ? host : "unknown host");
+}
+}  // namespace
+
 CheckpointReader::CheckpointReader(std::filesystem::path dir, std::shared_ptr<FileSystem> file_system)
-    : impl_(std::make_unique<Impl>()) {
+    : CheckpointReader(std::move(dir), ReaderOptions{ReaderOptions::Access::automatic, std::move(file_system)}) {}
+
+CheckpointReader::CheckpointReader(std::filesystem::path dir, ReaderOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->dir = std::move(dir);
-  impl_->fs = file_system ? std::move(file_system) : FileSystem::posix();
+  impl_->fs = options.file_system ? std::move(options.file_system) : FileSystem::posix();
   const std::filesystem::path index_path = impl_->dir / names::kIndex;
   if (!impl_->fs->file_size(index_path)) {
     throw IndexError(ErrorCode::index,
                      fmt::format("{}: no {} (not a ckpt checkpoint directory?)", impl_->dir.string(), names::kIndex),
                      index_path);
   }
-  impl_->index = std::make_unique<index::Index>(index_path, index::Index::Mode::read_only);
+  using Access = ReaderOptions::Access;
+  impl_->immutable = options.access == Access::immutable ||
+                     (options.access == Access::automatic && !can_share(impl_->dir, index_path));
+  impl_->index = std::make_unique<index::Index>(
+      index_path, impl_->immutable ? index::Index::Mode::immutable : index::Index::Mode::read_only);
 }
 
 CheckpointReader::~CheckpointReader() = default;
@@ -145,6 +180,265 @@ VerifyResult CheckpointReader::verify_one(const CheckpointRecord& row) const {
     }
   }
   return result;
+}
+
+
+
+CheckpointReader::Impl::Attempt CheckpointReader::Impl::read_verified(const CheckpointRecord& row) const {
+  Attempt attempt;
+  const std::filesystem::path path = dir / row.file;
+  HashAlgorithm algorithm;
+  try {
+    auto size = fs->file_size(path);
+    if (!size) {
+      attempt.problem = fmt::format("{}: missing", row.file);
+    } else if (*size != row.size) {
+      attempt.problem = fmt::format("{}: {} bytes, index recorded {}", row.file, *size, row.size);
+    } else if (!io::parse_hash_algorithm(row.hash_algo, algorithm)) {
+      attempt.problem = fmt::format("{}: unknown hash algorithm '{}'", row.file, row.hash_algo);
+    } else {
+      // The bytes returned are the bytes hashed: one read, so a file replaced between a
+      // hash pass and a read pass cannot slip through.
+      std::vector<char> bytes(static_cast<std::size_t>(*size));
+      auto file = fs->open_for_read(path);
+      std::size_t done = 0;
+      while (done < bytes.size()) {
+        std::size_t n = file->read(bytes.data() + done, bytes.size() - done);
+        if (n == 0) break;
+        done += n;
+      }
+      auto hasher = io::Hasher::create(algorithm);
+      hasher->update(bytes.data(), done);
+      const std::string hash = hasher->hex_digest();
+      if (done != bytes.size()) {
+        attempt.problem = fmt::format("{}: shrank to {} bytes while read, index recorded {}", row.file, done, row.size);
+      } else if (hash != row.hash) {
+        attempt.problem = fmt::format("{}: {} hash {}, index recorded {}", row.file, row.hash_algo, hash, row.hash);
+      } else {
+        attempt.payload = VerifiedPayload{row, std::move(bytes)};
+        return attempt;
+      }
+    }
+  } catch (const IoError& error) {
+    attempt.problem = fmt::format("{}: could not be read: {}", row.file, error.what());
+  }
+  // Rotated out, retired or replaced by a newer commit since the query: not damage.
+  auto current = index->find(row.id);
+  if (!current || (current->status != index::status::kCommitted && current->status != index::status::kConsumed)) {
+    attempt.gone = true;
+    attempt.problem = fmt::format("{}: rotated out or replaced while it was read ({})", row.file, attempt.problem);
+  } else if (!index->rows_for(row.file, index::status::kPending).empty()) {
+    attempt.problem += " (a save of that name is in progress)";
+  }
+  return attempt;
+}
+
+namespace {
+constexpr int kMaxRestarts = 16;  // a writer rotating faster than a reader reads: give up, not spin
+}
+
+std::optional<ReaderLoad> CheckpointReader::load_latest() const {
+  ReaderLoad load;
+  auto skipped_already = [&](std::int64_t id) {
+    return std::any_of(load.skipped.begin(), load.skipped.end(),
+                       [&](const SkippedCheckpoint& s) { return s.record.id == id; });
+  };
+  std::optional<std::int64_t> before;
+  int restarts = 0;
+  while (auto candidate = impl_->index->resume_candidate(before)) {
+    before = candidate->commit_seq;
+    if (skipped_already(candidate->id)) continue;
+    auto attempt = impl_->read_verified(*candidate);
+    if (attempt.payload) {
+      load.payload = std::move(*attempt.payload);
+      return load;
+    }
+    log::write(spdlog::level::warn, "{}: skipped {}", impl_->dir.string(), attempt.problem);
+    load.skipped.push_back(SkippedCheckpoint{std::move(*candidate), std::move(attempt.problem)});
+    // What replaced it may be newer than every candidate left: start again from the top.
+    if (attempt.gone && restarts++ < kMaxRestarts) before.reset();
+  }
+  return std::nullopt;
+}
+
+std::optional<ReaderLoad> CheckpointReader::load_best() const {
+  ReaderLoad load;
+  for (int restarts = 0; restarts <= kMaxRestarts; ++restarts) {
+    auto candidate = impl_->index->best();
+    if (!candidate) return std::nullopt;
+    auto attempt = impl_->read_verified(*candidate);
+    if (attempt.payload) {
+      load.payload = std::move(*attempt.payload);
+      return load;
+    }
+    log::write(spdlog::level::warn, "{}: skipped {}", impl_->dir.string(), attempt.problem);
+    load.skipped.push_back(SkippedCheckpoint{std::move(*candidate), std::move(attempt.problem)});
+    if (!attempt.gone) return std::nullopt;  // nothing else is the best
+  }
+  return std::nullopt;
+}
+
+std::optional<ReaderLoad> CheckpointReader::load(std::int64_t checkpoint_id) const {
+  auto row = impl_->index->find(checkpoint_id);
+  if (!row || (row->status != index::status::kCommitted && row->status != index::status::kConsumed)) {
+    return std::nullopt;
+  }
+  auto attempt = impl_->read_verified(*row);
+  if (attempt.payload) return ReaderLoad{std::move(*attempt.payload), {}};
+  if (attempt.gone) return std::nullopt;
+  throw CorruptError(ErrorCode::corrupt,
+                     fmt::format("{}: checkpoint {} does not match its index row: {}", impl_->dir.string(),
+                                 checkpoint_id, attempt.problem),
+                     impl_->dir / row->file);
+}
+
+std::optional<CheckpointRecord> CheckpointReader::wait_for_new(std::int64_t after_commit_seq,
+                                                               std::chrono::milliseconds timeout,
+                                                               const WaitCondition& condition) const {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+  std::chrono::milliseconds interval(10);
+  std::int64_t after = after_commit_seq;
+  for (;;) {
+    // Drain what is committed now (in pages) before sleeping.
+    for (;;) {
+      auto rows = impl_->index->committed_after(after, 64);
+      for (auto& row : rows) {
+        after = row.commit_seq;
+        if (condition.kind && row.kind != *condition.kind) continue;
+        if (condition.accept && !condition.accept(row, impl_->index->metrics(row.id))) continue;
+        return std::move(row);
+      }
+      if (rows.size() < 64) break;
+    }
+    const auto now = Clock::now();
+    if (now >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::min<Clock::duration>(interval, deadline - now));
+    interval = std::min(interval * 2, std::chrono::milliseconds(200));
+  }
+}
+
+bool CheckpointReader::read_only_access() const { return impl_->immutable; }
+
+// ---- pins ----
+
+struct CheckpointPin::State {
+  std::filesystem::path index_path;
+  std::int64_t id = 0;
+  std::int64_t checkpoint_id = 0;
+  std::string holder;
+  std::string expires_at;
+};
+
+namespace {
+// Each pin operation opens its own read-write connection and closes it at once: the
+// reader's connection stays read-only, and no connection is held open to compete with the
+// writer's (SQLite's busy timeout waits out the writer's short transactions).
+index::Index open_for_pins(const std::filesystem::path& index_path) {
+  try {
+    return index::Index(index_path, index::Index::Mode::pins);
+  } catch (const IndexError& error) {
+    if (error.code() != ErrorCode::permission_denied) throw;
+    throw IoError(ErrorCode::permission_denied,
+                  fmt::format("{}: pins need write access to {} and its directory: {}", index_path.string(),
+                              names::kIndex, error.what()),
+                  index_path);
+  }
+}
+
+template <typename Fn>
+auto with_pins(const std::filesystem::path& index_path, Fn&& fn) {
+  index::Index pins = open_for_pins(index_path);
+  try {
+    return fn(pins);
+  } catch (const IndexError& error) {
+    if (error.code() != ErrorCode::permission_denied) throw;
+    throw IoError(ErrorCode::permission_denied,
+                  fmt::format("{}: pins need write access to {} and its directory: {}", index_path.string(),
+                              names::kIndex, error.what()),
+                  index_path);
+  }
+}
+
+void check_ttl(std::chrono::milliseconds ttl, const std::filesystem::path& where) {
+  if (ttl.count() <= 0) {
+    throw InvalidArgument(fmt::format("{}: a pin's ttl must be > 0 ms, got {}", where.string(), ttl.count()), where);
+  }
+}
+}  // namespace
+
+CheckpointPin CheckpointReader::pin(std::int64_t checkpoint_id, std::chrono::milliseconds ttl, std::string holder) const {
+  const std::filesystem::path index_path = impl_->dir / names::kIndex;
+  check_ttl(ttl, index_path);
+  if (holder.empty()) holder = default_holder();
+  auto pin = with_pins(index_path, [&](index::Index& pins) { return pins.insert_pin(checkpoint_id, holder, ttl.count()); });
+  if (!pin) {
+    throw InvalidArgument(fmt::format("{}: cannot pin checkpoint {}: no committed or consumed checkpoint has that id "
+                                      "(rotated out, retired, or never committed)",
+                                      impl_->dir.string(), checkpoint_id),
+                          impl_->dir);
+  }
+  auto state = std::make_unique<CheckpointPin::State>();
+  state->index_path = index_path;
+  state->id = pin->id;
+  state->checkpoint_id = checkpoint_id;
+  state->holder = std::move(holder);
+  state->expires_at = std::move(pin->expires_at);
+  return CheckpointPin(std::move(state));
+}
+
+CheckpointPin::CheckpointPin() noexcept = default;
+CheckpointPin::CheckpointPin(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+CheckpointPin::~CheckpointPin() {
+  try {
+    release();
+  } catch (const std::exception& error) {
+    // Never throws: the row then stops holding at its expiry.
+    log::write(spdlog::level::warn, "pin {} of checkpoint {}: not released ({}); it lapses at {}", state_->id,
+               state_->checkpoint_id, error.what(), state_->expires_at);
+  }
+}
+CheckpointPin::CheckpointPin(CheckpointPin&&) noexcept = default;
+CheckpointPin& CheckpointPin::operator=(CheckpointPin&& other) noexcept {
+  if (this != &other) {
+    CheckpointPin old(std::move(*this));  // releases the pin this one held
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+bool CheckpointPin::active() const noexcept { return state_ != nullptr; }
+std::int64_t CheckpointPin::id() const noexcept { return state_ ? state_->id : 0; }
+std::int64_t CheckpointPin::checkpoint_id() const noexcept { return state_ ? state_->checkpoint_id : 0; }
+const std::string& CheckpointPin::holder() const noexcept {
+  static const std::string empty;
+  return state_ ? state_->holder : empty;
+}
+const std::string& CheckpointPin::expires_at() const noexcept {
+  static const std::string empty;
+  return state_ ? state_->expires_at : empty;
+}
+
+void CheckpointPin::renew(std::chrono::milliseconds ttl) {
+  if (!state_) throw InvalidArgument("renew: the pin is not active (released or moved from)");
+  check_ttl(ttl, state_->index_path);
+  auto expires = with_pins(state_->index_path, [&](index::Index& pins) { return pins.renew_pin(state_->id, ttl.count()); });
+  if (!expires) {
+    throw IndexError(ErrorCode::index,
+                     fmt::format("{}: pin {} of checkpoint {} is gone (it expired and a writer removed it); pin "
+                                 "the checkpoint again",
+                                 state_->index_path.string(), state_->id, state_->checkpoint_id),
+                     state_->index_path);
+  }
+  state_->expires_at = std::move(*expires);
+}
+
+void CheckpointPin::release() {
+  if (!state_) return;
+  with_pins(state_->index_path, [&](index::Index& pins) {
+    pins.delete_pin(state_->id);
+    return 0;
+  });
+  state_.reset();
 }
 
 }  // namespace ckpt
