@@ -52,6 +52,9 @@ const std::string kCommitOrderBeforeMigration2 =
 const std::string kIsLive = fmt::format("status IN ('{}', '{}')", status::kCommitted, status::kConsumed);
 const std::string kIsCommitted = fmt::format("status = '{}'", status::kCommitted);
 const std::string kIsEpoch = fmt::format("kind = '{}'", to_string(CheckpointKind::epoch));
+// A pins row that still holds its checkpoint (migration 0004: expiry in UTC ISO-8601 text,
+// so text order is time order).
+constexpr const char* kPinHolds = "pins.expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 const std::string kIsBest = fmt::format("kind = '{}'", to_string(CheckpointKind::best));
 
 CheckpointRecord read_record(SQLite::Statement& row, const std::filesystem::path& index_path) {
@@ -196,7 +199,8 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
                                    path_.string(), version),
                        path_);
     }
-    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed));
+    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed),
+                           fmt::arg("step", kStep));
     return;
   }
   if (mode == Mode::read_only || mode == Mode::immutable) {
@@ -205,6 +209,8 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     }
     if (version < 2) commit_order_ = kCommitOrderBeforeMigration2;
     has_named_metrics_ = version >= 3;
+    has_pins_ = version >= 4;
+    step_column_ = version >= 4 ? kStep : kStepBeforeMigration4;
     columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_),
                            fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3),
                            fmt::arg("step", version >= 4 ? kStep : kStepBeforeMigration4));
@@ -530,14 +536,20 @@ std::optional<CheckpointRecord> Index::best() {
 
 std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
   return guarded("find checkpoints to rotate", [&] {
-    // later_min: the lowest epoch committed after this row. A row whose epoch is not
-    // below it belongs to a run that was restarted from an earlier state (superseded);
-    // those go first, then the rest by commit order, newest kept.
+    // later_min: the lowest epoch of an epoch checkpoint (not a step checkpoint) committed
+    // after this row. An epoch checkpoint whose epoch is not below it belongs to a run that
+    // was restarted from an earlier state (superseded); those go first, then the rest by
+    // commit order, newest kept. Pinned rows count towards `keep` but are not returned.
+    const std::string unpinned =
+        has_pins_ ? fmt::format("WHERE NOT EXISTS (SELECT 1 FROM pins WHERE pins.checkpoint_id = beyond.id AND {})",
+                                kPinHolds)
+                  : std::string();
     SQLite::Statement& query = prepared(fmt::format(
-        "SELECT {0} FROM (SELECT *, MIN(epoch) OVER (ORDER BY {1} DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
-        "AS later_min FROM checkpoints WHERE {2} AND {3}) "
-        "ORDER BY (later_min IS NOT NULL AND later_min <= epoch), {1} DESC LIMIT -1 OFFSET ?",
-        columns_, commit_order_, kIsCommitted, kIsEpoch));
+        "SELECT * FROM (SELECT {0} FROM (SELECT *, MIN(CASE WHEN {4} IS NULL THEN epoch END) OVER (ORDER BY {1} DESC "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_min FROM checkpoints WHERE {2} AND {3}) "
+        "ORDER BY ({4} IS NULL AND later_min IS NOT NULL AND later_min <= epoch), {1} DESC LIMIT -1 OFFSET ?) AS beyond "
+        "{5}",
+        columns_, commit_order_, kIsCommitted, kIsEpoch, step_column_, unpinned));
     query.bind(1, keep);
     return read_all(query, path_);
   });

@@ -452,8 +452,7 @@ TEST_CASE("a killed evaluator's pin row stays and stops holding at its expiry", 
   CHECK(!pin_rows(dir.path()).at(0).holds);
 }
 
-TEST_CASE("a pinned checkpoint survives rotation until its pin is released or expires", "[.pin-rotation]") {
-  // Needs pin-aware rotation (branch retention2), not merged here: hidden until then.
+TEST_CASE("a pinned checkpoint survives rotation until its pin is released or expires", "[reader][pins][rotation]") {
   TestDir dir("reader-pin-rotation");
   CheckpointStore store(dir.path(), options_with(nullptr, 2));
   auto first = save_epoch(store, 1, zip_payload(1));

@@ -176,7 +176,7 @@ TEST_CASE("rotation keeps the newest max_to_keep of the epoch and step checkpoin
   TestDir dir("steps");
   CheckpointStore store(dir.path(), StoreOptions{3});
   // Epochs rising with every save, so that the superseded rule (a restarted run) has no
-  // say: see the known-bug case below for step checkpoints sharing an epoch.
+  // say: see the next-but-one case for step checkpoints sharing an epoch.
   save_epoch(store, 1, zip_payload(1));
   save_step(store, 100, 2, zip_payload(2));
   save_step(store, 200, 3, zip_payload(3));
@@ -203,14 +203,12 @@ TEST_CASE("a step save deletes the interrupt checkpoint it supersedes, as an epo
   CHECK_FALSE(std::filesystem::exists(dir / "interrupt_checkpoint.pth"));
 }
 
-// Known weak (reported to the retention work, which owns Index::epochs_beyond): its
-// "superseded" rule (a later commit of an epoch not above this row's) reads a step
-// checkpoint's recorded epoch as a restarted run, so the step checkpoints of epoch 2
-// (the usual case: several per epoch, then the epoch's own checkpoint) are rotated
-// before the older epoch 1 checkpoint. Fails until that query leaves step
-// rows out of the supersession (tagged known-bug so that `"~[known-bug]"` runs the rest).
+// Rotation's "superseded" rule (a later commit of an epoch not above this row's: a
+// restarted run) looks at epoch checkpoints only, so the step checkpoints of epoch 2
+// (several per epoch, then the epoch's own checkpoint) do not make the older epoch 1
+// checkpoint outlive them.
 TEST_CASE("step checkpoints that carry their epoch are not taken for a restarted run by rotation",
-          "[store][steps][rotation][known-bug]") {
+          "[store][steps][rotation]") {
   TestDir dir("steps");
   CheckpointStore store(dir.path(), StoreOptions{3});
   save_epoch(store, 1, zip_payload(1));
