@@ -219,6 +219,20 @@ TEST_CASE("step checkpoints that carry their epoch are not taken for a restarted
         std::vector<std::string>{"checkpoint_epoch_2.pth", "checkpoint_step_300.pth", "checkpoint_step_350.pth"});
 }
 
+TEST_CASE("step checkpoints labelled with an epoch already saved do not make that epoch's checkpoint superseded",
+          "[store][steps][rotation]") {
+  // Loops that label a step checkpoint with the last completed epoch: epoch 2's checkpoint,
+  // then steps 400 and 450 "of epoch 2". Not a restart: the oldest, epoch 1, goes.
+  TestDir dir("steps");
+  CheckpointStore store(dir.path(), StoreOptions{3});
+  save_epoch(store, 1, zip_payload(1));
+  save_epoch(store, 2, zip_payload(2));
+  save_step(store, 400, 2, zip_payload(3));
+  save_step(store, 450, 2, zip_payload(4));
+  CHECK(live_files(store) ==
+        std::vector<std::string>{"checkpoint_epoch_2.pth", "checkpoint_step_400.pth", "checkpoint_step_450.pth"});
+}
+
 TEST_CASE("an epoch saved after step checkpoints of that epoch records no superseded event nor warning",
           "[store][steps]") {
   TestDir dir("steps");
