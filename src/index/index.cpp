@@ -213,7 +213,7 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     step_column_ = version >= 4 ? kStep : kStepBeforeMigration4;
     columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_),
                            fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3),
-                           fmt::arg("step", version >= 4 ? kStep : kStepBeforeMigration4));
+                           fmt::arg("step", step_column_));
     return;
   }
   guarded("configure", [&] {
