@@ -161,9 +161,7 @@ TEST_CASE("a corrupt step checkpoint is quarantined and the resume falls back to
     save_epoch(store, 1, zip_payload(1));
     save_step(store, 300, 1, zip_payload(2));
   }
-  std::string bytes = read_bytes(dir / "checkpoint_step_300.pth");
-  bytes[bytes.size() / 2] ^= 0x01;
-  write_bytes(dir / "checkpoint_step_300.pth", bytes);
+  flip_byte(dir / "checkpoint_step_300.pth");
   CheckpointStore store(dir.path());
   auto loaded = store.load_latest();
   REQUIRE(loaded);

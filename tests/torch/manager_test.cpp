@@ -218,9 +218,7 @@ TEST_CASE("a corrupt newest checkpoint is quarantined and the manager resumes fr
     CheckpointManager manager(dir.path());
     for (int64_t epoch = 1; epoch <= 3; ++epoch) manager.save_epoch_checkpoint(State{{"epoch", epoch}}, epoch);
   }
-  std::string bytes = read_bytes(dir / "checkpoint_epoch_3.pth");
-  bytes[bytes.size() / 2] ^= 0x01;
-  write_bytes(dir / "checkpoint_epoch_3.pth", bytes);
+  flip_byte(dir / "checkpoint_epoch_3.pth");
   CheckpointManager manager(dir.path());
   auto state = manager.load_latest_checkpoint();
   REQUIRE(state);
