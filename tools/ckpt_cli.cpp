@@ -141,6 +141,7 @@ json record_json(const std::filesystem::path& dir, const CheckpointRecord& r) {
   j["metric_source"] = r.metric_source;
   j["origin"] = r.origin;
   if (r.epoch) j["epoch"] = *r.epoch;
+  j["step"] = r.step ? json(*r.step) : json(nullptr);
   if (r.metric) j["metric"] = *r.metric;
   return j;
 }
@@ -152,6 +153,8 @@ std::string epoch_text(const CheckpointRecord& r) {
   if (r.state_epoch) return std::to_string(*r.state_epoch);
   return "-";
 }
+
+std::string step_text(const CheckpointRecord& r) { return r.step ? std::to_string(*r.step) : "-"; }
 
 std::string metric_text(const std::optional<double>& metric) { return metric ? fmt::format("{:.6g}", *metric) : "-"; }
 
@@ -228,6 +231,9 @@ int cmd_ls(const std::string& dir, bool all, bool as_json) {
     return kOk;
   }
   std::vector<std::vector<std::string>> table{{"id", "kind", "epoch", "metric", "size", "age", "hash", "file"}};
+  // The step column only for a directory that has step checkpoints (docs/cli.md).
+  const bool steps = std::any_of(rows.begin(), rows.end(), [](const CheckpointRecord& r) { return r.step.has_value(); });
+  if (steps) table[0].insert(table[0].begin() + 3, "step");
   if (all) table[0].insert(table[0].begin() + 2, "status");
   bool pending = false;
   for (const auto& r : rows) {
@@ -236,6 +242,7 @@ int cmd_ls(const std::string& dir, bool all, bool as_json) {
     std::vector<std::string> line{std::to_string(r.id), std::string(ckpt::to_string(r.kind)), epoch_text(r),
                                   metric_text(r.metric), human_bytes(r.size),
                                   age(r.created_at), r.hash.substr(0, 12), r.file + (being_written ? " *" : "")};
+    if (steps) line.insert(line.begin() + 3, step_text(r));
     if (all) line.insert(line.begin() + 2, r.status);
     table.push_back(std::move(line));
   }
@@ -255,13 +262,18 @@ std::string why_latest(const ckpt::CheckpointReader& reader, const CheckpointRec
   for (const auto& r : reader.checkpoints()) {
     if (r.kind == CheckpointKind::best) continue;
     ++resumable;
-    if (r.kind == CheckpointKind::epoch && latest.epoch && *r.epoch > *latest.epoch) higher.push_back(std::to_string(*r.epoch));
+    // Epoch checkpoints only: a step checkpoint's epoch is recorded, not a line of its own.
+    if (r.kind == CheckpointKind::epoch && !r.step && r.epoch && !latest.step && latest.epoch && *r.epoch > *latest.epoch) {
+      higher.push_back(std::to_string(*r.epoch));
+    }
   }
   std::string what = latest.kind == CheckpointKind::interrupt
                          ? fmt::format("interrupt checkpoint ({})", latest.status == "consumed"
                                                                         ? "resumed from, nothing newer saved since"
                                                                         : "not resumed yet")
-                         : fmt::format("epoch {}", *latest.epoch);
+                         : latest.step ? fmt::format("step {}{}", *latest.step,
+                                                     latest.epoch ? fmt::format(" (epoch {})", *latest.epoch) : "")
+                                       : fmt::format("epoch {}", *latest.epoch);
   std::string why = fmt::format("{}: the most recently committed of {} resumable checkpoint{} (saved {})", what,
                                 resumable, resumable == 1 ? "" : "s", latest.created_at);
   if (!higher.empty()) {
@@ -303,13 +315,21 @@ int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_
   return kOk;
 }
 
-std::filesystem::path resolve_payload(const std::vector<std::string>& target) {
+// A payload named on the command line: the file, and its index row when named through
+// the directory.
+struct ResolvedPayload {
+  std::filesystem::path file;
+  std::optional<CheckpointRecord> record;
+};
+
+ResolvedPayload resolve_payload(const std::vector<std::string>& target) {
   if (target.size() == 1) {
     if (std::filesystem::is_directory(target[0])) {
       throw ckpt::InvalidArgument(
-          fmt::format("{}: a directory: name a file, or DIR latest|best|interrupt, or DIR epoch N", target[0]), target[0]);
+          fmt::format("{}: a directory: name a file, or DIR latest|best|interrupt, or DIR epoch|step N", target[0]),
+          target[0]);
     }
-    return target[0];
+    return {target[0], std::nullopt};
   }
   const std::string& dir = target[0];
   const std::string& kind = target[1];
@@ -318,17 +338,20 @@ std::filesystem::path resolve_payload(const std::vector<std::string>& target) {
   std::optional<CheckpointRecord> record;
   if (kind == "latest") record = reader.latest();
   if (kind == "best") record = reader.best();
-  if (kind == "interrupt" || kind == "epoch") {
+  if (kind == "interrupt" || kind == "epoch" || kind == "step") {
+    // "epoch N" is checkpoint_epoch_N.pth; "step N" is checkpoint_step_N.pth.
     for (const auto& r : reader.checkpoints()) {
+      const auto& number = kind == "step" ? r.step : r.epoch;
       bool match = kind == "interrupt" ? r.kind == CheckpointKind::interrupt
-                                       : r.kind == CheckpointKind::epoch && target.size() > 2 && std::to_string(*r.epoch) == target[2];
+                                       : r.kind == CheckpointKind::epoch && (kind == "step") == r.step.has_value() &&
+                                             number && target.size() > 2 && std::to_string(*number) == target[2];
       if (match) record = r;
     }
   }
   if (!record) {
     throw ckpt::InvalidArgument(fmt::format("{}: no {} checkpoint{}", dir, kind, target.size() > 2 ? " " + target[2] : ""), dir);
   }
-  return std::filesystem::path(dir) / record->file;
+  return {std::filesystem::path(dir) / record->file, record};
 }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
@@ -381,7 +404,10 @@ std::string stats_text(const ckpt::TensorStats& stats) {
 }
 
 int cmd_show(const std::vector<std::string>& target, bool stats, const std::vector<std::string>& keys, bool as_json) {
-  std::filesystem::path file = resolve_payload(target);
+  const ResolvedPayload resolved = resolve_payload(target);
+  const std::filesystem::path& file = resolved.file;
+  // The row's step (the index's, when the target was named through the directory).
+  const std::optional<std::int64_t> step = resolved.record ? resolved.record->step : std::nullopt;
   ckpt::PayloadInfo info = ckpt::inspect_payload(file, stats);
   if (!keys.empty()) {
     auto& entries = info.entries;
@@ -411,12 +437,14 @@ int cmd_show(const std::vector<std::string>& target, bool stats, const std::vect
       }
       entries.push_back(j);
     }
-    print_json({{"file", file.string()}, {"container", info.container}, {"version", info.version},
-                {"file_size", info.file_size}, {"storage_bytes", info.storage_bytes}, {"entries", entries}});
+    print_json({{"file", file.string()}, {"step", step ? json(*step) : json(nullptr)}, {"container", info.container},
+                {"version", info.version}, {"file_size", info.file_size}, {"storage_bytes", info.storage_bytes},
+                {"entries", entries}});
     return none_selected ? kNo : kOk;
   }
-  std::cout << fmt::format("{}: {} payload, format version {}, {}, tensor storage {}\n", p(file.string()), p(info.container),
-                           info.version, human_bytes(info.file_size), human_bytes(info.storage_bytes));
+  std::cout << fmt::format("{}: {} payload, format version {}, {}, tensor storage {}{}\n", p(file.string()),
+                           p(info.container), info.version, human_bytes(info.file_size), human_bytes(info.storage_bytes),
+                           step ? fmt::format(", step {}", *step) : "");
   std::vector<std::vector<std::string>> table;
   for (const auto& entry : info.entries) {
     ckpt::PayloadEntry e = entry;
@@ -908,7 +936,7 @@ int main(int argc, char** argv) {
   best->add_option("DIR", dir, "checkpoint directory")->required();
   best->add_flag("-v,--verbose", verbose, "say which epoch it is of and where its metric came from");
   auto* show = app.add_subcommand("show", "show a payload's structure: keys, tensor dtypes, shapes and sizes (no tensor data read)");
-  show->add_option("TARGET", target, "FILE, or DIR latest|best|interrupt, or DIR epoch N")->required()->expected(1, 3);
+  show->add_option("TARGET", target, "FILE, or DIR latest|best|interrupt, or DIR epoch|step N")->required()->expected(1, 3);
   show->add_flag("--stats", stats, "add NaN and Inf counts, and min, max, mean of the finite elements (reads tensor data)");
   show->add_option("--key", keys, "only the entries whose dotted path matches this glob (* matches dots too); repeatable")
       ->allow_extra_args(false);

@@ -12,6 +12,9 @@ namespace ckpt::layout {
 inline constexpr char kBestModel[] = "best_model.pth";
 // checkpoint_epoch_<N>.pth: N in canonical decimal (no sign, no leading zeros).
 inline constexpr char kEpochPrefix[] = "checkpoint_epoch_";
+// checkpoint_step_<N>.pth: a checkpoint saved with a global step N (canonical decimal
+// too), whatever its epoch (docs/schema.md, "Steps").
+inline constexpr char kStepPrefix[] = "checkpoint_step_";
 inline constexpr char kInterrupt[] = "interrupt_checkpoint.pth";
 inline constexpr char kPayloadSuffix[] = ".pth";
 

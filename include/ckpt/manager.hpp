@@ -12,7 +12,8 @@
 //     right after its epoch checkpoint), links the new name to that file instead of
 //     writing the bytes again (docs/durability.md, "Shared files").
 //
-// Asynchronous saves (save_epoch_checkpoint_async, save_best_model_async) return once the
+// Asynchronous saves (save_epoch_checkpoint_async, save_checkpoint_async,
+// save_best_model_async) return once the
 // state is snapshotted; the store's worker writes, fsyncs, commits and rotates
 // (CheckpointStore::save_async; docs/training.md, "Asynchronous saves", for the loop and
 // the cost of each snapshot form; docs/durability.md for what is acknowledged when).
@@ -25,9 +26,13 @@
 
 #include <c10/core/Device.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "ckpt/layout.hpp"
 #include "ckpt/restore.hpp"
@@ -35,6 +40,23 @@
 #include "ckpt/store.hpp"
 
 namespace ckpt {
+
+// What save_checkpoint records of a periodic checkpoint: an aggregate, so that
+// `manager.save_checkpoint(state, {.epoch = 3, .step = 1500, .metrics = {{"val_loss", 0.21}}})`
+// reads as the example (C++20 designated initializers; in C++17 set the fields).
+struct CheckpointOptions {
+  // The epoch is required (>= 0; the index keeps one for every periodic checkpoint), the
+  // step optional (>= 0). With a step the file is checkpoint_step_<step>.pth and the
+  // epoch is only recorded; without one it is checkpoint_epoch_<epoch>.pth, exactly as
+  // save_epoch_checkpoint saves it.
+  std::optional<std::int64_t> epoch;
+  std::optional<std::int64_t> step;
+  // Named metrics recorded in the index's `metrics` table besides those the state yields
+  // (its int and float top-level entries). A name given here and in the state records
+  // this value (the caller's word over the state's), once, where the state has it. A
+  // `val_acc` here is also the row's `metric` (docs/schema.md), else the state's val_acc.
+  std::vector<std::pair<std::string, double>> metrics;
+};
 
 namespace torch_layer {
 class StateFingerprint;
@@ -77,6 +99,15 @@ class CheckpointManager {
   // the state's `val_acc`, as the guide's examples name it.
   CheckpointRecord save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                          std::optional<double> metric = std::nullopt);
+  // Saves a periodic checkpoint keyed by epoch, or by global step within an epoch (CheckpointOptions:
+  // checkpoint_step_<step>.pth with a step, else checkpoint_epoch_<epoch>.pth). Step
+  // checkpoints are of kind epoch: they rotate with the epoch checkpoints (the
+  // max_to_keep most recently committed of both) and load_latest_checkpoint() resumes
+  // from whichever was committed last. The row records the step in its `step` column;
+  // the state is saved as given, so put a `step` entry in it to have it back on resume.
+  // Returns the committed index row. Throws InvalidArgument (no epoch, or a negative
+  // epoch or step), as save_epoch_checkpoint otherwise.
+  CheckpointRecord save_checkpoint(const State& state, const CheckpointOptions& options);
   // The state to resume from: the most recently committed epoch or interrupt
   // checkpoint (the guide's "interrupt first, else highest epoch" in every ordinary run;
   // docs/durability.md). nullopt when there is nothing to resume from.
@@ -132,6 +163,8 @@ class CheckpointManager {
   // not queued). The save's own failure is raised by wait() or the next call.
   void save_epoch_checkpoint_async(const State& state, std::int64_t epoch, std::optional<double> metric = std::nullopt,
                                    Snapshot snapshot = Snapshot::copy);
+  // save_checkpoint, asynchronously (as save_epoch_checkpoint_async).
+  void save_checkpoint_async(const State& state, const CheckpointOptions& options, Snapshot snapshot = Snapshot::copy);
   // save_best_model, asynchronously (as save_epoch_checkpoint_async).
   void save_best_model_async(const State& state, double metric, std::optional<std::int64_t> epoch = std::nullopt,
                              Snapshot snapshot = Snapshot::copy);
@@ -151,7 +184,7 @@ class CheckpointManager {
   std::unique_ptr<torch_layer::StateFingerprint> announce(SaveRequest& request, const State& state);
   CheckpointRecord save(SaveRequest request, const State& state, const PayloadWriter& write,
                         bool despite_failures = false);
-  void save_async(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
+  void save_async(CheckpointKind kind, const CheckpointOptions& key, std::optional<double> metric,
                   std::optional<std::int64_t> state_epoch, const State& state, Snapshot snapshot);
 
   std::unique_ptr<CheckpointStore> store_;

@@ -78,6 +78,10 @@ struct CheckpointRecord {
   // written by another program), "external" (a complete file another writer saved under
   // a committed name, replacing that row's bytes).
   std::string origin = origins::kSaved;
+  // The global training step the checkpoint is of, when its save gave one (the index's
+  // `step` column; NULL in indexes before schema 4). An epoch-kind row with a step is a
+  // step checkpoint, named checkpoint_step_<step>.pth; its `epoch` is then only recorded.
+  std::optional<std::int64_t> step;
 };
 
 // A named number of a checkpoint's state (a top-level int or float entry: val_acc,
@@ -89,9 +93,18 @@ struct NamedMetric {
 };
 
 // What a save records besides the payload.
+//
+// Step checkpoints (docs/schema.md, "Steps"): a save of kind epoch with `step` set is
+// named checkpoint_step_<step>.pth, whatever its `epoch` (recorded, not in the name). It is the periodic kind: it rotates with the epoch checkpoints and competes
+// with them for resume, both by commit order. The best model and the interrupt
+// checkpoint may carry a step too; it is recorded only, their names do not change.
 struct SaveRequest {
   CheckpointKind kind = CheckpointKind::epoch;
-  std::optional<std::int64_t> epoch;  // set (>= 0) exactly when kind == epoch
+  // kind epoch: epoch set (a step checkpoint's too: the index requires an epoch of every
+  // periodic row); best, interrupt: epoch unset (their state's epoch goes in
+  // state_epoch). Each >= 0.
+  std::optional<std::int64_t> epoch;
+  std::optional<std::int64_t> step;  // the global step (CheckpointRecord::step)
   std::optional<double> metric;       // the index's `metric` column (best lookup, `ckpt ls`)
   std::string metric_source;          // see CheckpointRecord::metric_source
   std::optional<std::int64_t> state_epoch;
@@ -140,6 +153,7 @@ struct InFlightSave {
   std::uint64_t ticket = 0;  // its place in submission order (1, 2, ...)
   CheckpointKind kind = CheckpointKind::epoch;
   std::optional<std::int64_t> epoch;
+  std::optional<std::int64_t> step;
   std::string file;  // the name it is saved under
   // false: queued, nothing written yet. true: the worker is running the save protocol;
   // its pending row (status 'pending', shown by `ckpt ls` as being written) exists from
@@ -240,11 +254,14 @@ class CheckpointStore {
   // then resolves it at the start of the next call, or refuses every call with IoError
   // (ErrorCode::needs_recovery) until the directory is reopened (docs/durability.md,
   // "Failures past the point of no return").
-  // REQUIRES: epoch set (>= 0) exactly when kind == epoch.
+  // REQUIRES: epoch set (>= 0) exactly when kind == epoch (step checkpoints: the
+  // SaveRequest overload).
   CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch,
                         std::optional<double> metric, std::uint64_t size_hint,
                         const PayloadWriter& write_payload);
-  // As above, with the named metrics and state epoch the row records.
+  // As above, with the step, named metrics and state epoch the row records; a request
+  // with a step saves checkpoint_step_<step>.pth. Throws InvalidArgument for a request
+  // SaveRequest's rules refuse (naming the directory and the rule).
   CheckpointRecord save(const SaveRequest& request, const PayloadWriter& write_payload);
   // As above, for the one save an earlier failure must not stop: the interrupt checkpoint
   // (CheckpointManager::save_interrupt_checkpoint). Waits for the asynchronous saves in

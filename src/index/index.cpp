@@ -32,11 +32,14 @@ std::string uri_path(const std::filesystem::path& path) {
 }
 // Columns of read_record, in order; {seq} is the commit order (see commit_order_).
 constexpr const char* kColumns =
-    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}, {described}";
+    "id, kind, epoch, metric, file, size, hash, hash_algo, status, created_at, {seq}, {described}, {step}";
 // The columns migration 0003 added, and what a read-only view of an older index reads instead.
 constexpr const char* kDescribed = "metric_source, state_epoch, origin";
 const std::string kDescribedBeforeMigration3 =
     fmt::format("NULL, CASE WHEN kind = '{}' THEN epoch END, '{}'", to_string(CheckpointKind::epoch), origins::kSaved);
+// The column migration 0004 added; an older index's read-only view has no steps.
+constexpr const char* kStep = "step";
+constexpr const char* kStepBeforeMigration4 = "NULL";
 // Before migration 0002 (a read-only view of an index no writer has migrated yet), the
 // order of ids is the order of commits: one writer, saves one at a time.
 const std::string kCommitOrderBeforeMigration2 =
@@ -49,6 +52,9 @@ const std::string kCommitOrderBeforeMigration2 =
 const std::string kIsLive = fmt::format("status IN ('{}', '{}')", status::kCommitted, status::kConsumed);
 const std::string kIsCommitted = fmt::format("status = '{}'", status::kCommitted);
 const std::string kIsEpoch = fmt::format("kind = '{}'", to_string(CheckpointKind::epoch));
+// A pins row that still holds its checkpoint (migration 0004: expiry in UTC ISO-8601 text,
+// so text order is time order).
+constexpr const char* kPinHolds = "pins.expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 const std::string kIsBest = fmt::format("kind = '{}'", to_string(CheckpointKind::best));
 
 CheckpointRecord read_record(SQLite::Statement& row, const std::filesystem::path& index_path) {
@@ -67,6 +73,7 @@ CheckpointRecord read_record(SQLite::Statement& row, const std::filesystem::path
   if (!row.getColumn(11).isNull()) record.metric_source = row.getColumn(11).getString();
   if (!row.getColumn(12).isNull()) record.state_epoch = row.getColumn(12).getInt64();
   record.origin = row.getColumn(13).getString();
+  if (!row.getColumn(14).isNull()) record.step = row.getColumn(14).getInt64();
   return record;
 }
 
@@ -192,7 +199,8 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
                                    path_.string(), version),
                        path_);
     }
-    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed));
+    columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed),
+                           fmt::arg("step", kStep));
     return;
   }
   if (mode == Mode::read_only || mode == Mode::immutable) {
@@ -201,8 +209,11 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     }
     if (version < 2) commit_order_ = kCommitOrderBeforeMigration2;
     has_named_metrics_ = version >= 3;
+    has_pins_ = version >= 4;
+    step_column_ = version >= 4 ? kStep : kStepBeforeMigration4;
     columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_),
-                           fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3));
+                           fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3),
+                           fmt::arg("step", step_column_));
     return;
   }
   guarded("configure", [&] {
@@ -210,7 +221,8 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     db_->exec("PRAGMA foreign_keys=ON");
   });
   migrate();
-  columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed));
+  columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed),
+                         fmt::arg("step", kStep));
 }
 
 Index::~Index() = default;
@@ -273,10 +285,10 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     // An empty created_at is now; an adopted file's is its modification time.
     SQLite::Statement& statement = prepared(
         "INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq, "
-        "metric_source, state_epoch, origin, created_at) "
+        "metric_source, state_epoch, origin, created_at, step) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 = '" + std::string(status::kCommitted) + "' "
         "THEN (SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC LIMIT 1), 0) + 1) END, "
-        "?9, ?10, ?11, COALESCE(?12, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))");
+        "?9, ?10, ?11, COALESCE(?12, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), ?13)");
     statement.bind(1, std::string(to_string(record.kind)));
     if (record.epoch) statement.bind(2, static_cast<int64_t>(*record.epoch));
     if (record.metric) statement.bind(3, *record.metric);
@@ -289,6 +301,7 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     if (record.state_epoch) statement.bind(10, static_cast<int64_t>(*record.state_epoch));
     statement.bind(11, record.origin.empty() ? std::string(origins::kSaved) : record.origin);
     if (!record.created_at.empty()) statement.bind(12, record.created_at);
+    if (record.step) statement.bind(13, static_cast<int64_t>(*record.step));
     statement.exec();
     return db_->getLastInsertRowid();
   });
@@ -523,14 +536,20 @@ std::optional<CheckpointRecord> Index::best() {
 
 std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
   return guarded("find checkpoints to rotate", [&] {
-    // later_min: the lowest epoch committed after this row. A row whose epoch is not
-    // below it belongs to a run that was restarted from an earlier state (superseded);
-    // those go first, then the rest by commit order, newest kept.
+    // later_min: the lowest epoch of an epoch checkpoint (not a step checkpoint) committed
+    // after this row. An epoch checkpoint whose epoch is not below it belongs to a run that
+    // was restarted from an earlier state (superseded); those go first, then the rest by
+    // commit order, newest kept. Pinned rows count towards `keep` but are not returned.
+    const std::string unpinned =
+        has_pins_ ? fmt::format("WHERE NOT EXISTS (SELECT 1 FROM pins WHERE pins.checkpoint_id = beyond.id AND {})",
+                                kPinHolds)
+                  : std::string();
     SQLite::Statement& query = prepared(fmt::format(
-        "SELECT {0} FROM (SELECT *, MIN(epoch) OVER (ORDER BY {1} DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
-        "AS later_min FROM checkpoints WHERE {2} AND {3}) "
-        "ORDER BY (later_min IS NOT NULL AND later_min <= epoch), {1} DESC LIMIT -1 OFFSET ?",
-        columns_, commit_order_, kIsCommitted, kIsEpoch));
+        "SELECT * FROM (SELECT {0} FROM (SELECT *, MIN(CASE WHEN {4} IS NULL THEN epoch END) OVER (ORDER BY {1} DESC "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_min FROM checkpoints WHERE {2} AND {3}) "
+        "ORDER BY ({4} IS NULL AND later_min IS NOT NULL AND later_min <= epoch), {1} DESC LIMIT -1 OFFSET ?) AS beyond "
+        "{5}",
+        columns_, commit_order_, kIsCommitted, kIsEpoch, step_column_, unpinned));
     query.bind(1, keep);
     return read_all(query, path_);
   });

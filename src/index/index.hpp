@@ -140,7 +140,10 @@ class Index {
   // Rotation: committed epoch rows beyond the `keep` that stay. Kept first are the most
   // recently committed that no later commit of a lower epoch superseded (a run restarted
   // from an earlier state supersedes the higher epochs of the run it abandoned), then
-  // the superseded ones, most recently committed first. REQUIRES: keep > 0.
+  // the superseded ones, most recently committed first. Step checkpoints are never
+  // superseded (their epoch is the epoch they were taken in, not a run's position), and
+  // a checkpoint an unexpired pin holds (the pins table) is never returned: the first
+  // rotation after its pin ends deletes it. REQUIRES: keep > 0.
   std::vector<CheckpointRecord> epochs_beyond(int keep);
   // The most recently committed epoch row other than `except_id`.
   std::optional<CheckpointRecord> newest_epoch(std::int64_t except_id);
@@ -190,6 +193,9 @@ class Index {
   std::string commit_order_ = "commit_seq";
   bool has_named_metrics_ = true;  // migration 0003 (read-only views of older indexes lack it)
   std::string columns_;
+  // The step column (migration 0004), NULL in a read-only view of an older index.
+  std::string step_column_ = "step";
+  bool has_pins_ = true;  // migration 0004
 };
 
 }  // namespace ckpt::index

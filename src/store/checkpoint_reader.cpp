@@ -29,6 +29,8 @@ struct CheckpointReader::Impl {
     bool gone = false;
   };
   Attempt read_verified(const CheckpointRecord& row) const;
+  // Verified: moves the bytes into `load`, true. Else records the candidate as skipped.
+  bool take(Attempt& attempt, CheckpointRecord& candidate, ReaderLoad& load) const;
 };
 
 namespace {
@@ -233,6 +235,16 @@ CheckpointReader::Impl::Attempt CheckpointReader::Impl::read_verified(const Chec
   return attempt;
 }
 
+bool CheckpointReader::Impl::take(Attempt& attempt, CheckpointRecord& candidate, ReaderLoad& load) const {
+  if (attempt.payload) {
+    load.payload = std::move(*attempt.payload);
+    return true;
+  }
+  log::write(spdlog::level::warn, "{}: skipped {}", dir.string(), attempt.problem);
+  load.skipped.push_back(SkippedCheckpoint{std::move(candidate), attempt.problem});
+  return false;
+}
+
 namespace {
 constexpr int kMaxRestarts = 16;  // a writer rotating faster than a reader reads: give up, not spin
 }
@@ -249,12 +261,7 @@ std::optional<ReaderLoad> CheckpointReader::load_latest() const {
     before = candidate->commit_seq;
     if (skipped_already(candidate->id)) continue;
     auto attempt = impl_->read_verified(*candidate);
-    if (attempt.payload) {
-      load.payload = std::move(*attempt.payload);
-      return load;
-    }
-    log::write(spdlog::level::warn, "{}: skipped {}", impl_->dir.string(), attempt.problem);
-    load.skipped.push_back(SkippedCheckpoint{std::move(*candidate), std::move(attempt.problem)});
+    if (impl_->take(attempt, *candidate, load)) return load;
     // What replaced it may be newer than every candidate left: start again from the top.
     if (attempt.gone && restarts++ < kMaxRestarts) before.reset();
   }
@@ -267,12 +274,7 @@ std::optional<ReaderLoad> CheckpointReader::load_best() const {
     auto candidate = impl_->index->best();
     if (!candidate) return std::nullopt;
     auto attempt = impl_->read_verified(*candidate);
-    if (attempt.payload) {
-      load.payload = std::move(*attempt.payload);
-      return load;
-    }
-    log::write(spdlog::level::warn, "{}: skipped {}", impl_->dir.string(), attempt.problem);
-    load.skipped.push_back(SkippedCheckpoint{std::move(*candidate), std::move(attempt.problem)});
+    if (impl_->take(attempt, *candidate, load)) return load;
     if (!attempt.gone) return std::nullopt;  // nothing else is the best
   }
   return std::nullopt;
@@ -334,22 +336,10 @@ namespace {
 // Each pin operation opens its own read-write connection and closes it at once: the
 // reader's connection stays read-only, and no connection is held open to compete with the
 // writer's (SQLite's busy timeout waits out the writer's short transactions).
-index::Index open_for_pins(const std::filesystem::path& index_path) {
-  try {
-    return index::Index(index_path, index::Index::Mode::pins);
-  } catch (const IndexError& error) {
-    if (error.code() != ErrorCode::permission_denied) throw;
-    throw IoError(ErrorCode::permission_denied,
-                  fmt::format("{}: pins need write access to {} and its directory: {}", index_path.string(),
-                              names::kIndex, error.what()),
-                  index_path);
-  }
-}
-
 template <typename Fn>
 auto with_pins(const std::filesystem::path& index_path, Fn&& fn) {
-  index::Index pins = open_for_pins(index_path);
   try {
+    index::Index pins(index_path, index::Index::Mode::pins);
     return fn(pins);
   } catch (const IndexError& error) {
     if (error.code() != ErrorCode::permission_denied) throw;

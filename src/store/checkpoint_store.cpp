@@ -39,6 +39,10 @@ std::string store::utc_stamp() {
 }
 
 std::string store::describe(const CheckpointRecord& record) {
+  if (record.kind == CheckpointKind::epoch && record.step) {
+    return record.epoch ? fmt::format("{} (step {}, epoch {})", record.file, *record.step, *record.epoch)
+                        : fmt::format("{} (step {})", record.file, *record.step);
+  }
   if (record.kind == CheckpointKind::epoch) return fmt::format("{} (epoch {})", record.file, *record.epoch);
   if (record.state_epoch) return fmt::format("{} (state of epoch {})", record.file, *record.state_epoch);
   return record.file;

@@ -10,15 +10,28 @@ bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
+
+// N of `<prefix>N.pth`, N canonical decimal (no sign, no leading zeros) within int64.
+std::optional<std::int64_t> numbered(std::string_view name, std::string_view prefix) {
+  if (!starts_with(name, prefix) || !ends_with(name, kPayloadSuffix)) return std::nullopt;
+  std::string_view digits = name.substr(prefix.size(), name.size() - prefix.size() - kPayloadSuffix.size());
+  if (digits.empty() || (digits.size() > 1 && digits[0] == '0')) return std::nullopt;
+  std::int64_t number = 0;
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+  if (error != std::errc() || end != digits.data() + digits.size() || number < 0) return std::nullopt;
+  return number;
+}
 }  // namespace
 
 std::string epoch_file(std::int64_t epoch) { return fmt::format("{}{}{}", kEpochPrefix, epoch, kPayloadSuffix); }
 
-std::string checkpoint_file(CheckpointKind kind, std::optional<std::int64_t> epoch) {
+std::string step_file(std::int64_t step) { return fmt::format("{}{}{}", kStepPrefix, step, kPayloadSuffix); }
+
+std::string checkpoint_file(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<std::int64_t> step) {
   switch (kind) {
     case CheckpointKind::best: return std::string(kBestModel);
     case CheckpointKind::interrupt: return std::string(kInterrupt);
-    case CheckpointKind::epoch: return epoch_file(epoch.value());
+    case CheckpointKind::epoch: return step ? step_file(*step) : epoch_file(epoch.value());
   }
   return {};
 }
@@ -28,20 +41,17 @@ std::string temp_file(std::string_view final_name, long pid, std::uint64_t seque
 }
 
 std::optional<ParsedCheckpointName> parse_checkpoint_file(std::string_view name) {
-  if (name == kBestModel) return ParsedCheckpointName{CheckpointKind::best, std::nullopt};
-  if (name == kInterrupt) return ParsedCheckpointName{CheckpointKind::interrupt, std::nullopt};
-  if (!starts_with(name, kEpochPrefix) || !ends_with(name, kPayloadSuffix)) return std::nullopt;
-  std::string_view digits = name.substr(kEpochPrefix.size(), name.size() - kEpochPrefix.size() - kPayloadSuffix.size());
-  if (digits.empty() || (digits.size() > 1 && digits[0] == '0')) return std::nullopt;
-  std::int64_t epoch = 0;
-  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), epoch);
-  if (error != std::errc() || end != digits.data() + digits.size() || epoch < 0) return std::nullopt;
-  return ParsedCheckpointName{CheckpointKind::epoch, epoch};
+  if (name == kBestModel) return ParsedCheckpointName{CheckpointKind::best, std::nullopt, std::nullopt};
+  if (name == kInterrupt) return ParsedCheckpointName{CheckpointKind::interrupt, std::nullopt, std::nullopt};
+  if (auto epoch = numbered(name, kEpochPrefix)) return ParsedCheckpointName{CheckpointKind::epoch, epoch, std::nullopt};
+  if (auto step = numbered(name, kStepPrefix)) return ParsedCheckpointName{CheckpointKind::epoch, std::nullopt, step};
+  return std::nullopt;
 }
 
 bool is_temp_file(std::string_view name) {
   if (!ends_with(name, kTempSuffix)) return false;
-  return starts_with(name, kBestModel) || starts_with(name, kInterrupt) || starts_with(name, kEpochPrefix);
+  return starts_with(name, kBestModel) || starts_with(name, kInterrupt) || starts_with(name, kEpochPrefix) ||
+         starts_with(name, kStepPrefix);
 }
 
 bool is_own_temp_file(std::string_view name) {

@@ -15,6 +15,7 @@ namespace ckpt::names {
 // The guide's names (their home is the public ckpt/layout.hpp).
 inline constexpr std::string_view kBestModel = layout::kBestModel;
 inline constexpr std::string_view kEpochPrefix = layout::kEpochPrefix;
+inline constexpr std::string_view kStepPrefix = layout::kStepPrefix;
 inline constexpr std::string_view kInterrupt = layout::kInterrupt;
 inline constexpr std::string_view kPayloadSuffix = layout::kPayloadSuffix;
 
@@ -25,8 +26,14 @@ inline constexpr std::string_view kTempSuffix = ".tmp";
 
 // checkpoint_epoch_<epoch>.pth. REQUIRES: epoch >= 0.
 std::string epoch_file(std::int64_t epoch);
-// The file name of a checkpoint of this kind (epoch required for kind == epoch).
-std::string checkpoint_file(CheckpointKind kind, std::optional<std::int64_t> epoch);
+// checkpoint_step_<step>.pth. REQUIRES: step >= 0.
+std::string step_file(std::int64_t step);
+// The file name of a checkpoint of this kind. For kind == epoch: step_file(step) when a
+// step is given (the epoch is then only recorded), else epoch_file(epoch).
+// REQUIRES: kind != epoch, or epoch or step set. The best model and the interrupt
+// checkpoint keep their one name whatever their epoch and step.
+std::string checkpoint_file(CheckpointKind kind, std::optional<std::int64_t> epoch,
+                            std::optional<std::int64_t> step = std::nullopt);
 
 // `<final>.<pid>-<sequence>.tmp`: unique per process and save, so concurrent attempts
 // never share a temp file, and still `<final>...tmp` like the guide's `<final>.tmp`.
@@ -34,10 +41,11 @@ std::string temp_file(std::string_view final_name, long pid, std::uint64_t seque
 
 struct ParsedCheckpointName {
   CheckpointKind kind;
-  std::optional<std::int64_t> epoch;
+  std::optional<std::int64_t> epoch;  // checkpoint_epoch_N.pth's N
+  std::optional<std::int64_t> step;   // checkpoint_step_N.pth's N (kind epoch, epoch unset)
 };
-// Recognises the guide's three names. Epoch numbers must be canonical decimal
-// (no sign, no leading zeros) so that parse(format(x)) == x and back.
+// Recognises the guide's three names and checkpoint_step_N.pth. Numbers must be
+// canonical decimal (no sign, no leading zeros) so that parse(format(x)) == x and back.
 std::optional<ParsedCheckpointName> parse_checkpoint_file(std::string_view name);
 
 // A temp file of ours or of the guide's Python implementation: a checkpoint name

@@ -231,6 +231,7 @@ void CheckpointStore::Impl::adopt(const RepairAction& action) {
 void CheckpointStore::Impl::adopt_external(const CheckpointRecord& old, const store::PayloadCheck& check) {
   const std::filesystem::path path = dir_ / old.file;
   CheckpointRecord record = found_row(old.file, check, origins::kExternal);
+  if (!record.epoch && record.kind == CheckpointKind::epoch) record.epoch = old.epoch;  // a step file's, stateless of epoch
   fs_->sync_file(path);
   fs_->sync_dir(dir_);
   Transaction transaction(*index_, Durability::full);
@@ -254,6 +255,10 @@ CheckpointRecord CheckpointStore::Impl::found_row(const std::string& file, const
   CheckpointRecord record;
   record.kind = parsed.kind;
   record.epoch = parsed.epoch;
+  record.step = parsed.step;
+  // A step checkpoint's epoch is not in its name: the state's `epoch` entry, as saved
+  // (plan_orphan leaves a step file without one alone; an external save keeps its row's).
+  if (record.step && !record.epoch) record.epoch = check.epoch;
   record.file = file;
   record.size = check.digest.size;
   record.hash = check.digest.hash;
@@ -271,7 +276,7 @@ CheckpointRecord CheckpointStore::Impl::found_row(const std::string& file, const
 // previous best), else the file's val_acc, as the guide's loop names it.
 void CheckpointStore::Impl::describe_from_payload(CheckpointRecord& record, const store::PayloadCheck& check) {
   if (auto written = fs_->modified_ns(dir_ / record.file)) record.created_at = iso_utc(*written);
-  record.state_epoch = record.kind == CheckpointKind::epoch ? record.epoch : check.epoch;
+  record.state_epoch = record.kind == CheckpointKind::epoch && record.epoch ? record.epoch : check.epoch;
   if (record.kind == CheckpointKind::best && !check.content_key.empty()) {
     std::optional<CheckpointRecord> same;  // the most recent commit of that content
     for (const auto& row : index_->live_rows()) {
@@ -280,7 +285,8 @@ void CheckpointStore::Impl::describe_from_payload(CheckpointRecord& record, cons
     }
     if (same) {
       record.metric = same->metric;
-      record.metric_source = fmt::format("epoch {}, the same content", *same->epoch);
+      record.metric_source = same->step ? fmt::format("step {}, the same content", *same->step)
+                                        : fmt::format("epoch {}, the same content", *same->epoch);
       record.state_epoch = same->epoch;
       return;
     }

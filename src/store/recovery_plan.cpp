@@ -125,11 +125,12 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
   // Orphans in the order they are adopted, which is their place in the commit order:
   // by when they were written (a rename keeps the temp file's mtime), so that after an
   // index is rebuilt a restarted run's low epochs stay newer than the abandoned run's
-  // high ones; ties (copied files) by kind, epochs by number, then the interrupt.
+  // high ones; ties (copied files) by kind, epochs then steps by number, then the interrupt.
   struct Orphan {
     std::int64_t written;
     int kind;
     std::int64_t epoch;
+    std::int64_t step;
     std::string name;
   };
   std::vector<Orphan> orphans;
@@ -140,10 +141,12 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
       continue;
     }
     int kind = parsed->kind == CheckpointKind::epoch ? 0 : parsed->kind == CheckpointKind::interrupt ? 1 : 2;
-    orphans.push_back({fs_->modified_ns(dir_ / name).value_or(0), kind, parsed->epoch.value_or(0), name});
+    // Epoch names before step names at a tie (-1: no step).
+    orphans.push_back({fs_->modified_ns(dir_ / name).value_or(0), kind, parsed->epoch.value_or(0),
+                       parsed->step.value_or(-1), name});
   }
   std::sort(orphans.begin(), orphans.end(), [](const Orphan& a, const Orphan& b) {
-    return std::tie(a.written, a.kind, a.epoch) < std::tie(b.written, b.kind, b.epoch);
+    return std::tie(a.written, a.kind, a.step, a.epoch) < std::tie(b.written, b.kind, b.step, b.epoch);
   });
   for (const auto& orphan : orphans) {
     try {
@@ -179,6 +182,12 @@ RepairAction CheckpointStore::Impl::plan_orphan(const std::string& name) {
         return {Type::delete_again, row.id, name, "its bytes match a deleted checkpoint: a crash undid the deletion", 0, {}};
       }
     }
+  }
+  if (check.problem.empty() && names::parse_checkpoint_file(name)->step && !check.epoch) {
+    // The index requires an epoch of every periodic row (docs/schema.md, "Steps").
+    return {Type::leave_unloadable, std::nullopt, name,
+            "no index row, and a step checkpoint whose state has no int `epoch` entry cannot be indexed",
+            check.digest.size, check.digest.hash};
   }
   if (check.problem.empty()) {
     RepairAction action{Type::adopt, std::nullopt, name, "a complete checkpoint file without an index row",

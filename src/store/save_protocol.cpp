@@ -47,12 +47,25 @@ using namespace store_files;
 }  // namespace
 
 void CheckpointStore::Impl::check_request(const SaveRequest& request) const {
-  if ((request.kind == CheckpointKind::epoch) != request.epoch.has_value()) {
-    throw InvalidArgument(fmt::format("{}: an epoch number is required for epoch checkpoints and only for them",
-                                      dir_.string()), dir_);
+  // A step checkpoint needs its epoch too: the index's checkpoints table requires an
+  // epoch of every periodic row (migrations/0001_init.sql's CHECK; docs/schema.md, "Steps").
+  if (request.kind == CheckpointKind::epoch && !request.epoch) {
+    throw InvalidArgument(fmt::format("{}: an epoch checkpoint needs an epoch number{}", dir_.string(),
+                                      request.step ? fmt::format(" (step {} given: a step checkpoint records its epoch too)",
+                                                                 *request.step)
+                                                   : ""),
+                          dir_);
+  }
+  if (request.kind != CheckpointKind::epoch && request.epoch) {
+    throw InvalidArgument(fmt::format("{}: an epoch number names epoch checkpoints only (the {} checkpoint's state "
+                                      "epoch is SaveRequest::state_epoch)",
+                                      dir_.string(), to_string(request.kind)), dir_);
   }
   if (request.epoch && *request.epoch < 0) {
     throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", dir_.string(), *request.epoch), dir_);
+  }
+  if (request.step && *request.step < 0) {
+    throw InvalidArgument(fmt::format("{}: step must be >= 0, got {}", dir_.string(), *request.step), dir_);
   }
 }
 
@@ -63,7 +76,7 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   ensure_still_locked();
   ensure_resolved();
   ensure_index_present();
-  const std::string final_name = names::checkpoint_file(kind, epoch);
+  const std::string final_name = names::checkpoint_file(kind, epoch, request.step);
   const std::filesystem::path final_path = dir_ / final_name;
 
   // The file under a temp name: a hard link to a live checkpoint of the same bytes
@@ -102,9 +115,10 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   CheckpointRecord record;
   record.kind = kind;
   record.epoch = epoch;
+  record.step = request.step;
   record.metric = request.metric;
   if (request.metric) record.metric_source = request.metric_source.empty() ? "the save's argument" : request.metric_source;
-  record.state_epoch = kind == CheckpointKind::epoch ? epoch : request.state_epoch;
+  record.state_epoch = kind == CheckpointKind::epoch && epoch ? epoch : request.state_epoch;
   record.file = final_name;
   record.size = digest.size;
   record.hash = digest.hash;
@@ -187,7 +201,7 @@ void CheckpointStore::Impl::save_async(SaveRequest request, PayloadWriter write_
                                                   save(queued, write);
                                                 });
   }
-  std::string file = names::checkpoint_file(request.kind, request.epoch);
+  std::string file = names::checkpoint_file(request.kind, request.epoch, request.step);
   queue_->submit(std::move(request), std::move(write_payload), std::move(file));
 }
 
@@ -322,12 +336,14 @@ void CheckpointStore::Impl::finish_save(std::int64_t pending_id, CommitCause cau
 // (rotation removes them first); resume follows the new save, the most recent commit.
 void CheckpointStore::Impl::note_superseded(const CheckpointRecord& record) {
   // Only a save that goes back (its epoch not above the previous epoch save's)
-  // supersedes anything; the saves after it continue its line.
+  // supersedes anything; the saves after it continue its line. Step checkpoints take
+  // no part: their epoch, when given, is only recorded (SaveRequest).
+  if (record.step || !record.epoch) return;
   auto previous = index_->newest_epoch(record.id);
-  if (!previous || *previous->epoch < *record.epoch) return;
+  if (!previous || previous->step || !previous->epoch || *previous->epoch < *record.epoch) return;
   std::vector<std::string> epochs;
   for (const auto& old : index_->epochs_from(*record.epoch)) {
-    if (old.id == record.id) continue;
+    if (old.id == record.id || old.step) continue;
     epochs.push_back(std::to_string(*old.epoch));
     index_->add_event("superseded", old.id,
                       fmt::format("{} superseded by epoch {} (checkpoint {}), committed after it", describe(old),

@@ -60,6 +60,7 @@ void SaveQueue::submit(SaveRequest request, PayloadWriter write_payload, std::st
   what.ticket = ++next_ticket_;
   what.kind = request.kind;
   what.epoch = request.epoch;
+  what.step = request.step;
   what.file = std::move(file);
   queued_.push_back(Job{std::move(what), std::move(request), std::move(write_payload)});
   changed_.notify_all();

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <exception>
+#include <utility>
 #include <vector>
 
 #include "ckpt/errors.hpp"
@@ -52,6 +54,44 @@ SaveRequest describe(const State& state, CheckpointKind kind, std::optional<std:
   return request;
 }
 
+// save_checkpoint's key: the store's rules (SaveRequest), checked before the file name is
+// formed from them.
+void require_key(const std::filesystem::path& dir, const CheckpointOptions& options) {
+  if (!options.epoch) {
+    throw InvalidArgument(fmt::format("{}: save_checkpoint needs an epoch number (a step checkpoint records its epoch too)",
+                                      dir.string()), dir);
+  }
+  for (const auto& [what, number] : {std::pair{"epoch", options.epoch}, std::pair{"step", options.step}}) {
+    if (number && *number < 0) {
+      throw InvalidArgument(fmt::format("{}: {} must be >= 0, got {}", dir.string(), what, *number), dir);
+    }
+  }
+}
+
+// The step and the caller's named metrics onto what describe() took from the state
+// (CheckpointOptions::metrics: the caller's value wins, in the state's position).
+void add_key(SaveRequest& request, const CheckpointOptions& options) {
+  request.step = options.step;
+  for (const auto& [name, value] : options.metrics) {
+    auto same = std::find_if(request.metrics.begin(), request.metrics.end(), [&](const auto& m) { return m.first == name; });
+    if (same != request.metrics.end()) {
+      same->second = value;
+    } else {
+      request.metrics.emplace_back(name, value);
+    }
+    if (name == names::kGuideMetric) {
+      request.metric = value;
+      request.metric_source = "the save's argument";
+    }
+  }
+}
+
+std::string describe_key(const CheckpointOptions& options) {
+  if (!options.step) return fmt::format("epoch {}", *options.epoch);
+  return options.epoch ? fmt::format("step {} (epoch {})", *options.step, *options.epoch)
+                       : fmt::format("step {}", *options.step);
+}
+
 }  // namespace
 
 CheckpointManager::CheckpointManager(std::filesystem::path save_dir, c10::Device device, int max_to_keep)
@@ -95,6 +135,16 @@ CheckpointRecord CheckpointManager::save_epoch_checkpoint(const State& state, st
   auto payload = torch_layer::encode(state, save_dir() / names::epoch_file(epoch));
   auto record = save(describe(state, CheckpointKind::epoch, epoch, metric, payload.size_hint), state, payload.write);
   log::write(spdlog::level::info, "saved epoch {} checkpoint to {}", epoch, (save_dir() / record.file).string());
+  return record;
+}
+
+CheckpointRecord CheckpointManager::save_checkpoint(const State& state, const CheckpointOptions& options) {
+  require_key(save_dir(), options);
+  auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::epoch, options.epoch, options.step));
+  SaveRequest request = describe(state, CheckpointKind::epoch, options.epoch, std::nullopt, payload.size_hint);
+  add_key(request, options);
+  auto record = save(std::move(request), state, payload.write);
+  log::write(spdlog::level::info, "saved {} checkpoint to {}", describe_key(options), (save_dir() / record.file).string());
   return record;
 }
 
@@ -167,14 +217,21 @@ void CheckpointManager::save_epoch_checkpoint_async(const State& state, std::int
   if (epoch < 0) {
     throw InvalidArgument(fmt::format("{}: epoch must be >= 0, got {}", save_dir().string(), epoch), save_dir());
   }
-  save_async(CheckpointKind::epoch, epoch, metric, std::nullopt, state, snapshot);
+  save_async(CheckpointKind::epoch, CheckpointOptions{epoch, std::nullopt, {}}, metric, std::nullopt, state, snapshot);
   log::write(spdlog::level::debug, "queued the epoch {} checkpoint for {}", epoch,
              (save_dir() / names::epoch_file(epoch)).string());
 }
 
+void CheckpointManager::save_checkpoint_async(const State& state, const CheckpointOptions& options, Snapshot snapshot) {
+  require_key(save_dir(), options);
+  save_async(CheckpointKind::epoch, options, std::nullopt, std::nullopt, state, snapshot);
+  log::write(spdlog::level::debug, "queued the {} checkpoint for {}", describe_key(options),
+             (save_dir() / names::checkpoint_file(CheckpointKind::epoch, options.epoch, options.step)).string());
+}
+
 void CheckpointManager::save_best_model_async(const State& state, double metric, std::optional<std::int64_t> epoch,
                                               Snapshot snapshot) {
-  save_async(CheckpointKind::best, std::nullopt, metric, epoch, state, snapshot);
+  save_async(CheckpointKind::best, CheckpointOptions{}, metric, epoch, state, snapshot);
   log::write(spdlog::level::debug, "queued the best model (metric {}) for {}", metric,
              (save_dir() / names::checkpoint_file(CheckpointKind::best, std::nullopt)).string());
 }
@@ -185,7 +242,7 @@ void CheckpointManager::wait() { store_->wait(); }
 // save is compared with), the payload of the snapshot, which the writer keeps alive until
 // the worker is done with it. The fingerprint counts as saved once queued: should this save
 // fail, the next one's likely_duplicate is a wrong guess, which costs a hashing pass only.
-void CheckpointManager::save_async(CheckpointKind kind, std::optional<std::int64_t> epoch,
+void CheckpointManager::save_async(CheckpointKind kind, const CheckpointOptions& key,
                                    std::optional<double> metric, std::optional<std::int64_t> state_epoch,
                                    const State& state, Snapshot snapshot) {
   std::shared_ptr<const State> taken;
@@ -195,8 +252,9 @@ void CheckpointManager::save_async(CheckpointKind kind, std::optional<std::int64
   } else {
     taken = std::make_shared<const State>(state);  // shares the caller's tensors
   }
-  auto payload = torch_layer::encode(*taken, save_dir() / names::checkpoint_file(kind, epoch));
-  SaveRequest request = describe(state, kind, epoch, metric, payload.size_hint);
+  auto payload = torch_layer::encode(*taken, save_dir() / names::checkpoint_file(kind, key.epoch, key.step));
+  SaveRequest request = describe(state, kind, key.epoch, metric, payload.size_hint);
+  add_key(request, key);
   if (state_epoch) request.state_epoch = state_epoch;
   auto fingerprint = announce(request, state);
   store_->save_async(std::move(request), [taken, write = std::move(payload.write)](ByteSink& sink) { write(sink); });

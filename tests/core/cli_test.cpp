@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <unistd.h>
@@ -1031,4 +1032,62 @@ TEST_CASE("the library's log lines: errors only, unless SPDLOG_LEVEL asks for mo
   auto told = run_command("SPDLOG_LEVEL=info " + std::string(CKPT_CLI) + " gc " + d + " 2>&1 >/dev/null");
   CHECK(told.exit_code == 0);
   CHECK_THAT(told.output, Catch::Contains("adopted") && Catch::Contains("epoch 3"));
+}
+
+TEST_CASE("ckpt ls shows a step column only when a checkpoint has a step; show, latest and --json give the step",
+          "[cli][steps]") {
+  TestDir dir("cli");
+  make_run(dir.path());
+  const std::string d = shell_quote(dir.path().string());
+  CHECK_THAT(ckpt_stdout("ls " + d).output, !Catch::Contains("step"));  // the guide's directories look as before
+  for (const auto& row : json::parse(ckpt_stdout("--json ls " + d).output)) CHECK(row["step"].is_null());
+  std::vector<float> data;
+  {
+    CheckpointStore store(dir.path(), StoreOptions{3});
+    SaveRequest request;
+    request.step = 2500;
+    request.epoch = 6;
+    request.metric = 0.8;
+    const std::string bytes = real_payload(6, 0.8, 6, &data);
+    request.size_hint = bytes.size();
+    store.save(request, [&](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+  }
+  auto ls = ckpt_stdout("ls " + d);
+  CHECK(ls.exit_code == 0);
+  std::istringstream lines(ls.output);
+  std::string header;
+  std::getline(lines, header);
+  CHECK_THAT(header, Catch::StartsWith("id") && Catch::Contains("kind") && Catch::Contains("epoch  step  metric"));
+  bool step_row = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("checkpoint_step_2500.pth") == std::string::npos) continue;
+    step_row = true;
+    CHECK(std::regex_search(line, std::regex("epoch +6 +2500 +0\\.8")));
+  }
+  CHECK(step_row);
+  CHECK_THAT(ckpt_stdout("ls --all " + d).output, Catch::Contains("status") && Catch::Contains("step"));
+  json rows = json::parse(ckpt_stdout("--json ls " + d).output);
+  int with_step = 0;
+  for (const auto& row : rows) {
+    if (row["file"] == "checkpoint_step_2500.pth") {
+      CHECK(row["step"] == 2500);
+      CHECK(row["epoch"] == 6);
+      ++with_step;
+    } else {
+      CHECK(row["step"].is_null());
+    }
+  }
+  CHECK(with_step == 1);
+  auto latest = ckpt_stdout("latest -v " + d);
+  CHECK_THAT(latest.output, Catch::StartsWith((dir / "checkpoint_step_2500.pth").string() + "\n") &&
+                                Catch::Contains("step 2500 (epoch 6): the most recently committed"));
+  CHECK(json::parse(ckpt_stdout("--json latest " + d).output)["step"] == 2500);
+  auto show = ckpt_stdout("show " + d + " step 2500");
+  CHECK(show.exit_code == 0);
+  CHECK_THAT(show.output, Catch::Contains("checkpoint_step_2500.pth: zip payload") && Catch::Contains(", step 2500\n") &&
+                              Catch::Contains("model.w"));
+  CHECK(json::parse(ckpt_stdout("--json show " + d + " latest").output)["step"] == 2500);
+  CHECK(json::parse(ckpt_stdout("--json show " + d + " epoch 5").output)["step"].is_null());
+  CHECK(ckpt_cli("show " + d + " step 2400").exit_code == 2);
+  CHECK(ckpt_cli("show " + d + " epoch 6").exit_code == 2);  // epoch 6 is a step checkpoint, not checkpoint_epoch_6.pth
 }

@@ -28,10 +28,43 @@ TEST_CASE("checkpoint file names round-trip through the parser", "[names]") {
   }
 }
 
+TEST_CASE("step checkpoint file names round-trip through the parser, whatever the epoch", "[names]") {
+  struct Row {
+    std::optional<std::int64_t> epoch;  // recorded, not in the name
+    std::int64_t step;
+    const char* name;
+  };
+  const Row rows[] = {
+      {std::nullopt, 0, "checkpoint_step_0.pth"},
+      {3, 1500, "checkpoint_step_1500.pth"},
+      {std::nullopt, 10, "checkpoint_step_10.pth"},
+      {0, INT64_MAX, "checkpoint_step_9223372036854775807.pth"},
+  };
+  for (const auto& row : rows) {
+    INFO(row.name);
+    CHECK(names::step_file(row.step) == row.name);
+    CHECK(names::checkpoint_file(CheckpointKind::epoch, row.epoch, row.step) == row.name);
+    auto parsed = names::parse_checkpoint_file(row.name);
+    REQUIRE(parsed);
+    CHECK(parsed->kind == CheckpointKind::epoch);
+    CHECK(parsed->step == row.step);
+    CHECK_FALSE(parsed->epoch);
+  }
+  // An epoch name parses without a step; the best model and interrupt keep their names.
+  CHECK_FALSE(names::parse_checkpoint_file("checkpoint_epoch_4.pth")->step);
+  CHECK(names::checkpoint_file(CheckpointKind::best, 2, 700) == "best_model.pth");
+  CHECK(names::checkpoint_file(CheckpointKind::interrupt, std::nullopt, 700) == "interrupt_checkpoint.pth");
+  CHECK(names::is_own_temp_file(names::temp_file("checkpoint_step_700.pth", 9, 2)));
+  CHECK(names::is_temp_file("checkpoint_step_700.pth.tmp"));
+}
+
 TEST_CASE("names that are not the guide's are not checkpoint files", "[names]") {
   for (const char* name : {"checkpoint_epoch_.pth", "checkpoint_epoch_01.pth", "checkpoint_epoch_-1.pth",
                            "checkpoint_epoch_+1.pth", "checkpoint_epoch_1.pt", "checkpoint_epoch_1x.pth",
                            "checkpoint_epoch_99999999999999999999.pth", "best_model.pth.tmp", "model.pth",
+                           "checkpoint_step_.pth", "checkpoint_step_007.pth", "checkpoint_step_-3.pth",
+                           "checkpoint_step_+3.pth", "checkpoint_step_3.pt", "checkpoint_step_3e2.pth",
+                           "checkpoint_step_99999999999999999999.pth", "checkpoint_steps_3.pth",
                            "index.sqlite", "Best_model.pth", ""}) {
     INFO(name);
     CHECK_FALSE(names::parse_checkpoint_file(name));

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <regex>
 #include <set>
@@ -299,4 +300,107 @@ TEST_CASE("an index row of an unknown kind is refused with an error naming the v
   };
   refuses([&] { (void)CheckpointReader(dir.path()).checkpoints(true); });
   refuses([&] { CheckpointStore store(dir.path()); });
+}
+
+namespace {
+// The first ```sql block after `lead` in docs/schema.md.
+std::string schema_recipe(const std::string& lead) {
+  std::ifstream doc(std::string(CKPT_SOURCE_DIR) + "/docs/schema.md");
+  std::string text((std::istreambuf_iterator<char>(doc)), std::istreambuf_iterator<char>());
+  const auto at = text.find(lead);
+  REQUIRE(at != std::string::npos);
+  std::smatch block;
+  const std::string rest = text.substr(at);
+  REQUIRE(std::regex_search(rest, block, std::regex("```sql\n([\\s\\S]*?)```")));
+  return block[1];
+}
+
+std::string run_sqlite3(const std::filesystem::path& dir, const std::string& sql) {
+  auto result = run_command("sqlite3 -bail " + shell_quote((dir / "index.sqlite").string()) + " " + shell_quote(sql) + " 2>&1");
+  INFO(result.output);
+  CHECK(result.exit_code == 0);
+  return result.output;
+}
+}  // namespace
+
+// The two recipes for named metrics, against hand-computed answers: NaN and a missing
+// metric are never best, a tie goes to the most recently committed, only live periodic
+// checkpoints compete (not the best model, not a rotated-out one), and the curve keeps
+// every committed periodic checkpoint, rotated out or not, in commit order.
+TEST_CASE("the schema's best-by-metric and metric-curve recipes give the expected rows", "[index][docs][steps]") {
+  TestDir dir("recipes-steps");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{4});
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto save = [&](std::optional<std::int64_t> epoch, std::optional<std::int64_t> step,
+                    std::vector<std::pair<std::string, double>> metrics, int seed, CheckpointKind kind = CheckpointKind::epoch) {
+      const std::string bytes = zip_payload(seed);
+      SaveRequest request;
+      request.kind = kind;
+      request.epoch = epoch;
+      request.step = step;
+      request.metrics = std::move(metrics);
+      request.size_hint = bytes.size();
+      store.save(request, [&](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+    };
+    save(1, std::nullopt, {{"train_loss", 0.9}, {"val_acc", 0.5}}, 1);  // rotated out by the fifth save
+    save(1, 1500, {{"train_loss", 0.4}, {"val_acc", nan}}, 2);
+    save(2, std::nullopt, {{"train_loss", 0.3}, {"val_acc", 0.7}}, 3);
+    save(2, 3000, {{"train_loss", 0.3}, {"val_acc", 0.65}}, 4);  // ties epoch 2, newer
+    save(3, 3500, {{"val_acc", 0.72}}, 5);                       // no train_loss
+    save(std::nullopt, std::nullopt, {{"train_loss", 0.01}, {"val_acc", 0.99}}, 6, CheckpointKind::best);
+  }
+  const std::string best = schema_recipe("The best periodic (epoch or step) checkpoint");
+  CHECK(run_sqlite3(dir.path(), best) == "checkpoint_step_3000.pth|2|3000|0.3\n");
+  const std::string by_max = std::regex_replace(best, std::regex("\\('train_loss', 'min'\\)"), "('val_acc', 'max')");
+  REQUIRE(by_max != best);
+  CHECK(run_sqlite3(dir.path(), by_max) == "checkpoint_step_3500.pth|3|3500|0.72\n");
+  const std::string by_min_acc = std::regex_replace(best, std::regex("\\('train_loss', 'min'\\)"), "('val_acc', 'min')");
+  CHECK(run_sqlite3(dir.path(), by_min_acc) == "checkpoint_step_3000.pth|2|3000|0.65\n");  // not the NaN
+  CHECK(run_sqlite3(dir.path(), schema_recipe("One metric's curve over the run")) ==
+        "|1|0.5\n"
+        "1500|1|\n"
+        "|2|0.7\n"
+        "3000|2|0.65\n"
+        "3500|3|0.72\n");
+}
+
+TEST_CASE("a read-only view of a schema 3 index (before steps) reads every row with no step", "[index][steps]") {
+  TestDir dir("index");
+  {
+    SQLite::Database db = schema_1_index(dir.path());
+    for (const char* migration : {"0002_commit_order.sql", "0003_named_metrics.sql"}) {
+      std::ifstream file(std::string(CKPT_SOURCE_DIR) + "/migrations/" + migration);
+      db.exec(std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>()));
+    }
+    db.exec("PRAGMA user_version = 3");
+    write_bytes(dir / "checkpoint_epoch_1.pth", zip_payload(1));
+    db.exec(fmt::format("INSERT INTO checkpoints (kind, epoch, metric, file, size, hash, hash_algo, status, commit_seq, "
+                        "state_epoch) VALUES ('epoch', 1, 0.5, 'checkpoint_epoch_1.pth', {}, '{}', 'xxh3-128', "
+                        "'committed', 1, 1)",
+                        zip_payload(1).size(), xxh3_of(dir / "checkpoint_epoch_1.pth")));
+  }
+  {
+    CheckpointReader reader(dir.path());
+    auto rows = reader.checkpoints();
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].epoch == 1);
+    CHECK_FALSE(rows[0].step);
+    REQUIRE(reader.latest());
+    CHECK(reader.latest()->file == "checkpoint_epoch_1.pth");
+  }
+  {
+    SQLite::Database db((dir / "index.sqlite").string());
+    CHECK(db.execAndGet("PRAGMA user_version").getInt() == 3);  // the reader migrated nothing
+  }
+  // A writer migrates it; the old row still has no step, and a step save has one.
+  CheckpointStore store(dir.path());
+  SaveRequest request;
+  request.epoch = 2;
+  request.step = 50;
+  const std::string bytes = zip_payload(2);
+  store.save(request, [&](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+  auto rows = CheckpointReader(dir.path()).checkpoints();
+  REQUIRE(rows.size() == 2);
+  for (const auto& row : rows) CHECK(row.step == (row.file == "checkpoint_step_50.pth" ? std::optional<std::int64_t>(50) : std::nullopt));
 }

@@ -388,9 +388,7 @@ TEST_CASE("the SHA-256 option records sha256 hashes and verifies them on load", 
   // One bit of the newest file's stored data flipped, size unchanged: only the hash can
   // tell. The load falls back to epoch 1 and quarantines the damaged file.
   save_epoch(store, 2, zip_payload(2));
-  std::string damaged = read_bytes(dir / "checkpoint_epoch_2.pth");
-  damaged[damaged.size() / 2] ^= 0x01;
-  write_bytes(dir / "checkpoint_epoch_2.pth", damaged);
+  flip_byte(dir / "checkpoint_epoch_2.pth");
   auto loaded = store.load_latest();
   REQUIRE(loaded);
   CHECK(loaded->record.epoch == 1);
@@ -746,9 +744,7 @@ TEST_CASE("verify, then apply: apply runs once, on the verified file only, after
   save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(7), 0.7);
   // One bit of the newest epoch's data flipped: the verifier sees both candidates, the
   // applier only the one whose hash matched, and sees all of its bytes.
-  std::string damaged = read_bytes(dir / "checkpoint_epoch_3.pth");
-  damaged[damaged.size() / 2] ^= 0x01;
-  write_bytes(dir / "checkpoint_epoch_3.pth", damaged);
+  flip_byte(dir / "checkpoint_epoch_3.pth");
   std::vector<std::string> verified, applied;
   std::string applied_bytes;
   auto verify = [&](PayloadSource&, const CheckpointRecord& record) { verified.push_back(record.file); };

@@ -58,6 +58,14 @@ void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
+void flip_byte(const std::filesystem::path& path, std::optional<std::size_t> offset) {
+  std::string bytes = read_bytes(path);
+  const std::size_t at = offset.value_or(bytes.size() / 2);
+  if (at >= bytes.size()) throw std::runtime_error("flip_byte: offset past the end of " + path.string());
+  bytes[at] ^= 0x01;
+  write_bytes(path, bytes);
+}
+
 std::vector<std::string> file_names(const std::filesystem::path& dir) {
   std::vector<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {

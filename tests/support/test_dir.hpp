@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ class WorkingDirectory {
 
 std::string read_bytes(const std::filesystem::path& path);
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);
+// Flips the lowest bit of the byte at `offset` (default: the middle byte) in place: the
+// damage a hash check must catch.
+void flip_byte(const std::filesystem::path& path, std::optional<std::size_t> offset = std::nullopt);
 // Sets a file's modification time `age` into the past.
 void age_file(const std::filesystem::path& path, std::chrono::seconds age);
 // Sorted names of the regular files directly in `dir`.

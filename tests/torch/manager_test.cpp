@@ -3,6 +3,7 @@
 #include "support/test_dir.hpp"
 
 #include <cmath>
+#include <map>
 
 using namespace ckpt;
 using namespace ckpt::test;
@@ -217,9 +218,7 @@ TEST_CASE("a corrupt newest checkpoint is quarantined and the manager resumes fr
     CheckpointManager manager(dir.path());
     for (int64_t epoch = 1; epoch <= 3; ++epoch) manager.save_epoch_checkpoint(State{{"epoch", epoch}}, epoch);
   }
-  std::string bytes = read_bytes(dir / "checkpoint_epoch_3.pth");
-  bytes[bytes.size() / 2] ^= 0x01;
-  write_bytes(dir / "checkpoint_epoch_3.pth", bytes);
+  flip_byte(dir / "checkpoint_epoch_3.pth");
   CheckpointManager manager(dir.path());
   auto state = manager.load_latest_checkpoint();
   REQUIRE(state);
@@ -268,4 +267,57 @@ TEST_CASE("loaded tensors are on the manager's device", "[manager][device]") {
   CheckpointManager manager(dir.path(), c10::Device("cpu"));
   manager.save_epoch_checkpoint(State{{"w", at::ones({2})}}, 1);
   CHECK(manager.load_latest_checkpoint()->get<at::Tensor>("w").device() == c10::Device(c10::kCPU));
+}
+
+TEST_CASE("save_checkpoint keys a checkpoint by step, records the caller's metrics over the state's, and resumes by commit",
+          "[manager][steps]") {
+  TestDir dir("steps");
+  CheckpointManager manager(dir.path(), c10::kCPU, 3);
+  auto state_at = [](int64_t epoch, int64_t step) {
+    State state{{"epoch", epoch}, {"step", step}, {"train_loss", 0.9}, {"val_acc", 0.7}};
+    state.set("model", model_state(step));
+    return state;
+  };
+  manager.save_epoch_checkpoint(state_at(1, 1000), 1);
+  CheckpointOptions options;  // {.epoch = 2, .step = 1500, .metrics = {...}} in C++20
+  options.epoch = 2;
+  options.step = 1500;
+  options.metrics = {{"train_loss", 0.5}, {"val_loss", 0.25}};
+  auto row = manager.save_checkpoint(state_at(2, 1500), options);
+  CHECK(row.file == "checkpoint_step_1500.pth");
+  CHECK(row.kind == CheckpointKind::epoch);
+  CHECK(row.step == 1500);
+  CHECK(row.epoch == 2);
+  CHECK(row.metric == 0.7);  // the state's val_acc: the options name none
+  std::map<std::string, double> metrics;
+  int train_loss_rows = 0;
+  for (const auto& metric : manager.store().metrics_of(row.id)) {
+    metrics[metric.name] = metric.value;
+    train_loss_rows += metric.name == "train_loss";
+  }
+  CHECK(train_loss_rows == 1);
+  CHECK(metrics == std::map<std::string, double>{{"epoch", 2}, {"step", 1500}, {"train_loss", 0.5}, {"val_acc", 0.7}, {"val_loss", 0.25}});
+  auto resumed = manager.load_latest_checkpoint();
+  REQUIRE(resumed);
+  CHECK(resumed->get<int64_t>("step") == 1500);
+  CHECK(resumed->get<State>("model").get<at::Tensor>("fc.bias").equal(model_state(1500).get<at::Tensor>("fc.bias")));
+
+  // The asynchronous form, then a val_acc given as an option: it is the row's metric too.
+  options.step = 1600;
+  options.metrics = {{"val_acc", 0.8}};
+  manager.save_checkpoint_async(state_at(2, 1600), options);
+  manager.wait();
+  CHECK(manager.store().latest()->file == "checkpoint_step_1600.pth");
+  CHECK(manager.store().latest()->metric == 0.8);
+  // Without a step it is the guide's epoch checkpoint; without an epoch it is refused.
+  CheckpointOptions epoch_only;
+  epoch_only.epoch = 3;
+  CHECK(manager.save_checkpoint(state_at(3, 2000), epoch_only).file == "checkpoint_epoch_3.pth");
+  CheckpointOptions no_epoch;
+  no_epoch.step = 2100;
+  CHECK_THROWS_AS(manager.save_checkpoint(state_at(3, 2100), no_epoch), InvalidArgument);
+  CHECK_THROWS_AS(manager.save_checkpoint_async(state_at(3, 2100), no_epoch), InvalidArgument);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_step_2100.pth"));
+  // (Rotation of mixed epoch and step checkpoints: tests/core/steps_test.cpp.)
+  CHECK(manager.load_latest_checkpoint()->get<int64_t>("step") == 2000);
 }
