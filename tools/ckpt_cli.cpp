@@ -1014,6 +1014,8 @@ int main(int argc, char** argv) {
       if (watch_kind == "best") watch_options.kind = CheckpointKind::best;
       if (watch_kind == "interrupt") watch_options.kind = CheckpointKind::interrupt;
       watch_options.pin_ttl = std::chrono::milliseconds(static_cast<std::int64_t>(pin_ttl_s * 1000));
+      if (watch_options.pin_ttl.count() < 1) throw ckpt::InvalidArgument(fmt::format("--pin-ttl {}: must be at least 0.001 s", pin_ttl_s));
+      if (watch_options.name.empty()) throw ckpt::InvalidArgument("--name: must not be empty");
       watch_options.poll = std::chrono::milliseconds(poll_ms);
       if (idle_exit_s >= 0) watch_options.idle_exit = std::chrono::milliseconds(static_cast<std::int64_t>(idle_exit_s * 1000));
       if (watch_max > 0) watch_options.max = watch_max;

@@ -1,7 +1,10 @@
 // `ckpt watch DIR --exec CMD`: runs a shell command once for each newly committed
-// checkpoint, resumable through the index's watch_cursors table (docs/cli.md, "watch").
-// Torch-free: over CheckpointReader (wait_for_new, pin, verified load) and a short
-// read-write SQLite connection for the cursor.
+// checkpoint, in commit order, resumable through the index's watch_cursors table
+// (docs/cli.md, "ckpt watch", is the contract). A thin program over the public
+// CheckpointReader: commits_after and wait_for_new to follow the commits, pin to keep the
+// checkpoint while the command reads it, load to verify its hash first, and
+// watch_cursor/move_watch_cursor for the cursor. Torch-free. Single-threaded; it forks one
+// child at a time.
 #pragma once
 
 #include <chrono>
@@ -25,7 +28,9 @@ struct WatchOptions {
   bool from_now = false;                               // a new NAME starts after the newest commit
 };
 
-// Returns the process exit code (0 done; 1 a command failed; 3 error).
+// Runs the watch until --max, --idle-exit, SIGINT or SIGTERM (0), or a command fails (1,
+// reported on stderr). Throws ckpt::Error (the CLI's exit 3) when the index cannot be read
+// or written (the cursor, the pin), or another watch of the same name moved the cursor.
 int run_watch(const WatchOptions& options);
 
 }  // namespace ckpt::cli

@@ -120,8 +120,13 @@ class CheckpointReader {
   std::optional<CheckpointRecord> best() const;
   std::vector<CheckpointEvent> events() const;
   // Every named metric of every row (history included), by checkpoint id, then in the
-  // order recorded.
-  std::vector<NamedMetric> metrics() const;
+  // order recorded; with `checkpoint_id`, that checkpoint's only, in the order recorded.
+  std::vector<NamedMetric> metrics(std::optional<std::int64_t> checkpoint_id = std::nullopt) const;
+  // Every checkpoint committed after `after_commit_seq`, in commit order, whatever its
+  // status is now (one rotated out, replaced or quarantined since keeps its commit_seq;
+  // `status` says what became of it), at most `limit` of them: how a consumer that must
+  // account for every commit (ckpt watch) learns of those gone before it got to them.
+  std::vector<CheckpointRecord> commits_after(std::int64_t after_commit_seq, int limit) const;
   // What CheckpointStore::gc(keep) would remove now (rotation's order; default: the
   // retention the last writer used, else 5; 0 keeps all). Changes nothing.
   std::vector<CheckpointRecord> gc_plan(std::optional<int> keep = std::nullopt) const;
@@ -159,6 +164,17 @@ class CheckpointReader {
   // most 200 ms; docs/durability.md). In immutable access it never sees a new commit.
   std::optional<CheckpointRecord> wait_for_new(std::int64_t after_commit_seq, std::chrono::milliseconds timeout,
                                                const WaitCondition& condition = {}) const;
+
+  // Watch cursors (the index's watch_cursors table; docs/cli.md, "ckpt watch"): a named
+  // consumer's place in the commit order, the commit_seq of the last checkpoint it is
+  // done with. nullopt when `name` has no cursor.
+  std::optional<std::int64_t> watch_cursor(const std::string& name) const;
+  // Moves cursor `name` from `from` (nullopt: it has none yet) to `to`, fsynced before it
+  // returns. False, changing nothing, when the cursor is not at `from` (another consumer
+  // of that name moved it). Writes only watch_cursors, through a short-lived read-write
+  // connection as pin() does, and throws as pin() does: IoError (permission_denied) when
+  // index.sqlite cannot be written by this user, IndexError otherwise.
+  bool move_watch_cursor(const std::string& name, std::optional<std::int64_t> from, std::int64_t to) const;
 
   // Whether the index was opened immutable (a snapshot; see ReaderOptions).
   bool read_only_access() const;

@@ -477,6 +477,50 @@ void Index::delete_pin(std::int64_t pin_id) {
   });
 }
 
+std::vector<CheckpointRecord> Index::commits_after(std::int64_t commit_seq, int limit) {
+  return guarded("list commits", [&] {
+    SQLite::Statement& query = prepared(
+        fmt::format("SELECT {0} FROM checkpoints WHERE {1} > ? ORDER BY {1} LIMIT ?", columns_, commit_order_));
+    query.bind(1, static_cast<int64_t>(commit_seq));
+    query.bind(2, limit);
+    return read_all(query, path_);
+  });
+}
+
+std::optional<std::int64_t> Index::watch_cursor(std::string_view name) {
+  if (!has_pins_) return std::nullopt;
+  return guarded("read watch cursor", [&]() -> std::optional<std::int64_t> {
+    SQLite::Statement& query = prepared("SELECT last_commit_seq FROM watch_cursors WHERE name = ?");
+    query.bind(1, std::string(name));
+    if (!query.executeStep()) return std::nullopt;
+    return query.getColumn(0).getInt64();
+  });
+}
+
+bool Index::move_watch_cursor(std::string_view name, std::optional<std::int64_t> from, std::int64_t to) {
+  return guarded("move watch cursor", [&] {
+    Transaction transaction(*this, Durability::full);
+    int changed = 0;
+    if (from) {
+      SQLite::Statement& update = prepared(
+          "UPDATE watch_cursors SET last_commit_seq = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+          "WHERE name = ? AND last_commit_seq = ?");
+      update.bind(1, static_cast<int64_t>(to));
+      update.bind(2, std::string(name));
+      update.bind(3, static_cast<int64_t>(*from));
+      changed = update.exec();
+    } else {
+      SQLite::Statement& insert =
+          prepared("INSERT INTO watch_cursors (name, last_commit_seq) VALUES (?, ?) ON CONFLICT (name) DO NOTHING");
+      insert.bind(1, std::string(name));
+      insert.bind(2, static_cast<int64_t>(to));
+      changed = insert.exec();
+    }
+    transaction.commit();
+    return changed == 1;
+  });
+}
+
 std::vector<CheckpointRecord> Index::all_rows() {
   return guarded("list checkpoints", [&] {
     SQLite::Statement& query = prepared(fmt::format("SELECT {} FROM checkpoints ORDER BY id", columns_));

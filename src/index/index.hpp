@@ -166,6 +166,18 @@ class Index {
   std::optional<std::string> renew_pin(std::int64_t pin_id, std::int64_t ttl_ms);
   void delete_pin(std::int64_t pin_id);
 
+  // Every row committed after `commit_seq`, in commit order, whatever its status is now
+  // (a row rotated out, replaced or quarantined since keeps its commit_seq), at most
+  // `limit` of them.
+  std::vector<CheckpointRecord> commits_after(std::int64_t commit_seq, int limit);
+
+  // Watch cursors (migration 0004's watch_cursors): nullopt when `name` has none (or the
+  // index predates the table).
+  std::optional<std::int64_t> watch_cursor(std::string_view name);
+  // Mode::pins, one full (fsynced) IMMEDIATE transaction: sets cursor `name` to `to` if it
+  // is at `from` (nullopt: it does not exist yet). False, changing nothing, otherwise.
+  bool move_watch_cursor(std::string_view name, std::optional<std::int64_t> from, std::int64_t to);
+
   // Whether the index file was deleted or replaced since it was opened (this connection
   // would then write into a file no one can open again).
   bool file_moved();

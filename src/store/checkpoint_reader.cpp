@@ -91,7 +91,17 @@ std::vector<CheckpointEvent> CheckpointReader::events() const {
   return events;
 }
 
-std::vector<NamedMetric> CheckpointReader::metrics() const { return impl_->index->metrics(); }
+std::vector<NamedMetric> CheckpointReader::metrics(std::optional<std::int64_t> checkpoint_id) const {
+  return impl_->index->metrics(checkpoint_id);
+}
+
+std::vector<CheckpointRecord> CheckpointReader::commits_after(std::int64_t after_commit_seq, int limit) const {
+  if (limit <= 0) {
+    throw InvalidArgument(fmt::format("{}: commits_after: limit must be > 0, got {}", impl_->dir.string(), limit),
+                          impl_->dir);
+  }
+  return impl_->index->commits_after(after_commit_seq, limit);
+}
 
 std::vector<CheckpointRecord> CheckpointReader::gc_plan(std::optional<int> keep) const {
   const int limit = keep.value_or(max_to_keep().value_or(StoreOptions{}.max_to_keep));
@@ -337,15 +347,15 @@ namespace {
 // reader's connection stays read-only, and no connection is held open to compete with the
 // writer's (SQLite's busy timeout waits out the writer's short transactions).
 template <typename Fn>
-auto with_pins(const std::filesystem::path& index_path, Fn&& fn) {
+auto with_pins(const std::filesystem::path& index_path, Fn&& fn, const char* what = "pins") {
   try {
     index::Index pins(index_path, index::Index::Mode::pins);
     return fn(pins);
   } catch (const IndexError& error) {
     if (error.code() != ErrorCode::permission_denied) throw;
     throw IoError(ErrorCode::permission_denied,
-                  fmt::format("{}: pins need write access to {} and its directory: {}", index_path.string(),
-                              names::kIndex, error.what()),
+                  fmt::format("{}: {} need write access to {} and its directory: {}", index_path.string(),
+                              what, names::kIndex, error.what()),
                   index_path);
   }
 }
@@ -420,6 +430,16 @@ void CheckpointPin::renew(std::chrono::milliseconds ttl) {
                      state_->index_path);
   }
   state_->expires_at = std::move(*expires);
+}
+
+std::optional<std::int64_t> CheckpointReader::watch_cursor(const std::string& name) const {
+  return impl_->index->watch_cursor(name);
+}
+
+bool CheckpointReader::move_watch_cursor(const std::string& name, std::optional<std::int64_t> from,
+                                         std::int64_t to) const {
+  return with_pins(impl_->dir / names::kIndex,
+                   [&](index::Index& cursors) { return cursors.move_watch_cursor(name, from, to); }, "watch cursors");
 }
 
 void CheckpointPin::release() {
