@@ -122,11 +122,19 @@ class CheckpointReader {
   // Every named metric of every row (history included), by checkpoint id, then in the
   // order recorded.
   std::vector<NamedMetric> metrics() const;
-  // What CheckpointStore::gc(keep) would remove now (rotation's order; default: the
-  // retention the last writer used, else 5; 0 keeps all). Changes nothing.
+  // What CheckpointStore::gc(keep) would remove now, most recently committed first
+  // (default: the retention the last writer used, else 5; 0 keeps all). Changes nothing.
   std::vector<CheckpointRecord> gc_plan(std::optional<int> keep = std::nullopt) const;
+  // What retention decides now for each live periodic checkpoint, most recently committed
+  // first: `policy`, else the one the last writer recorded (retention()). Changes nothing.
+  std::vector<RetentionDecision> retention_plan(const std::optional<RetentionPolicy>& policy = std::nullopt) const;
   // The retention the last writer used, if recorded.
   std::optional<int> max_to_keep() const;
+  // The whole policy the last writer recorded (max_to_keep, else 5, and its rules).
+  // Throws IndexError naming the index when the stored rules do not parse (a newer ckpt's).
+  RetentionPolicy retention() const;
+  // As CheckpointStore::best_by.
+  std::optional<CheckpointRecord> best_by(std::string_view metric, MetricMode mode) const;
   // SQLite's integrity check of the index: "ok", or what is damaged.
   std::string integrity_check() const;
   // Rehashes every committed or consumed checkpoint file against its row.

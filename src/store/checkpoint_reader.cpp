@@ -12,6 +12,7 @@
 #include "log/log.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
+#include "store/retention_plan.hpp"
 
 namespace ckpt {
 
@@ -94,22 +95,50 @@ std::vector<CheckpointEvent> CheckpointReader::events() const {
 std::vector<NamedMetric> CheckpointReader::metrics() const { return impl_->index->metrics(); }
 
 std::vector<CheckpointRecord> CheckpointReader::gc_plan(std::optional<int> keep) const {
-  const int limit = keep.value_or(max_to_keep().value_or(StoreOptions{}.max_to_keep));
-  if (limit < 0) {
-    throw InvalidArgument(fmt::format("{}: keep must be >= 0 (0 keeps all), got {}", impl_->dir.string(), limit), impl_->dir);
+  RetentionPolicy policy = retention();
+  if (keep) policy.max_to_keep = *keep;
+  std::vector<CheckpointRecord> removed;
+  for (auto& decision : retention_plan(policy)) {
+    if (!decision.kept()) removed.push_back(std::move(decision.record));
   }
-  if (limit == 0) return {};
-  return impl_->index->epochs_beyond(limit);
+  return removed;
+}
+
+std::vector<RetentionDecision> CheckpointReader::retention_plan(const std::optional<RetentionPolicy>& policy) const {
+  const RetentionPolicy applied = policy ? *policy : retention();
+  validate(applied, impl_->dir.string());
+  return store::plan_retention(*impl_->index, applied);
 }
 
 std::optional<int> CheckpointReader::max_to_keep() const {
-  auto value = impl_->index->setting("max_to_keep");
+  auto value = impl_->index->setting(index::settings::kMaxToKeep);
   if (!value) return std::nullopt;
   try {
     return std::stoi(*value);
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+RetentionPolicy CheckpointReader::retention() const {
+  RetentionPolicy policy;
+  policy.max_to_keep = max_to_keep().value_or(StoreOptions{}.max_to_keep);
+  const auto text = impl_->index->setting(index::settings::kRetention);
+  if (!text) return policy;
+  try {
+    policy.rules = parse_retention_rules(*text);
+  } catch (const InvalidArgument& error) {
+    throw IndexError(ErrorCode::index,
+                     fmt::format("{}: the retention rules the index records do not read ({}); a newer ckpt may "
+                                 "have written them",
+                                 impl_->index->path().string(), error.what()),
+                     impl_->index->path());
+  }
+  return policy;
+}
+
+std::optional<CheckpointRecord> CheckpointReader::best_by(std::string_view metric, MetricMode mode) const {
+  return impl_->index->best_by(metric, mode == MetricMode::min);
 }
 
 std::string CheckpointReader::integrity_check() const { return impl_->index->integrity_check(); }
