@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -67,10 +68,14 @@ struct PinnedCheckpoint {
 
 class ReadOnlyCheckpointManager {
  public:
-  // Opens `save_dir` read-only (the manager's default directory name). Throws
-  // InvalidArgument for a device this libtorch build cannot use (checked first), and as
-  // CheckpointReader's constructor: IndexError when the directory has no index (no
-  // trainer has opened it yet), the index is damaged, or a newer ckpt wrote it.
+  // Opens `save_dir` read-only (the manager's default directory name). A directory that
+  // does not exist yet or has no index yet (the evaluator started before the trainer) is
+  // not an error: it holds nothing yet (loads return no state, wait_for_new and
+  // wait_for_next wait for the trainer's first commit), and is opened on the first call
+  // that finds its index; a warning says so. Throws InvalidArgument for a device this
+  // libtorch build cannot use (checked first), and as CheckpointReader's constructor
+  // once the index exists: IndexError when it is damaged or a newer ckpt wrote it (each
+  // call retries the open until it succeeds).
   explicit ReadOnlyCheckpointManager(std::filesystem::path save_dir = "checkpoint", c10::Device device = c10::kCPU,
                                      ReaderOptions options = {});
   ~ReadOnlyCheckpointManager();
@@ -113,13 +118,18 @@ class ReadOnlyCheckpointManager {
   const std::filesystem::path& save_dir() const noexcept;
   c10::Device device() const noexcept { return device_; }
   // The reader underneath, for index queries (checkpoints(), best(), metrics(), events()).
-  const CheckpointReader& reader() const noexcept { return reader_; }
+  // Throws IndexError naming the directory while it has no index.
+  const CheckpointReader& reader() const;
 
  private:
-  ReadOnlyLoad decoded(std::optional<ReaderLoad> load) const;
+  // The reader, opened now if the index has appeared; nullptr while there is none.
+  const CheckpointReader* open() const;
+  ReadOnlyLoad decoded(ReaderLoad&& load) const;
 
-  CheckpointReader reader_;
+  std::filesystem::path save_dir_;
+  ReaderOptions options_;
   c10::Device device_;
+  mutable std::unique_ptr<CheckpointReader> reader_;  // opened once the index exists
 };
 
 }  // namespace ckpt

@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "ckpt/errors.hpp"
+#include "ckpt/layout.hpp"
 #include "io/file_source.hpp"
 #include "log/log.hpp"
 #include "torch/payload_codec.hpp"
@@ -34,67 +36,104 @@ class VerifiedBytes final : public PayloadSource {
   std::filesystem::path path_;
 };
 
-std::filesystem::path checked_device(std::filesystem::path dir, c10::Device device) {
-  // Before the directory is opened, as the manager checks it.
-  torch_layer::require_usable_device(device);
-  return dir;
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds until(Clock::time_point deadline) {
+  return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
+                  std::chrono::milliseconds(0));
 }
 
 }  // namespace
 
 ReadOnlyCheckpointManager::ReadOnlyCheckpointManager(std::filesystem::path save_dir, c10::Device device,
                                                      ReaderOptions options)
-    : reader_(checked_device(std::move(save_dir), device), std::move(options)), device_(device) {}
+    : save_dir_(std::move(save_dir)), options_(std::move(options)), device_(device) {
+  // Before the directory is opened, as the manager checks it.
+  torch_layer::require_usable_device(device);
+  if (!options_.file_system) options_.file_system = FileSystem::posix();
+  if (!open()) {
+    log::write(spdlog::level::warn, "{}: no {} yet (no trainer has opened it): nothing to load until one does",
+               save_dir_.string(), layout::kIndex);
+  }
+}
 
 ReadOnlyCheckpointManager::~ReadOnlyCheckpointManager() = default;
 ReadOnlyCheckpointManager::ReadOnlyCheckpointManager(ReadOnlyCheckpointManager&&) noexcept = default;
 ReadOnlyCheckpointManager& ReadOnlyCheckpointManager::operator=(ReadOnlyCheckpointManager&&) noexcept = default;
 
-const std::filesystem::path& ReadOnlyCheckpointManager::save_dir() const noexcept { return reader_.dir(); }
+const std::filesystem::path& ReadOnlyCheckpointManager::save_dir() const noexcept { return save_dir_; }
 
-ReadOnlyLoad ReadOnlyCheckpointManager::decoded(std::optional<ReaderLoad> load) const {
+const CheckpointReader* ReadOnlyCheckpointManager::open() const {
+  if (!reader_ && options_.file_system->file_size(save_dir_ / layout::kIndex)) {
+    reader_ = std::make_unique<CheckpointReader>(save_dir_, options_);
+  }
+  return reader_.get();
+}
+
+const CheckpointReader& ReadOnlyCheckpointManager::reader() const {
+  if (const CheckpointReader* reader = open()) return *reader;
+  throw IndexError(ErrorCode::index,
+                   fmt::format("{}: no {} yet (no trainer has opened this directory)", save_dir_.string(),
+                               layout::kIndex),
+                   save_dir_ / layout::kIndex);
+}
+
+ReadOnlyLoad ReadOnlyCheckpointManager::decoded(ReaderLoad&& load) const {
   ReadOnlyLoad result;
-  if (!load) return result;
-  result.skipped = std::move(load->skipped);
-  const std::filesystem::path path = save_dir() / load->payload.record.file;
+  result.skipped = std::move(load.skipped);
+  const std::filesystem::path path = save_dir() / load.payload.record.file;
   {
-    VerifiedBytes source(load->payload.bytes, path);
+    VerifiedBytes source(load.payload.bytes, path);
     LoadOptions options;
     options.device = device_;
     result.state = torch_layer::decode(source, options, path);
   }
   // The file's bytes go as soon as the tensors hold theirs.
-  std::vector<char>().swap(load->payload.bytes);
-  result.record = std::move(load->payload.record);
+  std::vector<char>().swap(load.payload.bytes);
+  result.record = std::move(load.payload.record);
   log::write(spdlog::level::info, "loaded {} (read-only)", path.string());
   return result;
 }
 
 ReadOnlyLoad ReadOnlyCheckpointManager::load_latest_checkpoint() const {
-  auto load = reader_.load_latest();
-  if (!load) log::write(spdlog::level::info, "no checkpoint that verifies in {}", save_dir().string());
-  return decoded(std::move(load));
+  ReadOnlyLoad none;
+  const CheckpointReader* reader = open();
+  if (auto load = reader ? reader->load_latest(&none.skipped) : std::nullopt) return decoded(std::move(*load));
+  log::write(spdlog::level::info, "no checkpoint that verifies in {}", save_dir().string());
+  return none;
 }
 
 ReadOnlyLoad ReadOnlyCheckpointManager::load_best_model() const {
-  auto load = reader_.load_best();
-  if (!load) log::write(spdlog::level::info, "no best model that verifies in {}", save_dir().string());
-  return decoded(std::move(load));
+  ReadOnlyLoad none;
+  const CheckpointReader* reader = open();
+  if (auto load = reader ? reader->load_best(&none.skipped) : std::nullopt) return decoded(std::move(*load));
+  log::write(spdlog::level::info, "no best model that verifies in {}", save_dir().string());
+  return none;
 }
 
 ReadOnlyLoad ReadOnlyCheckpointManager::load(std::int64_t checkpoint_id) const {
-  return decoded(reader_.load(checkpoint_id));
+  const CheckpointReader* reader = open();
+  auto load = reader ? reader->load(checkpoint_id) : std::nullopt;
+  if (!load) return {};
+  return decoded(std::move(*load));
 }
 
 std::optional<CheckpointRecord> ReadOnlyCheckpointManager::wait_for_new(std::int64_t after_commit_seq,
                                                                         std::chrono::milliseconds timeout,
                                                                         const WaitCondition& condition) const {
-  return reader_.wait_for_new(after_commit_seq, timeout, condition);
+  // Until the trainer creates the index, there is nothing to wait on but the file.
+  const auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+  while (!open()) {
+    const auto left = until(deadline);
+    if (left.count() == 0) return std::nullopt;
+    std::this_thread::sleep_for(std::min(left, std::chrono::milliseconds(200)));
+  }
+  return reader_->wait_for_new(after_commit_seq, until(deadline), condition);
 }
 
 CheckpointPin ReadOnlyCheckpointManager::pin(std::int64_t checkpoint_id, std::chrono::milliseconds ttl,
                                              std::string holder) const {
-  return reader_.pin(checkpoint_id, ttl, std::move(holder));
+  return reader().pin(checkpoint_id, ttl, std::move(holder));
 }
 
 std::optional<PinnedCheckpoint> ReadOnlyCheckpointManager::wait_for_next(std::int64_t after_commit_seq,
@@ -107,16 +146,14 @@ std::optional<PinnedCheckpoint> ReadOnlyCheckpointManager::wait_for_next(std::in
     throw InvalidArgument(fmt::format("{}: a pin's ttl must be > 0 ms, got {}", save_dir().string(), ttl.count()),
                           save_dir());
   }
-  using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
   std::int64_t after = after_commit_seq;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    auto record = reader_.wait_for_new(after, std::max(left, std::chrono::milliseconds(0)), condition);
+    auto record = wait_for_new(after, until(deadline), condition);
     if (!record) return std::nullopt;
     after = record->commit_seq;
     try {
-      CheckpointPin pin = reader_.pin(record->id, ttl, holder);
+      CheckpointPin pin = reader_->pin(record->id, ttl, holder);
       return PinnedCheckpoint{std::move(*record), std::move(pin)};
     } catch (const InvalidArgument& error) {
       // Rotated out (or replaced) between the wait and the pin: it cannot be loaded.
