@@ -145,10 +145,12 @@ class CheckpointReader {
   // a candidate whose file is missing, of another size or hash, or rotated away while it
   // is read is skipped (reported in ReaderLoad::skipped) and the next one is tried; the
   // writer quarantines on its next load or open. nullopt when no candidate verifies.
+  // When none verifies and `skipped_when_none` is given, it receives the candidates
+  // skipped (newest first; empty when there was no candidate), so the caller can say why.
   // load_latest: resume priority (CheckpointStore::load_latest's order).
-  std::optional<ReaderLoad> load_latest() const;
+  std::optional<ReaderLoad> load_latest(std::vector<SkippedCheckpoint>* skipped_when_none = nullptr) const;
   // load_best: the best model; nothing to fall back to, so a bad one is skipped, nullopt.
-  std::optional<ReaderLoad> load_best() const;
+  std::optional<ReaderLoad> load_best(std::vector<SkippedCheckpoint>* skipped_when_none = nullptr) const;
   // One checkpoint by id: nullopt when no live row has that id (never committed, rotated
   // out, retired); throws CorruptError naming the file when its file does not match the
   // row (missing, another size or hash), IoError when it cannot be read.

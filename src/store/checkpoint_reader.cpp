@@ -278,7 +278,7 @@ namespace {
 constexpr int kMaxRestarts = 16;  // a writer rotating faster than a reader reads: give up, not spin
 }
 
-std::optional<ReaderLoad> CheckpointReader::load_latest() const {
+std::optional<ReaderLoad> CheckpointReader::load_latest(std::vector<SkippedCheckpoint>* skipped_when_none) const {
   ReaderLoad load;
   auto skipped_already = [&](std::int64_t id) {
     return std::any_of(load.skipped.begin(), load.skipped.end(),
@@ -294,18 +294,20 @@ std::optional<ReaderLoad> CheckpointReader::load_latest() const {
     // What replaced it may be newer than every candidate left: start again from the top.
     if (attempt.gone && restarts++ < kMaxRestarts) before.reset();
   }
+  if (skipped_when_none) *skipped_when_none = std::move(load.skipped);
   return std::nullopt;
 }
 
-std::optional<ReaderLoad> CheckpointReader::load_best() const {
+std::optional<ReaderLoad> CheckpointReader::load_best(std::vector<SkippedCheckpoint>* skipped_when_none) const {
   ReaderLoad load;
   for (int restarts = 0; restarts <= kMaxRestarts; ++restarts) {
     auto candidate = impl_->index->best();
-    if (!candidate) return std::nullopt;
+    if (!candidate) break;
     auto attempt = impl_->read_verified(*candidate);
     if (impl_->take(attempt, *candidate, load)) return load;
-    if (!attempt.gone) return std::nullopt;  // nothing else is the best
+    if (!attempt.gone) break;  // nothing else is the best
   }
+  if (skipped_when_none) *skipped_when_none = std::move(load.skipped);
   return std::nullopt;
 }
 
