@@ -6,6 +6,7 @@
 #   guide_basic_loop             8 epochs: epoch checkpoints and the best model
 #   guide_evaluate_best          the best model of that run, evaluated on the test set
 #   guide_evaluate_best_missing  no best model: the error, exit 1
+#   guide_evaluate_best_beside_trainer  the same evaluation while the directory's writer lock is held
 #   guide_restore_in_place       that run's latest checkpoint restored in place, as the ordinary load
 #   guide_interrupt_run          a real SIGINT during epoch 2: interrupt checkpoint, exit 130
 #   guide_interrupt_resume       resumes after epoch 1 and finishes
@@ -49,8 +50,25 @@ set_tests_properties(guide_evaluate_best PROPERTIES FIXTURES_REQUIRED guide_basi
 guide_test(guide_restore_in_place guide_restore_in_place DIR basic
   EXPECT "restored epoch 7 in place: validation accuracy [0-9.]+%|||the same parameters as load_latest_checkpoint")
 set_tests_properties(guide_restore_in_place PROPERTIES FIXTURES_REQUIRED guide_basic)
-# Both open a manager on the basic run's directory: one writer at a time.
-set_tests_properties(guide_evaluate_best guide_restore_in_place PROPERTIES RESOURCE_LOCK guide_basic_dir)
+# The evaluation beside a running trainer: flock(1) holds the directory's writer lock (as a
+# CheckpointManager does) while the evaluation runs; a manager would fail with LockedError.
+find_program(CKPT_FLOCK flock)
+if(CKPT_FLOCK)
+  add_test(NAME guide_evaluate_best_beside_trainer
+    COMMAND ${CMAKE_COMMAND}
+      -DPROGRAM=${CKPT_FLOCK}
+      -DWORKING_DIR=${guide_run_dir}/basic
+      "-DARGS=--nonblock checkpoints $<TARGET_FILE:guide_evaluate_best>"
+      -DEXPECT_EXIT=0
+      "-DEXPECT=best model's test accuracy: [0-9.]+%"
+      -P ${guide_runner})
+  set_tests_properties(guide_evaluate_best_beside_trainer PROPERTIES TIMEOUT 300 LABELS guide
+    FIXTURES_REQUIRED guide_basic)
+  # guide_restore_in_place opens a manager (the writer lock) on the basic run's
+  # directory: not while flock holds it.
+  set_tests_properties(guide_evaluate_best_beside_trainer guide_restore_in_place PROPERTIES
+    RESOURCE_LOCK guide_basic_dir)
+endif()
 
 # 16 steps an epoch: step 40 is in epoch 2, so the interrupt state is of epoch 1.
 guide_test(guide_interrupt_run guide_interrupt_recovery FRESH DIR interrupt ARGS "--sigint-at-step 40" EXIT 130

@@ -315,6 +315,37 @@ int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_
   return kOk;
 }
 
+// ckpt best --metric NAME --mode min|max: CheckpointReader::best_by.
+int cmd_best_by(const std::string& dir, const std::optional<std::string>& metric, const std::optional<std::string>& mode,
+                bool verbose, bool as_json) {
+  if (!metric || !mode) throw ckpt::InvalidArgument("ckpt best: --metric and --mode go together");
+  require_directory(dir);
+  ckpt::CheckpointReader reader(dir);
+  auto record = reader.best_by(*metric, ckpt::parse_metric_mode(*mode));
+  if (!record) {
+    if (as_json) std::cout << "null\n";
+    std::cerr << fmt::format("ckpt: no epoch or step checkpoint in {} has a number for {}\n", p(dir), p(*metric));
+    return kNo;
+  }
+  double value = 0;
+  for (const auto& m : reader.metrics()) {
+    if (m.checkpoint_id == record->id && m.name == *metric) value = m.value;
+  }
+  const std::string why = fmt::format("{} {}: the {} of the live epoch and step checkpoints (a NaN or a missing "
+                                      "value is never best; of equal values, the most recently committed)",
+                                      *metric, value, *mode == "min" ? "lowest" : "highest");
+  if (as_json) {
+    json out = record_json(dir, *record);
+    out["why"] = why;
+    out["value"] = value;
+    print_json(out);
+    return kOk;
+  }
+  std::cout << p((std::filesystem::path(dir) / record->file).string()) << "\n";
+  if (verbose) std::cout << p(why) << "\n";
+  return kOk;
+}
+
 // A payload named on the command line: the file, and its index row when named through
 // the directory.
 struct ResolvedPayload {
@@ -598,38 +629,77 @@ ckpt::StoreOptions writer_options(const std::string& dir) {
   ckpt::StoreOptions options;
   options.allow_network_file_system = g_allow_network_fs;
   if (std::filesystem::exists(std::filesystem::path(dir) / ckpt::layout::kIndex)) {
-    if (auto keep = ckpt::CheckpointReader(dir).max_to_keep()) options.max_to_keep = *keep;
+    const ckpt::CheckpointReader reader(dir);
+    if (auto keep = reader.max_to_keep()) options.max_to_keep = *keep;
+    options.retention = reader.retention().rules;
   }
   return options;
 }
 
-std::string keeping_text(int keep) { return keep == 0 ? "keeping all" : fmt::format("keeping the newest {}", keep); }
+// The policy a gc applies: the stored one, with --keep for its newest N and --rules for
+// its rules (this run only).
+ckpt::RetentionPolicy gc_policy(const ckpt::CheckpointReader& reader, std::optional<int> keep,
+                                const std::optional<std::string>& rules) {
+  ckpt::RetentionPolicy policy = reader.retention();
+  if (keep) policy.max_to_keep = *keep;
+  if (rules) policy.rules = ckpt::parse_retention_rules(*rules);
+  return policy;
+}
 
-// --dry-run: a reader's plan (no lock, nothing written), the same JSON as a real run.
-int cmd_gc(const std::string& dir, std::optional<int> keep, bool dry_run, bool as_json) {
+json decision_json(const std::string& dir, const ckpt::RetentionDecision& decision) {
+  json out = record_json(dir, decision.record);
+  out["action"] = decision.kept() ? "keep" : "remove";
+  out["kept_by"] = decision.kept_by;
+  out["reason"] = decision.kept() ? fmt::format("{}", fmt::join(decision.kept_by, "; ")) : decision.delete_reason;
+  return out;
+}
+
+// --dry-run: a reader's plan (no lock, nothing written): every periodic checkpoint with
+// what keeps it or why it goes. A real run prints what it removed, and why.
+int cmd_gc(const std::string& dir, std::optional<int> keep, const std::optional<std::string>& rules, bool dry_run,
+           bool as_json) {
   require_directory(dir);
-  std::vector<CheckpointRecord> removed;
-  int kept = 0;
+  std::vector<ckpt::RetentionDecision> plan;
+  ckpt::RetentionPolicy policy;
+  std::vector<ckpt::RetentionDecision> removed;
   if (dry_run) {
     ckpt::CheckpointReader reader(dir);
-    removed = reader.gc_plan(keep);
-    kept = keep.value_or(reader.max_to_keep().value_or(ckpt::StoreOptions{}.max_to_keep));
+    policy = gc_policy(reader, keep, rules);
+    plan = reader.retention_plan(policy);
+    for (const auto& decision : plan) {
+      if (!decision.kept()) removed.push_back(decision);
+    }
   } else {
+    policy = gc_policy(ckpt::CheckpointReader(dir), keep, rules);
     ckpt::CheckpointStore store(dir, writer_options(dir));
-    removed = store.gc(keep);
-    kept = keep.value_or(store.max_to_keep());
+    // Under the writer lock nothing else rotates: the plan is what gc then does (a pin
+    // that ends in between only takes its reason away).
+    std::map<std::int64_t, std::string> reasons;
+    for (const auto& decision : store.retention_plan(policy)) reasons[decision.record.id] = decision.delete_reason;
+    for (auto& record : store.gc(policy)) {
+      ckpt::RetentionDecision decision;
+      decision.delete_reason = reasons[record.id];
+      decision.record = std::move(record);
+      removed.push_back(std::move(decision));
+    }
   }
   if (as_json) {
     json out = json::array();
-    for (const auto& r : removed) out.push_back(record_json(dir, r));
+    for (const auto& decision : dry_run ? plan : removed) out.push_back(decision_json(dir, decision));
     print_json(out);
     return kOk;
   }
-  for (const auto& r : removed) {
-    std::cout << (dry_run ? "would remove " : "removed ") << p((std::filesystem::path(dir) / r.file).string()) << "\n";
+  auto path_of = [&](const CheckpointRecord& r) { return p((std::filesystem::path(dir) / r.file).string()); };
+  if (dry_run) {
+    for (const auto& d : plan) {
+      std::cout << fmt::format("{} {}: {}\n", d.kept() ? "keep  " : "remove", path_of(d.record),
+                               d.kept() ? p(fmt::format("{}", fmt::join(d.kept_by, "; "))) : p(d.delete_reason));
+    }
+  } else {
+    for (const auto& d : removed) std::cout << fmt::format("removed {}: {}\n", path_of(d.record), p(d.delete_reason));
   }
-  std::cout << fmt::format("{} checkpoint{} {}, {}{}\n", removed.size(), removed.size() == 1 ? "" : "s",
-                           dry_run ? "would be removed" : "removed", keeping_text(kept),
+  std::cout << fmt::format("{} checkpoint{} {} (retention: {}){}\n", removed.size(), removed.size() == 1 ? "" : "s",
+                           dry_run ? "would be removed" : "removed", p(to_string(policy)),
                            dry_run ? "; nothing changed (--dry-run)" : "");
   return kOk;
 }
@@ -923,6 +993,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> target, keys;
   bool all = false, verbose = false, stats = false, dry_run = false, allow_unloadable = false;
   std::optional<int> keep;
+  std::optional<std::string> rules, metric, mode;
   std::optional<std::size_t> last;
   std::int64_t id = 0;
 
@@ -935,6 +1006,8 @@ int main(int argc, char** argv) {
   auto* best = app.add_subcommand("best", "print the best model's file; exit 1 if there is none");
   best->add_option("DIR", dir, "checkpoint directory")->required();
   best->add_flag("-v,--verbose", verbose, "say which epoch it is of and where its metric came from");
+  best->add_option("--metric", metric, "instead: the epoch or step checkpoint best by this named metric (with --mode)");
+  best->add_option("--mode", mode, "min or max: which end of --metric is best")->check(CLI::IsMember({"min", "max"}));
   auto* show = app.add_subcommand("show", "show a payload's structure: keys, tensor dtypes, shapes and sizes (no tensor data read)");
   show->add_option("TARGET", target, "FILE, or DIR latest|best|interrupt, or DIR epoch|step N")->required()->expected(1, 3);
   show->add_flag("--stats", stats, "add NaN and Inf counts, and min, max, mean of the finite elements (reads tensor data)");
@@ -951,8 +1024,10 @@ int main(int argc, char** argv) {
   verify->add_option("DIR", dir, "checkpoint directory")->required();
   auto* gc = app.add_subcommand("gc", "apply the retention stored in the index now (delete epochs beyond it)");
   gc->add_option("DIR", dir, "checkpoint directory")->required();
-  gc->add_option("--keep", keep, "keep this many epochs instead (0 keeps all)");
-  gc->add_flag("--dry-run", dry_run, "list what would be removed, change nothing (no lock taken)");
+  gc->add_option("--keep", keep, "keep this many newest instead (0 keeps all)");
+  gc->add_option("--rules", rules, "these retention rules instead, e.g. 'top 3 by val_loss (min); every 10 epochs' "
+                                   "(docs/cli.md; '' for none)");
+  gc->add_flag("--dry-run", dry_run, "list each checkpoint with what keeps it or why it goes; change nothing (no lock taken)");
   auto* rm = app.add_subcommand("rm", "remove one checkpoint (by the id `ckpt ls` shows) with its row");
   rm->add_option("DIR", dir, "checkpoint directory")->required();
   rm->add_option("ID", id, "checkpoint id")->required();
@@ -1001,12 +1076,13 @@ int main(int argc, char** argv) {
   try {
     if (*ls) return cmd_ls(dir, all, as_json);
     if (*latest) return cmd_latest_or_best(dir, false, verbose, as_json);
+    if (*best && (metric || mode)) return cmd_best_by(dir, metric, mode, verbose, as_json);
     if (*best) return cmd_latest_or_best(dir, true, verbose, as_json);
     if (*show) return cmd_show(target, stats, keys, as_json);
     if (*diff) return cmd_diff(file_a, file_b, as_json);
     if (*history) return cmd_history(dir, plot, last, as_json);
     if (*verify) return cmd_verify(dir, as_json);
-    if (*gc) return cmd_gc(dir, keep, dry_run, as_json);
+    if (*gc) return cmd_gc(dir, keep, rules, dry_run, as_json);
     if (*rm) return cmd_rm(dir, id, as_json);
     if (*repair) return cmd_repair(dir, apply, force, as_json);
     if (*watch) {

@@ -1,6 +1,10 @@
 // The guide's evaluation of the best model: load best_model.pth, restore the model,
 // evaluate it on the test set. Exits 1 when there is no best model.
 //
+// It opens the checkpoints read-only (ckpt::ReadOnlyCheckpointManager), so it also runs
+// while a training run writes to them: the guide's CheckpointManager would take the
+// directory's writer lock and fail with LockedError beside the trainer.
+//
 // Usage: guide_evaluate_best   (in a directory whose ./checkpoints a training run wrote)
 #include <ckpt/ckpt.hpp>
 #include <ckpt/training.hpp>
@@ -13,20 +17,21 @@ int main(int argc, char** argv) {
   const Loader test_loader = make_loader(512, 3);
 
   // [readme:evaluate-best]
-  // Initialize the manager
-  ckpt::CheckpointManager manager("checkpoints", torch::kCPU);
+  // Open the checkpoints read-only: no writer lock, so this runs beside training
+  ckpt::ReadOnlyCheckpointManager manager("checkpoints", torch::kCPU);
 
-  // Load the best model
-  std::optional<ckpt::State> checkpoint = manager.load_best_model();
+  // Load the best model (verified against the index)
+  ckpt::ReadOnlyLoad checkpoint = manager.load_best_model();
 
   if (!checkpoint) {
+    for (const auto& skipped : checkpoint.skipped) spdlog::error("passed over {}", skipped.problem);
     spdlog::error("no best model checkpoint found!");
     return 1;
   }
 
   // Restore the model
   Net model = create_model();
-  ckpt::load_state_dict(*model, checkpoint->get<ckpt::State>("model"));
+  ckpt::load_state_dict(*model, checkpoint.state->get<ckpt::State>("model"));
   model->eval();
 
   // Evaluate on the test set
@@ -34,7 +39,7 @@ int main(int argc, char** argv) {
   spdlog::info("best model's test accuracy: {:.2f}%", test_acc);
   // [/readme]
 
-  spdlog::info("(it was saved after epoch {}, with validation accuracy {:.2f}%)", checkpoint->get<int>("epoch"),
-               checkpoint->get<float>("val_acc"));
+  spdlog::info("(it was saved after epoch {}, with validation accuracy {:.2f}%)", checkpoint.state->get<int>("epoch"),
+               checkpoint.state->get<float>("val_acc"));
   return 0;
 }

@@ -8,6 +8,7 @@
 #include "ckpt/layout.hpp"
 #include "ckpt/manager.hpp"
 #include "ckpt/payload_io.hpp"
+#include "ckpt/read_only_manager.hpp"
 #include "ckpt/reader.hpp"
 #include "ckpt/restore.hpp"
 #include "ckpt/serialization.hpp"

@@ -127,11 +127,19 @@ class CheckpointReader {
   // `status` says what became of it), at most `limit` of them: how a consumer that must
   // account for every commit (ckpt watch) learns of those gone before it got to them.
   std::vector<CheckpointRecord> commits_after(std::int64_t after_commit_seq, int limit) const;
-  // What CheckpointStore::gc(keep) would remove now (rotation's order; default: the
-  // retention the last writer used, else 5; 0 keeps all). Changes nothing.
+  // What CheckpointStore::gc(keep) would remove now, most recently committed first
+  // (default: the retention the last writer used, else 5; 0 keeps all). Changes nothing.
   std::vector<CheckpointRecord> gc_plan(std::optional<int> keep = std::nullopt) const;
+  // What retention decides now for each live periodic checkpoint, most recently committed
+  // first: `policy`, else the one the last writer recorded (retention()). Changes nothing.
+  std::vector<RetentionDecision> retention_plan(const std::optional<RetentionPolicy>& policy = std::nullopt) const;
   // The retention the last writer used, if recorded.
   std::optional<int> max_to_keep() const;
+  // The whole policy the last writer recorded (max_to_keep, else 5, and its rules).
+  // Throws IndexError naming the index when the stored rules do not parse (a newer ckpt's).
+  RetentionPolicy retention() const;
+  // As CheckpointStore::best_by.
+  std::optional<CheckpointRecord> best_by(std::string_view metric, MetricMode mode) const;
   // SQLite's integrity check of the index: "ok", or what is damaged.
   std::string integrity_check() const;
   // Rehashes every committed or consumed checkpoint file against its row.
@@ -142,10 +150,12 @@ class CheckpointReader {
   // a candidate whose file is missing, of another size or hash, or rotated away while it
   // is read is skipped (reported in ReaderLoad::skipped) and the next one is tried; the
   // writer quarantines on its next load or open. nullopt when no candidate verifies.
+  // When none verifies and `skipped_when_none` is given, it receives the candidates
+  // skipped (newest first; empty when there was no candidate), so the caller can say why.
   // load_latest: resume priority (CheckpointStore::load_latest's order).
-  std::optional<ReaderLoad> load_latest() const;
+  std::optional<ReaderLoad> load_latest(std::vector<SkippedCheckpoint>* skipped_when_none = nullptr) const;
   // load_best: the best model; nothing to fall back to, so a bad one is skipped, nullopt.
-  std::optional<ReaderLoad> load_best() const;
+  std::optional<ReaderLoad> load_best(std::vector<SkippedCheckpoint>* skipped_when_none = nullptr) const;
   // One checkpoint by id: nullopt when no live row has that id (never committed, rotated
   // out, retired); throws CorruptError naming the file when its file does not match the
   // row (missing, another size or hash), IoError when it cannot be read.

@@ -36,6 +36,7 @@
 
 #include "ckpt/file_system.hpp"
 #include "ckpt/payload_io.hpp"
+#include "ckpt/retention.hpp"
 
 namespace ckpt {
 
@@ -92,6 +93,20 @@ struct NamedMetric {
   double value = 0;
 };
 
+// What retention (ckpt/retention.hpp) decides for one live periodic checkpoint.
+struct RetentionDecision {
+  CheckpointRecord record;
+  // Why it stays, one entry per rule that keeps it: "newest", "resume point",
+  // "pinned by <holder> until <UTC>", "newest 5", "top 3 by val_loss (min)",
+  // "top 3 by val_loss (min): not judged, no val_loss", "every 10 epochs",
+  // "every 1000 steps", "one per 3600 s". Empty: it is deleted.
+  std::vector<std::string> kept_by;
+  // When deleted, why no rule keeps it: "beyond the newest 5; rank 4 by val_loss (min),
+  // 0.52; epoch 7 is not a multiple of 10".
+  std::string delete_reason;
+  bool kept() const noexcept { return !kept_by.empty(); }
+};
+
 // What a save records besides the payload.
 //
 // Step checkpoints (docs/schema.md, "Steps"): a save of kind epoch with `step` set is
@@ -131,6 +146,10 @@ struct StoreOptions {
   // (epochs a restarted run superseded go first; docs/durability.md). 0 keeps all.
   // Stored in the index so that tools apply the same rule.
   int max_to_keep = 5;
+  // Rules that keep periodic checkpoints beyond the newest max_to_keep (top k by a
+  // metric, every N epochs or steps, one per interval: ckpt/retention.hpp). Stored in
+  // the index beside max_to_keep. Rules with max_to_keep 0 are InvalidArgument.
+  RetentionRules retention;
   HashAlgorithm hash_algorithm = HashAlgorithm::xxh3_128;
   // The file-system seam; nullptr means FileSystem::posix().
   std::shared_ptr<FileSystem> file_system;
@@ -232,7 +251,7 @@ class CheckpointStore {
   // applies pending index migrations, and recovers from any interrupted save.
   // Throws LockedError, IndexError (schema too new, not a database), IoError (also for a
   // network file system unless allow_network_file_system), InvalidArgument
-  // (max_to_keep < 0, max_in_flight < 1).
+  // (max_to_keep < 0, max_in_flight < 1, a retention rule validate() refuses).
   explicit CheckpointStore(std::filesystem::path dir, StoreOptions options = {});
   // Waits for the asynchronous saves in flight; never throws (failures never raised are
   // logged). So does a move assignment for the store it replaces.
@@ -338,9 +357,19 @@ class CheckpointStore {
   std::optional<VerifiedPayload> load_latest();
   std::optional<VerifiedPayload> load_best();
 
-  // Applies rotation now: keeps `keep` epochs by rotation's order (default: max_to_keep;
-  // 0 keeps all) and deletes the rest, recorded as 'rotated_out'. Returns the removed rows.
+  // Applies retention now: the store's policy, with `keep` for max_to_keep when given
+  // (0 keeps all; with rules, 0 is InvalidArgument), and deletes what no rule keeps,
+  // recorded as 'rotated_out' with the reason. Returns the removed rows.
   std::vector<CheckpointRecord> gc(std::optional<int> keep = std::nullopt);
+  // The same with a whole policy for this run (the stored one is not changed).
+  std::vector<CheckpointRecord> gc(const RetentionPolicy& policy);
+  // What retention decides now for each live periodic checkpoint, most recently
+  // committed first (the store's policy, or `policy`). Changes nothing.
+  std::vector<RetentionDecision> retention_plan(const std::optional<RetentionPolicy>& policy = std::nullopt) const;
+  // The live periodic (epoch or step) checkpoint best by a named metric: NaN and a
+  // missing metric are never best, among equal values the most recently committed wins.
+  // nullopt when no live periodic checkpoint has a number for it. A query.
+  std::optional<CheckpointRecord> best_by(std::string_view metric, MetricMode mode) const;
   // Removes one committed or consumed checkpoint and its file ('removed' event).
   // Throws InvalidArgument when there is no such live row.
   CheckpointRecord remove(std::int64_t id);
@@ -348,6 +377,7 @@ class CheckpointStore {
   const std::filesystem::path& dir() const noexcept;
   std::filesystem::path index_path() const;
   int max_to_keep() const noexcept;
+  RetentionPolicy retention() const;  // max_to_keep and the rules, as opened
   const RecoveryReport& last_recovery() const noexcept;
 
   // What a full repair of `dir` would do, without the lock and without changing

@@ -578,24 +578,101 @@ std::optional<CheckpointRecord> Index::best() {
   });
 }
 
-std::vector<CheckpointRecord> Index::epochs_beyond(int keep) {
-  return guarded("find checkpoints to rotate", [&] {
+std::vector<Index::RotationRow> Index::rotation_order() {
+  return guarded("order checkpoints for rotation", [&] {
     // later_min: the lowest epoch of an epoch checkpoint (not a step checkpoint) committed
     // after this row. An epoch checkpoint whose epoch is not below it belongs to a run that
-    // was restarted from an earlier state (superseded); those go first, then the rest by
-    // commit order, newest kept. Pinned rows count towards `keep` but are not returned.
-    const std::string unpinned =
-        has_pins_ ? fmt::format("WHERE NOT EXISTS (SELECT 1 FROM pins WHERE pins.checkpoint_id = beyond.id AND {})",
-                                kPinHolds)
-                  : std::string();
+    // was restarted from an earlier state (superseded).
     SQLite::Statement& query = prepared(fmt::format(
-        "SELECT * FROM (SELECT {0} FROM (SELECT *, MIN(CASE WHEN {4} IS NULL THEN epoch END) OVER (ORDER BY {1} DESC "
-        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_min FROM checkpoints WHERE {2} AND {3}) "
-        "ORDER BY ({4} IS NULL AND later_min IS NOT NULL AND later_min <= epoch), {1} DESC LIMIT -1 OFFSET ?) AS beyond "
-        "{5}",
-        columns_, commit_order_, kIsCommitted, kIsEpoch, step_column_, unpinned));
-    query.bind(1, keep);
-    return read_all(query, path_);
+        "SELECT {0}, superseded FROM (SELECT *, ({4} IS NULL AND later_min IS NOT NULL AND later_min <= epoch) "
+        "AS superseded FROM (SELECT *, MIN(CASE WHEN {4} IS NULL THEN epoch END) OVER (ORDER BY {1} DESC "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_min FROM checkpoints WHERE {2} AND {3})) "
+        "ORDER BY superseded, {1} DESC",
+        columns_, commit_order_, kIsCommitted, kIsEpoch, step_column_));
+    std::vector<RotationRow> rows;
+    while (query.executeStep()) {
+      RotationRow row;
+      row.record = read_record(query, path_);
+      row.superseded = query.getColumn(15).getInt() != 0;
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  });
+}
+
+std::vector<Index::HeldPin> Index::held_pins() {
+  if (!has_pins_) return {};
+  return guarded("list pins", [&] {
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT checkpoint_id, holder, MAX(expires_at) FROM pins WHERE {} GROUP BY checkpoint_id, holder "
+        "ORDER BY checkpoint_id, holder",
+        kPinHolds));
+    std::vector<HeldPin> pins;
+    while (query.executeStep()) {
+      pins.push_back(HeldPin{query.getColumn(0).getInt64(), query.getColumn(1).getString(), query.getColumn(2).getString()});
+    }
+    return pins;
+  });
+}
+
+std::vector<std::pair<std::int64_t, std::optional<double>>> Index::periodic_metric(std::string_view name) {
+  if (!has_named_metrics_) return {};
+  return guarded("read a metric for retention", [&] {
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT c.id, m.value FROM checkpoints c JOIN metrics m ON m.checkpoint_id = c.id "
+        "WHERE c.{} AND c.{} AND m.name = ? ORDER BY c.id",
+        kIsCommitted, kIsEpoch));
+    query.bind(1, std::string(name));
+    std::vector<std::pair<std::int64_t, std::optional<double>>> values;
+    while (query.executeStep()) {
+      std::optional<double> value;
+      if (!query.getColumn(1).isNull()) value = query.getColumn(1).getDouble();
+      values.emplace_back(query.getColumn(0).getInt64(), value);
+    }
+    return values;
+  });
+}
+
+std::vector<std::pair<std::int64_t, std::optional<std::int64_t>>> Index::periodic_commit_times() {
+  return guarded("read commit times", [&] {
+    // julianday() is NULL for text that is not a time; 2440587.5 is the Unix epoch's.
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT id, CAST(ROUND((julianday(created_at) - 2440587.5) * 86400000.0) AS INTEGER) FROM checkpoints "
+        "WHERE {0} AND {1} IS NOT NULL ORDER BY {1}",
+        kIsEpoch, commit_order_));
+    std::vector<std::pair<std::int64_t, std::optional<std::int64_t>>> times;
+    while (query.executeStep()) {
+      std::optional<std::int64_t> ms;
+      if (!query.getColumn(1).isNull()) ms = query.getColumn(1).getInt64();
+      times.emplace_back(query.getColumn(0).getInt64(), ms);
+    }
+    return times;
+  });
+}
+
+void Index::replace_retention(const std::vector<std::pair<std::int64_t, std::string>>& kept) {
+  guarded("record retention", [&] {
+    prepared("DELETE FROM retention").exec();
+    SQLite::Statement& insert = prepared("INSERT OR IGNORE INTO retention (checkpoint_id, policy) VALUES (?, ?)");
+    for (const auto& [id, policy] : kept) {
+      insert.reset();
+      insert.clearBindings();
+      bound(insert, id, std::string_view(policy)).exec();
+    }
+  });
+}
+
+std::optional<CheckpointRecord> Index::best_by(std::string_view metric, bool minimize) {
+  if (!has_named_metrics_) return std::nullopt;
+  return guarded("find the best checkpoint by a metric", [&] {
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT {0} FROM checkpoints JOIN metrics m ON m.checkpoint_id = checkpoints.id "
+        "WHERE {2} AND {3} AND m.name = ? AND m.value IS NOT NULL "
+        "ORDER BY CASE WHEN ? THEN m.value ELSE -m.value END, {1} DESC LIMIT 1",
+        columns_, commit_order_, kIsCommitted, kIsEpoch));
+    query.bind(1, std::string(metric));
+    query.bind(2, minimize ? 1 : 0);
+    return read_first(query, path_);
   });
 }
 

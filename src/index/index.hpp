@@ -47,6 +47,12 @@ inline constexpr std::string_view kAll[] = {kPending, kCommitted, kConsumed,    
                                             kDeleting, kDeleted,  kQuarantined, kMissing};
 }  // namespace status
 
+// Keys of the `settings` table (docs/schema.md): their one home.
+namespace settings {
+inline constexpr char kMaxToKeep[] = "max_to_keep";  // the newest N the last writer kept
+inline constexpr char kRetention[] = "retention";    // its rules, as to_string(RetentionRules)
+}  // namespace settings
+
 // The kind a `kind` column value names (to_string(CheckpointKind) is the other way).
 // Throws IndexError naming the value and `where` (the index and row it came from) for any
 // other value: a row of a kind this build does not know is not guessed at.
@@ -137,14 +143,35 @@ class Index {
   // `committed_before` (a commit_seq) when given: the next candidate after that one.
   std::optional<CheckpointRecord> resume_candidate(std::optional<std::int64_t> committed_before = std::nullopt);
   std::optional<CheckpointRecord> best();
-  // Rotation: committed epoch rows beyond the `keep` that stay. Kept first are the most
+  // Retention's queries (store/retention_plan.cpp builds the plan from them).
+  // Committed periodic (epoch-kind) rows in rotation's order: kept first are the most
   // recently committed that no later commit of a lower epoch superseded (a run restarted
-  // from an earlier state supersedes the higher epochs of the run it abandoned), then
-  // the superseded ones, most recently committed first. Step checkpoints are never
-  // superseded (their epoch is the epoch they were taken in, not a run's position), and
-  // a checkpoint an unexpired pin holds (the pins table) is never returned: the first
-  // rotation after its pin ends deletes it. REQUIRES: keep > 0.
-  std::vector<CheckpointRecord> epochs_beyond(int keep);
+  // from an earlier state supersedes the higher epochs of the run it abandoned), then the
+  // superseded ones, most recently committed first. Step checkpoints are never superseded
+  // (their epoch is the epoch they were taken in, not a run's position).
+  struct RotationRow {
+    CheckpointRecord record;
+    bool superseded = false;
+  };
+  std::vector<RotationRow> rotation_order();
+  // Pins that still hold (expires_at after now, SQLite's clock), by checkpoint.
+  struct HeldPin {
+    std::int64_t checkpoint_id = 0;
+    std::string holder;
+    std::string expires_at;
+  };
+  std::vector<HeldPin> held_pins();
+  // A named metric of each committed periodic row that records it (nullopt: NaN); rows
+  // without it are absent.
+  std::vector<std::pair<std::int64_t, std::optional<double>>> periodic_metric(std::string_view name);
+  // Every periodic row ever committed (rotated out, replaced and retired ones too), in
+  // commit order: its id and created_at in ms since the Unix epoch (nullopt when the
+  // text is not a time).
+  std::vector<std::pair<std::int64_t, std::optional<std::int64_t>>> periodic_commit_times();
+  // Replaces the `retention` table's rows with `kept` (checkpoint id, policy).
+  void replace_retention(const std::vector<std::pair<std::int64_t, std::string>>& kept);
+  // The live periodic row best by a named metric (NULL/NaN never; ties: newest commit).
+  std::optional<CheckpointRecord> best_by(std::string_view metric, bool minimize);
   // The most recently committed epoch row other than `except_id`.
   std::optional<CheckpointRecord> newest_epoch(std::int64_t except_id);
   // Committed epoch rows with an epoch >= `epoch`, lowest first.

@@ -12,6 +12,7 @@
 #include "log/log.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
+#include "store/retention_plan.hpp"
 
 namespace ckpt {
 
@@ -104,22 +105,50 @@ std::vector<CheckpointRecord> CheckpointReader::commits_after(std::int64_t after
 }
 
 std::vector<CheckpointRecord> CheckpointReader::gc_plan(std::optional<int> keep) const {
-  const int limit = keep.value_or(max_to_keep().value_or(StoreOptions{}.max_to_keep));
-  if (limit < 0) {
-    throw InvalidArgument(fmt::format("{}: keep must be >= 0 (0 keeps all), got {}", impl_->dir.string(), limit), impl_->dir);
+  RetentionPolicy policy = retention();
+  if (keep) policy.max_to_keep = *keep;
+  std::vector<CheckpointRecord> removed;
+  for (auto& decision : retention_plan(policy)) {
+    if (!decision.kept()) removed.push_back(std::move(decision.record));
   }
-  if (limit == 0) return {};
-  return impl_->index->epochs_beyond(limit);
+  return removed;
+}
+
+std::vector<RetentionDecision> CheckpointReader::retention_plan(const std::optional<RetentionPolicy>& policy) const {
+  const RetentionPolicy applied = policy ? *policy : retention();
+  validate(applied, impl_->dir.string());
+  return store::plan_retention(*impl_->index, applied);
 }
 
 std::optional<int> CheckpointReader::max_to_keep() const {
-  auto value = impl_->index->setting("max_to_keep");
+  auto value = impl_->index->setting(index::settings::kMaxToKeep);
   if (!value) return std::nullopt;
   try {
     return std::stoi(*value);
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+RetentionPolicy CheckpointReader::retention() const {
+  RetentionPolicy policy;
+  policy.max_to_keep = max_to_keep().value_or(StoreOptions{}.max_to_keep);
+  const auto text = impl_->index->setting(index::settings::kRetention);
+  if (!text) return policy;
+  try {
+    policy.rules = parse_retention_rules(*text);
+  } catch (const InvalidArgument& error) {
+    throw IndexError(ErrorCode::index,
+                     fmt::format("{}: the retention rules the index records do not read ({}); a newer ckpt may "
+                                 "have written them",
+                                 impl_->index->path().string(), error.what()),
+                     impl_->index->path());
+  }
+  return policy;
+}
+
+std::optional<CheckpointRecord> CheckpointReader::best_by(std::string_view metric, MetricMode mode) const {
+  return impl_->index->best_by(metric, mode == MetricMode::min);
 }
 
 std::string CheckpointReader::integrity_check() const { return impl_->index->integrity_check(); }
@@ -259,7 +288,7 @@ namespace {
 constexpr int kMaxRestarts = 16;  // a writer rotating faster than a reader reads: give up, not spin
 }
 
-std::optional<ReaderLoad> CheckpointReader::load_latest() const {
+std::optional<ReaderLoad> CheckpointReader::load_latest(std::vector<SkippedCheckpoint>* skipped_when_none) const {
   ReaderLoad load;
   auto skipped_already = [&](std::int64_t id) {
     return std::any_of(load.skipped.begin(), load.skipped.end(),
@@ -275,18 +304,20 @@ std::optional<ReaderLoad> CheckpointReader::load_latest() const {
     // What replaced it may be newer than every candidate left: start again from the top.
     if (attempt.gone && restarts++ < kMaxRestarts) before.reset();
   }
+  if (skipped_when_none) *skipped_when_none = std::move(load.skipped);
   return std::nullopt;
 }
 
-std::optional<ReaderLoad> CheckpointReader::load_best() const {
+std::optional<ReaderLoad> CheckpointReader::load_best(std::vector<SkippedCheckpoint>* skipped_when_none) const {
   ReaderLoad load;
   for (int restarts = 0; restarts <= kMaxRestarts; ++restarts) {
     auto candidate = impl_->index->best();
-    if (!candidate) return std::nullopt;
+    if (!candidate) break;
     auto attempt = impl_->read_verified(*candidate);
     if (impl_->take(attempt, *candidate, load)) return load;
-    if (!attempt.gone) return std::nullopt;  // nothing else is the best
+    if (!attempt.gone) break;  // nothing else is the best
   }
+  if (skipped_when_none) *skipped_when_none = std::move(load.skipped);
   return std::nullopt;
 }
 

@@ -12,6 +12,7 @@
 
 #include "io/hasher.hpp"
 #include "log/log.hpp"
+#include "store/retention_plan.hpp"
 
 namespace ckpt {
 
@@ -51,7 +52,8 @@ std::string store::describe(const CheckpointRecord& record) {
 namespace {
 using namespace store_files;
 
-constexpr const char* kMaxToKeepSetting = "max_to_keep";
+constexpr const char* kMaxToKeepSetting = index::settings::kMaxToKeep;
+constexpr const char* kRetentionSetting = index::settings::kRetention;
 // Where a writer whose index was deleted under it puts the copy it recreates it from.
 constexpr const char* kRecreatedIndex = "index.sqlite.recreated";
 
@@ -80,11 +82,7 @@ CheckpointStore::Impl::Impl(std::filesystem::path dir, StoreOptions options, Pla
 }
 
 void CheckpointStore::Impl::open_directory() {
-  if (options_.max_to_keep < 0) {
-    throw InvalidArgument(fmt::format("{}: max_to_keep must be >= 0 (0 keeps all), got {}", dir_.string(),
-                                      options_.max_to_keep),
-                          dir_);
-  }
+  validate(RetentionPolicy{options_.max_to_keep, options_.retention}, dir_.string());
   if (options_.max_in_flight < 1) {
     throw InvalidArgument(fmt::format("{}: max_in_flight must be >= 1, got {}", dir_.string(), options_.max_in_flight),
                           dir_);
@@ -135,24 +133,49 @@ std::vector<CheckpointRecord> CheckpointStore::Impl::live_checkpoints() {
   return index_->live_rows();
 }
 
-std::vector<CheckpointRecord> CheckpointStore::Impl::gc(std::optional<int> keep) {
+std::vector<CheckpointRecord> CheckpointStore::Impl::gc(const RetentionPolicy& policy) {
   ensure_still_locked();
   ensure_resolved();
-  const int limit = keep.value_or(options_.max_to_keep);
-  if (limit < 0) throw InvalidArgument(fmt::format("{}: keep must be >= 0 (0 keeps all), got {}", dir_.string(), limit));
+  validate(policy, dir_.string());
   std::vector<CheckpointRecord> removed;
-  if (limit == 0) return removed;
   {
     Transaction transaction(*index_, Durability::full);
-    for (auto& old : index_->epochs_beyond(limit)) {
-      index_->set_status(old.id, status::kDeleting);
-      index_->add_event("rotated_out", old.id, fmt::format("{}: gc keeping the newest {}", describe(old), limit));
-      removed.push_back(std::move(old));
-    }
+    removed = rotate(policy, "gc: ");
     transaction.commit();
   }
   delete_obsolete_files();
   return removed;
+}
+
+std::vector<CheckpointRecord> CheckpointStore::Impl::rotate(const RetentionPolicy& policy, std::string_view context) {
+  std::vector<CheckpointRecord> removed;
+  // Keeping all: no pass (it would rewrite a row per checkpoint on every save), so the
+  // retention table is empty then (docs/schema.md).
+  if (policy.max_to_keep == 0) {
+    index_->replace_retention({});
+    return removed;
+  }
+  const auto plan = store::plan_retention(*index_, policy);
+  for (const auto& decision : plan) {
+    if (decision.kept()) continue;
+    index_->set_status(decision.record.id, status::kDeleting);
+    index_->add_event("rotated_out", decision.record.id,
+                      fmt::format("{}: {}{}", describe(decision.record), context, decision.delete_reason));
+    removed.push_back(decision.record);
+  }
+  index_->replace_retention(store::retention_rows(plan));
+  return removed;
+}
+
+std::vector<RetentionDecision> CheckpointStore::Impl::retention_plan(const RetentionPolicy& policy) {
+  ensure_resolved();
+  validate(policy, dir_.string());
+  return store::plan_retention(*index_, policy);
+}
+
+std::optional<CheckpointRecord> CheckpointStore::Impl::best_by(std::string_view metric, MetricMode mode) {
+  ensure_resolved();
+  return index_->best_by(metric, mode == MetricMode::min);
 }
 
 CheckpointRecord CheckpointStore::Impl::remove(std::int64_t id) {
@@ -177,13 +200,19 @@ void CheckpointStore::Impl::step(std::string_view name) {
 }
 
 void CheckpointStore::Impl::record_retention_setting() {
-  std::string value = std::to_string(options_.max_to_keep);
-  auto stored = index_->setting(kMaxToKeepSetting);
-  if (stored == value) return;
+  const std::string keep = std::to_string(options_.max_to_keep);
+  const std::string rules = to_string(options_.retention);
+  auto stored_keep = index_->setting(kMaxToKeepSetting);
+  auto stored_rules = index_->setting(kRetentionSetting);
+  if (stored_keep == keep && stored_rules.value_or("") == rules) return;
   Transaction transaction(*index_, Durability::full);
-  index_->set_setting(kMaxToKeepSetting, value);
-  index_->add_event("retention_set", std::nullopt,
-                    fmt::format("max_to_keep {} (was {})", value, stored.value_or("unset")));
+  index_->set_setting(kMaxToKeepSetting, keep);
+  index_->set_setting(kRetentionSetting, rules);
+  std::string detail = fmt::format("max_to_keep {} (was {})", keep, stored_keep.value_or("unset"));
+  if (stored_rules.value_or("") != rules) {
+    detail += fmt::format("; rules '{}' (was '{}')", rules, stored_rules.value_or(""));
+  }
+  index_->add_event("retention_set", std::nullopt, detail);
   transaction.commit();
 }
 
@@ -307,7 +336,20 @@ std::vector<CheckpointRecord> CheckpointStore::live_checkpoints() const {
   return impl_->serialized([&] { return impl_->live_checkpoints(); });
 }
 std::vector<CheckpointRecord> CheckpointStore::gc(std::optional<int> keep) {
-  return impl_->serialized([&] { return impl_->gc(keep); });
+  return impl_->serialized([&] {
+    RetentionPolicy policy = impl_->retention();
+    if (keep) policy.max_to_keep = *keep;
+    return impl_->gc(policy);
+  });
+}
+std::vector<CheckpointRecord> CheckpointStore::gc(const RetentionPolicy& policy) {
+  return impl_->serialized([&] { return impl_->gc(policy); });
+}
+std::vector<RetentionDecision> CheckpointStore::retention_plan(const std::optional<RetentionPolicy>& policy) const {
+  return impl_->serialized([&] { return impl_->retention_plan(policy.value_or(impl_->retention())); });
+}
+std::optional<CheckpointRecord> CheckpointStore::best_by(std::string_view metric, MetricMode mode) const {
+  return impl_->serialized([&] { return impl_->best_by(metric, mode); });
 }
 CheckpointRecord CheckpointStore::remove(std::int64_t id) {
   return impl_->serialized([&] { return impl_->remove(id); });
@@ -316,6 +358,7 @@ CheckpointRecord CheckpointStore::remove(std::int64_t id) {
 const std::filesystem::path& CheckpointStore::dir() const noexcept { return impl_->dir(); }
 std::filesystem::path CheckpointStore::index_path() const { return impl_->index_path(); }
 int CheckpointStore::max_to_keep() const noexcept { return impl_->max_to_keep(); }
+RetentionPolicy CheckpointStore::retention() const { return impl_->retention(); }
 // A save may add to the report (recovering an index deleted under the store): it waits.
 const RecoveryReport& CheckpointStore::last_recovery() const noexcept {
   impl_->wait_idle();

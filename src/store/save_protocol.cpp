@@ -318,13 +318,7 @@ void CheckpointStore::Impl::finish_save(std::int64_t pending_id, CommitCause cau
     }
     note_superseded(record);
   }
-  if (record.kind == CheckpointKind::epoch && options_.max_to_keep > 0) {
-    for (const auto& old : index_->epochs_beyond(options_.max_to_keep)) {
-      index_->set_status(old.id, status::kDeleting);
-      index_->add_event("rotated_out", old.id,
-                        fmt::format("{}: beyond the newest {}", describe(old), options_.max_to_keep));
-    }
-  }
+  if (record.kind == CheckpointKind::epoch) rotate(retention(), "");
   transaction.commit();
   // A save's own commit is routine; a rolled-forward one means a save was cut short.
   log::write(cause == CommitCause::saved ? level_enum::debug : level_enum::warn, "{} checkpoint {}",

@@ -1,5 +1,6 @@
 // `ckpt import` on directories the guide's Python CheckpointManager wrote: what it reads
 // first, what it refuses, the retention it records, and what the index says of each file.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
@@ -241,7 +242,9 @@ TEST_CASE("ckpt import infers the retention from the epoch files unless given --
     CHECK(CheckpointReader(dir.path()).max_to_keep() == 2);
     for (int epoch = 4; epoch <= 8; ++epoch) CHECK(std::filesystem::exists(dir / ("checkpoint_epoch_" + std::to_string(epoch) + ".pth")));
     json planned = json::parse(ckpt_stdout("--json gc --dry-run " + d).output);
-    CHECK(planned.size() == 3);  // what the next gc or epoch save would rotate out
+    REQUIRE(planned.size() == 5);  // every epoch checkpoint, with what keeps it or why it goes
+    CHECK(std::count_if(planned.begin(), planned.end(), [](const json& c) { return c["action"] == "remove"; }) ==
+          3);  // what the next gc or epoch save would rotate out
   }
 }
 

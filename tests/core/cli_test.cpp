@@ -264,7 +264,7 @@ TEST_CASE("ckpt gc --keep applies once: the stored retention stays, and later sa
   }
   CHECK(epoch_files(dir.path()) ==
         std::vector<std::string>{"checkpoint_epoch_6.pth", "checkpoint_epoch_7.pth", "checkpoint_epoch_8.pth"});
-  CHECK_THAT(ckpt_cli("gc --dry-run " + shell_quote(dir.path().string())).output, Catch::Contains("keeping the newest 3"));
+  CHECK_THAT(ckpt_cli("gc --dry-run " + shell_quote(dir.path().string())).output, Catch::Contains("(retention: newest 3)"));
 }
 
 TEST_CASE("a writer command on a directory a trainer holds fails with one line naming the holder", "[cli]") {
@@ -742,16 +742,24 @@ TEST_CASE("ckpt gc --dry-run lists what gc would remove and changes nothing", "[
 
   auto nothing = ckpt_cli("gc --dry-run " + d);
   CHECK(nothing.exit_code == 0);
-  CHECK(nothing.output == "0 checkpoints would be removed, keeping the newest 3; nothing changed (--dry-run)\n");
+  const std::string e3 = (dir / "checkpoint_epoch_3.pth").string(), e4 = (dir / "checkpoint_epoch_4.pth").string(),
+                    e5 = (dir / "checkpoint_epoch_5.pth").string();
+  CHECK(nothing.output == "keep   " + e5 + ": newest; resume point; newest 3\nkeep   " + e4 + ": newest 3\nkeep   " + e3 +
+                              ": newest 3\n0 checkpoints would be removed (retention: newest 3); nothing changed (--dry-run)\n");
 
   auto plan = ckpt_cli("gc --dry-run --keep 1 " + d);
   CHECK(plan.exit_code == 0);
-  CHECK(plan.output == "would remove " + (dir / "checkpoint_epoch_4.pth").string() + "\nwould remove " +  // rotation's order
-                           (dir / "checkpoint_epoch_3.pth").string() +
-                           "\n2 checkpoints would be removed, keeping the newest 1; nothing changed (--dry-run)\n");
+  CHECK(plan.output == "keep   " + e5 + ": newest; resume point; newest 1\nremove " + e4 + ": beyond the newest 1\nremove " +
+                           e3 + ": beyond the newest 1\n2 checkpoints would be removed (retention: newest 1); nothing "
+                           "changed (--dry-run)\n");
   json planned = json::parse(ckpt_stdout("--json gc --dry-run --keep 1 " + d).output);
-  REQUIRE(planned.size() == 2);
-  CHECK(planned[0]["file"] == "checkpoint_epoch_4.pth");
+  REQUIRE(planned.size() == 3);
+  CHECK(planned[0]["file"] == "checkpoint_epoch_5.pth");
+  CHECK(planned[0]["action"] == "keep");
+  CHECK(planned[0]["kept_by"] == json::array({"newest", "resume point", "newest 1"}));
+  CHECK(planned[1]["file"] == "checkpoint_epoch_4.pth");
+  CHECK(planned[1]["action"] == "remove");
+  CHECK(planned[1]["reason"] == "beyond the newest 1");
   const auto after = snapshot(dir.path());
   for (const auto& [name, bytes] : before) {
     INFO(name);
@@ -766,8 +774,9 @@ TEST_CASE("ckpt gc --dry-run lists what gc would remove and changes nothing", "[
   // And the real run removes exactly what the plan listed.
   json removed = json::parse(ckpt_stdout("--json gc --keep 1 " + d).output);
   REQUIRE(removed.size() == 2);
-  CHECK(removed[0]["file"] == planned[0]["file"]);
-  CHECK(removed[1]["file"] == planned[1]["file"]);
+  CHECK(removed[0]["file"] == planned[1]["file"]);
+  CHECK(removed[1]["file"] == planned[2]["file"]);
+  CHECK(removed[0]["reason"] == "beyond the newest 1");
 }
 
 TEST_CASE("ckpt show --json gives ints, floats and bools as numbers and booleans, None as null", "[cli][python]") {

@@ -134,6 +134,31 @@ TEST_CASE("a reader's load of an id that is not live is nullopt, and the best mo
   CHECK(!damaged);
 }
 
+TEST_CASE("when no candidate verifies, a reader's load says which it skipped and why", "[reader]") {
+  TestDir dir("reader-none-verifies");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{});
+    save_epoch(store, 1, zip_payload(1));
+    save_epoch(store, 2, zip_payload(2));
+    save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(7), 0.9);
+  }
+  CheckpointReader reader(dir.path());
+  std::vector<SkippedCheckpoint> why{SkippedCheckpoint{}};  // replaced, not appended to
+  CHECK(reader.load_latest(&why));
+  CHECK(why.size() == 1);  // untouched when one verifies
+  flip_byte(dir / "checkpoint_epoch_1.pth");
+  std::filesystem::remove(dir / "checkpoint_epoch_2.pth");
+  flip_byte(dir / "best_model.pth");
+  CHECK(!reader.load_latest(&why));
+  REQUIRE(why.size() == 2);
+  CHECK_THAT(why[0].problem, Catch::Contains("checkpoint_epoch_2.pth: missing"));
+  CHECK_THAT(why[1].problem, Catch::Contains("checkpoint_epoch_1.pth") && Catch::Contains("hash"));
+  CHECK(!reader.load_best(&why));
+  REQUIRE(why.size() == 1);
+  CHECK_THAT(why[0].problem, Catch::Contains("best_model.pth") && Catch::Contains("hash"));
+  CHECK(!std::filesystem::exists(dir / "quarantine"));
+}
+
 TEST_CASE("wait_for_new returns a checkpoint another store commits while it waits", "[reader]") {
   TestDir dir("reader-wait");
   auto rows = three_epochs(dir.path());
