@@ -206,16 +206,18 @@ std::int64_t count(const std::filesystem::path& index_path, const char* table) {
 
 // Evidence that each lookup is an index range scan rather than a table scan. The SQL is
 // a copy of Index::resume_candidate() (one probe per resumable status and kind; the
-// committed-epoch probe shown), Index::best(), Index::epochs_beyond() and the next
-// commit_seq of Index::mark_committed() in src/index/index.cpp.
+// committed-epoch probe shown), Index::best(), Index::rotation_order() (what rotation and
+// the retention plan walk) and the next commit_seq of Index::mark_committed() in
+// src/index/index.cpp.
 std::vector<std::string> query_plans(const std::filesystem::path& index_path) {
   const char* queries[] = {
       "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'epoch' AND commit_seq < 9223372036854775807 "
       "ORDER BY commit_seq DESC LIMIT 1",
       "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'best' ORDER BY commit_seq DESC LIMIT 1",
-      "SELECT * FROM (SELECT *, MIN(epoch) OVER (ORDER BY commit_seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 "
-      "PRECEDING) AS later_min FROM checkpoints WHERE status = 'committed' AND kind = 'epoch') "
-      "ORDER BY (later_min IS NOT NULL AND later_min <= epoch), commit_seq DESC LIMIT -1 OFFSET 5",
+      "SELECT *, superseded FROM (SELECT *, (step IS NULL AND later_min IS NOT NULL AND later_min <= epoch) "
+      "AS superseded FROM (SELECT *, MIN(CASE WHEN step IS NULL THEN epoch END) OVER (ORDER BY commit_seq DESC "
+      "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_min FROM checkpoints WHERE status = 'committed' "
+      "AND kind = 'epoch')) ORDER BY superseded, commit_seq DESC",
       "SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC "
       "LIMIT 1), 0) + 1",
   };

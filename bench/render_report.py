@@ -84,22 +84,29 @@ def run_table(info):
 
 # --- core: epoch save, fsyncs, index --------------------------------------------------------
 
-def core_tables(results):
-    out = run_table(load(os.path.join(results, "run.json")))
-    rounds = sorted(int(m.group(1)) for m in (re.fullmatch(r"save-cpp-(\d+)\.json", os.path.basename(p))
-                                            for p in glob.glob(os.path.join(results, "save-cpp-*.json"))) if m)
+def save_sides(results, rounds, sides, orders):
+    # save-SIDE-ROUND.json of each side: samples pooled over the rounds, mean phases, each
+    # round's means (with `orders`' word for odd and even rounds), and pooled statistics.
     pooled, phases, per_round = defaultdict(list), defaultdict(lambda: defaultdict(float)), []
     for r in rounds:
         means = {}
-        for side in ("cpp", "python"):
+        for side in sides:
             result = load(os.path.join(results, f"save-{side}-{r}.json"))
             pooled[side] += result["samples_us"]
             means[side] = statistics.fmean(result["samples_us"])
             for phase, value in result["phases_us"].items():
                 phases[phase][side] += value / len(rounds)
-        per_round.append((r, "C++ first" if r % 2 else "Python first", means))
+        per_round.append((r, orders[0] if r % 2 else orders[1], means))
     stats = {side: {"mean": statistics.fmean(s), "median": percentile(sorted(s), 50), "p95": percentile(sorted(s), 95)}
              for side, s in pooled.items()}
+    return pooled, phases, per_round, stats
+
+
+def core_tables(results):
+    out = run_table(load(os.path.join(results, "run.json")))
+    rounds = sorted(int(m.group(1)) for m in (re.fullmatch(r"save-cpp-(\d+)\.json", os.path.basename(p))
+                                            for p in glob.glob(os.path.join(results, "save-cpp-*.json"))) if m)
+    pooled, phases, per_round, stats = save_sides(results, rounds, ("cpp", "python"), ("C++ first", "Python first"))
     out += ["**Epoch save** (`save_bench`, `python_guide_save.py`): pooled samples of all rounds.", ""]
     out += table(["", "mean", "median", "p95", "samples"], [
         ("C++ ckpt", *(us(stats["cpp"][k]) for k in ("mean", "median", "p95")), len(pooled["cpp"])),
@@ -114,8 +121,29 @@ def core_tables(results):
                   for name, v in phases.items()] +
                  [("**total**", us(sum(v.get("cpp", 0) for v in phases.values())),
                    us(sum(v.get("python", 0) for v in phases.values())), "")])
+    out += rules_tables(results, rounds)
     out += fsync_tables(results)
     out += index_tables(load(os.path.join(results, "index.json")))
+    return out
+
+
+def rules_tables(results, rounds):
+    # save-cpp-rules-N.json: the C++ side again with retention rules, run next to save-cpp-N.
+    if not rounds or not os.path.exists(os.path.join(results, f"save-cpp-rules-{rounds[0]}.json")):
+        return []
+    pooled, phases, per_round, stats = save_sides(results, rounds, ("cpp", "cpp-rules"), ("without first", "with first"))
+    rules = load(os.path.join(results, f"save-cpp-rules-{rounds[0]}.json")).get("rules", "")
+    out = [f"**Retention rules** (`save_bench --rules '{rules}'`, beside the newest 5): the same saves, pooled samples of all rounds.", ""]
+    out += table(["", "mean", "median", "p95", "samples"], [
+        ("newest 5", *(us(stats["cpp"][k]) for k in ("mean", "median", "p95")), len(pooled["cpp"])),
+        ("newest 5 and the rules", *(us(stats["cpp-rules"][k]) for k in ("mean", "median", "p95")), len(pooled["cpp-rules"])),
+        ("**with / without**", *(f"**{stats['cpp-rules'][k] / stats['cpp'][k]:.2f}x**" for k in ("mean", "median", "p95")), ""),
+    ])
+    out += table(["round", "order", "without", "with", "with / without"],
+                 [(r, order, us(m["cpp"]), us(m["cpp-rules"]), f"{m['cpp-rules'] / m['cpp']:.2f}x") for r, order, m in per_round])
+    out += table(["phase", "without", "with", "with − without"],
+                 [(f"`{name}`", us(v.get("cpp")), us(v.get("cpp-rules")), f"{v.get('cpp-rules', 0) - v.get('cpp', 0):+,.1f} µs")
+                  for name, v in phases.items()])
     return out
 
 

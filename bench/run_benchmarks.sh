@@ -2,8 +2,9 @@
 # Builds the benchmarks, runs them, and renders their JSON results into the tables of
 # docs/benchmarks.md (bench/render_report.py; the hand-written analysis there is kept).
 # Two parts:
-#   core    ckpt's epoch save and the guide's Python save side by side, their fsyncs
-#           counted with strace, and the index queries at 100,000 rows;
+#   core    ckpt's epoch save and the guide's Python save side by side, ckpt's also with
+#           retention rules (RULES), their fsyncs counted with strace, and the index
+#           queries at 100,000 rows;
 #   format  the serialization benchmark (bench/run_format_benchmarks.sh): ckpt's
 #           save_file/load_file against dd, Python's torch.save/torch.load and libtorch's
 #           pickle_save/pickle_load, 1 GiB and 20,000 small tensors;
@@ -32,7 +33,8 @@
 # Knobs (environment): BUILD_DIR, SAVES per run (500), ROUNDS (6; each round runs both
 # sides, the order alternating between rounds so that drift in the machine's fsync latency
 # hits both equally), ROWS (100000), ITERATIONS (10000), PYTHON (/usr/bin/python3, which
-# must have torch). The format part's knobs are listed in bench/run_format_benchmarks.sh.
+# must have torch), RULES (the retention rules of the third side, default 'top 3 by
+# val_loss (min); every 10 epochs; one per 3600 s'). The format part's knobs are listed in bench/run_format_benchmarks.sh.
 # The dedupe part's: DEDUPE_MIB (state size, 128), DEDUPE_EPOCHS (4), DEDUPE_ROUNDS (3).
 # The restore part's: RESTORE_MIB (model size, 1024), RESTORE_ROUNDS (5).
 # The async part's: ASYNC_MIB (1024), ASYNC_SAVES (saves per run, 4), ASYNC_ROUNDS (3),
@@ -61,6 +63,7 @@ rounds=${ROUNDS:-6}
 rows=${ROWS:-100000}
 iterations=${ITERATIONS:-10000}
 python=${PYTHON:-/usr/bin/python3}
+rules=${RULES:-top 3 by val_loss (min); every 10 epochs; one per 3600 s}
 runs_dir=$build/bench/runs
 results=$build/bench/results
 
@@ -87,7 +90,7 @@ if [[ $only == all || $only == core ]]; then
     tmpfs | ramfs) die "$runs_dir is on $fs_type, where fsync is free; set BUILD_DIR to a disk-backed directory" ;;
   esac
   "$python" "$root/bench/run_info.py" start "$results/run.json" --root "$root" --build "$build" --data "$runs_dir" \
-    saves="$saves" rounds="$rounds" rows="$rows" iterations="$iterations"
+    saves="$saves" rounds="$rounds" rows="$rows" iterations="$iterations" rules="$rules"
 
   # run_side SIDE SAVES JSON_OUT [WRAPPER...]: one run of one side; WRAPPER (strace)
   # prefixes the command when given.
@@ -96,13 +99,15 @@ if [[ $only == all || $only == core ]]; then
     shift 3
     case $side in
       cpp) "$@" "$build/bench/save_bench" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
+      cpp-rules) "$@" "$build/bench/save_bench" --dir "$runs_dir" --saves "$n" --rules "$rules" --json-out "$out" ;;
       python) "$@" "$python" "$root/bench/python_guide_save.py" --dir "$runs_dir" --saves "$n" --json-out "$out" ;;
     esac
   }
 
-  # --- epoch save latency, both sides in the same run ------------------------------------
+  # --- epoch save latency, all sides in the same run -------------------------------------
+  # cpp-rules runs next to cpp, before it in one round and after it in the next.
   for ((round = 1; round <= rounds; round++)); do
-    if ((round % 2)); then order="cpp python"; else order="python cpp"; fi
+    if ((round % 2)); then order="cpp cpp-rules python"; else order="python cpp-rules cpp"; fi
     for side in $order; do
       echo "== round $round/$rounds: $side"
       run_side "$side" "$saves" "$results/save-$side-$round.json"

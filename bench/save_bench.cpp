@@ -15,7 +15,12 @@
 // here a clock read and a table lookup per step, about a microsecond per save). The ratio
 // to Python alone cannot say whether syncs, SQL or serialization make a save slow; this can.
 //
-// Usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--json-out FILE] [--keep-dir]
+// With --rules TEXT (retention rules, e.g. 'top 3 by val_loss (min); every 10 epochs'),
+// the rotation pass after each save also ranks by the rules (docs/durability.md,
+// "Retention"); the state carries a val_loss either way, so both runs save the same bytes.
+// bench/retention_ab.sh compares the two side by side.
+//
+// Usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--rules TEXT] [--json-out FILE] [--keep-dir]
 #include <ATen/ops/randn.h>
 #include <ckpt/ckpt.hpp>
 #include <spdlog/spdlog.h>
@@ -41,22 +46,29 @@ namespace {
 struct Options : bench::RunDirOptions {
   int saves = 500;
   int keep = 5;
+  std::string rules;
 };
 
 Options parse_options(int argc, char** argv) {
   Options options;
-  bench::Args args("usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--json-out FILE] [--keep-dir]");
-  options.add_to(args).option("--saves", options.saves).option("--keep", options.keep).parse(argc, argv);
+  bench::Args args("usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--rules TEXT] [--json-out FILE] [--keep-dir]");
+  options.add_to(args)
+      .option("--saves", options.saves)
+      .option("--keep", options.keep)
+      .option("--rules", options.rules)
+      .parse(argc, argv);
   if (options.saves < 0 || options.keep < 1) args.usage();
   return options;
 }
 
 // A benchmark whose saves silently did the wrong thing would measure nothing useful:
-// check that rotation left exactly the newest `keep` epochs, in the index and on disk.
+// check that rotation left exactly the newest `keep` epochs (with rules, at least those),
+// in the index, and a file for each live row on disk.
 void check_directory(ckpt::CheckpointManager& manager, const Options& options) {
   if (options.saves == 0) return;
-  const auto expected = static_cast<std::size_t>(std::min(options.saves, options.keep));
+  auto expected = static_cast<std::size_t>(std::min(options.saves, options.keep));
   auto live = manager.store().live_checkpoints();
+  if (!options.rules.empty() && live.size() >= expected) expected = live.size();
   if (live.size() != expected || !live.back().epoch || *live.back().epoch != options.saves - 1) {
     throw std::runtime_error(fmt::format("{}: expected {} live epoch rows ending at epoch {}, found {}",
                                          manager.save_dir().string(), expected, options.saves - 1, live.size()));
@@ -148,11 +160,13 @@ int main(int argc, char** argv) {
     PhaseTimer phases;
     {
       ckpt::StoreOptions store_options;
+      store_options.retention = ckpt::parse_retention_rules(options.rules);
       ckpt::store::test_hooks(store_options).on_step = [&phases](std::string_view step) { phases.step(step); };
       ckpt::CheckpointManager manager(dir, c10::kCPU, options.keep, std::move(store_options));
-      ckpt::State state{{"weights", at::randn({1024})}, {"epoch", std::int64_t{0}}};
+      ckpt::State state{{"weights", at::randn({1024})}, {"epoch", std::int64_t{0}}, {"val_loss", 0.0}};
       for (int epoch = 0; epoch < options.saves; ++epoch) {
         state.set("epoch", std::int64_t{epoch});
+        state.set("val_loss", 1.0 / (1 + epoch % 17));  // not monotone, so top-k keeps old ones too
         auto start = bench::Clock::now();
         phases.start();
         ckpt::CheckpointRecord record = manager.save_epoch_checkpoint(state, epoch);
@@ -169,7 +183,8 @@ int main(int argc, char** argv) {
                 bench::describe(summary).c_str());
     bench::Result result;
     result.add("side", "cpp").add("torch", TORCH_VERSION).add("saves", options.saves);
-    result.add("max_to_keep", options.keep).add("payload_bytes", payload_bytes).add("dir", dir.string());
+    result.add("max_to_keep", options.keep).add("rules", options.rules).add("payload_bytes", payload_bytes);
+    result.add("dir", dir.string());
     result.add_object("phases_us", phases.means(std::max(options.saves, 1)));
     result.add_samples("samples_us", samples_us).write(options.json_out);
     if (!options.keep_dir) std::filesystem::remove_all(dir);

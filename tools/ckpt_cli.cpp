@@ -294,6 +294,22 @@ std::string why_best(const CheckpointRecord& best) {
   return why;
 }
 
+// What latest and best print for the row they found: its path (and with -v why), or
+// under --json its row with `why` and `extra`'s fields.
+int print_found(const std::string& dir, const CheckpointRecord& record, const std::string& why, bool verbose,
+                bool as_json, const json& extra = json::object()) {
+  if (as_json) {
+    json out = record_json(dir, record);
+    out["why"] = why;
+    out.update(extra);
+    print_json(out);
+    return kOk;
+  }
+  std::cout << p((std::filesystem::path(dir) / record.file).string()) << "\n";
+  if (verbose) std::cout << p(why) << "\n";
+  return kOk;
+}
+
 int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_json) {
   require_directory(dir);
   ckpt::CheckpointReader reader(dir);
@@ -303,16 +319,7 @@ int cmd_latest_or_best(const std::string& dir, bool best, bool verbose, bool as_
     std::cerr << fmt::format("ckpt: no {} checkpoint in {}\n", best ? "best" : "resumable", p(dir));
     return kNo;
   }
-  std::string why = best ? why_best(*record) : why_latest(reader, *record);
-  if (as_json) {
-    json out = record_json(dir, *record);
-    out["why"] = why;
-    print_json(out);
-    return kOk;
-  }
-  std::cout << p((std::filesystem::path(dir) / record->file).string()) << "\n";
-  if (verbose) std::cout << p(why) << "\n";
-  return kOk;
+  return print_found(dir, *record, best ? why_best(*record) : why_latest(reader, *record), verbose, as_json);
 }
 
 // ckpt best --metric NAME --mode min|max: CheckpointReader::best_by.
@@ -328,22 +335,13 @@ int cmd_best_by(const std::string& dir, const std::optional<std::string>& metric
     return kNo;
   }
   double value = 0;
-  for (const auto& m : reader.metrics()) {
-    if (m.checkpoint_id == record->id && m.name == *metric) value = m.value;
+  for (const auto& m : reader.metrics(record->id)) {
+    if (m.name == *metric) value = m.value;
   }
   const std::string why = fmt::format("{} {}: the {} of the live epoch and step checkpoints (a NaN or a missing "
                                       "value is never best; of equal values, the most recently committed)",
                                       *metric, value, *mode == "min" ? "lowest" : "highest");
-  if (as_json) {
-    json out = record_json(dir, *record);
-    out["why"] = why;
-    out["value"] = value;
-    print_json(out);
-    return kOk;
-  }
-  std::cout << p((std::filesystem::path(dir) / record->file).string()) << "\n";
-  if (verbose) std::cout << p(why) << "\n";
-  return kOk;
+  return print_found(dir, *record, why, verbose, as_json, json{{"value", value}});
 }
 
 // A payload named on the command line: the file, and its index row when named through
@@ -672,16 +670,7 @@ int cmd_gc(const std::string& dir, std::optional<int> keep, const std::optional<
   } else {
     policy = gc_policy(ckpt::CheckpointReader(dir), keep, rules);
     ckpt::CheckpointStore store(dir, writer_options(dir));
-    // Under the writer lock nothing else rotates: the plan is what gc then does (a pin
-    // that ends in between only takes its reason away).
-    std::map<std::int64_t, std::string> reasons;
-    for (const auto& decision : store.retention_plan(policy)) reasons[decision.record.id] = decision.delete_reason;
-    for (auto& record : store.gc(policy)) {
-      ckpt::RetentionDecision decision;
-      decision.delete_reason = reasons[record.id];
-      decision.record = std::move(record);
-      removed.push_back(std::move(decision));
-    }
+    removed = store.gc(policy);
   }
   if (as_json) {
     json out = json::array();
@@ -1086,9 +1075,9 @@ int main(int argc, char** argv) {
     if (*rm) return cmd_rm(dir, id, as_json);
     if (*repair) return cmd_repair(dir, apply, force, as_json);
     if (*watch) {
-      if (watch_kind == "epoch") watch_options.kind = CheckpointKind::epoch;
-      if (watch_kind == "best") watch_options.kind = CheckpointKind::best;
-      if (watch_kind == "interrupt") watch_options.kind = CheckpointKind::interrupt;
+      for (auto kind : {CheckpointKind::epoch, CheckpointKind::best, CheckpointKind::interrupt}) {
+        if (watch_kind == to_string(kind)) watch_options.kind = kind;
+      }
       watch_options.pin_ttl = std::chrono::milliseconds(static_cast<std::int64_t>(pin_ttl_s * 1000));
       if (watch_options.pin_ttl.count() < 1) throw ckpt::InvalidArgument(fmt::format("--pin-ttl {}: must be at least 0.001 s", pin_ttl_s));
       if (watch_options.name.empty()) throw ckpt::InvalidArgument("--name: must not be empty");

@@ -361,8 +361,9 @@ class CheckpointStore {
   // (0 keeps all; with rules, 0 is InvalidArgument), and deletes what no rule keeps,
   // recorded as 'rotated_out' with the reason. Returns the removed rows.
   std::vector<CheckpointRecord> gc(std::optional<int> keep = std::nullopt);
-  // The same with a whole policy for this run (the stored one is not changed).
-  std::vector<CheckpointRecord> gc(const RetentionPolicy& policy);
+  // The same with a whole policy for this run (the stored one is not changed), returning
+  // the decision that removed each (its row and delete_reason).
+  std::vector<RetentionDecision> gc(const RetentionPolicy& policy);
   // What retention decides now for each live periodic checkpoint, most recently
   // committed first (the store's policy, or `policy`). Changes nothing.
   std::vector<RetentionDecision> retention_plan(const std::optional<RetentionPolicy>& policy = std::nullopt) const;

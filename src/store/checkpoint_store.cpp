@@ -133,11 +133,11 @@ std::vector<CheckpointRecord> CheckpointStore::Impl::live_checkpoints() {
   return index_->live_rows();
 }
 
-std::vector<CheckpointRecord> CheckpointStore::Impl::gc(const RetentionPolicy& policy) {
+std::vector<RetentionDecision> CheckpointStore::Impl::gc(const RetentionPolicy& policy) {
   ensure_still_locked();
   ensure_resolved();
   validate(policy, dir_.string());
-  std::vector<CheckpointRecord> removed;
+  std::vector<RetentionDecision> removed;
   {
     Transaction transaction(*index_, Durability::full);
     removed = rotate(policy, "gc: ");
@@ -147,8 +147,8 @@ std::vector<CheckpointRecord> CheckpointStore::Impl::gc(const RetentionPolicy& p
   return removed;
 }
 
-std::vector<CheckpointRecord> CheckpointStore::Impl::rotate(const RetentionPolicy& policy, std::string_view context) {
-  std::vector<CheckpointRecord> removed;
+std::vector<RetentionDecision> CheckpointStore::Impl::rotate(const RetentionPolicy& policy, std::string_view context) {
+  std::vector<RetentionDecision> removed;
   // Keeping all: no pass (it would rewrite a row per checkpoint on every save), so the
   // retention table is empty then (docs/schema.md).
   if (policy.max_to_keep == 0) {
@@ -161,7 +161,7 @@ std::vector<CheckpointRecord> CheckpointStore::Impl::rotate(const RetentionPolic
     index_->set_status(decision.record.id, status::kDeleting);
     index_->add_event("rotated_out", decision.record.id,
                       fmt::format("{}: {}{}", describe(decision.record), context, decision.delete_reason));
-    removed.push_back(decision.record);
+    removed.push_back(decision);
   }
   index_->replace_retention(store::retention_rows(plan));
   return removed;
@@ -339,10 +339,12 @@ std::vector<CheckpointRecord> CheckpointStore::gc(std::optional<int> keep) {
   return impl_->serialized([&] {
     RetentionPolicy policy = impl_->retention();
     if (keep) policy.max_to_keep = *keep;
-    return impl_->gc(policy);
+    std::vector<CheckpointRecord> removed;
+    for (auto& decision : impl_->gc(policy)) removed.push_back(std::move(decision.record));
+    return removed;
   });
 }
-std::vector<CheckpointRecord> CheckpointStore::gc(const RetentionPolicy& policy) {
+std::vector<RetentionDecision> CheckpointStore::gc(const RetentionPolicy& policy) {
   return impl_->serialized([&] { return impl_->gc(policy); });
 }
 std::vector<RetentionDecision> CheckpointStore::retention_plan(const std::optional<RetentionPolicy>& policy) const {

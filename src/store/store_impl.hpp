@@ -121,7 +121,7 @@ class CheckpointStore::Impl {
   std::optional<CheckpointRecord> best();
   std::vector<CheckpointRecord> live_checkpoints();
   std::vector<NamedMetric> metrics_of(std::int64_t checkpoint_id) { return index_->metrics(checkpoint_id); }
-  std::vector<CheckpointRecord> gc(const RetentionPolicy& policy);
+  std::vector<RetentionDecision> gc(const RetentionPolicy& policy);
   RetentionPolicy retention() const { return RetentionPolicy{options_.max_to_keep, options_.retention}; }
   std::vector<RetentionDecision> retention_plan(const RetentionPolicy& policy);
   std::optional<CheckpointRecord> best_by(std::string_view metric, MetricMode mode);
@@ -149,8 +149,8 @@ class CheckpointStore::Impl {
   void record_retention_setting();
   // Inside the caller's transaction: marks what `policy` keeps no more as deleting
   // ('rotated_out', detail "<file>: <context><reason>") and rewrites the retention table.
-  // Returns the rows it marked.
-  std::vector<CheckpointRecord> rotate(const RetentionPolicy& policy, std::string_view context);
+  // Returns the decisions that marked them.
+  std::vector<RetentionDecision> rotate(const RetentionPolicy& policy, std::string_view context);
   void remove_index_sidecars();
   void ensure_still_locked();
   void ensure_index_present();

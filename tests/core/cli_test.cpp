@@ -5,6 +5,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -103,6 +104,43 @@ TEST_CASE("ckpt latest and best print the path, say why with -v, and exit 1 when
   CHECK(none.exit_code == 1);
   CHECK_THAT(none.output, Catch::Contains("no resumable checkpoint"));
   CHECK(ckpt_cli("best " + shell_quote(empty.path().string())).exit_code == 1);
+}
+
+TEST_CASE("ckpt best --metric --mode prints the live checkpoint best by that metric; NaN and missing are never best",
+          "[cli][retention]") {
+  TestDir dir("cli-best-by");
+  {
+    CheckpointStore store(dir.path(), StoreOptions{0});
+    // epoch: val_loss, val_acc   1: 0.4, 0.7   2: NaN, 0.9   3: (none), 0.8   4: 0.2, 0.6   5: 0.2, 0.5
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<std::vector<std::pair<std::string, double>>> metrics = {
+        {{"val_loss", 0.4}, {"val_acc", 0.7}}, {{"val_loss", nan}, {"val_acc", 0.9}}, {{"val_acc", 0.8}},
+        {{"val_loss", 0.2}, {"val_acc", 0.6}}, {{"val_loss", 0.2}, {"val_acc", 0.5}}};
+    std::vector<float> data;
+    for (std::size_t i = 0; i < metrics.size(); ++i) {
+      const auto epoch = static_cast<std::int64_t>(i + 1);
+      const std::string bytes = real_payload(epoch, 0.5, float(epoch), &data);
+      SaveRequest request;
+      request.epoch = epoch;
+      request.metrics = metrics[i];
+      request.size_hint = bytes.size();
+      store.save(request, [&](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+    }
+  }
+  const std::string d = shell_quote(dir.path().string());
+  // Of the equal 0.2s the more recently committed (epoch 5) wins; NaN (2) and none (3) never do.
+  auto min_loss = ckpt_stdout("best -v --metric val_loss --mode min " + d);
+  CHECK(min_loss.exit_code == 0);
+  CHECK_THAT(min_loss.output, Catch::StartsWith((dir / "checkpoint_epoch_5.pth").string() + "\nval_loss 0.2: the lowest"));
+  CHECK(ckpt_stdout("best --metric val_loss --mode max " + d).output == (dir / "checkpoint_epoch_1.pth").string() + "\n");
+  json max_acc = json::parse(ckpt_stdout("--json best --metric val_acc --mode max " + d).output);
+  CHECK(max_acc["file"] == "checkpoint_epoch_2.pth");
+  CHECK(max_acc["value"] == 0.9);
+  auto none = ckpt_cli("best --metric no_such --mode min " + d);
+  CHECK(none.exit_code == 1);
+  CHECK_THAT(none.output, Catch::Contains("has a number for no_such"));
+  CHECK(ckpt_cli("best --metric val_loss " + d).exit_code == 2);            // --mode missing
+  CHECK(ckpt_cli("best --metric val_loss --mode lowest " + d).exit_code == 2);  // not min or max
 }
 
 TEST_CASE("ckpt latest -v explains a choice by commit order: a restarted run, an interrupt", "[cli][order]") {
@@ -306,7 +344,7 @@ TEST_CASE("ckpt import adopts a directory written by the guide's Python Checkpoi
 TEST_CASE("ckpt --help lists every command, each command has help, and misuse exits 2", "[cli]") {
   auto help = ckpt_cli("--help");
   CHECK(help.exit_code == 0);
-  const std::set<std::string> commands{"ls", "latest", "best", "show", "diff", "history", "verify", "gc", "rm", "repair", "import"};
+  const std::set<std::string> commands{"ls", "latest", "best", "show", "diff", "history", "verify", "gc", "rm", "repair", "import", "watch"};
   for (const auto& command : commands) {
     INFO(command);
     CHECK(ckpt_cli(command + " --help").exit_code == 0);
@@ -869,7 +907,7 @@ TEST_CASE("every command taking DIR reports a missing directory as missing, and 
   const std::string a = shell_quote(absent.string());
   for (const std::string& command : {"ls " + a, "latest " + a, "best " + a, "show " + a + " best", "show " + a + " epoch 3",
                                      "history " + a, "verify " + a, "gc " + a, "gc --dry-run " + a, "rm " + a + " 1",
-                                     "repair " + a, "repair --apply " + a, "import " + a}) {
+                                     "repair " + a, "repair --apply " + a, "import " + a, "watch " + a + " --exec true"}) {
     INFO(command);
     auto result = ckpt_cli(command);
     CHECK(result.exit_code == 3);

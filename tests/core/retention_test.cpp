@@ -191,6 +191,10 @@ TEST_CASE("every N epochs and every N steps keep theirs for good; the newest is 
   // Applied once with another policy: only the newest stays; the stored policy is unchanged.
   auto removed = store.gc(RetentionPolicy{1, {}});
   CHECK(removed.size() == 9);
+  for (const auto& decision : removed) {
+    CHECK_FALSE(decision.kept());
+    CHECK(decision.delete_reason == "beyond the newest 1");
+  }
   CHECK(store.live_checkpoints().size() == 1);
   CHECK(CheckpointReader(dir.path()).retention().rules == parse_retention_rules("every 3 epochs; every 100 steps"));
 }

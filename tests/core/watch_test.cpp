@@ -243,6 +243,33 @@ TEST_CASE("a command that fails stops ckpt watch naming the checkpoint and the e
   CHECK(cursor_of(dir / "run") == 3);
 }
 
+TEST_CASE("a watch killed with SIGKILL while a command runs resumes after the last command that finished: nothing "
+          "done runs again, the interrupted one runs again",
+          "[cli][watch]") {
+  TestDir dir("watch-killed");
+  const auto log = dir / "log.txt";
+  const auto killed_once = dir / "killed";
+  {
+    CheckpointStore store(dir / "run", StoreOptions{0});
+    save_epochs(store, 1, 4);
+  }
+  // On epoch 3 (the first time), the command kills the watch ($PPID: the watch forks sh).
+  const std::string command = log_command(log, {"CKPT_EPOCH"}) + "; if [ \"$CKPT_EPOCH\" = 3 ] && [ ! -e " +
+                              shell_quote(killed_once.string()) + " ]; then : > " + shell_quote(killed_once.string()) +
+                              "; kill -9 $PPID; fi";
+  auto killed = watch(dir / "run", command, "--idle-exit 0.3 --pin-ttl 30");
+  INFO(killed.output);
+  CHECK(killed.exit_code == 128 + 9);
+  CHECK(lines_of(log) == std::vector<std::string>{"1", "2", "3"});
+  CHECK(cursor_of(dir / "run") == 2);  // durable after each command, not only at a clean exit
+  CHECK(pin_count(dir / "run") == 1);  // the dead watch's pin: it lapses at its expiry
+
+  auto resumed = watch(dir / "run", command, "--idle-exit 0.3");
+  CHECK(resumed.exit_code == 0);
+  CHECK(lines_of(log) == std::vector<std::string>{"1", "2", "3", "3", "4"});
+  CHECK(cursor_of(dir / "run") == 4);
+}
+
 TEST_CASE("a checkpoint rotated out before its turn is reported once by ckpt watch, naming its file, and the cursor "
           "passes it",
           "[cli][watch]") {
