@@ -214,10 +214,7 @@ std::vector<std::string> query_plans(const std::filesystem::path& index_path) {
       "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'epoch' AND commit_seq < 9223372036854775807 "
       "ORDER BY commit_seq DESC LIMIT 1",
       "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'best' ORDER BY commit_seq DESC LIMIT 1",
-      "SELECT *, superseded FROM (SELECT *, (step IS NULL AND later_min IS NOT NULL AND later_min <= epoch) "
-      "AS superseded FROM (SELECT *, MIN(CASE WHEN step IS NULL THEN epoch END) OVER (ORDER BY commit_seq DESC "
-      "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_min FROM checkpoints WHERE status = 'committed' "
-      "AND kind = 'epoch')) ORDER BY superseded, commit_seq DESC",
+      "SELECT * FROM checkpoints WHERE status = 'committed' AND kind = 'epoch' ORDER BY commit_seq DESC",
       "SELECT COALESCE((SELECT commit_seq FROM checkpoints WHERE commit_seq IS NOT NULL ORDER BY commit_seq DESC "
       "LIMIT 1), 0) + 1",
   };

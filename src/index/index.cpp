@@ -4,8 +4,10 @@
 #include <sqlite3.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 #include <utility>
 
 #include "ckpt/errors.hpp"
@@ -411,6 +413,19 @@ std::vector<CheckpointRecord> Index::live_rows() {
   });
 }
 
+std::vector<CheckpointRecord> Index::live_rows_with(std::uint64_t size, const std::string& hash,
+                                                    const std::string& hash_algo) {
+  return guarded("find checkpoints by content", [&] {
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT {} FROM checkpoints WHERE {} AND size = ? AND hash = ? AND hash_algo = ? ORDER BY kind, epoch, id",
+        columns_, kIsLive));
+    query.bind(1, static_cast<int64_t>(size));
+    query.bind(2, hash);
+    query.bind(3, hash_algo);
+    return read_all(query, path_);
+  });
+}
+
 std::vector<CheckpointRecord> Index::committed_after(std::int64_t commit_seq, int limit) {
   return guarded("list new checkpoints", [&] {
     SQLite::Statement& query = prepared(fmt::format("SELECT {0} FROM checkpoints WHERE {2} AND {1} > ? "
@@ -580,22 +595,27 @@ std::optional<CheckpointRecord> Index::best() {
 
 std::vector<Index::RotationRow> Index::rotation_order() {
   return guarded("order checkpoints for rotation", [&] {
-    // later_min: the lowest epoch of an epoch checkpoint (not a step checkpoint) committed
-    // after this row. An epoch checkpoint whose epoch is not below it belongs to a run that
-    // was restarted from an earlier state (superseded).
-    SQLite::Statement& query = prepared(fmt::format(
-        "SELECT {0}, superseded FROM (SELECT *, ({4} IS NULL AND later_min IS NOT NULL AND later_min <= epoch) "
-        "AS superseded FROM (SELECT *, MIN(CASE WHEN {4} IS NULL THEN epoch END) OVER (ORDER BY {1} DESC "
-        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later_min FROM checkpoints WHERE {2} AND {3})) "
-        "ORDER BY superseded, {1} DESC",
-        columns_, commit_order_, kIsCommitted, kIsEpoch, step_column_));
+    // Newest first, in the order of the (status, kind, commit_seq) index: no sort. An epoch
+    // checkpoint (not a step checkpoint) whose epoch is not below the lowest epoch of the
+    // epoch checkpoints committed after it belongs to a run that was restarted from an
+    // earlier state (superseded). Computed here in one pass rather than by a window
+    // function in SQL, which sorted the rows again on every save.
+    SQLite::Statement& query = prepared(
+        fmt::format("SELECT {0} FROM checkpoints WHERE {2} AND {3} ORDER BY {1} DESC", columns_, commit_order_,
+                    kIsCommitted, kIsEpoch));
     std::vector<RotationRow> rows;
+    std::optional<std::int64_t> later_min;
     while (query.executeStep()) {
       RotationRow row;
       row.record = read_record(query, path_);
-      row.superseded = query.getColumn(15).getInt() != 0;
+      const auto& r = row.record;
+      if (!r.step && r.epoch) {
+        row.superseded = later_min && *later_min <= *r.epoch;
+        later_min = later_min ? std::min(*later_min, *r.epoch) : *r.epoch;
+      }
       rows.push_back(std::move(row));
     }
+    std::stable_partition(rows.begin(), rows.end(), [](const RotationRow& row) { return !row.superseded; });
     return rows;
   });
 }
@@ -633,18 +653,21 @@ std::vector<std::pair<std::int64_t, std::optional<double>>> Index::periodic_metr
   });
 }
 
-std::vector<std::pair<std::int64_t, std::optional<std::int64_t>>> Index::periodic_commit_times() {
+std::vector<Index::CommitTime> Index::periodic_commit_times(std::int64_t from_commit_seq) {
   return guarded("read commit times", [&] {
     // julianday() is NULL for text that is not a time; 2440587.5 is the Unix epoch's.
     SQLite::Statement& query = prepared(fmt::format(
-        "SELECT id, CAST(ROUND((julianday(created_at) - 2440587.5) * 86400000.0) AS INTEGER) FROM checkpoints "
-        "WHERE {0} AND {1} IS NOT NULL ORDER BY {1}",
+        "SELECT id, {1}, CAST(ROUND((julianday(created_at) - 2440587.5) * 86400000.0) AS INTEGER) "
+        "FROM checkpoints WHERE {0} AND {1} >= ? ORDER BY {1}",
         kIsEpoch, commit_order_));
-    std::vector<std::pair<std::int64_t, std::optional<std::int64_t>>> times;
+    query.bind(1, static_cast<int64_t>(from_commit_seq));
+    std::vector<CommitTime> times;
     while (query.executeStep()) {
-      std::optional<std::int64_t> ms;
-      if (!query.getColumn(1).isNull()) ms = query.getColumn(1).getInt64();
-      times.emplace_back(query.getColumn(0).getInt64(), ms);
+      CommitTime time;
+      time.id = query.getColumn(0).getInt64();
+      time.commit_seq = query.getColumn(1).getInt64();
+      if (!query.getColumn(2).isNull()) time.created_ms = query.getColumn(2).getInt64();
+      times.push_back(time);
     }
     return times;
   });
@@ -652,9 +675,22 @@ std::vector<std::pair<std::int64_t, std::optional<std::int64_t>>> Index::periodi
 
 void Index::replace_retention(const std::vector<std::pair<std::int64_t, std::string>>& kept) {
   guarded("record retention", [&] {
-    prepared("DELETE FROM retention").exec();
-    SQLite::Statement& insert = prepared("INSERT OR IGNORE INTO retention (checkpoint_id, policy) VALUES (?, ?)");
-    for (const auto& [id, policy] : kept) {
+    std::set<std::pair<std::int64_t, std::string>> wanted(kept.begin(), kept.end());
+    std::vector<std::pair<std::int64_t, std::string>> stale;
+    SQLite::Statement& stored = prepared("SELECT checkpoint_id, policy FROM retention");
+    while (stored.executeStep()) {
+      auto pair = std::make_pair(stored.getColumn(0).getInt64(), stored.getColumn(1).getString());
+      if (wanted.erase(pair) == 0) stale.push_back(std::move(pair));
+    }
+    stored.reset();
+    SQLite::Statement& remove = prepared("DELETE FROM retention WHERE checkpoint_id = ? AND policy = ?");
+    for (const auto& [id, policy] : stale) {
+      remove.reset();
+      remove.clearBindings();
+      bound(remove, id, std::string_view(policy)).exec();
+    }
+    SQLite::Statement& insert = prepared("INSERT INTO retention (checkpoint_id, policy) VALUES (?, ?)");
+    for (const auto& [id, policy] : wanted) {  // what is left: not stored yet
       insert.reset();
       insert.clearBindings();
       bound(insert, id, std::string_view(policy)).exec();

@@ -124,6 +124,9 @@ class Index {
   // Rows of a file name in a status, newest first.
   std::vector<CheckpointRecord> rows_for(std::string_view file, std::string_view status);
   std::vector<CheckpointRecord> live_rows();
+  // The live rows holding exactly these bytes (size, hash and its algorithm), as live_rows
+  // orders them: what a save may hard-link to instead of writing.
+  std::vector<CheckpointRecord> live_rows_with(std::uint64_t size, const std::string& hash, const std::string& hash_algo);
   // Every row, oldest first (history included).
   std::vector<CheckpointRecord> all_rows();
   struct Event {
@@ -164,11 +167,17 @@ class Index {
   // A named metric of each committed periodic row that records it (nullopt: NaN); rows
   // without it are absent.
   std::vector<std::pair<std::int64_t, std::optional<double>>> periodic_metric(std::string_view name);
-  // Every periodic row ever committed (rotated out, replaced and retired ones too), in
-  // commit order: its id and created_at in ms since the Unix epoch (nullopt when the
-  // text is not a time).
-  std::vector<std::pair<std::int64_t, std::optional<std::int64_t>>> periodic_commit_times();
-  // Replaces the `retention` table's rows with `kept` (checkpoint id, policy).
+  // Every periodic row ever committed (rotated out, replaced and retired ones too) with
+  // commit_seq >= `from_commit_seq`, in commit order: its id, commit_seq and created_at in
+  // ms since the Unix epoch (nullopt when the text is not a time).
+  struct CommitTime {
+    std::int64_t id = 0;
+    std::int64_t commit_seq = 0;
+    std::optional<std::int64_t> created_ms;
+  };
+  std::vector<CommitTime> periodic_commit_times(std::int64_t from_commit_seq = 0);
+  // Makes the `retention` table hold exactly `kept` (checkpoint id, policy): deletes the
+  // pairs not in it and inserts the new ones, so a pass that changes little writes little.
   void replace_retention(const std::vector<std::pair<std::int64_t, std::string>>& kept);
   // The live periodic row best by a named metric (NULL/NaN never; ties: newest commit).
   std::optional<CheckpointRecord> best_by(std::string_view metric, bool minimize);

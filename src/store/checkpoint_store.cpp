@@ -114,6 +114,7 @@ void CheckpointStore::Impl::open_directory() {
 void CheckpointStore::Impl::open_index() {
   index_ = std::make_unique<index::Index>(dir_ / names::kIndex, index::Index::Mode::read_write, hooks_.sqlite_vfs,
                                           index_locking_);
+  interval_walk_ = {};
   record_retention_setting();
   apply(plan(/*verify_hashes=*/false));
 }
@@ -155,7 +156,7 @@ std::vector<RetentionDecision> CheckpointStore::Impl::rotate(const RetentionPoli
     index_->replace_retention({});
     return removed;
   }
-  const auto plan = store::plan_retention(*index_, policy);
+  const auto plan = store::plan_retention(*index_, policy, &interval_walk_);
   for (const auto& decision : plan) {
     if (decision.kept()) continue;
     index_->set_status(decision.record.id, status::kDeleting);
@@ -257,6 +258,7 @@ void CheckpointStore::Impl::ensure_index_present() {
     fs_->sync_dir(dir_);
     index_.reset();
     index_ = std::make_unique<index::Index>(path, index::Index::Mode::read_write, hooks_.sqlite_vfs, index_locking_);
+    interval_walk_ = {};
   } catch (const std::exception& error) {
     // Only a fresh open (which takes the copy if it is still there) can go on.
     unresolved_ = Unresolved{0, std::string(names::kIndex), false, /*reopen_required=*/true,

@@ -93,22 +93,32 @@ void apply_every(std::vector<Row>& rows, const RetentionRules& rules) {
 // or retired stay in the walk, so a keeper once is a keeper for good, and a checkpoint
 // created before the last keeper (a clock set back) keeps nothing and deletes nothing
 // older.
-void apply_one_per(std::vector<Row>& rows, std::chrono::seconds one_per, index::Index& index) {
+void apply_one_per(std::vector<Row>& rows, std::chrono::seconds one_per, index::Index& index, IntervalWalk& walk) {
   const std::string name = fmt::format("one per {} s", one_per.count());
   const std::int64_t interval_ms = one_per.count() * 1000;
-  struct Walked {
-    bool keeper = false;
-    std::string why_not;
-  };
-  std::unordered_map<std::int64_t, Walked> walked;
-  std::optional<std::pair<std::int64_t, std::int64_t>> last;  // keeper's id, created_at ms
-  for (const auto& [id, ms] : index.periodic_commit_times()) {
-    Walked& w = walked[id];
+  // Go on from the last commit walked when it is still there as it was; else start over.
+  std::vector<index::Index::CommitTime> times;
+  if (walk.interval_ms == interval_ms && walk.through) {
+    times = index.periodic_commit_times(walk.through->commit_seq);
+    const bool same = !times.empty() && times.front().commit_seq == walk.through->commit_seq &&
+                      times.front().id == walk.through->id && times.front().created_ms == walk.through->created_ms;
+    if (same) times.erase(times.begin());
+    else walk = IntervalWalk{};
+  }
+  if (walk.interval_ms != interval_ms) {
+    walk = IntervalWalk{};
+    walk.interval_ms = interval_ms;
+    times = index.periodic_commit_times();
+  }
+  auto& last = walk.last_keeper;
+  for (const auto& time : times) {
+    IntervalWalk::Walked& w = walk.walked[time.id];
+    const auto& ms = time.created_ms;
     if (!ms) {
       w.why_not = fmt::format("{}: its created_at is not a time", name);
     } else if (!last || *ms >= last->second + interval_ms) {
       w.keeper = true;
-      last = std::make_pair(id, *ms);
+      last = std::make_pair(time.id, *ms);
     } else if (*ms < last->second) {
       w.why_not = fmt::format("{}: created {:.3f} s before checkpoint {}, the last one kept (a clock set back?)", name,
                               (last->second - *ms) / 1000.0, last->first);
@@ -116,21 +126,26 @@ void apply_one_per(std::vector<Row>& rows, std::chrono::seconds one_per, index::
       w.why_not = fmt::format("{}: created {:.3f} s after checkpoint {}, the last one kept", name,
                               (*ms - last->second) / 1000.0, last->first);
     }
+    walk.through = time;
   }
+  std::unordered_map<std::int64_t, IntervalWalk::Walked> live;
   for (auto& row : rows) {
-    auto found = walked.find(row.decision.record.id);
-    if (found == walked.end()) continue;  // committed after the walk's read: not possible in one transaction
+    auto found = walk.walked.find(row.decision.record.id);
+    if (found == walk.walked.end()) continue;  // committed after the walk's read: not possible in one transaction
     if (found->second.keeper) {
       row.decision.kept_by.push_back(name);
     } else {
       row.why_not.push_back(found->second.why_not);
     }
+    live.insert(*found);
   }
+  // A row no longer live never is again: what the next pass needs is the live rows' part.
+  walk.walked = std::move(live);
 }
 
 }  // namespace
 
-std::vector<RetentionDecision> plan_retention(index::Index& index, const RetentionPolicy& policy) {
+std::vector<RetentionDecision> plan_retention(index::Index& index, const RetentionPolicy& policy, IntervalWalk* walk) {
   std::vector<Row> rows;
   for (auto& ranked : index.rotation_order()) {
     Row row;
@@ -174,7 +189,10 @@ std::vector<RetentionDecision> plan_retention(index::Index& index, const Retenti
   }
   for (const auto& rule : policy.rules.top) apply_top(rows, rule, index);
   apply_every(rows, policy.rules);
-  if (policy.rules.one_per) apply_one_per(rows, *policy.rules.one_per, index);
+  if (policy.rules.one_per) {
+    IntervalWalk fresh;
+    apply_one_per(rows, *policy.rules.one_per, index, walk ? *walk : fresh);
+  }
 
   std::vector<RetentionDecision> plan;
   for (auto& row : rows) {

@@ -235,10 +235,9 @@ CheckpointStore::Impl::~Impl() {
 std::optional<CheckpointRecord> CheckpointStore::Impl::link_source(const io::FileDigest& digest,
                                                                    const std::string& final_name) {
   const std::string algorithm(to_string(options_.hash_algorithm));
-  std::vector<CheckpointRecord> rows = index_->live_rows();
+  std::vector<CheckpointRecord> rows = index_->live_rows_with(digest.size, digest.hash, algorithm);
   std::stable_partition(rows.begin(), rows.end(), [&](const CheckpointRecord& row) { return row.file != final_name; });
   for (const auto& row : rows) {
-    if (row.size != digest.size || row.hash != digest.hash || row.hash_algo != algorithm) continue;
     const std::filesystem::path path = dir_ / row.file;
     try {
       if (fs_->file_size(path) == row.size && digest_of(path, algorithm).hash == row.hash) return row;

@@ -36,6 +36,7 @@
 #include "log/log.hpp"
 #include "store/file_names.hpp"
 #include "store/payload_probe.hpp"
+#include "store/retention_plan.hpp"
 #include "store/save_queue.hpp"
 #include "store/test_hooks.hpp"
 
@@ -215,6 +216,8 @@ class CheckpointStore::Impl {
   RecoveryReport report_;
   IndexRebuild rebuild_;  // what rebuild_index did (the Rebuild constructor only)
   std::uint64_t temp_sequence_ = 0;
+  // The interval rule's walk, carried between rotation passes (store/retention_plan.hpp).
+  store::IntervalWalk interval_walk_;
   // A link failed with "not supported here" (is_link_unsupported): saves write from then on.
   bool links_unavailable_ = false;
   // A save that failed past its pending row and is not resolved yet (see resolve()).

@@ -15,6 +15,8 @@
 #include "ckpt/reader.hpp"
 #include "ckpt/retention.hpp"
 #include "ckpt/store.hpp"
+#include "index/index.hpp"
+#include "store/retention_plan.hpp"  // the writer's carried interval walk
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -238,6 +240,67 @@ TEST_CASE("one per interval reads created_at from the index: a restart keeps the
     if (event.event == "rotated_out" && event.detail.find("epoch 6") != std::string::npos) six = event.detail;
   }
   CHECK_THAT(six, Catch::Contains("before checkpoint") && Catch::Contains("a clock set back?"));
+}
+
+TEST_CASE("the interval walk the writer carries between passes decides as a walk over the whole history, and "
+          "starts over when the last commit it walked is not as it was",
+          "[retention]") {
+  TestDir dir("retention-walk");
+  const auto options = policy_options(2, "one per 3600 s");
+  const auto policy = RetentionPolicy{2, parse_retention_rules("one per 3600 s")};
+  auto save_at = [&](std::int64_t first, const std::vector<std::string>& times) {
+    CheckpointStore store(dir.path(), options);
+    std::vector<std::int64_t> ids;
+    for (std::size_t i = 0; i < times.size(); ++i) ids.push_back(save_with(store, first + std::int64_t(i), {}).id);
+    return ids;
+  };
+  auto decisions = [](const std::vector<RetentionDecision>& plan) {
+    std::map<std::int64_t, std::pair<std::vector<std::string>, std::string>> out;
+    for (const auto& d : plan) out[d.record.id] = {d.kept_by, d.delete_reason};
+    return out;
+  };
+  auto index_path = dir / "index.sqlite";
+  // Epochs 1-6 at 00:00 00:40 01:10 01:30 02:20 02:50: keepers 1 (first), 3 (+70 min), 5 (+70 min).
+  const std::vector<std::string> first = {"2026-01-01T00:00:00.000Z", "2026-01-01T00:40:00.000Z",
+                                          "2026-01-01T01:10:00.000Z", "2026-01-01T01:30:00.000Z",
+                                          "2026-01-01T02:20:00.000Z", "2026-01-01T02:50:00.000Z"};
+  auto ids = save_at(1, first);
+  for (std::size_t i = 0; i < ids.size(); ++i) set_created_at(dir.path(), ids[i], first[i]);
+  store::IntervalWalk walk;
+  {
+    index::Index index(index_path, index::Index::Mode::read_write);
+    auto carried = store::plan_retention(index, policy, &walk);
+    CHECK(decisions(carried) == decisions(store::plan_retention(index, policy)));
+    REQUIRE(walk.through);
+    CHECK(walk.through->id == ids.back());
+  }
+  // Two more commits, then a pass that goes on from epoch 6: 7 (03:25, +65 min from 5) is a keeper, 8 is not.
+  const std::vector<std::string> second = {"2026-01-01T03:25:00.000Z", "2026-01-01T03:30:00.000Z"};
+  auto more = save_at(7, second);
+  for (std::size_t i = 0; i < more.size(); ++i) set_created_at(dir.path(), more[i], second[i]);
+  {
+    index::Index index(index_path, index::Index::Mode::read_write);
+    auto carried = store::plan_retention(index, policy, &walk);
+    auto fresh = store::plan_retention(index, policy);
+    CHECK(decisions(carried) == decisions(fresh));
+    for (const auto& d : fresh) {
+      if (d.record.epoch == 7) CHECK(d.kept_by == std::vector<std::string>{"newest 2", "one per 3600 s"});
+    }
+    CHECK(walk.through->id == more.back());
+  }
+  // The last commit walked is not as it was (as after a transaction that rolled back and a
+  // new save in its place): 8 now comes 70 minutes after 7, a keeper. The carried walk
+  // must notice and walk again, not keep 8's old decision.
+  set_created_at(dir.path(), more.back(), "2026-01-01T04:35:00.000Z");
+  {
+    index::Index index(index_path, index::Index::Mode::read_write);
+    auto carried = store::plan_retention(index, policy, &walk);
+    auto fresh = store::plan_retention(index, policy);
+    CHECK(decisions(carried) == decisions(fresh));
+    for (const auto& d : carried) {
+      if (d.record.epoch == 8) CHECK(d.kept_by == std::vector<std::string>{"newest", "resume point", "newest 2", "one per 3600 s"});
+    }
+  }
 }
 
 TEST_CASE("a pinned checkpoint is kept by its pin, named in the plan, and deleted by the first gc after release",

@@ -12,6 +12,7 @@
 #include <chrono>
 
 #include "ckpt/errors.hpp"
+#include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "support/fault_file_system.hpp"
 #include "support/store_support.hpp"
@@ -107,6 +108,22 @@ TEST_CASE("rotation keeps the most recently committed epochs; superseded ones go
   // gc applies the same order.
   CHECK(store.gc(1).front().epoch == 6);
   CHECK(epoch_files(dir.path()) == std::vector<std::string>{"checkpoint_epoch_2.pth"});
+}
+
+TEST_CASE("rotation deletes an abandoned run's epoch before an older epoch of the run that goes on",
+          "[store][order]") {
+  TestDir dir("store");
+  CheckpointStore store(dir.path(), StoreOptions{2});
+  save_epochs(store, 1, 2);
+  save_epoch(store, 5, zip_payload(5));  // a run that went on to 5, abandoned ...
+  save_epoch(store, 3, zip_payload(3));  // ... for one restarted from epoch 2's state
+  // Newest 2 by commit alone would be {3, 5}; 5 is superseded by 3, so 2 (3's past) stays.
+  CHECK(epoch_files(dir.path()) == std::vector<std::string>{"checkpoint_epoch_2.pth", "checkpoint_epoch_3.pth"});
+  std::string five;
+  for (const auto& event : CheckpointReader(dir.path()).events()) {
+    if (event.event == "rotated_out" && event.detail.find("epoch 5") != std::string::npos) five = event.detail;
+  }
+  CHECK_THAT(five, Catch::Contains("beyond the newest 2 (superseded: a restarted run's)"));
 }
 
 TEST_CASE("an interrupt saved on a preemption warning, then more epochs: resume loads the newest epoch",
