@@ -18,7 +18,7 @@
 // With --rules TEXT (retention rules, e.g. 'top 3 by val_loss (min); every 10 epochs'),
 // the rotation pass after each save also ranks by the rules (docs/durability.md,
 // "Retention"); the state carries a val_loss either way, so both runs save the same bytes.
-// bench/retention_ab.sh compares the two side by side.
+// bench/run_benchmarks.sh's core part runs both side by side (its cpp-rules side).
 //
 // Usage: save_bench [--dir PARENT] [--saves N] [--keep K] [--rules TEXT] [--json-out FILE] [--keep-dir]
 #include <ATen/ops/randn.h>
@@ -62,8 +62,8 @@ Options parse_options(int argc, char** argv) {
 }
 
 // A benchmark whose saves silently did the wrong thing would measure nothing useful:
-// check that rotation left exactly the newest `keep` epochs (with rules, at least those),
-// in the index, and a file for each live row on disk.
+// check that rotation left exactly the newest `keep` epochs in the index (with rules, which
+// keep more, at least those and the newest), and exactly one file per live row on disk.
 void check_directory(ckpt::CheckpointManager& manager, const Options& options) {
   if (options.saves == 0) return;
   auto expected = static_cast<std::size_t>(std::min(options.saves, options.keep));

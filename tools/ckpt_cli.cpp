@@ -1040,9 +1040,10 @@ int main(int argc, char** argv) {
   watch->add_option("--exec", watch_options.command, "the command, run by /bin/sh -c with CKPT_* in its environment")->required();
   watch->add_option("--name", watch_options.name, "the cursor's name (default: default)");
   watch->add_option("--kind", watch_kind, "only this kind: epoch, best or interrupt")->check(CLI::IsMember({"epoch", "best", "interrupt"}));
-  watch->add_option("--pin-ttl", pin_ttl_s, "seconds the running checkpoint's pin lasts, renewed at half (default 60)")->check(CLI::PositiveNumber);
-  watch->add_option("--poll-ms", poll_ms, "how long one wait for a commit lasts (default 1000)")->check(CLI::PositiveNumber);
-  watch->add_option("--idle-exit", idle_exit_s, "exit 0 after this many seconds with no new checkpoint")->check(CLI::NonNegativeNumber);
+  // Bounded, so that no conversion to a clock's nanoseconds can overflow (1e9 s: 31 years).
+  watch->add_option("--pin-ttl", pin_ttl_s, "seconds the running checkpoint's pin lasts, renewed at half (default 60)")->check(CLI::Range(0.001, 1e9));
+  watch->add_option("--poll-ms", poll_ms, "how long one wait for a commit lasts (default 1000)")->check(CLI::Range(1, 3600000));
+  watch->add_option("--idle-exit", idle_exit_s, "exit 0 after this many seconds with no new checkpoint")->check(CLI::Range(0.0, 1e9));
   watch->add_option("--max", watch_max, "exit 0 after running the command this many times")->check(CLI::PositiveNumber);
   watch->add_flag("--from-now", watch_options.from_now, "a new NAME starts after the newest commit instead of the first");
   for (auto* command : {ls, latest, best, show, diff, history, verify, gc, rm, repair, import}) {
@@ -1078,11 +1079,13 @@ int main(int argc, char** argv) {
       for (auto kind : {CheckpointKind::epoch, CheckpointKind::best, CheckpointKind::interrupt}) {
         if (watch_kind == to_string(kind)) watch_options.kind = kind;
       }
-      watch_options.pin_ttl = std::chrono::milliseconds(static_cast<std::int64_t>(pin_ttl_s * 1000));
-      if (watch_options.pin_ttl.count() < 1) throw ckpt::InvalidArgument(fmt::format("--pin-ttl {}: must be at least 0.001 s", pin_ttl_s));
+      // CLI::Range lets NaN through (every comparison with it is false).
+      if (!std::isfinite(pin_ttl_s)) throw ckpt::InvalidArgument(fmt::format("--pin-ttl {}: not a number of seconds", pin_ttl_s));
+      if (!std::isfinite(idle_exit_s)) throw ckpt::InvalidArgument(fmt::format("--idle-exit {}: not a number of seconds", idle_exit_s));
+      watch_options.pin_ttl = std::chrono::milliseconds(std::max<std::int64_t>(1, std::llround(pin_ttl_s * 1000)));
       if (watch_options.name.empty()) throw ckpt::InvalidArgument("--name: must not be empty");
       watch_options.poll = std::chrono::milliseconds(poll_ms);
-      if (idle_exit_s >= 0) watch_options.idle_exit = std::chrono::milliseconds(static_cast<std::int64_t>(idle_exit_s * 1000));
+      if (idle_exit_s >= 0) watch_options.idle_exit = std::chrono::milliseconds(std::llround(idle_exit_s * 1000));
       if (watch_max > 0) watch_options.max = watch_max;
       require_directory(watch_options.dir);
       return ckpt::cli::run_watch(watch_options);

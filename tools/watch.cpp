@@ -1,6 +1,9 @@
 #include "watch.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,7 +23,8 @@
 
 #include "ckpt/errors.hpp"
 #include "ckpt/reader.hpp"
-#include "format/printable.hpp"  // ckpt::core's, torch-free: untrusted text on a terminal
+#include "format/printable.hpp"  // ckpt::core's, torch-free: untrusted text on a terminal, in JSON
+#include "io/hasher.hpp"         // ckpt::core's: the row's hash, computed while the file is read
 
 extern char** environ;
 
@@ -36,12 +40,15 @@ void say(const std::string& line) { std::cerr << "ckpt watch: " << line << '\n' 
 
 constexpr int kPage = 64;  // rows read from the index at a time
 
-// The variables the watch sets; inherited ones of these names (and CKPT_METRIC_*) are
-// removed, so a command never sees a stale value from the watch's own environment.
+// The variables the watch sets (docs/cli.md lists them); inherited ones of these names
+// (and CKPT_METRIC_*) are removed, so a command never sees a stale value from the
+// watch's own environment. checkpoint_environment sets no other name (it checks).
 constexpr const char* kVariables[] = {"CKPT_DIR",  "CKPT_PATH",       "CKPT_FILE", "CKPT_KIND",      "CKPT_EPOCH",
                                       "CKPT_STEP", "CKPT_ID",         "CKPT_HASH", "CKPT_HASH_ALGO", "CKPT_COMMIT_SEQ",
                                       "CKPT_METRIC", "CKPT_METRICS", "CKPT_WATCH_NAME"};
 constexpr std::string_view kMetricPrefix = "CKPT_METRIC_";
+// The command reads the verified file through this descriptor (CKPT_PATH is /dev/fd/3).
+constexpr int kCheckpointFd = 3;
 
 std::string number(double v) { return fmt::format("{}", v); }  // shortest round-trip; nan, inf, -inf
 
@@ -63,7 +70,7 @@ std::map<std::string, std::string> checkpoint_environment(const std::filesystem:
                                                           std::map<std::string, std::vector<std::string>>& collisions) {
   std::map<std::string, std::string> env{
       {"CKPT_DIR", dir.string()},
-      {"CKPT_PATH", (dir / r.file).string()},
+      {"CKPT_PATH", fmt::format("/dev/fd/{}", kCheckpointFd)},
       {"CKPT_FILE", r.file},
       {"CKPT_KIND", std::string(to_string(r.kind))},
       {"CKPT_ID", std::to_string(r.id)},
@@ -79,10 +86,17 @@ std::map<std::string, std::string> checkpoint_environment(const std::filesystem:
   nlohmann::ordered_json all = nlohmann::ordered_json::object();
   std::map<std::string, std::vector<const NamedMetric*>> by_variable;
   for (const auto& m : metrics) {
-    all[m.name] = std::isfinite(m.value) ? nlohmann::ordered_json(m.value) : nlohmann::ordered_json(nullptr);
+    // A name that is not UTF-8 gets \\xNN escapes (docs/cli.md, "Untrusted text"): dump() cannot throw.
+    all[ckpt::format::json_safe(m.name)] =
+        std::isfinite(m.value) ? nlohmann::ordered_json(m.value) : nlohmann::ordered_json(nullptr);
     by_variable[metric_variable(m.name)].push_back(&m);
   }
   env["CKPT_METRICS"] = all.dump();
+  for (const auto& entry : env) {
+    if (std::none_of(std::begin(kVariables), std::end(kVariables), [&](const char* v) { return entry.first == v; })) {
+      throw std::logic_error("ckpt watch: " + entry.first + " is not in kVariables");
+    }
+  }
   for (const auto& [variable, named] : by_variable) {
     if (named.size() == 1) {
       env[variable] = number(named.front()->value);
@@ -115,25 +129,36 @@ std::string status_text(int status) {
   return fmt::format("wait status {}", status);
 }
 
-// Runs `command` under /bin/sh -c with `env`; renews `pin` every half TTL until the child
-// exits. Returns its wait status. A renewal that fails is reported once and not retried
-// (the pin then lapses at its expiry); the command is never abandoned while it runs.
-int run_command(const std::string& command, const std::map<std::string, std::string>& env, CheckpointPin& pin,
-                std::chrono::milliseconds ttl, const std::string& what) {
+// Runs `command` under /bin/sh -c with `env` and the verified file open as descriptor 3;
+// renews `pin` every half TTL until the child exits. Returns its wait status. A renewal
+// that fails is reported and retried (every second at most, until one succeeds); the
+// command is never abandoned while it runs. The child gets SIGTERM if the watch dies.
+int run_command(const std::string& command, const std::map<std::string, std::string>& env, int checkpoint_fd,
+                CheckpointPin& pin, std::chrono::milliseconds ttl, const std::string& what) {
   std::vector<std::string> environment = child_environment(env);
   std::vector<char*> envp;
   for (auto& entry : environment) envp.push_back(entry.data());
   envp.push_back(nullptr);
   const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
+  const pid_t parent = ::getpid();
   const pid_t child = ::fork();
   if (child < 0) throw IoError(ErrorCode::io, fmt::format("cannot start the command: fork: {}", std::strerror(errno)), {}, errno);
   if (child == 0) {
+    // Async-signal-safe calls only until execve.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(127);  // the watch died before prctl
+    if (checkpoint_fd == kCheckpointFd) {
+      ::fcntl(kCheckpointFd, F_SETFD, 0);  // keep it across execve
+    } else if (::dup2(checkpoint_fd, kCheckpointFd) < 0) {
+      ::_exit(127);
+    }
     ::execve("/bin/sh", const_cast<char* const*>(argv), envp.data());
     ::_exit(127);
   }
   using Clock = std::chrono::steady_clock;
-  auto renew_at = Clock::now() + ttl / 2;
-  bool renewing = true;
+  const auto half = ttl / 2;
+  auto renew_at = Clock::now() + half;
+  bool failing = false;
   for (;;) {
     int status = 0;
     const pid_t done = ::waitpid(child, &status, WNOHANG);
@@ -141,18 +166,84 @@ int run_command(const std::string& command, const std::map<std::string, std::str
     if (done < 0 && errno != EINTR) {
       throw IoError(ErrorCode::io, fmt::format("waitpid for the command on {}: {}", what, std::strerror(errno)), {}, errno);
     }
-    if (renewing && Clock::now() >= renew_at) {
+    if (Clock::now() >= renew_at) {
       try {
         pin.renew(ttl);
+        if (failing) say(fmt::format("{}: the pin is renewed again, until {}", what, pin.expires_at()));
+        failing = false;
+        renew_at = Clock::now() + half;
       } catch (const Error& e) {
-        say(fmt::format("{}: the pin could not be renewed, it lapses at {} (the command goes on): {}", what,
-                        pin.expires_at(), p(e.what())));
-        renewing = false;
+        if (!failing) {
+          say(fmt::format("{}: the pin could not be renewed (retrying; it lapses at {} unless a renewal succeeds; "
+                          "the command goes on): {}",
+                          what, pin.expires_at(), p(e.what())));
+        }
+        failing = true;
+        renew_at = Clock::now() + std::min<Clock::duration>(half, std::chrono::seconds(1));
       }
-      renew_at = Clock::now() + ttl / 2;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+// The checkpoint's file opened once and checked through that descriptor against its row
+// (size, then the whole file's hash, streamed: the bytes are not kept). The command then
+// reads that open file, which a later save renaming another file over the name (a new
+// best model, an epoch saved again) cannot change. `fd` is -1 and `problem` says why
+// when the file is missing or does not match; an I/O error throws IoError naming the file
+// (the watch stops with the cursor where it is: the checkpoint may be fine).
+struct OpenedCheckpoint {
+  int fd = -1;
+  std::string problem;
+  OpenedCheckpoint() = default;
+  OpenedCheckpoint(const OpenedCheckpoint&) = delete;
+  OpenedCheckpoint& operator=(const OpenedCheckpoint&) = delete;
+  ~OpenedCheckpoint() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void open_verified(const std::filesystem::path& path, const CheckpointRecord& r, OpenedCheckpoint& out) {
+  auto io_error = [&](const char* call) {
+    const int error = errno;
+    return IoError(ErrorCode::io, fmt::format("{}: {} failed: {}", path.string(), call, std::strerror(error)), path,
+                   error);
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      out.problem = "its file is missing";
+      return;
+    }
+    throw io_error("open");
+  }
+  out.fd = fd;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw io_error("fstat");
+  if (static_cast<std::uint64_t>(st.st_size) != r.size) {
+    out.problem = fmt::format("its file has {} bytes, the index recorded {}", st.st_size, r.size);
+    return;
+  }
+  HashAlgorithm algorithm{};
+  if (!io::parse_hash_algorithm(r.hash_algo, algorithm)) {
+    out.problem = fmt::format("its row's hash algorithm '{}' is unknown to this ckpt", p(r.hash_algo));
+    return;
+  }
+  auto hasher = io::Hasher::create(algorithm);
+  std::vector<char> buffer(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw io_error("read");
+    if (n == 0) break;
+    hasher->update(buffer.data(), static_cast<std::size_t>(n));
+  }
+  const std::string hash = hasher->hex_digest();
+  if (hash != r.hash) {
+    out.problem = fmt::format("its file's {} hash is {}, the index recorded {}", r.hash_algo, hash, r.hash);
+    return;
+  }
+  if (::lseek(fd, 0, SEEK_SET) != 0) throw io_error("lseek");
 }
 
 std::string holder(const std::string& name) {
@@ -211,8 +302,15 @@ int run_watch(const WatchOptions& o) {
   while (!done()) {
     std::vector<CheckpointRecord> rows = reader.commits_after(scanned, kPage);
     if (rows.empty()) {
-      // Nothing after `scanned`: sleep until a commit (of any kind) or the poll's end.
-      if (!reader.wait_for_new(scanned, o.poll) && o.idle_exit && Clock::now() - idle_since >= *o.idle_exit) break;
+      // Nothing after `scanned`: sleep until a commit (of any kind) or the poll's end, in
+      // slices, so that a signal is acted on within 200 ms.
+      const auto poll_end = Clock::now() + o.poll;
+      bool committed = false;
+      while (!committed && !g_stop && Clock::now() < poll_end) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(poll_end - Clock::now());
+        committed = reader.wait_for_new(scanned, std::min(left, std::chrono::milliseconds(200))).has_value();
+      }
+      if (!committed && o.idle_exit && Clock::now() - idle_since >= *o.idle_exit) break;
       continue;
     }
     for (const CheckpointRecord& r : rows) {
@@ -221,12 +319,12 @@ int run_watch(const WatchOptions& o) {
         scanned = r.commit_seq;
         continue;
       }
-      idle_since = Clock::now();
       const std::string what = fmt::format("{} (commit {})", p(r.file), r.commit_seq);
       auto skip = [&](const std::string& why) {
         say(fmt::format("{}: skipped, not run: {}", what, why));
         advance(r.commit_seq);
         scanned = r.commit_seq;
+        idle_since = Clock::now();
       };
       // The pin first: once it holds, rotation leaves the file alone; a row that is not
       // live any more (rotated out, replaced, quarantined) is refused here.
@@ -234,21 +332,29 @@ int run_watch(const WatchOptions& o) {
       try {
         pin = reader.pin(r.id, o.pin_ttl, holder(o.name));
       } catch (const InvalidArgument&) {
-        skip(fmt::format("gone before its turn (status now '{}': rotated out, replaced or removed; docs/schema.md)",
-                         p(r.status)));
+        skip("gone before its turn: no longer live (rotated out, replaced or removed; `ckpt ls --all` says which)");
         continue;
       }
-      try {
-        // Verified (whole-file hash against the row) before the command sees the path.
-        if (!reader.load(r.id)) {
-          pin.release();
-          skip("gone before its turn (removed while it was pinned)");
-          continue;
-        }
-      } catch (const CorruptError& e) {
+      // Verified (whole-file hash against the row, through the descriptor the command
+      // then reads) before the command runs. An I/O error throws: the cursor stays.
+      OpenedCheckpoint file;
+      open_verified(dir / r.file, r, file);
+      if (!file.problem.empty()) {
         pin.release();
-        skip(fmt::format("its file does not match its index row (the writer quarantines it): {}", p(e.what())));
+        // A pin holds off rotation, not a save renaming a new file over the name (a new
+        // best model, an epoch saved again): then the row is no longer live either.
+        const auto live = reader.checkpoints();
+        const bool replaced =
+            std::none_of(live.begin(), live.end(), [&](const CheckpointRecord& row) { return row.id == r.id; });
+        skip(replaced ? "gone before its turn: replaced by a newer save of its name before it was read"
+                      : fmt::format("its file does not match its index row ({}); a writer quarantines it when it "
+                                    "loads it, or `ckpt repair --apply`",
+                                    file.problem));
         continue;
+      }
+      if (g_stop) {  // a signal while it was pinned and read: run nothing new
+        pin.release();
+        break;
       }
       auto env = checkpoint_environment(dir, o.name, r, reader.metrics(r.id), collisions);
       for (const auto& [variable, names] : collisions) {
@@ -259,12 +365,21 @@ int run_watch(const WatchOptions& o) {
                         variable));
       }
       collisions.clear();
-      const int status = run_command(o.command, env, pin, o.pin_ttl, what);
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      pin.renew(o.pin_ttl);  // the read may have taken much of the ttl
+      const int status = run_command(o.command, env, file.fd, pin, o.pin_ttl, what);
+      idle_since = Clock::now();
+      if (g_stop && WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM)) {
+        say(fmt::format("stopped by a signal while the command ran on {} ({}): cursor '{}' stays at commit {}, the "
+                        "next watch runs it again",
+                        what, status_text(status), p(o.name), cursor));
         pin.release();
+        return 0;
+      }
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         say(fmt::format("the command failed on {}: {}; stopping. Cursor '{}' stays at commit {}: the next watch "
                         "runs it again",
                         what, status_text(status), p(o.name), cursor));
+        pin.release();
         return 1;
       }
       // The cursor before the pin's release: a crash between the command's end and this

@@ -392,8 +392,12 @@ auto with_pins(const std::filesystem::path& index_path, Fn&& fn, const char* wha
 }
 
 void check_ttl(std::chrono::milliseconds ttl, const std::filesystem::path& where) {
-  if (ttl.count() <= 0) {
-    throw InvalidArgument(fmt::format("{}: a pin's ttl must be > 0 ms, got {}", where.string(), ttl.count()), where);
+  // At most about 31 years: SQLite's times end at year 9999, and a clock's nanoseconds at 292 years.
+  constexpr std::int64_t kMaxTtlMs = 1'000'000'000'000;
+  if (ttl.count() <= 0 || ttl.count() > kMaxTtlMs) {
+    throw InvalidArgument(fmt::format("{}: a pin's ttl must be > 0 ms and at most {} ms, got {}", where.string(),
+                                      kMaxTtlMs, ttl.count()),
+                          where);
   }
 }
 }  // namespace

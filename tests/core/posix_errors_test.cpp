@@ -11,6 +11,8 @@
 // run Catch2 assertions, so it records named facts that the parent checks.
 #include <catch2/catch.hpp>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include <fcntl.h>
 #include <grp.h>
 #include <link.h>
@@ -37,6 +39,7 @@
 #include "ckpt/errors.hpp"
 #include "ckpt/store.hpp"
 #include "io/hasher.hpp"
+#include "support/cli_support.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -866,4 +869,34 @@ TEST_CASE("link(2) failing with EIO (LD_PRELOAD) writes that save's bytes; the n
   REQUIRE(::stat((dir / "checkpoint_epoch_1.pth").c_str(), &epoch) == 0);
   CHECK(best.st_ino == epoch.st_ino);
   check_intact_after_reopen(dir, zip_payload(7));
+}
+
+TEST_CASE("ckpt watch stops on a checkpoint it cannot read (EIO opening it), naming the file; the cursor stays and "
+          "the checkpoint runs once the fault is gone",
+          "[posix][cli][watch]") {
+  TestDir dir("posix-watch");
+  const auto run_dir = dir / "run";
+  {
+    CheckpointStore store(run_dir, StoreOptions{0});
+    save_epochs(store, 1, 3);
+  }
+  const auto log = dir / "log.txt";
+  const std::string command = "printf '%s\\n' \"$CKPT_EPOCH\" >> " + shell_quote(log.string());
+  std::string preload = CKPT_FAULT_PRELOAD;
+  if (std::string runtime = sanitizer_runtime(); !runtime.empty()) preload = runtime + ":" + preload;
+  const std::string watch = std::string(CKPT_CLI) + " watch " + shell_quote(run_dir.string()) + " --exec " +
+                            shell_quote(command) + " --poll-ms 20 --idle-exit 0.3 2>&1";
+  auto failed = run_command("LD_PRELOAD=" + shell_quote(preload) + " CKPT_FAULT_CALL=open CKPT_FAULT_TIMES=0 " +
+                            "CKPT_FAULT_PATH='*/checkpoint_epoch_2.pth' CKPT_FAULT_ERRNO=EIO timeout -k 5 60 " + watch);
+  INFO(failed.output);
+  CHECK(failed.exit_code == 3);
+  CHECK_THAT(failed.output, Catch::Contains((run_dir / "checkpoint_epoch_2.pth").string()) &&
+                                Catch::Contains("Input/output error"));
+  CHECK(read_bytes(log) == "1\n");
+  SQLite::Database db((run_dir / "index.sqlite").string(), SQLite::OPEN_READONLY);
+  CHECK(db.execAndGet("SELECT last_commit_seq FROM watch_cursors WHERE name = 'default'").getInt64() == 1);
+
+  auto resumed = run_command("timeout -k 5 60 " + watch);
+  CHECK(resumed.exit_code == 0);
+  CHECK(read_bytes(log) == "1\n2\n3\n");
 }

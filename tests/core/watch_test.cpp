@@ -123,7 +123,7 @@ TEST_CASE("ckpt watch runs its command once per committed checkpoint, in commit 
     REQUIRE(v.size() == 12);
     CHECK(v[0] == std::to_string(saved[i].commit_seq));
     CHECK(v[1] == std::to_string(saved[i].id));
-    CHECK(v[5] == (dir / "run" / saved[i].file).string());
+    CHECK(v[5] == "/dev/fd/3");  // the verified file, open
     CHECK(v[6] == saved[i].hash);
     CHECK(v[11] == "-");
   }
@@ -270,6 +270,89 @@ TEST_CASE("a watch killed with SIGKILL while a command runs resumes after the la
   CHECK(cursor_of(dir / "run") == 4);
 }
 
+TEST_CASE("ckpt watch's command reads the bytes that were verified even when a save puts other bytes under the "
+          "name while it runs (a new best model)",
+          "[cli][watch]") {
+  TestDir dir("watch-replaced");
+  const auto log = dir / "log.txt";
+  CheckpointRecord best;
+  {
+    CheckpointStore store(dir / "run", StoreOptions{0});
+    best = save_bytes(store, CheckpointKind::best, std::nullopt, zip_payload(1), 0.5);
+  }
+  const auto other = dir / "other.pth";
+  write_bytes(other, zip_payload(2));
+  // As a new best does: another file renamed over best_model.pth while the command runs;
+  // then the command hashes what CKPT_PATH gives it.
+  const std::string name = shell_quote((dir / "run" / "best_model.pth").string());
+  const std::string command = "cp " + shell_quote(other.string()) + " " + name + ".new && mv " + name + ".new " +
+                              name + " && printf '%s %s\\n' \"$CKPT_HASH\" \"$(xxhsum -H2 < \"$CKPT_PATH\" | cut -d' ' -f1)\" >> " +
+                              shell_quote(log.string());
+  auto result = watch(dir / "run", command, "--max 1");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  const auto lines = lines_of(log);
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0] == best.hash + " " + best.hash);
+  CHECK(read_bytes(dir / "run" / "best_model.pth") == zip_payload(2));  // the name did change under it
+}
+
+TEST_CASE("ckpt watch stops at SIGTERM: the running command finishes and counts, nothing starts after it",
+          "[cli][watch]") {
+  TestDir dir("watch-sigterm");
+  const auto log = dir / "log.txt";
+  {
+    CheckpointStore store(dir / "run", StoreOptions{0});
+    save_epochs(store, 1, 3);
+  }
+  // The command of epoch 1 sends SIGTERM to the watch alone ($PPID), then finishes.
+  const std::string command = log_command(log, {"CKPT_EPOCH"}) + "; [ \"$CKPT_EPOCH\" != 1 ] || kill -TERM $PPID; sleep 0.3";
+  auto stopped = watch(dir / "run", command, "--idle-exit 5");
+  INFO(stopped.output);
+  CHECK(stopped.exit_code == 0);
+  CHECK(lines_of(log) == std::vector<std::string>{"1"});
+  CHECK(cursor_of(dir / "run") == 1);
+  CHECK(pin_count(dir / "run") == 0);
+  // A signal while it only waits ends it within a slice of the wait, not at --poll-ms's
+  // end (30 s: timeout(1) would kill it at 10 s, exit 124). timeout passes SIGTERM on.
+  auto waiting = run_command("timeout -k 5 10 " + std::string(CKPT_CLI) + " watch " + shell_quote((dir / "run").string()) +
+                             " --exec true --name idle --from-now --poll-ms 30000 & pid=$!; sleep 0.5; kill -TERM $pid; "
+                             "wait $pid");
+  CHECK(waiting.exit_code == 0);
+}
+
+TEST_CASE("ckpt watch's --idle-exit counts from the end of the last command, not its start", "[cli][watch]") {
+  TestDir dir("watch-idle");
+  const auto log = dir / "log.txt";
+  {
+    CheckpointStore store(dir / "run", StoreOptions{0});
+    save_epochs(store, 1, 1);
+  }
+  // The command outlasts --idle-exit (1.5 s against 1 s); epoch 2 is saved 0.4 s after
+  // it ends, within --idle-exit of its end but not of its start.
+  const std::string command = log_command(log, {"CKPT_EPOCH"}) + "; [ \"$CKPT_EPOCH\" != 1 ] || { sleep 1.5; " +
+                              "(sleep 0.4; " + std::string(CKPT_STORE_SCRIPT) + " " + shell_quote((dir / "run").string()) +
+                              " keep=0 save-epoch 2 2 >/dev/null) & }";
+  auto result = watch(dir / "run", command, "--idle-exit 1");
+  INFO(result.output);
+  CHECK(result.exit_code == 0);
+  CHECK(lines_of(log) == std::vector<std::string>{"1", "2"});
+}
+
+TEST_CASE("a metric name that is not UTF-8 reaches CKPT_METRICS escaped and does not stop ckpt watch",
+          "[cli][watch][untrusted]") {
+  TestDir dir("watch-utf8");
+  const auto log = dir / "log.txt";
+  {
+    CheckpointStore store(dir / "run", StoreOptions{0});
+    save_with(store, epoch_request(1, {{std::string("val\xe9"), 0.5}}), 1);
+  }
+  auto result = watch(dir / "run", log_command(log, {"CKPT_METRICS"}), "--max 1");
+  INFO(result.output);
+  CHECK(result.exit_code == 0);
+  CHECK(lines_of(log) == std::vector<std::string>{R"({"val\\xe9":0.5})"});
+}
+
 TEST_CASE("a checkpoint rotated out before its turn is reported once by ckpt watch, naming its file, and the cursor "
           "passes it",
           "[cli][watch]") {
@@ -288,7 +371,7 @@ TEST_CASE("a checkpoint rotated out before its turn is reported once by ckpt wat
   CHECK(first.exit_code == 1);
   for (int epoch = 1; epoch <= 3; ++epoch) {
     const std::string report = "checkpoint_epoch_" + std::to_string(epoch) + ".pth (commit " + std::to_string(epoch) +
-                               "): skipped, not run: gone before its turn (status now 'deleted'";
+                               "): skipped, not run: gone before its turn: no longer live";
     CHECK(count_of(first.output, report) == 1);
   }
   CHECK(cursor_of(dir / "run") == 3);
