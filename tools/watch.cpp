@@ -320,6 +320,16 @@ int run_watch(const WatchOptions& o) {
         continue;
       }
       const std::string what = fmt::format("{} (commit {})", p(r.file), r.commit_seq);
+      // Gone when the page was read (a status never becomes live again): reported and
+      // passed without a pin attempt; the cursor moves past such rows with the next
+      // command's, at the end of the page, or when the watch stops (one transaction, not
+      // one per row: a new name over a long history of rotated-out rows).
+      if (r.status != "committed" && r.status != "consumed") {
+        say(fmt::format("{}: skipped, not run: gone before its turn: no longer live (status '{}'; docs/schema.md)",
+                        what, p(r.status)));
+        scanned = r.commit_seq;
+        continue;
+      }
       auto skip = [&](const std::string& why) {
         say(fmt::format("{}: skipped, not run: {}", what, why));
         advance(r.commit_seq);
@@ -369,6 +379,7 @@ int run_watch(const WatchOptions& o) {
       const int status = run_command(o.command, env, file.fd, pin, o.pin_ttl, what);
       idle_since = Clock::now();
       if (g_stop && WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM)) {
+        advance(scanned);  // past what was passed over before it
         say(fmt::format("stopped by a signal while the command ran on {} ({}): cursor '{}' stays at commit {}, the "
                         "next watch runs it again",
                         what, status_text(status), p(o.name), cursor));
@@ -376,6 +387,7 @@ int run_watch(const WatchOptions& o) {
         return 0;
       }
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        advance(scanned);
         say(fmt::format("the command failed on {}: {}; stopping. Cursor '{}' stays at commit {}: the next watch "
                         "runs it again",
                         what, status_text(status), p(o.name), cursor));
@@ -389,6 +401,7 @@ int run_watch(const WatchOptions& o) {
       ++ran;
       pin.release();
     }
+    advance(scanned);  // the page's rows passed over (other kinds, gone) after the last command
   }
   // Rows of other kinds passed since the last one of ours: a restart need not read them again.
   advance(scanned);

@@ -86,6 +86,12 @@ SaveRequest epoch_request(std::int64_t epoch, std::vector<std::pair<std::string,
   return request;
 }
 
+// DIR holding epochs `first` to `last`, all kept: where most cases start.
+void save_run(const std::filesystem::path& dir, std::int64_t first, std::int64_t last) {
+  CheckpointStore store(dir, StoreOptions{0});
+  save_epochs(store, first, last);
+}
+
 }  // namespace
 
 TEST_CASE("ckpt watch runs its command once per committed checkpoint, in commit order, with path, kind, epoch and "
@@ -200,10 +206,7 @@ TEST_CASE("ckpt watch --max N stops after N commands and the next watch goes on 
   CHECK(from_now.exit_code == 0);
   CHECK(!std::filesystem::exists(log));
   CHECK(cursor_of(dir / "run", "late") == 5);
-  {
-    CheckpointStore store(dir / "run", StoreOptions{0});
-    save_epochs(store, 5, 5);
-  }
+  save_run(dir / "run", 5, 5);
   auto late = watch(dir / "run", command, "--name late --from-now --idle-exit 0.2");
   CHECK(late.exit_code == 0);
   CHECK(lines_of(log) == std::vector<std::string>{"epoch|5"});
@@ -215,10 +218,7 @@ TEST_CASE("a command that fails stops ckpt watch naming the checkpoint and the e
   TestDir dir("watch-fail");
   const auto log = dir / "log.txt";
   const auto fixed = dir / "fixed";
-  {
-    CheckpointStore store(dir / "run", StoreOptions{0});
-    save_epochs(store, 1, 3);
-  }
+  save_run(dir / "run", 1, 3);
   const std::string command = log_command(log, {"CKPT_EPOCH"}) + "; [ \"$CKPT_EPOCH\" != 2 ] || [ -e " +
                               shell_quote(fixed.string()) + " ] || exit 7";
   auto failed = watch(dir / "run", command, "--idle-exit 0.2");
@@ -249,10 +249,7 @@ TEST_CASE("a watch killed with SIGKILL while a command runs resumes after the la
   TestDir dir("watch-killed");
   const auto log = dir / "log.txt";
   const auto killed_once = dir / "killed";
-  {
-    CheckpointStore store(dir / "run", StoreOptions{0});
-    save_epochs(store, 1, 4);
-  }
+  save_run(dir / "run", 1, 4);
   // On epoch 3 (the first time), the command kills the watch ($PPID: the watch forks sh).
   const std::string command = log_command(log, {"CKPT_EPOCH"}) + "; if [ \"$CKPT_EPOCH\" = 3 ] && [ ! -e " +
                               shell_quote(killed_once.string()) + " ]; then : > " + shell_quote(killed_once.string()) +
@@ -301,10 +298,7 @@ TEST_CASE("ckpt watch stops at SIGTERM: the running command finishes and counts,
           "[cli][watch]") {
   TestDir dir("watch-sigterm");
   const auto log = dir / "log.txt";
-  {
-    CheckpointStore store(dir / "run", StoreOptions{0});
-    save_epochs(store, 1, 3);
-  }
+  save_run(dir / "run", 1, 3);
   // The command of epoch 1 sends SIGTERM to the watch alone ($PPID), then finishes.
   const std::string command = log_command(log, {"CKPT_EPOCH"}) + "; [ \"$CKPT_EPOCH\" != 1 ] || kill -TERM $PPID; sleep 0.3";
   auto stopped = watch(dir / "run", command, "--idle-exit 5");
@@ -324,10 +318,7 @@ TEST_CASE("ckpt watch stops at SIGTERM: the running command finishes and counts,
 TEST_CASE("ckpt watch's --idle-exit counts from the end of the last command, not its start", "[cli][watch]") {
   TestDir dir("watch-idle");
   const auto log = dir / "log.txt";
-  {
-    CheckpointStore store(dir / "run", StoreOptions{0});
-    save_epochs(store, 1, 1);
-  }
+  save_run(dir / "run", 1, 1);
   // The command outlasts --idle-exit (1.5 s against 1 s); epoch 2 is saved 0.4 s after
   // it ends, within --idle-exit of its end but not of its start.
   const std::string command = log_command(log, {"CKPT_EPOCH"}) + "; [ \"$CKPT_EPOCH\" != 1 ] || { sleep 1.5; " +
@@ -389,10 +380,7 @@ TEST_CASE("ckpt watch skips a checkpoint whose file does not match its row, nami
           "[cli][watch]") {
   TestDir dir("watch-corrupt");
   const auto log = dir / "log.txt";
-  {
-    CheckpointStore store(dir / "run", StoreOptions{0});
-    save_epochs(store, 1, 3);
-  }
+  save_run(dir / "run", 1, 3);
   flip_byte(dir / "run" / "checkpoint_epoch_2.pth");
   auto result = watch(dir / "run", log_command(log, {"CKPT_EPOCH"}), "--idle-exit 0.2");
   INFO(result.output);
@@ -468,10 +456,7 @@ TEST_CASE("two watches of one name: the one whose cursor was moved under it stop
           "[cli][watch]") {
   TestDir dir("watch-same-name");
   const auto log = dir / "log.txt";
-  {
-    CheckpointStore store(dir / "run", StoreOptions{0});
-    save_epochs(store, 1, 3);
-  }
+  save_run(dir / "run", 1, 3);
   // The outer watch's first command runs a second watch of the same name to the end.
   const std::string inner = std::string(CKPT_CLI) + " watch " + shell_quote((dir / "run").string()) + " --exec " +
                             shell_quote(log_command(log, {"CKPT_EPOCH"})) + " --poll-ms 20 --idle-exit 0.2";
