@@ -94,7 +94,7 @@ class ReadOnlyCheckpointManager {
   // The checkpoint with index id `checkpoint_id` (a CheckpointRecord's id). State empty
   // when no live row has that id (never committed, rotated out, replaced, retired).
   // Throws CorruptError naming the file when its file does not match the row (missing,
-  // another size or hash), FormatError as above.
+  // another size or hash), IoError naming it when it cannot be read, FormatError as above.
   ReadOnlyLoad load(std::int64_t checkpoint_id) const;
 
   // CheckpointReader::wait_for_new: the first checkpoint committed after

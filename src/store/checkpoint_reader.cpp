@@ -28,6 +28,7 @@ struct CheckpointReader::Impl {
     std::optional<VerifiedPayload> payload;
     std::string problem;
     bool gone = false;
+    std::optional<IoError> io_error;  // the file could not be read (not a mismatch)
   };
   Attempt read_verified(const CheckpointRecord& row) const;
   // Verified: moves the bytes into `load`, true. Else records the candidate as skipped.
@@ -262,6 +263,7 @@ CheckpointReader::Impl::Attempt CheckpointReader::Impl::read_verified(const Chec
     }
   } catch (const IoError& error) {
     attempt.problem = fmt::format("{}: could not be read: {}", row.file, error.what());
+    attempt.io_error = error;
   }
   // Rotated out, retired or replaced by a newer commit since the query: not damage.
   auto current = index->find(row.id);
@@ -329,6 +331,11 @@ std::optional<ReaderLoad> CheckpointReader::load(std::int64_t checkpoint_id) con
   auto attempt = impl_->read_verified(*row);
   if (attempt.payload) return ReaderLoad{std::move(*attempt.payload), {}};
   if (attempt.gone) return std::nullopt;
+  if (attempt.io_error) {  // unreadable is not damaged: the caller may try again
+    throw IoError(attempt.io_error->code(),
+                  fmt::format("{}: checkpoint {}: {}", impl_->dir.string(), checkpoint_id, attempt.problem),
+                  impl_->dir / row->file, attempt.io_error->os_error());
+  }
   throw CorruptError(ErrorCode::corrupt,
                      fmt::format("{}: checkpoint {} does not match its index row: {}", impl_->dir.string(),
                                  checkpoint_id, attempt.problem),

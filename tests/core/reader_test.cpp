@@ -23,6 +23,7 @@
 #include "ckpt/store.hpp"
 #include "store/test_hooks.hpp"
 #include "support/cli_support.hpp"
+#include "support/fault_file_system.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -132,6 +133,37 @@ TEST_CASE("a reader's load of an id that is not live is nullopt, and the best mo
   flip_byte(dir / "best_model.pth", 50);
   auto damaged = reader.load_best();
   CHECK(!damaged);
+}
+
+TEST_CASE("a reader's load of a checkpoint it cannot read throws IoError naming the file, not CorruptError; "
+          "load_latest passes it over",
+          "[reader]") {
+  TestDir dir("reader-eio");
+  std::int64_t second = 0;
+  {
+    CheckpointStore store(dir.path(), StoreOptions{0});
+    save_epoch(store, 1, zip_payload(1));
+    second = save_epoch(store, 2, zip_payload(2)).id;
+  }
+  auto fs = std::make_shared<FaultFileSystem>();
+  CheckpointReader reader(dir.path(), ReaderOptions{ReaderOptions::Access::automatic, fs});
+  fs->fail_nth(Op::read, 1, EIO);
+  try {
+    (void)reader.load(second);
+    FAIL("no error");
+  } catch (const CorruptError& e) {
+    FAIL(std::string("an unreadable file is not damage: ") + e.what());
+  } catch (const IoError& e) {
+    CHECK(e.os_error() == EIO);
+    CHECK(e.path() == dir / "checkpoint_epoch_2.pth");
+  }
+  fs->fail_nth(Op::read, 1, EIO);
+  auto latest = reader.load_latest();
+  REQUIRE(latest);
+  CHECK(latest->payload.record.epoch == 1);
+  REQUIRE(latest->skipped.size() == 1);
+  CHECK_THAT(latest->skipped[0].problem, Catch::Contains("checkpoint_epoch_2.pth: could not be read"));
+  CHECK(reader.load(second));  // the fault is gone: nothing was retired
 }
 
 TEST_CASE("when no candidate verifies, a reader's load says which it skipped and why", "[reader]") {
