@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fmt/format.h>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -132,19 +133,39 @@ std::string status_text(int status) {
 // Runs `command` under /bin/sh -c with `env` and the verified file open as descriptor 3;
 // renews `pin` every half TTL until the child exits. Returns its wait status. A renewal
 // that fails is reported and retried (every second at most, until one succeeds); the
-// command is never abandoned while it runs. The child gets SIGTERM if the watch dies.
-int run_command(const std::string& command, const std::map<std::string, std::string>& env, int checkpoint_fd,
-                CheckpointPin& pin, std::chrono::milliseconds ttl, const std::string& what) {
+// command is never abandoned while it runs. The child (the shell) gets SIGTERM if the
+// watch dies. nullopt, nothing started, when SIGINT or SIGTERM came first: the decision
+// and the fork happen with both blocked, so a signal is either before it (nothing starts)
+// or after it (the command runs and is waited for).
+std::optional<int> run_command(const std::string& command, const std::map<std::string, std::string>& env,
+                               int checkpoint_fd, CheckpointPin& pin, std::chrono::milliseconds ttl,
+                               const std::string& what) {
   std::vector<std::string> environment = child_environment(env);
   std::vector<char*> envp;
   for (auto& entry : environment) envp.push_back(entry.data());
   envp.push_back(nullptr);
   const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
   const pid_t parent = ::getpid();
+  sigset_t stops, previous;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGINT);
+  sigaddset(&stops, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &stops, &previous);
+  if (g_stop) {
+    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+    return std::nullopt;
+  }
   const pid_t child = ::fork();
-  if (child < 0) throw IoError(ErrorCode::io, fmt::format("cannot start the command: fork: {}", std::strerror(errno)), {}, errno);
+  if (child < 0) {
+    const int error = errno;
+    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+    throw IoError(ErrorCode::io, fmt::format("cannot start the command: fork: {}", std::strerror(error)), {}, error);
+  }
   if (child == 0) {
-    // Async-signal-safe calls only until execve.
+    // Async-signal-safe calls only until execve. The command's signals are its own.
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(127);  // the watch died before prctl
     if (checkpoint_fd == kCheckpointFd) {
@@ -155,6 +176,7 @@ int run_command(const std::string& command, const std::map<std::string, std::str
     ::execve("/bin/sh", const_cast<char* const*>(argv), envp.data());
     ::_exit(127);
   }
+  ::sigprocmask(SIG_SETMASK, &previous, nullptr);
   using Clock = std::chrono::steady_clock;
   const auto half = ttl / 2;
   auto renew_at = Clock::now() + half;
@@ -203,7 +225,8 @@ struct OpenedCheckpoint {
   }
 };
 
-void open_verified(const std::filesystem::path& path, const CheckpointRecord& r, OpenedCheckpoint& out) {
+void open_verified(const std::filesystem::path& path, const CheckpointRecord& r, OpenedCheckpoint& out,
+                   const std::function<void()>& while_reading) {
   auto io_error = [&](const char* call) {
     const int error = errno;
     return IoError(ErrorCode::io, fmt::format("{}: {} failed: {}", path.string(), call, std::strerror(error)), path,
@@ -225,9 +248,11 @@ void open_verified(const std::filesystem::path& path, const CheckpointRecord& r,
     return;
   }
   HashAlgorithm algorithm{};
-  if (!io::parse_hash_algorithm(r.hash_algo, algorithm)) {
-    out.problem = fmt::format("its row's hash algorithm '{}' is unknown to this ckpt", p(r.hash_algo));
-    return;
+  if (!io::parse_hash_algorithm(r.hash_algo, algorithm)) {  // a newer ckpt's row: not damage
+    throw IndexError(ErrorCode::index,
+                     fmt::format("{}: its row's hash algorithm '{}' is unknown to this ckpt", path.string(),
+                                 p(r.hash_algo)),
+                     path);
   }
   auto hasher = io::Hasher::create(algorithm);
   std::vector<char> buffer(1 << 20);
@@ -237,6 +262,7 @@ void open_verified(const std::filesystem::path& path, const CheckpointRecord& r,
     if (n < 0) throw io_error("read");
     if (n == 0) break;
     hasher->update(buffer.data(), static_cast<std::size_t>(n));
+    while_reading();
   }
   const std::string hash = hasher->hex_digest();
   if (hash != r.hash) {
@@ -302,13 +328,16 @@ int run_watch(const WatchOptions& o) {
   while (!done()) {
     std::vector<CheckpointRecord> rows = reader.commits_after(scanned, kPage);
     if (rows.empty()) {
-      // Nothing after `scanned`: sleep until a commit (of any kind) or the poll's end, in
-      // slices, so that a signal is acted on within 200 ms.
+      // Nothing after `scanned`: look again after 10 ms, backing off to every 200 ms, until
+      // a commit (of any kind) or the poll's end; a signal is acted on at the next look.
       const auto poll_end = Clock::now() + o.poll;
       bool committed = false;
+      std::chrono::milliseconds interval(10);
       while (!committed && !g_stop && Clock::now() < poll_end) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(poll_end - Clock::now());
-        committed = reader.wait_for_new(scanned, std::min(left, std::chrono::milliseconds(200))).has_value();
+        std::this_thread::sleep_for(std::min(left, interval));
+        interval = std::min(interval * 2, std::chrono::milliseconds(200));
+        committed = reader.wait_for_new(scanned, std::chrono::milliseconds(0)).has_value();
       }
       if (!committed && o.idle_exit && Clock::now() - idle_since >= *o.idle_exit) break;
       continue;
@@ -348,7 +377,19 @@ int run_watch(const WatchOptions& o) {
       // Verified (whole-file hash against the row, through the descriptor the command
       // then reads) before the command runs. An I/O error throws: the cursor stays.
       OpenedCheckpoint file;
-      open_verified(dir / r.file, r, file);
+      // Renewed while a large file is read, so the pin cannot lapse before the command.
+      auto renew_at = Clock::now() + o.pin_ttl / 2;
+      auto renew_due = [&] {
+        if (Clock::now() < renew_at) return;
+        try {
+          pin.renew(o.pin_ttl);
+          renew_at = Clock::now() + o.pin_ttl / 2;
+        } catch (const Error& e) {
+          say(fmt::format("{}: the pin could not be renewed while the file was read (retrying): {}", what, p(e.what())));
+          renew_at = Clock::now() + std::min<Clock::duration>(o.pin_ttl / 2, std::chrono::seconds(1));
+        }
+      };
+      open_verified(dir / r.file, r, file, renew_due);
       if (!file.problem.empty()) {
         pin.release();
         // A pin holds off rotation, not a save renaming a new file over the name (a new
@@ -375,10 +416,23 @@ int run_watch(const WatchOptions& o) {
                         variable));
       }
       collisions.clear();
-      pin.renew(o.pin_ttl);  // the read may have taken much of the ttl
-      const int status = run_command(o.command, env, file.fd, pin, o.pin_ttl, what);
+      try {
+        pin.renew(o.pin_ttl);  // the read may have taken much of the ttl
+      } catch (const Error& e) {  // the pin holds until its expiry; run_command retries
+        say(fmt::format("{}: the pin could not be renewed before the command (retrying while it runs): {}", what,
+                        p(e.what())));
+      }
+      const std::optional<int> started = run_command(o.command, env, file.fd, pin, o.pin_ttl, what);
+      if (!started) {  // a signal came first: nothing ran
+        pin.release();
+        break;
+      }
+      const int status = *started;
       idle_since = Clock::now();
-      if (g_stop && WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM)) {
+      // Killed by the stop signal, or a command that caught it and exited 128 + its number.
+      const bool stopped = WIFSIGNALED(status) ? (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM)
+                                               : (WEXITSTATUS(status) == 128 + SIGINT || WEXITSTATUS(status) == 128 + SIGTERM);
+      if (g_stop && stopped) {
         advance(scanned);  // past what was passed over before it
         say(fmt::format("stopped by a signal while the command ran on {} ({}): cursor '{}' stays at commit {}, the "
                         "next watch runs it again",
