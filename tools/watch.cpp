@@ -130,16 +130,49 @@ std::string status_text(int status) {
   return fmt::format("wait status {}", status);
 }
 
-// Runs `command` under /bin/sh -c with `env` and the verified file open as descriptor 3;
-// renews `pin` every half TTL until the child exits. Returns its wait status. A renewal
-// that fails is reported and retried (every second at most, until one succeeds); the
-// command is never abandoned while it runs. The child (the shell) gets SIGTERM if the
+// Keeps a checkpoint's pin renewed while the watch verifies its file and runs the
+// command: every half TTL, and after a failed renewal again within a second (reported
+// once, until one succeeds; the pin holds until its expiry meanwhile).
+class PinKeeper {
+ public:
+  using Clock = std::chrono::steady_clock;
+  PinKeeper(CheckpointPin& pin, std::chrono::milliseconds ttl, std::string what)
+      : pin_(pin), ttl_(ttl), what_(std::move(what)), renew_at_(Clock::now() + ttl / 2) {}
+  void renew_if_due() {
+    if (Clock::now() >= renew_at_) renew();
+  }
+  void renew() {
+    try {
+      pin_.renew(ttl_);
+      if (failing_) say(fmt::format("{}: the pin is renewed again, until {}", what_, pin_.expires_at()));
+      failing_ = false;
+      renew_at_ = Clock::now() + ttl_ / 2;
+    } catch (const Error& e) {
+      if (!failing_) {
+        say(fmt::format("{}: the pin could not be renewed (retrying; it lapses at {} unless a renewal succeeds): {}",
+                        what_, pin_.expires_at(), p(e.what())));
+      }
+      failing_ = true;
+      renew_at_ = Clock::now() + std::min<Clock::duration>(ttl_ / 2, std::chrono::seconds(1));
+    }
+  }
+
+ private:
+  CheckpointPin& pin_;
+  std::chrono::milliseconds ttl_;
+  std::string what_;
+  Clock::time_point renew_at_;
+  bool failing_ = false;
+};
+
+// Runs `command` under /bin/sh -c with `env` and the verified file open as descriptor 3,
+// keeping the pin renewed until the child exits. Returns its wait status; the command is
+// never abandoned while it runs. The child (the shell) gets SIGTERM if the
 // watch dies. nullopt, nothing started, when SIGINT or SIGTERM came first: the decision
 // and the fork happen with both blocked, so a signal is either before it (nothing starts)
 // or after it (the command runs and is waited for).
 std::optional<int> run_command(const std::string& command, const std::map<std::string, std::string>& env,
-                               int checkpoint_fd, CheckpointPin& pin, std::chrono::milliseconds ttl,
-                               const std::string& what) {
+                               int checkpoint_fd, PinKeeper& pin, const std::string& what) {
   std::vector<std::string> environment = child_environment(env);
   std::vector<char*> envp;
   for (auto& entry : environment) envp.push_back(entry.data());
@@ -177,10 +210,6 @@ std::optional<int> run_command(const std::string& command, const std::map<std::s
     ::_exit(127);
   }
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
-  using Clock = std::chrono::steady_clock;
-  const auto half = ttl / 2;
-  auto renew_at = Clock::now() + half;
-  bool failing = false;
   for (;;) {
     int status = 0;
     const pid_t done = ::waitpid(child, &status, WNOHANG);
@@ -188,22 +217,7 @@ std::optional<int> run_command(const std::string& command, const std::map<std::s
     if (done < 0 && errno != EINTR) {
       throw IoError(ErrorCode::io, fmt::format("waitpid for the command on {}: {}", what, std::strerror(errno)), {}, errno);
     }
-    if (Clock::now() >= renew_at) {
-      try {
-        pin.renew(ttl);
-        if (failing) say(fmt::format("{}: the pin is renewed again, until {}", what, pin.expires_at()));
-        failing = false;
-        renew_at = Clock::now() + half;
-      } catch (const Error& e) {
-        if (!failing) {
-          say(fmt::format("{}: the pin could not be renewed (retrying; it lapses at {} unless a renewal succeeds; "
-                          "the command goes on): {}",
-                          what, pin.expires_at(), p(e.what())));
-        }
-        failing = true;
-        renew_at = Clock::now() + std::min<Clock::duration>(half, std::chrono::seconds(1));
-      }
-    }
+    pin.renew_if_due();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
@@ -378,18 +392,8 @@ int run_watch(const WatchOptions& o) {
       // then reads) before the command runs. An I/O error throws: the cursor stays.
       OpenedCheckpoint file;
       // Renewed while a large file is read, so the pin cannot lapse before the command.
-      auto renew_at = Clock::now() + o.pin_ttl / 2;
-      auto renew_due = [&] {
-        if (Clock::now() < renew_at) return;
-        try {
-          pin.renew(o.pin_ttl);
-          renew_at = Clock::now() + o.pin_ttl / 2;
-        } catch (const Error& e) {
-          say(fmt::format("{}: the pin could not be renewed while the file was read (retrying): {}", what, p(e.what())));
-          renew_at = Clock::now() + std::min<Clock::duration>(o.pin_ttl / 2, std::chrono::seconds(1));
-        }
-      };
-      open_verified(dir / r.file, r, file, renew_due);
+      PinKeeper keeper(pin, o.pin_ttl, what);
+      open_verified(dir / r.file, r, file, [&] { keeper.renew_if_due(); });
       if (!file.problem.empty()) {
         pin.release();
         // A pin holds off rotation, not a save renaming a new file over the name (a new
@@ -403,10 +407,6 @@ int run_watch(const WatchOptions& o) {
                                     file.problem));
         continue;
       }
-      if (g_stop) {  // a signal while it was pinned and read: run nothing new
-        pin.release();
-        break;
-      }
       auto env = checkpoint_environment(dir, o.name, r, reader.metrics(r.id), collisions);
       for (const auto& [variable, names] : collisions) {
         if (!collisions_reported.insert(variable).second) continue;
@@ -416,14 +416,9 @@ int run_watch(const WatchOptions& o) {
                         variable));
       }
       collisions.clear();
-      try {
-        pin.renew(o.pin_ttl);  // the read may have taken much of the ttl
-      } catch (const Error& e) {  // the pin holds until its expiry; run_command retries
-        say(fmt::format("{}: the pin could not be renewed before the command (retrying while it runs): {}", what,
-                        p(e.what())));
-      }
-      const std::optional<int> started = run_command(o.command, env, file.fd, pin, o.pin_ttl, what);
-      if (!started) {  // a signal came first: nothing ran
+      keeper.renew();  // the read may have taken much of the ttl
+      const std::optional<int> started = run_command(o.command, env, file.fd, keeper, what);
+      if (!started) {  // a signal came first (while it was pinned and read, say): nothing ran
         pin.release();
         break;
       }

@@ -98,14 +98,14 @@ void apply_one_per(std::vector<Row>& rows, std::chrono::seconds one_per, index::
   const std::int64_t interval_ms = one_per.count() * 1000;
   // Go on from the last commit walked when it is still there as it was; else start over.
   std::vector<index::Index::CommitTime> times;
+  bool go_on = false;
   if (walk.interval_ms == interval_ms && walk.through) {
     times = index.periodic_commit_times(walk.through->commit_seq);
-    const bool same = !times.empty() && times.front().commit_seq == walk.through->commit_seq &&
-                      times.front().id == walk.through->id && times.front().created_ms == walk.through->created_ms;
-    if (same) times.erase(times.begin());
-    else walk = IntervalWalk{};
+    go_on = !times.empty() && times.front().commit_seq == walk.through->commit_seq &&
+            times.front().id == walk.through->id && times.front().created_ms == walk.through->created_ms;
+    if (go_on) times.erase(times.begin());
   }
-  if (walk.interval_ms != interval_ms) {
+  if (!go_on) {
     walk = IntervalWalk{};
     walk.interval_ms = interval_ms;
     times = index.periodic_commit_times();
