@@ -93,6 +93,23 @@ struct NamedMetric {
   double value = 0;
 };
 
+// One rank's shard of a multi-rank checkpoint (ckpt::distributed): a row of the index's
+// `shards` table (docs/schema.md, "Shards"). The checkpoint's own row is its manifest.
+struct ShardRecord {
+  std::int64_t checkpoint_id = 0;
+  int rank = 0;
+  int world_size = 1;
+  std::string file;  // relative to the checkpoint directory
+  std::uint64_t size = 0;
+  std::string hash;  // of the whole file
+  std::string hash_algo;
+  // The file's bytes in blocks of block_size (the last shorter), each block's xxh3-64 as
+  // 16 hex digits, concatenated: what a load reading only some byte ranges checks them by.
+  std::uint64_t block_size = 0;
+  std::string block_hashes;
+  std::string placement = "[]";  // JSON: where this shard's sharded tensors sit (schema.md)
+};
+
 // What retention (ckpt/retention.hpp) decides for one live periodic checkpoint.
 struct RetentionDecision {
   CheckpointRecord record;
@@ -132,6 +149,13 @@ struct SaveRequest {
   // and saves as usual. A wrong guess costs one hashing pass of the payload, never a
   // wrong file. The writer must produce the same bytes each time it runs.
   bool likely_duplicate = false;
+  // A multi-rank checkpoint's shards (ckpt::distributed), one per rank 0..world_size-1,
+  // each already written and synced by its rank under its shard_file name in this
+  // directory: recorded with the row in one transaction, so that nothing sees the
+  // checkpoint without all of them. Each file must be there with its recorded size, else
+  // the save throws IoError naming the rank and the file before anything is written.
+  // Superseded, rotated out or removed, a checkpoint's shard files go with it.
+  std::vector<ShardRecord> shards;
 };
 
 // Writes one payload to the sink. It may throw; the save is then abandoned cleanly.
@@ -197,6 +221,7 @@ struct RecoveryReport {
   int left_unloadable = 0;      // files without a row the restricted reader refuses: left alone
   int quarantined = 0;          // files moved into quarantine/
   int missing = 0;              // committed rows whose file was gone or of the wrong size
+  int shards_removed = 0;       // shard files no row needs (RepairAction::remove_shard_file)
   bool anything_done() const;
 };
 
@@ -216,6 +241,8 @@ struct RepairAction {
     leave_unloadable,       // a complete file with no row that would not load (e.g. a numpy
                             // scalar in it): not adopted, left as it is
     leave_unreadable,       // a file that could not be read (EIO): it and its row are left as they are
+    remove_shard_file,      // a multi-rank checkpoint's shard no row needs: its save never
+                            // committed, or its checkpoint was replaced or deleted
   };
   Type type;
   std::optional<std::int64_t> checkpoint_id;
@@ -329,6 +356,8 @@ class CheckpointStore {
   std::vector<CheckpointRecord> live_checkpoints() const;
   // The named metrics of a checkpoint, in the order they were recorded.
   std::vector<NamedMetric> metrics_of(std::int64_t checkpoint_id) const;
+  // The shards of a multi-rank checkpoint, by rank; empty for a single-file checkpoint.
+  std::vector<ShardRecord> shards_of(std::int64_t checkpoint_id) const;
 
   // Loads the resume candidate through `read_payload`, hashing the whole file in the
   // same pass, and checks the hash once the reader returns. A file that is missing or

@@ -212,6 +212,7 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
     if (version < 2) commit_order_ = kCommitOrderBeforeMigration2;
     has_named_metrics_ = version >= 3;
     has_pins_ = version >= 4;
+    has_shards_ = version >= 5;
     step_column_ = version >= 4 ? kStep : kStepBeforeMigration4;
     columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_),
                            fmt::arg("described", has_named_metrics_ ? kDescribed : kDescribedBeforeMigration3),
@@ -306,6 +307,92 @@ std::int64_t Index::insert(const CheckpointRecord& record) {
     if (record.step) statement.bind(13, static_cast<int64_t>(*record.step));
     statement.exec();
     return db_->getLastInsertRowid();
+  });
+}
+
+void Index::insert_shards(std::int64_t checkpoint_id, const std::vector<ShardRecord>& shards) {
+  guarded("record shards", [&] {
+    SQLite::Statement& statement = prepared(
+        "INSERT INTO shards (checkpoint_id, rank, world_size, file, size, hash, hash_algo, block_size, "
+        "block_hashes, placement) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& shard : shards) {
+      statement.reset();
+      statement.clearBindings();
+      statement.bind(1, static_cast<int64_t>(checkpoint_id));
+      statement.bind(2, shard.rank);
+      statement.bind(3, shard.world_size);
+      statement.bind(4, shard.file);
+      statement.bind(5, static_cast<int64_t>(shard.size));
+      statement.bind(6, shard.hash);
+      statement.bind(7, shard.hash_algo);
+      statement.bind(8, static_cast<int64_t>(shard.block_size));
+      statement.bind(9, shard.block_hashes);
+      statement.bind(10, shard.placement);
+      statement.exec();
+    }
+  });
+}
+
+std::vector<ShardRecord> Index::shards(std::int64_t checkpoint_id) {
+  if (!has_shards_) return {};
+  return guarded("list shards", [&] {
+    SQLite::Statement& query = prepared(
+        "SELECT checkpoint_id, rank, world_size, file, size, hash, hash_algo, block_size, block_hashes, placement "
+        "FROM shards WHERE checkpoint_id = ? ORDER BY rank");
+    query.bind(1, static_cast<int64_t>(checkpoint_id));
+    std::vector<ShardRecord> shards;
+    while (query.executeStep()) {
+      ShardRecord shard;
+      shard.checkpoint_id = query.getColumn(0).getInt64();
+      shard.rank = query.getColumn(1).getInt();
+      shard.world_size = query.getColumn(2).getInt();
+      shard.file = query.getColumn(3).getString();
+      shard.size = static_cast<std::uint64_t>(query.getColumn(4).getInt64());
+      shard.hash = query.getColumn(5).getString();
+      shard.hash_algo = query.getColumn(6).getString();
+      shard.block_size = static_cast<std::uint64_t>(query.getColumn(7).getInt64());
+      shard.block_hashes = query.getColumn(8).getString();
+      shard.placement = query.getColumn(9).getString();
+      shards.push_back(std::move(shard));
+    }
+    return shards;
+  });
+}
+
+bool Index::has_shards() {
+  if (!has_shards_) return false;
+  return guarded("look for shards", [&] {
+    SQLite::Statement& query = prepared("SELECT EXISTS (SELECT 1 FROM shards)");
+    const bool any = query.executeStep() && query.getColumn(0).getInt() != 0;
+    // A statement left on its row keeps its read transaction (and WAL snapshot) open; a
+    // later write on this connection would then fail once another connection had written.
+    query.reset();
+    return any;
+  });
+}
+
+std::vector<std::string> Index::needed_shard_files() {
+  if (!has_shards_) return {};
+  return guarded("list needed shards", [&] {
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT shards.file FROM shards JOIN checkpoints ON checkpoints.id = shards.checkpoint_id "
+        "WHERE checkpoints.status IN ('{}', '{}', '{}', '{}', '{}')",
+        status::kPending, status::kCommitted, status::kConsumed, status::kQuarantined, status::kMissing));
+    std::vector<std::string> files;
+    while (query.executeStep()) files.push_back(query.getColumn(0).getString());
+    return files;
+  });
+}
+
+std::vector<std::string> Index::live_files_with_shards() {
+  if (!has_shards_) return {};
+  return guarded("list sharded checkpoints", [&] {
+    SQLite::Statement& query = prepared(fmt::format(
+        "SELECT file FROM checkpoints WHERE {} AND EXISTS (SELECT 1 FROM shards WHERE checkpoint_id = checkpoints.id)",
+        kIsLive));
+    std::vector<std::string> files;
+    while (query.executeStep()) files.push_back(query.getColumn(0).getString());
+    return files;
   });
 }
 

@@ -114,6 +114,16 @@ class Index {
   void insert_metrics(std::int64_t checkpoint_id, const std::vector<std::pair<std::string, double>>& metrics);
   // Named metrics of one checkpoint, or of all (by id); empty before migration 0003.
   std::vector<NamedMetric> metrics(std::optional<std::int64_t> checkpoint_id = std::nullopt);
+  // A checkpoint's shards (migration 0005), by rank.
+  void insert_shards(std::int64_t checkpoint_id, const std::vector<ShardRecord>& shards);
+  std::vector<ShardRecord> shards(std::int64_t checkpoint_id);
+  // Whether any row has shards (the store then looks for shard files to remove).
+  bool has_shards();
+  // The shard files a row still needs: those of pending, committed, consumed, quarantined
+  // and missing rows (a replaced, aborted or deleted checkpoint's are garbage).
+  std::vector<std::string> needed_shard_files();
+  // The live rows (file names) that have shard rows.
+  std::vector<std::string> live_files_with_shards();
   void set_status(std::int64_t id, std::string_view new_status);
   void add_event(std::string_view event, std::optional<std::int64_t> checkpoint_id, std::string_view detail);
 
@@ -244,6 +254,7 @@ class Index {
   // The step column (migration 0004), NULL in a read-only view of an older index.
   std::string step_column_ = "step";
   bool has_pins_ = true;  // migration 0004
+  bool has_shards_ = true;  // migration 0005
 };
 
 }  // namespace ckpt::index

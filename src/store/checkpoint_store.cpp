@@ -27,7 +27,7 @@ std::string_view to_string(CheckpointKind kind) noexcept {
 
 bool RecoveryReport::anything_done() const {
   return rolled_forward + rolled_back + deletions_finished + temp_files_removed + adopted + external_saves +
-             quarantined + missing > 0;
+             quarantined + missing + shards_removed > 0;
 }
 
 std::string store::utc_stamp() {
@@ -115,6 +115,7 @@ void CheckpointStore::Impl::open_index() {
   index_ = std::make_unique<index::Index>(dir_ / names::kIndex, index::Index::Mode::read_write, hooks_.sqlite_vfs,
                                           index_locking_);
   interval_walk_ = {};
+  shards_in_use_ = index_->has_shards();
   record_retention_setting();
   apply(plan(/*verify_hashes=*/false));
 }
@@ -328,6 +329,9 @@ std::vector<InFlightSave> CheckpointStore::in_flight() const { return impl_->in_
 std::vector<NamedMetric> CheckpointStore::metrics_of(std::int64_t checkpoint_id) const {
   return impl_->serialized([&] { return impl_->metrics_of(checkpoint_id); });
 }
+std::vector<ShardRecord> CheckpointStore::shards_of(std::int64_t checkpoint_id) const {
+  return impl_->serialized([&] { return impl_->shards_of(checkpoint_id); });
+}
 std::optional<CheckpointRecord> CheckpointStore::latest() const {
   return impl_->serialized([&] { return impl_->latest(); });
 }
@@ -394,6 +398,7 @@ std::string_view to_string(RepairAction::Type type) noexcept {
     case Type::quarantine_file: return "quarantine";
     case Type::leave_unloadable: return "leave unloadable";
     case Type::leave_unreadable: return "leave unreadable";
+    case Type::remove_shard_file: return "remove shard file";
   }
   return "unknown";
 }

@@ -48,6 +48,41 @@ std::optional<ParsedCheckpointName> parse_checkpoint_file(std::string_view name)
   return std::nullopt;
 }
 
+std::string shard_file(std::string_view manifest, int rank, int world_size, std::string_view token) {
+  std::string_view stem = manifest.substr(0, manifest.size() - kPayloadSuffix.size());
+  return fmt::format("{}{}{}-of-{}.{}{}", stem, kShardInfix, rank, world_size, token, kPayloadSuffix);
+}
+
+std::optional<ParsedShardName> parse_shard_file(std::string_view name) {
+  if (!ends_with(name, kPayloadSuffix)) return std::nullopt;
+  const auto infix = name.find(kShardInfix);
+  if (infix == std::string_view::npos) return std::nullopt;
+  ParsedShardName parsed;
+  parsed.manifest = std::string(name.substr(0, infix)) + std::string(kPayloadSuffix);
+  if (!parse_checkpoint_file(parsed.manifest)) return std::nullopt;
+  std::string_view rest = name.substr(infix + kShardInfix.size(), name.size() - infix - kShardInfix.size() -
+                                                                      kPayloadSuffix.size());
+  // <rank>-of-<world>.<token>
+  auto number = [](std::string_view digits, int& out) {
+    if (digits.empty() || (digits.size() > 1 && digits[0] == '0')) return false;
+    auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
+    return error == std::errc() && end == digits.data() + digits.size() && out >= 0;
+  };
+  const auto of = rest.find("-of-");
+  const auto dot = rest.find('.');
+  if (of == std::string_view::npos || dot == std::string_view::npos || dot < of) return std::nullopt;
+  if (!number(rest.substr(0, of), parsed.rank) || !number(rest.substr(of + 4, dot - of - 4), parsed.world_size) ||
+      parsed.rank >= parsed.world_size) {
+    return std::nullopt;
+  }
+  std::string_view token = rest.substr(dot + 1);
+  if (token.empty() || token.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz-") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  parsed.token = std::string(token);
+  return parsed;
+}
+
 bool is_temp_file(std::string_view name) {
   if (!ends_with(name, kTempSuffix)) return false;
   return starts_with(name, kBestModel) || starts_with(name, kInterrupt) || starts_with(name, kEpochPrefix) ||

@@ -23,6 +23,7 @@ inline constexpr std::string_view kIndex = layout::kIndex;
 inline constexpr std::string_view kLock = layout::kLock;
 inline constexpr std::string_view kQuarantineDir = "quarantine";
 inline constexpr std::string_view kTempSuffix = ".tmp";
+inline constexpr std::string_view kShardInfix = ".shard-";
 
 // checkpoint_epoch_<epoch>.pth. REQUIRES: epoch >= 0.
 std::string epoch_file(std::int64_t epoch);
@@ -38,6 +39,24 @@ std::string checkpoint_file(CheckpointKind kind, std::optional<std::int64_t> epo
 // `<final>.<pid>-<sequence>.tmp`: unique per process and save, so concurrent attempts
 // never share a temp file, and still `<final>...tmp` like the guide's `<final>.tmp`.
 std::string temp_file(std::string_view final_name, long pid, std::uint64_t sequence);
+
+// One rank's shard of a multi-rank checkpoint whose manifest is `manifest` (a name of
+// checkpoint_file's; docs/schema.md, "Shards"):
+//   <manifest stem>.shard-<rank>-of-<world size>.<token>.pth
+// e.g. checkpoint_epoch_5.shard-2-of-4.3f9a1c07-12.pth. `token` names the save attempt
+// (ckpt::distributed: the run's id and the save's number), so the shards of a new best
+// model never overwrite the committed best's until the new one commits.
+// REQUIRES: 0 <= rank < world_size; token non-empty, of [0-9a-z-] only.
+std::string shard_file(std::string_view manifest, int rank, int world_size, std::string_view token);
+struct ParsedShardName {
+  std::string manifest;  // the checkpoint file it belongs to (best_model.pth, ...)
+  int rank = 0;
+  int world_size = 0;
+  std::string token;
+};
+// Recognises shard_file's names (canonical numbers, a manifest name parse_checkpoint_file
+// accepts), and nothing else: parse_shard_file(shard_file(m, r, w, t)) == {m, r, w, t}.
+std::optional<ParsedShardName> parse_shard_file(std::string_view name);
 
 struct ParsedCheckpointName {
   CheckpointKind kind;

@@ -92,6 +92,11 @@ void CheckpointStore::Impl::apply(const std::vector<RepairAction>& actions) {
         log::write(level_enum::err, "{}: {}; left as it is (a read error is not corruption)", path.string(),
                    action.reason);
         break;
+      case Type::remove_shard_file:
+        fs_->remove(path);
+        ++report_.shards_removed;
+        log::write(level_enum::info, "removed {}: {}", path.string(), action.reason);
+        break;
     }
   }
   if (synced_temp_removal) fs_->sync_dir(dir_);
@@ -100,9 +105,9 @@ void CheckpointStore::Impl::apply(const std::vector<RepairAction>& actions) {
   if (report_.anything_done()) {
     std::string summary = fmt::format(
         "rolled forward {}, rolled back {}, deletions finished {}, temp files removed {}, adopted {}, "
-        "external saves adopted {}, quarantined {}, missing {}",
+        "external saves adopted {}, quarantined {}, missing {}, shard files removed {}",
         report_.rolled_forward, report_.rolled_back, report_.deletions_finished, report_.temp_files_removed,
-        report_.adopted, report_.external_saves, report_.quarantined, report_.missing);
+        report_.adopted, report_.external_saves, report_.quarantined, report_.missing, report_.shards_removed);
     Transaction transaction(*index_, Durability::full);
     index_->add_event("recovered", std::nullopt, summary);
     transaction.commit();

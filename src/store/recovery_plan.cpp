@@ -42,6 +42,7 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
   // A file that cannot be read is not decided on: it and its row stay as they are (a
   // read error is not corruption), and the rest of the directory is recovered.
   std::set<std::string> unreadable;
+  std::set<std::int64_t> rolling_back;  // pending rows whose shards are garbage once rolled back
   auto leave_unreadable = [&](std::optional<std::int64_t> id, const std::string& file, const Error& error) {
     unreadable.insert(file);
     actions.push_back({Type::leave_unreadable, id, file, fmt::format("could not be read: {}", error.what()), 0, {}});
@@ -58,6 +59,7 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
       replaced.insert(pending.file);
       actions.push_back({Type::roll_forward, pending.id, pending.file, "the rename happened: commit the save", 0, {}});
     } else {
+      rolling_back.insert(pending.id);
       actions.push_back({Type::roll_back, pending.id, pending.file, "the save did not complete: keep the previous file", 0, {}});
     }
   }
@@ -81,6 +83,11 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
     }
     actions.push_back({Type::remove_temp_file, std::nullopt, name, "leftover temp file", 0, {}});
   }
+  for (const auto& name : unneeded_shard_files(files, rolling_back)) {
+    actions.push_back({Type::remove_shard_file, std::nullopt, name,
+                       "a shard no checkpoint needs: its save did not commit, or its checkpoint was replaced or "
+                       "deleted", 0, {}});
+  }
   std::set<std::string> retired;  // names whose live row is about to be retired
   for (const auto& row : index_->live_rows()) {
     if (replaced.count(row.file) || unreadable.count(row.file)) continue;
@@ -102,6 +109,24 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
     if (!size) {
       actions.push_back({Type::mark_missing, row.id, row.file, "file not found", 0, {}});
       continue;
+    }
+    if (problem.empty() && shards_in_use_) {
+      bool shard_missing = false;
+      try {
+        problem = shard_problem(row, verify_hashes, shard_missing);
+      } catch (const IoError& error) {
+        leave_unreadable(row.id, row.file, error);
+        continue;
+      }
+      if (shard_missing) {
+        actions.push_back({Type::mark_missing, row.id, row.file, problem, 0, {}});
+        continue;
+      }
+      if (!problem.empty()) {
+        // The manifest is sound; one of its shards is not. Not another writer's save.
+        actions.push_back({Type::quarantine_checkpoint, row.id, row.file, problem, 0, {}});
+        continue;
+      }
     }
     if (!problem.empty()) {
       retired.insert(row.file);

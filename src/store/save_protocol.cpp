@@ -9,7 +9,11 @@
 //   5. fsync the directory                                    "dir_synced"
 //   6. commit the row; supersede the old row of that name;
 //      mark obsolete files 'deleting'; deferred commit        "committed"
-//   7. unlink the obsolete files; mark them 'deleted'         "obsolete_deleted"
+//   7. unlink the obsolete files; mark them 'deleted'; remove
+//      the shard files no row needs any more (shards.cpp)      "obsolete_deleted"
+// A multi-rank checkpoint's save (SaveRequest::shards) first checks that every shard is
+// there (check_shards), records the shard rows in step 3's transaction, and is
+// otherwise the same: its file is the manifest.
 // Linked instead of written, when the payload's size and hash are a live checkpoint's
 // whose file still holds them (link_source):
 //   1'. hard-link that file to a new `<final>.<pid>-<n>.tmp`  "temp_linked"
@@ -78,6 +82,7 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
   ensure_index_present();
   const std::string final_name = names::checkpoint_file(kind, epoch, request.step);
   const std::filesystem::path final_path = dir_ / final_name;
+  check_shards(request, final_name);
 
   // The file under a temp name: a hard link to a live checkpoint of the same bytes
   // (step 1'), or written (steps 1 and 2).
@@ -128,6 +133,7 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
     Transaction transaction(*index_, Durability::full);
     record.id = index_->insert(record);
     index_->insert_metrics(record.id, request.metrics);
+    index_->insert_shards(record.id, request.shards);
     if (source) {
       index_->add_event("linked", record.id,
                         fmt::format("{}: a hard link to {} (checkpoint {}), the same bytes; nothing written",
@@ -135,6 +141,7 @@ CheckpointRecord CheckpointStore::Impl::save(const SaveRequest& request, const P
     }
     transaction.commit();
   }
+  if (!request.shards.empty()) shards_in_use_ = true;
   step("pending_committed");
 
   // Past the point of no return: from here a failure leaves a pending row that only
@@ -355,7 +362,10 @@ void CheckpointStore::Impl::note_superseded(const CheckpointRecord& record) {
 // a deleting/deleted row and deletes it again instead of adopting it.
 int CheckpointStore::Impl::delete_obsolete_files() {
   auto doomed = index_->rows_with_status(status::kDeleting);
-  if (doomed.empty()) return 0;
+  if (doomed.empty()) {
+    remove_unneeded_shards();  // a replaced checkpoint's shards
+    return 0;
+  }
   for (const auto& row : doomed) {
     // A newer checkpoint may own the name again (epoch N rotated out, then saved anew).
     if (!index_->live_row_for(row.file)) fs_->remove(dir_ / row.file);
@@ -366,6 +376,7 @@ int CheckpointStore::Impl::delete_obsolete_files() {
     index_->add_event("deleted", row.id, row.file);
   }
   transaction.commit();
+  remove_unneeded_shards();
   return static_cast<int>(doomed.size());
 }
 

@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -122,6 +123,7 @@ class CheckpointStore::Impl {
   std::optional<CheckpointRecord> best();
   std::vector<CheckpointRecord> live_checkpoints();
   std::vector<NamedMetric> metrics_of(std::int64_t checkpoint_id) { return index_->metrics(checkpoint_id); }
+  std::vector<ShardRecord> shards_of(std::int64_t checkpoint_id);
   std::vector<RetentionDecision> gc(const RetentionPolicy& policy);
   RetentionPolicy retention() const { return RetentionPolicy{options_.max_to_keep, options_.retention}; }
   std::vector<RetentionDecision> retention_plan(const RetentionPolicy& policy);
@@ -172,6 +174,13 @@ class CheckpointStore::Impl {
   bool resolve_quietly() noexcept;
   void roll_back(std::int64_t pending_id, const std::string& file);
 
+  // ---- shards.cpp ----
+  void check_shards(const SaveRequest& request, const std::string& final_name);
+  std::vector<std::string> unneeded_shard_files(const std::vector<std::string>& files,
+                                                const std::set<std::int64_t>& rolling_back);
+  int remove_unneeded_shards();
+  std::string shard_problem(const CheckpointRecord& row, bool verify_hashes, bool& missing);
+
   // ---- loads.cpp ----
   enum class Loaded {
     yes,         // verified: the reader's last run is the checkpoint
@@ -220,6 +229,9 @@ class CheckpointStore::Impl {
   store::IntervalWalk interval_walk_;
   // A link failed with "not supported here" (is_link_unsupported): saves write from then on.
   bool links_unavailable_ = false;
+  // Some row has shards (Index::has_shards at open, or a sharded save since): deletions
+  // then look for shard files to remove.
+  bool shards_in_use_ = false;
   // A save that failed past its pending row and is not resolved yet (see resolve()).
   struct Unresolved {
     std::int64_t pending_id;

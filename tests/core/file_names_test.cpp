@@ -89,3 +89,33 @@ TEST_CASE("our temp files are told from another writer's (recovery leaves a youn
   CHECK_FALSE(names::is_own_temp_file("checkpoint_epoch_3.pth.42.tmp"));
   CHECK_FALSE(names::is_own_temp_file("notes.42-1.tmp"));
 }
+
+TEST_CASE("shard file names round-trip through the parser and are never checkpoint files", "[names][shards]") {
+  struct Case {
+    std::string manifest;
+    int rank, world;
+    std::string token;
+    std::string name;
+  };
+  for (const Case& c : {Case{"checkpoint_epoch_5.pth", 2, 4, "3f9a1c07-12", "checkpoint_epoch_5.shard-2-of-4.3f9a1c07-12.pth"},
+                        Case{"best_model.pth", 0, 1, "a", "best_model.shard-0-of-1.a.pth"},
+                        Case{"interrupt_checkpoint.pth", 9, 10, "x-1", "interrupt_checkpoint.shard-9-of-10.x-1.pth"},
+                        Case{"checkpoint_step_700.pth", 1, 2, "t", "checkpoint_step_700.shard-1-of-2.t.pth"}}) {
+    INFO(c.name);
+    CHECK(names::shard_file(c.manifest, c.rank, c.world, c.token) == c.name);
+    auto parsed = names::parse_shard_file(c.name);
+    REQUIRE(parsed);
+    CHECK(parsed->manifest == c.manifest);
+    CHECK(parsed->rank == c.rank);
+    CHECK(parsed->world_size == c.world);
+    CHECK(parsed->token == c.token);
+    CHECK_FALSE(names::parse_checkpoint_file(c.name));
+  }
+  for (const char* name : {"best_model.shard-4-of-4.a.pth", "best_model.shard-01-of-4.a.pth", "best_model.shard-1-of-4.pth",
+                           "best_model.shard-1-of-4..pth", "best_model.shard-1-of-4.A.pth", "model.shard-1-of-4.a.pth",
+                           "best_model.shard-1-of-4.a.pt", "best_model.shard--1-of-4.a.pth", "best_model.pth",
+                           "checkpoint_epoch_05.shard-0-of-1.a.pth", "best_model.shard-1-of-4.a/b.pth"}) {
+    INFO(name);
+    CHECK_FALSE(names::parse_shard_file(name));
+  }
+}

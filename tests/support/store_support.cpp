@@ -161,8 +161,32 @@ std::vector<std::string> invariant_violations(const std::filesystem::path& dir) 
       violations.push_back("file does not match its row: " + file);
     }
   }
+  // 3. every live row's shards (schema 5) are there with their recorded bytes, and no
+  //    other shard file is left.
+  std::vector<std::string> shard_files;
+  const bool has_shards = db.execAndGet("PRAGMA user_version").getInt() >= 5;
+  if (has_shards) {
+    SQLite::Statement shards(db, "SELECT shards.file, shards.size, shards.hash FROM shards JOIN checkpoints "
+                                 "ON checkpoints.id = shards.checkpoint_id WHERE status IN ('committed', 'consumed')");
+    while (shards.executeStep()) {
+      const std::string file = shards.getColumn(0).getString();
+      shard_files.push_back(file);
+      if (!std::filesystem::exists(dir / file)) {
+        violations.push_back("committed shard without file: " + file);
+        continue;
+      }
+      auto digest = io::hash_file(*FileSystem::posix(), dir / file, HashAlgorithm::xxh3_128);
+      if (static_cast<std::int64_t>(digest.size) != shards.getColumn(1).getInt64() ||
+          digest.hash != shards.getColumn(2).getString()) {
+        violations.push_back("shard does not match its row: " + file);
+      }
+    }
+  }
   for (const auto& name : file_names(dir)) {
     if (names::is_temp_file(name)) violations.push_back("temp file left: " + name);
+    if (names::parse_shard_file(name) && std::find(shard_files.begin(), shard_files.end(), name) == shard_files.end()) {
+      violations.push_back("shard file without a live row: " + name);
+    }
     if (names::parse_checkpoint_file(name) &&
         std::find(live_files.begin(), live_files.end(), name) == live_files.end()) {
       violations.push_back("checkpoint file without a row: " + name);
@@ -182,6 +206,9 @@ int run_in_child(const std::function<void()>& body) {
   if (pid == 0) {
     try {
       body();
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "run_in_child: %s\n", error.what());
+      ::_exit(3);
     } catch (...) {
       ::_exit(3);
     }

@@ -52,6 +52,8 @@ std::string xxh3_of(const std::filesystem::path& path);
 // Checks the core invariants on a directory whose store is closed:
 //   1. every committed or consumed row's file exists with the recorded size and hash;
 //   2. no temp files remain and every checkpoint-named file has such a row;
+//   3. every such row's shards are there with their recorded size and hash, and no other
+//      shard file is;
 //   and no row is left pending, and PRAGMA integrity_check says ok.
 // Returns one line per violation; empty when all hold.
 std::vector<std::string> invariant_violations(const std::filesystem::path& dir);
