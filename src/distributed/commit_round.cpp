@@ -11,7 +11,9 @@ namespace ckpt::distributed {
 namespace {
 
 constexpr const char* kMagic = "ckpt-shard-report 1\n";
-constexpr std::size_t kMaxField = 1 << 20;  // a placement or an error text: far below this
+// A shard's block hashes are 16 bytes per MiB (1 MiB of them for a 64 GiB shard); a load's
+// plan holds every rank's report.
+constexpr std::size_t kMaxField = std::size_t{1} << 28;
 
 // Fields as "<length>:<bytes>" so that any byte (a newline in an error, a file name) survives.
 void put(std::string& out, const std::string& field) {
@@ -22,7 +24,7 @@ void put(std::string& out, const std::string& field) {
 
 std::string take(const std::string& in, std::size_t& at) {
   const auto colon = in.find(':', at);
-  if (colon == std::string::npos || colon == at || colon - at > 7) {
+  if (colon == std::string::npos || colon == at || colon - at > 9) {
     throw std::invalid_argument("shard report: a field has no length");
   }
   std::size_t length = 0;
@@ -61,7 +63,26 @@ std::string encode_report(const ShardReport& r) {
   put(out, r.hash);
   put(out, r.hash_algo);
   put(out, r.placement);
+  put(out, std::to_string(r.block_size));
+  put(out, r.block_hashes);
   return out;
+}
+
+std::string encode_reports(const std::vector<ShardReport>& reports) {
+  std::string out;
+  put(out, std::to_string(reports.size()));
+  for (const auto& report : reports) put(out, encode_report(report));
+  return out;
+}
+
+std::vector<ShardReport> decode_reports(const std::string& text) {
+  std::size_t at = 0;
+  const std::uint64_t count = number(take(text, at), "count");
+  if (count > 1'000'000) throw std::invalid_argument("shard reports: count out of range");
+  std::vector<ShardReport> reports;
+  for (std::uint64_t i = 0; i < count; ++i) reports.push_back(decode_report(take(text, at)));
+  if (at != text.size()) throw std::invalid_argument("shard reports: bytes after the last report");
+  return reports;
 }
 
 ShardReport decode_report(const std::string& text) {
@@ -81,6 +102,8 @@ ShardReport decode_report(const std::string& text) {
   r.hash = take(text, at);
   r.hash_algo = take(text, at);
   r.placement = take(text, at);
+  r.block_size = number(take(text, at), "block size");
+  r.block_hashes = take(text, at);
   if (at != text.size()) throw std::invalid_argument("shard report: bytes after the last field");
   return r;
 }

@@ -44,12 +44,17 @@ struct ShardReport {
   std::string hash;
   std::string hash_algo;
   std::string placement;  // the shard's tensors' placement, as the index records it (opaque here)
+  std::uint64_t block_size = 0;
+  std::string block_hashes;  // ShardRecord::block_hashes
 };
 
 // Text form of a report, and back. decode_report throws std::invalid_argument on
 // anything it did not write (a hostile or truncated value never costs more than reading it).
 std::string encode_report(const ShardReport& report);
 ShardReport decode_report(const std::string& text);
+// Several reports in one value (a load's plan: the committed shards rank 0 publishes).
+std::string encode_reports(const std::vector<ShardReport>& reports);
+std::vector<ShardReport> decode_reports(const std::string& text);
 
 struct Decision {
   bool commit = false;

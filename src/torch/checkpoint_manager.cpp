@@ -9,6 +9,7 @@
 
 #include "ckpt/errors.hpp"
 #include "store/file_names.hpp"
+#include "torch/describe_state.hpp"
 #include "torch/payload_codec.hpp"
 #include "torch/restore.hpp"
 #include "torch/snapshot.hpp"
@@ -17,19 +18,8 @@
 
 namespace ckpt {
 
-namespace {
-
-
-StoreOptions with_max_to_keep(StoreOptions options, int max_to_keep) {
-  options.max_to_keep = max_to_keep;
-  return options;
-}
-
-// What the index records of a state besides its bytes: every int or float top-level
-// entry as a named metric (bools are not numbers here), the epoch it is of (its int
-// `epoch` entry), and, when the caller gives no metric, its `val_acc` (the guide's name).
-SaveRequest describe(const State& state, CheckpointKind kind, std::optional<std::int64_t> epoch,
-                     std::optional<double> metric, std::uint64_t size_hint) {
+SaveRequest torch_layer::describe(const State& state, CheckpointKind kind, std::optional<std::int64_t> epoch,
+                                  std::optional<double> metric, std::uint64_t size_hint) {
   SaveRequest request;
   request.kind = kind;
   request.epoch = epoch;
@@ -53,6 +43,15 @@ SaveRequest describe(const State& state, CheckpointKind kind, std::optional<std:
   }
   return request;
 }
+
+namespace {
+
+StoreOptions with_max_to_keep(StoreOptions options, int max_to_keep) {
+  options.max_to_keep = max_to_keep;
+  return options;
+}
+
+
 
 // save_checkpoint's key: the store's rules (SaveRequest), checked before the file name is
 // formed from them.
@@ -111,7 +110,7 @@ CheckpointManager& CheckpointManager::operator=(CheckpointManager&&) noexcept = 
 
 CheckpointRecord CheckpointManager::save_best_model(const State& state, double metric, std::optional<std::int64_t> epoch) {
   auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::best, std::nullopt));
-  SaveRequest request = describe(state, CheckpointKind::best, std::nullopt, metric, payload.size_hint);
+  SaveRequest request = torch_layer::describe(state, CheckpointKind::best, std::nullopt, metric, payload.size_hint);
   if (epoch) request.state_epoch = epoch;
   auto record = save(std::move(request), state, payload.write);
   log::write(spdlog::level::info, "saved best model (metric {}{}) to {}", metric,
@@ -133,7 +132,7 @@ std::optional<State> CheckpointManager::load_best_model() {
 CheckpointRecord CheckpointManager::save_epoch_checkpoint(const State& state, std::int64_t epoch,
                                                           std::optional<double> metric) {
   auto payload = torch_layer::encode(state, save_dir() / names::epoch_file(epoch));
-  auto record = save(describe(state, CheckpointKind::epoch, epoch, metric, payload.size_hint), state, payload.write);
+  auto record = save(torch_layer::describe(state, CheckpointKind::epoch, epoch, metric, payload.size_hint), state, payload.write);
   log::write(spdlog::level::info, "saved epoch {} checkpoint to {}", epoch, (save_dir() / record.file).string());
   return record;
 }
@@ -141,7 +140,7 @@ CheckpointRecord CheckpointManager::save_epoch_checkpoint(const State& state, st
 CheckpointRecord CheckpointManager::save_checkpoint(const State& state, const CheckpointOptions& options) {
   require_key(save_dir(), options);
   auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::epoch, options.epoch, options.step));
-  SaveRequest request = describe(state, CheckpointKind::epoch, options.epoch, std::nullopt, payload.size_hint);
+  SaveRequest request = torch_layer::describe(state, CheckpointKind::epoch, options.epoch, std::nullopt, payload.size_hint);
   add_key(request, options);
   auto record = save(std::move(request), state, payload.write);
   log::write(spdlog::level::info, "saved {} checkpoint to {}", describe_key(options), (save_dir() / record.file).string());
@@ -204,7 +203,7 @@ CheckpointRecord CheckpointManager::save_interrupt_checkpoint(const State& state
   // The saves in flight finish first; their failures must not stop this save (the one the
   // user is waiting for before exiting): they stay queued, and the oldest is raised after.
   auto payload = torch_layer::encode(state, save_dir() / names::checkpoint_file(CheckpointKind::interrupt, std::nullopt));
-  auto record = save(describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint), state,
+  auto record = save(torch_layer::describe(state, CheckpointKind::interrupt, std::nullopt, std::nullopt, payload.size_hint), state,
                      payload.write, /*despite_failures=*/true);
   log::write(spdlog::level::critical, "interrupt checkpoint saved to {}; it is safe to exit",
              (save_dir() / record.file).string());
@@ -253,7 +252,7 @@ void CheckpointManager::save_async(CheckpointKind kind, const CheckpointOptions&
     taken = std::make_shared<const State>(state);  // shares the caller's tensors
   }
   auto payload = torch_layer::encode(*taken, save_dir() / names::checkpoint_file(kind, key.epoch, key.step));
-  SaveRequest request = describe(state, kind, key.epoch, metric, payload.size_hint);
+  SaveRequest request = torch_layer::describe(state, kind, key.epoch, metric, payload.size_hint);
   add_key(request, key);
   if (state_epoch) request.state_epoch = state_epoch;
   auto fingerprint = announce(request, state);

@@ -8,11 +8,10 @@
 #include <mutex>
 #include <thread>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "support/cli_support.hpp"
+#include "support/ranks.hpp"
 #include "support/test_dir.hpp"
 
 #include "distributed/commit_round.hpp"
@@ -170,36 +169,17 @@ TEST_CASE("a report that is not one, or names another rank, fails its rank inste
 #ifdef CKPT_COMMIT_RANK
 namespace {
 
-// A port free now on 127.0.0.1 (bound to 0, read, closed).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t length = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // Starts `world` ckpt_commit_rank processes (rank r with modes[r]) and returns each one's
 // "exit-status output" line, by rank. Every process is bounded by timeout(1).
-std::vector<std::string> run_ranks(const ckpt::test::TestDir& dir, int world, const std::vector<std::string>& modes,
-                                   int deadline_ms) {
-  const int port = free_port();
-  std::string script;
+std::vector<std::string> run_commit_ranks(const ckpt::test::TestDir& dir, int world, const std::vector<std::string>& modes,
+                                          int deadline_ms) {
+  const int port = ckpt::test::free_port();
+  std::vector<std::string> commands;
   for (int r = 0; r < world; ++r) {
-    const auto out = (dir / ("rank" + std::to_string(r))).string();
-    script += "(timeout -s KILL 60 " + std::string(CKPT_COMMIT_RANK) + " " + std::to_string(r) + " " +
-              std::to_string(world) + " " + std::to_string(port) + " " + std::to_string(deadline_ms) + " " +
-              modes[static_cast<std::size_t>(r)] + " > " + out + " 2>/dev/null; echo $? >> " + out + ") & ";
+    commands.push_back(std::string(CKPT_COMMIT_RANK) + " " + std::to_string(r) + " " + std::to_string(world) + " " +
+                       std::to_string(port) + " " + std::to_string(deadline_ms) + " " + modes[static_cast<std::size_t>(r)]);
   }
-  script += "wait";
-  ckpt::test::run_command(script);
-  std::vector<std::string> results;
-  for (int r = 0; r < world; ++r) results.push_back(ckpt::test::read_bytes(dir / ("rank" + std::to_string(r))));
-  return results;
+  return ckpt::test::run_ranks(dir.path(), commands);
 }
 
 }  // namespace
@@ -209,7 +189,7 @@ TEST_CASE("ranks in separate processes commit over c10d's TCPStore at world size
   for (int world : {1, 2, 4}) {
     INFO("world size " << world);
     ckpt::test::TestDir dir("commit-tcp");
-    auto results = run_ranks(dir, world, std::vector<std::string>(static_cast<std::size_t>(world), "ok"), 10000);
+    auto results = run_commit_ranks(dir, world, std::vector<std::string>(static_cast<std::size_t>(world), "ok"), 10000);
     for (const auto& result : results) CHECK(result == "commit\n0\n");
   }
 }
@@ -217,7 +197,7 @@ TEST_CASE("ranks in separate processes commit over c10d's TCPStore at world size
 TEST_CASE("a rank that dies before it reports aborts every other process by the deadline, naming it",
           "[distributed][two-process]") {
   ckpt::test::TestDir dir("commit-tcp-dead");
-  auto results = run_ranks(dir, 4, {"ok", "ok", "die", "fail"}, 2000);
+  auto results = run_commit_ranks(dir, 4, {"ok", "ok", "die", "fail"}, 2000);
   const std::string reason =
       "abort rank 3 failed: checkpoint_epoch_1.rank3.pth: fsync failed: Input/output error; rank 2 did not report "
       "before the deadline\n1\n";
@@ -230,7 +210,7 @@ TEST_CASE("a rank that dies before it reports aborts every other process by the 
 TEST_CASE("when rank 0 never decides, every other process gets no decision by its deadline",
           "[distributed][two-process]") {
   ckpt::test::TestDir dir("commit-tcp-silent");
-  auto results = run_ranks(dir, 2, {"silent", "ok"}, 1000);
+  auto results = run_commit_ranks(dir, 2, {"silent", "ok"}, 1000);
   CHECK(results[1] == "no decision\n2\n");
 }
 #endif
