@@ -15,6 +15,7 @@
 #include "distributed/shard_file.hpp"
 #include "store/file_names.hpp"
 #include "store/test_hooks.hpp"
+#include "support/power_loss.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -300,4 +301,18 @@ TEST_CASE("a shard read by byte ranges checks every block it touches against its
                        }));
   std::string whole(size, '\0');
   CHECK_THROWS_AS(source.read_at(0, whole.data(), whole.size()), CorruptError);
+}
+
+TEST_CASE("a shard write_shard returned survives a power loss, bytes and name", "[shards][power-loss]") {
+  TestDir dir("shards");
+  const std::string bytes = pattern(3 * 4096 + 17, 3);
+  PowerLossFileSystem fs;
+  const std::string file = "checkpoint_epoch_1.shard-0-of-1.p.pth";
+  auto shard = distributed::write_shard(fs, dir.path(), file, 0, 1, HashAlgorithm::xxh3_128,
+                                        [&](ByteSink& sink) { sink.write(bytes.data(), bytes.size()); });
+  fs.lose_unsynced();
+  REQUIRE(std::filesystem::exists(dir / file));
+  CHECK(read_bytes(dir / file) == bytes);
+  CHECK(xxh3_of(dir / file) == shard.hash);
+  CHECK(std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator()) == 1);
 }
