@@ -260,20 +260,22 @@ void Index::set_journal(Journal journal) {
   const std::string wanted = journal == Journal::wal ? "wal" : "truncate";
   const std::string before = journal_mode();
   std::string after;
+  std::string cause = "another connection has it open (a reader: `ckpt ls`, `ckpt watch`, a CheckpointReader, "
+                      "sqlite3); close it and open the store again";
   try {
     after = guarded("set journal mode", [&] {
       return db_->execAndGet(fmt::format("PRAGMA journal_mode={}", wanted)).getString();
     });
   } catch (const IndexError& error) {
+    // Busy (a reader in a transaction) is the same refusal; anything else is its own cause.
     if (error.code() != ErrorCode::index) throw;
+    if (std::string_view(error.what()).find("database is locked") == std::string_view::npos) cause = error.what();
     after = before;
   }
   if (after != wanted) {
     throw IndexError(ErrorCode::index,
-                     fmt::format("{}: could not switch the index from journal mode {} to {}: another connection has "
-                                 "it open (a reader: `ckpt ls`, `ckpt watch`, a CheckpointReader, sqlite3); close it "
-                                 "and open the store again",
-                                 path_.string(), before, wanted),
+                     fmt::format("{}: could not switch the index from journal mode {} to {}: {}", path_.string(),
+                                 before, wanted, cause),
                      path_);
   }
   rollback_journal_ = journal == Journal::rollback;
