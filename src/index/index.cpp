@@ -285,6 +285,10 @@ std::string Index::journal_mode() {
   return guarded("read journal mode", [&] { return db_->execAndGet("PRAGMA journal_mode").getString(); });
 }
 
+int Index::synchronous_level() {
+  return guarded("read synchronous", [&] { return db_->execAndGet("PRAGMA synchronous").getInt(); });
+}
+
 // Statements are compiled once per connection and reused: compiling SQL text was about a
 // third of a small save's CPU time. The returned statement is reset, bindings cleared.
 SQLite::Statement& Index::prepared(const std::string& sql) {

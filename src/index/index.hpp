@@ -129,8 +129,10 @@ class Index {
   ~Index();
 
   const std::filesystem::path& path() const noexcept { return path_; }
-  // SQLite's journal_mode of this connection ("wal", "truncate", "delete", ...).
+  // SQLite's journal_mode of this connection ("wal", "truncate", "delete", ...), and its
+  // synchronous level (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA) as the last begin() set it.
   std::string journal_mode();
+  int synchronous_level();
   int schema_version();
 
   std::optional<std::string> setting(std::string_view key);

@@ -18,6 +18,7 @@
 #include "ckpt/file_system.hpp"
 #include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
+#include "index/index.hpp"
 #include "support/store_support.hpp"
 #include "support/test_dir.hpp"
 
@@ -200,4 +201,30 @@ TEST_CASE("a hot journal left by a process killed mid-transaction is rolled back
   CHECK(invariant_violations(dir.path()).empty());
   CheckpointReader reader(dir.path());
   CHECK(reader.checkpoints().size() == 2);
+}
+
+TEST_CASE("with a rollback journal every commit is synchronous=EXTRA, deferred ones too; WAL keeps NORMAL for them",
+          "[index][journal]") {
+  TestDir dir("journal");
+  using index::Durability;
+  using index::Index;
+  for (Index::Journal journal : {Index::Journal::rollback, Index::Journal::wal}) {
+    const bool rollback = journal == Index::Journal::rollback;
+    INFO((rollback ? "rollback" : "wal"));
+    Index index(dir / "index.sqlite", Index::Mode::read_write, {}, Index::Locking::normal, journal);
+    CHECK(index.journal_mode() == (rollback ? "truncate" : "wal"));
+    for (Durability durability : {Durability::deferred, Durability::full, Durability::deferred}) {
+      index::Transaction transaction(index, durability);
+      index.add_event("test", std::nullopt, "");
+      transaction.commit();
+      CHECK(index.synchronous_level() == (rollback ? 3 : durability == Durability::full ? 2 : 1));
+    }
+  }
+  // A pins connection never switches the journal; on a rollback-journal index it commits
+  // with EXTRA (its journal is DELETE mode, whose commit is an unlink).
+  { Index writer(dir / "index.sqlite", Index::Mode::read_write, {}, Index::Locking::normal, Index::Journal::rollback); }
+  Index pins(dir / "index.sqlite", Index::Mode::pins);
+  CHECK(pins.journal_mode() == "delete");
+  CHECK(pins.move_watch_cursor("test", std::nullopt, 1));
+  CHECK(pins.synchronous_level() == 3);
 }
