@@ -165,6 +165,9 @@ using PayloadWriter = std::function<void(ByteSink&)>;
 // index once it returns; the decoded result must not be used if the load then fails.
 using PayloadReader = std::function<void(PayloadSource&, const CheckpointRecord&)>;
 
+// StoreOptions::index_journal.
+enum class IndexJournal { automatic, wal, rollback };
+
 struct StoreOptions {
   // Epoch checkpoints kept by rotation: the `max_to_keep` most recently committed
   // (epochs a restarted run superseded go first; docs/durability.md). 0 keeps all.
@@ -182,10 +185,32 @@ struct StoreOptions {
   // option, because there the writer lock may not exclude writers on other hosts,
   // directory fsync may not be durable, and SQLite's WAL needs memory shared on one host.
   // With true it proceeds, logs a warning, and opens the index with
-  // PRAGMA locking_mode=EXCLUSIVE before WAL is used (the WAL index in this process's
-  // memory, no -shm file): then nothing else, not `ckpt ls` nor sqlite3, can read the
-  // index while this store is open. Make sure only one host ever writes the directory.
+  // PRAGMA locking_mode=EXCLUSIVE, with the journal index_journal picks (a rollback
+  // journal unless told otherwise): then nothing else, not `ckpt ls` nor sqlite3, can
+  // read the index while this store is open ("database is locked"). Make sure only one
+  // host ever writes the directory.
   bool allow_network_file_system = false;
+  // The index's journal (docs/durability.md, "Network file systems"):
+  //   automatic: a rollback journal on a network file system, WAL elsewhere.
+  //   wal: SQLite's write-ahead log. On a network file system (allowed above) with
+  //     locking_mode=EXCLUSIVE set before WAL is first used, so its index lives in this
+  //     process's memory (no -shm); that relies on the server's byte-range locks as much
+  //     as a rollback journal does, and a crash leaves a -wal the next writer must read.
+  //   rollback: SQLite's rollback journal (journal_mode=TRUNCATE, index.sqlite-journal),
+  //     on any file system; locking_mode=EXCLUSIVE on a network one. Each commit writes
+  //     the old pages to the journal and fsyncs it, writes the database and fsyncs it,
+  //     then truncates the journal and fsyncs that: every commit is durable when it
+  //     returns, the deferred ones of WAL mode too (a save costs a few more fsyncs). A
+  //     process crash loses only the transaction in progress: the next open rolls the
+  //     hot journal back (a read-only reader cannot, and refuses the index until then).
+  //     A power loss loses nothing committed and at most the transaction in progress, on
+  //     storage that honours fsync (on NFS: COMMIT; the claim is as good as the server).
+  //     An I/O error during a commit fails it (IndexError); SQLite rolls it back from the
+  //     journal, or the next open does; committed transactions are untouched.
+  // An index in the other mode is converted when the store opens: out of WAL the -wal is
+  // checkpointed into index.sqlite and deleted, which needs every other connection
+  // closed (a reader's: `ckpt ls`, `ckpt watch`, a CheckpointReader), else IndexError.
+  IndexJournal index_journal = IndexJournal::automatic;
   // Saves submitted by save_async and not finished (queued or being written) at most;
   // the next save_async blocks until one finishes. >= 1, else InvalidArgument.
   int max_in_flight = 1;

@@ -134,6 +134,22 @@ auto Index::guarded(std::string_view what, Fn&& fn) -> decltype(fn()) {
   } catch (const SQLite::Exception& e) {
     int code = e.getErrorCode() & 0xff;  // the primary result code of an extended one
     ErrorCode error = ErrorCode::index;
+    if (e.getExtendedErrorCode() == SQLITE_READONLY_ROLLBACK) {
+      throw IndexError(ErrorCode::index,
+                       fmt::format("{}: {} failed: {}: {}-journal is a hot journal left by a writer killed in the "
+                                   "middle of a transaction, which a read-only connection cannot roll back; the next "
+                                   "writer to open the directory (a store, `ckpt gc`) rolls it back",
+                                   path_.string(), what, e.what(), path_.string()),
+                       path_);
+    }
+    if (code == SQLITE_BUSY) {
+      throw IndexError(ErrorCode::index,
+                       fmt::format("{}: {} failed: {} (waited {} s): another connection holds the index locked; a "
+                                   "writer on a network file system or with a rollback journal in exclusive locking "
+                                   "mode holds it exclusively until its store closes",
+                                   path_.string(), what, e.what(), kBusyTimeoutMs / 1000),
+                       path_);
+    }
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) error = ErrorCode::corrupt;
     if (code == SQLITE_FULL) error = ErrorCode::disk_full;
     if (code == SQLITE_READONLY || code == SQLITE_PERM || code == SQLITE_CANTOPEN) error = ErrorCode::permission_denied;
@@ -161,15 +177,22 @@ void Transaction::commit() {
 void Index::begin(Durability durability) {
   guarded("begin transaction", [&] {
     // synchronous cannot change inside a transaction, so it is set per transaction here.
+    // With a rollback journal NORMAL skips a journal sync a power loss can need to undo a
+    // half-written database, and FULL does not sync the directory after DELETE mode's
+    // unlink (the commit); EXTRA does both, for every commit.
     if (durability_ != durability) {
-      prepared(durability == Durability::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL").executeStep();
+      const char* pragma = rollback_journal_           ? "PRAGMA synchronous=EXTRA"
+                           : durability == Durability::full ? "PRAGMA synchronous=FULL"
+                                                            : "PRAGMA synchronous=NORMAL";
+      prepared(pragma).executeStep();
       durability_ = durability;
     }
     prepared("BEGIN IMMEDIATE").exec();
   });
 }
 
-Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Locking locking) : path_(std::move(path)) {
+Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Locking locking, Journal journal)
+    : path_(std::move(path)) {
   guarded("open", [&] {
     int flags = SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE;
     std::string name = path_.string();
@@ -201,6 +224,10 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
                                    path_.string(), version),
                        path_);
     }
+    // The index's own journal, as schema_version's read found it: never switched here
+    // (a switch out of WAL would need every reader closed; into WAL, is the writer's to
+    // decide). A rollback journal here is DELETE mode, a new connection's default.
+    rollback_journal_ = journal_mode() != "wal";
     columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed),
                            fmt::arg("step", kStep));
     return;
@@ -219,16 +246,49 @@ Index::Index(std::filesystem::path path, Mode mode, const std::string& vfs, Lock
                            fmt::arg("step", step_column_));
     return;
   }
-  guarded("configure", [&] {
-    db_->exec("PRAGMA journal_mode=WAL");
-    db_->exec("PRAGMA foreign_keys=ON");
-  });
+  set_journal(journal);
+  guarded("configure", [&] { db_->exec("PRAGMA foreign_keys=ON"); });
   migrate();
   columns_ = fmt::format(kColumns, fmt::arg("seq", commit_order_), fmt::arg("described", kDescribed),
                          fmt::arg("step", kStep));
 }
 
 Index::~Index() = default;
+
+// PRAGMA journal_mode=X returns the mode in force after it: the old one when SQLite could
+// not switch (another connection open on a WAL index), which is no error to SQLite.
+void Index::set_journal(Journal journal) {
+  const std::string wanted = journal == Journal::wal ? "wal" : "truncate";
+  const std::string before = journal_mode();
+  std::string after;
+  std::string cause = "another connection has it open (a reader: `ckpt ls`, `ckpt watch`, a CheckpointReader, "
+                      "sqlite3); close it and open the store again";
+  try {
+    after = guarded("set journal mode", [&] {
+      return db_->execAndGet(fmt::format("PRAGMA journal_mode={}", wanted)).getString();
+    });
+  } catch (const IndexError& error) {
+    // Busy (a reader in a transaction) is the same refusal; anything else is its own cause.
+    if (error.code() != ErrorCode::index) throw;
+    if (std::string_view(error.what()).find("database is locked") == std::string_view::npos) cause = error.what();
+    after = before;
+  }
+  if (after != wanted) {
+    throw IndexError(ErrorCode::index,
+                     fmt::format("{}: could not switch the index from journal mode {} to {}: {}", path_.string(),
+                                 before, wanted, cause),
+                     path_);
+  }
+  rollback_journal_ = journal == Journal::rollback;
+}
+
+std::string Index::journal_mode() {
+  return guarded("read journal mode", [&] { return db_->execAndGet("PRAGMA journal_mode").getString(); });
+}
+
+int Index::synchronous_level() {
+  return guarded("read synchronous", [&] { return db_->execAndGet("PRAGMA synchronous").getInt(); });
+}
 
 // Statements are compiled once per connection and reused: compiling SQL text was about a
 // third of a small save's CPU time. The returned statement is reset, bindings cleared.

@@ -1,11 +1,16 @@
 // The SQLite index of one checkpoint directory: schema migrations, the queries behind
 // resume priority, best lookup and rotation, and the event log.
 //
-// Durability: the database runs in WAL mode. A transaction begun with Durability::full
-// is fsynced at commit (synchronous=FULL); one begun with Durability::deferred is made
-// durable by the next full commit or checkpoint (synchronous=NORMAL), and a power loss
-// before that may roll it back, never tear it. The store uses deferred commits only where
-// recovery can redo the work from durable state (see docs/durability.md).
+// Durability: the database runs in WAL mode or, where WAL cannot be used (a network file
+// system: WAL's index needs memory shared on one host), with a rollback journal
+// (Journal::rollback: journal_mode=TRUNCATE). In WAL mode a transaction begun with
+// Durability::full is fsynced at commit (synchronous=FULL); one begun with
+// Durability::deferred is made durable by the next full commit or checkpoint
+// (synchronous=NORMAL), and a power loss before that may roll it back, never tear it. The
+// store uses deferred commits only where recovery can redo the work from durable state
+// (see docs/durability.md). With a rollback journal every commit is full, deferred ones
+// too (synchronous=EXTRA): there NORMAL could let a power loss corrupt the database, not
+// just roll a transaction back.
 //
 // SQLite errors are rethrown as IndexError naming the index file. Not thread-safe.
 #pragma once
@@ -78,31 +83,56 @@ class Transaction {
 class Index {
  public:
   enum class Mode {
-    read_write,  // create if missing, switch to WAL, apply migrations
+    read_write,  // create if missing, switch to the Journal asked for, apply migrations
     read_only,   // never writes: for readers beside a running writer (tools, sqlite3)
     immutable,   // read_only with SQLite's immutable=1: no locks, no -shm, no -wal read;
                  // for a directory this user cannot write. Sees the main database file as
                  // it is: commits still in a -wal are not seen, later commits may or may
                  // not be, and a concurrent checkpoint of the WAL can make reads fail.
     pins,        // read-write, for a reader's pins only: never creates, migrates or
-                 // switches journal mode; refuses an index without the pins table
+                 // switches journal mode; refuses an index without the pins table. On an
+                 // index with a rollback journal every commit is synchronous=EXTRA.
   };
+  // In read_only, immutable and pins modes a rollback-journal index left with a hot
+  // journal (index.sqlite-journal, by a writer killed mid-transaction) cannot be read
+  // read-only: IndexError saying so until a read-write connection rolls it back (the
+  // next writer's open; a pins connection does it too). Immutable mode does not look at
+  // the journal: it may then read a half-written transaction (SQLite may call that
+  // corruption).
 
   enum class Locking {
     normal,     // WAL with its shared-memory index: readers read beside the writer
     exclusive,  // PRAGMA locking_mode=EXCLUSIVE before WAL is first used: the WAL index
                 // lives in this process's heap (no -shm, which needs memory shared on one
-                // host); the connection keeps the file locked, so no other reads beside it
+                // host); the connection keeps the file locked, so no other reads beside it.
+                // With a rollback journal: the first write takes the exclusive lock and
+                // keeps it until the connection closes (readers get "database is locked").
+  };
+
+  // Read-write mode's journal (the others never change it). Switching an index out of
+  // WAL checkpoints the -wal into the database and deletes the -wal (and -shm); it needs
+  // the only connection to the index. Switching into WAL needs no other connection in a
+  // transaction. Either refused: IndexError naming the file and the cause.
+  enum class Journal {
+    wal,       // journal_mode=WAL (persistent in the file)
+    rollback,  // journal_mode=TRUNCATE: a commit truncates index.sqlite-journal to 0 and
+               // fsyncs it (no directory entry changes per commit: no directory fsync
+               // needed, unlike DELETE, whose commit is an unlink). Not persistent: a
+               // later connection opens it as DELETE, which is still a rollback journal.
   };
 
   // Opens the database and refuses a schema newer than this build (never modifying it).
   // In read_write mode creates it if missing and applies missing migrations, each in
   // its own transaction; in read_only mode a missing or unmigrated index is an error.
   Index(std::filesystem::path path, Mode mode = Mode::read_write, const std::string& vfs = {},
-        Locking locking = Locking::normal);
+        Locking locking = Locking::normal, Journal journal = Journal::wal);
   ~Index();
 
   const std::filesystem::path& path() const noexcept { return path_; }
+  // SQLite's journal_mode of this connection ("wal", "truncate", "delete", ...), and its
+  // synchronous level (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA) as the last begin() set it.
+  std::string journal_mode();
+  int synchronous_level();
   int schema_version();
 
   std::optional<std::string> setting(std::string_view key);
@@ -238,6 +268,7 @@ class Index {
   friend class Transaction;
   void begin(Durability durability);
   void migrate();
+  void set_journal(Journal journal);
   template <typename Fn>
   auto guarded(std::string_view what, Fn&& fn) -> decltype(fn());
   SQLite::Statement& prepared(const std::string& sql);
@@ -247,6 +278,8 @@ class Index {
   // Declared after db_: destroyed before the connection closes.
   std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> statements_;
   std::optional<Durability> durability_;
+  // A rollback journal: every commit is synchronous=EXTRA, whatever its Durability.
+  bool rollback_journal_ = false;
   // SQL for the commit order, and the columns read_record reads.
   std::string commit_order_ = "commit_seq";
   bool has_named_metrics_ = true;  // migration 0003 (read-only views of older indexes lack it)

@@ -100,11 +100,14 @@ void CheckpointStore::Impl::open_directory() {
                               dir_.string(), fs_type.name),
                   dir_);
   }
+  const bool rollback = options_.index_journal == IndexJournal::rollback ||
+                        (options_.index_journal == IndexJournal::automatic && fs_type.network);
+  index_journal_ = rollback ? index::Index::Journal::rollback : index::Index::Journal::wal;
   if (fs_type.network) {
     log::write(level_enum::warn,
-               "{}: writing on a network file system ({}) as allowed; the index is opened in exclusive locking "
-               "mode (no readers while this store is open); make sure only one host writes this directory",
-               dir_.string(), fs_type.name);
+               "{}: writing on a network file system ({}) as allowed; the index is opened with {} in exclusive "
+               "locking mode (no readers while this store is open); make sure only one host writes this directory",
+               dir_.string(), fs_type.name, rollback ? "a rollback journal" : "WAL");
   }
   lock_ = fs_->lock_exclusive(dir_ / names::kLock, fmt::format("pid {} on {}", ::getpid(), host_name()));
   index_locking_ = fs_type.network ? index::Index::Locking::exclusive : index::Index::Locking::normal;
@@ -113,7 +116,7 @@ void CheckpointStore::Impl::open_directory() {
 
 void CheckpointStore::Impl::open_index() {
   index_ = std::make_unique<index::Index>(dir_ / names::kIndex, index::Index::Mode::read_write, hooks_.sqlite_vfs,
-                                          index_locking_);
+                                          index_locking_, index_journal_);
   interval_walk_ = {};
   shards_in_use_ = index_->has_shards();
   record_retention_setting();
@@ -218,10 +221,11 @@ void CheckpointStore::Impl::record_retention_setting() {
   transaction.commit();
 }
 
-// The -wal and -shm files beside index.sqlite, which belong to whatever database was
-// last opened under that name.
+// The -wal, -shm and -journal files beside index.sqlite, which belong to whatever
+// database was last opened under that name (a hot -journal of the old one would be
+// rolled back into the new one, corrupting it).
 void CheckpointStore::Impl::remove_index_sidecars() {
-  for (const char* suffix : {"-wal", "-shm"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
+  for (const char* suffix : {"-wal", "-shm", "-journal"}) fs_->remove(dir_ / (std::string(names::kIndex) + suffix));
 }
 
 // The directory at dir_ is no longer the one this store locked (renamed away, maybe
@@ -258,7 +262,8 @@ void CheckpointStore::Impl::ensure_index_present() {
     fs_->rename(copy, path);
     fs_->sync_dir(dir_);
     index_.reset();
-    index_ = std::make_unique<index::Index>(path, index::Index::Mode::read_write, hooks_.sqlite_vfs, index_locking_);
+    index_ = std::make_unique<index::Index>(path, index::Index::Mode::read_write, hooks_.sqlite_vfs, index_locking_,
+                                            index_journal_);
     interval_walk_ = {};
   } catch (const std::exception& error) {
     // Only a fresh open (which takes the copy if it is still there) can go on.

@@ -70,7 +70,7 @@ CheckpointStore::Impl::Impl(std::filesystem::path dir, StoreOptions options, Reb
 }
 
 // Sidecars first: a crash between the moves then leaves the new index's name without a
-// stale -wal beside it, which SQLite would replay into the new database.
+// stale -wal or hot -journal beside it, which SQLite would replay into the new database.
 std::filesystem::path CheckpointStore::Impl::move_index_aside() {
   const std::string index = (dir_ / names::kIndex).string();
   std::string aside;
@@ -79,7 +79,7 @@ std::filesystem::path CheckpointStore::Impl::move_index_aside() {
     if (!fs_->file_size(aside) && !fs_->file_size(aside + "-wal")) break;
   }
   std::vector<std::string> moved;  // suffixes already aside
-  for (const char* suffix : {"-wal", "-shm", ""}) {
+  for (const char* suffix : {"-wal", "-shm", "-journal", ""}) {
     const std::string from = index + suffix;
     if (!fs_->file_size(from)) continue;
     try {

@@ -222,6 +222,7 @@ class CheckpointStore::Impl {
   std::unique_ptr<DirectoryLock> lock_;
   std::unique_ptr<index::Index> index_;
   index::Index::Locking index_locking_ = index::Index::Locking::normal;
+  index::Index::Journal index_journal_ = index::Index::Journal::wal;
   RecoveryReport report_;
   IndexRebuild rebuild_;  // what rebuild_index did (the Rebuild constructor only)
   std::uint64_t temp_sequence_ = 0;

@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "ckpt/errors.hpp"
+#include "ckpt/reader.hpp"
 #include "ckpt/store.hpp"
 #include "support/captured_log.hpp"
 #include "support/fault_file_system.hpp"
@@ -177,19 +178,46 @@ TEST_CASE("a store refuses a network file system by default, naming the setting"
 TEST_CASE("allowed on a network file system, a store warns and keeps the index out of shared memory", "[store][lock]") {
   TestDir dir("lock");
   CapturedLog log;
+  const IndexJournal journal = GENERATE(IndexJournal::automatic, IndexJournal::wal);
+  INFO("index_journal " << (journal == IndexJournal::wal ? "wal" : "automatic"));
   {
-    CheckpointStore store(dir.path(), on_nfs(true));
+    StoreOptions options = on_nfs(true);
+    options.index_journal = journal;
+    CheckpointStore store(dir.path(), options);
     save_epoch(store, 1, zip_payload(1));
-    CHECK_THAT(log.text(), Catch::Contains("[warning]") && Catch::Contains("network file system (nfs)"));
-    // locking_mode=EXCLUSIVE before WAL: no -shm file, and no reader beside the writer.
+    CHECK_THAT(log.text(), Catch::Contains("[warning]") && Catch::Contains("network file system (nfs)") &&
+                               Catch::Contains(journal == IndexJournal::wal ? "with WAL" : "with a rollback journal"));
+    // automatic: a rollback journal (database header version 1), no -wal; wal:
+    // locking_mode=EXCLUSIVE before WAL. Either way no -shm file, and no reader beside
+    // the writer.
     auto files = file_names(dir.path());
     CHECK(std::find(files.begin(), files.end(), "index.sqlite-shm") == files.end());
+    CHECK((std::find(files.begin(), files.end(), "index.sqlite-wal") == files.end()) ==
+          (journal == IndexJournal::automatic));
+    CHECK(read_bytes(dir / "index.sqlite").at(18) == (journal == IndexJournal::wal ? 2 : 1));
     SQLite::Database reader((dir / "index.sqlite").string(), SQLite::OPEN_READONLY, /*busyTimeoutMs=*/100);
     CHECK_THROWS_AS(reader.execAndGet("SELECT count(*) FROM checkpoints"), SQLite::Exception);
   }
   CHECK(invariant_violations(dir.path()).empty());
   CheckpointStore local(dir.path());
   CHECK(local.load_latest()->record.epoch == 1);
+}
+
+TEST_CASE("a reader beside a rollback-journal writer on a network file system is refused, told the writer holds "
+          "the index exclusively",
+          "[store][lock][journal]") {
+  TestDir dir("lock");
+  CheckpointStore store(dir.path(), on_nfs(true));
+  save_epoch(store, 1, zip_payload(1));
+  // SQLite's busy timeout (10 s) runs out: the exclusive lock is held until the store closes.
+  try {
+    CheckpointReader reader(dir.path());
+    (void)reader.checkpoints();
+    FAIL("read beside an exclusive writer");
+  } catch (const IndexError& error) {
+    CHECK_THAT(error.what(), Catch::Contains((dir / "index.sqlite").string()) &&
+                                 Catch::Contains("database is locked") && Catch::Contains("holds it exclusively"));
+  }
 }
 
 TEST_CASE("statfs names the test directory's file system and calls it local", "[lock]") {
