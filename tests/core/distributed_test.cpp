@@ -79,6 +79,30 @@ TEST_CASE("sharded saves commit at world sizes 1, 2 and 4, and each rank resumes
   }
 }
 
+TEST_CASE("with a rollback-journal index (network file systems' mode) a sharded job saves, resumes and recovers "
+          "from a killed rank", "[distributed][processes][journal]") {
+  TestDir dir("dist-rollback");
+  const std::string ckpt = (dir / "run").string();
+  const std::string env = "env CKPT_TEST_INDEX_JOURNAL=rollback ";
+  auto in_rollback = [&](int world, const std::string& args) {
+    const int port = free_port();
+    std::vector<std::string> commands;
+    for (int r = 0; r < world; ++r) commands.push_back(fmt::format("{}{} {} {} {} {}", env, CKPT_DIST_RANK, r, world, port, args));
+    return run_ranks(dir.path(), commands);
+  };
+  for (const auto& out : in_rollback(2, ckpt + " sharded save 2")) CHECK(out == "saved\n0\n");
+  CHECK_FALSE(std::filesystem::exists(dir / "run" / "index.sqlite-wal"));
+  {
+    SQLite::Database db((dir / "run" / "index.sqlite").string(), SQLite::OPEN_READONLY);
+    CHECK(db.execAndGet("PRAGMA journal_mode").getString() != "wal");
+  }
+  auto killed = in_rollback(2, ckpt + " sharded save 3 1 shard_written");
+  CHECK(killed[1] == "137\n");
+  CHECK_THAT(killed[0], Catch::Contains("rank 1 did not report"));
+  for (const auto& out : in_rollback(2, ckpt + " sharded load")) CHECK_THAT(out, Catch::StartsWith("loaded epoch 2 "));
+  CHECK(invariant_violations(dir / "run").empty());
+}
+
 TEST_CASE("replicated saves: rank 0 writes the guide's files alone, and every rank resumes the same state",
           "[distributed][processes]") {
   for (int world : {1, 2, 4}) {

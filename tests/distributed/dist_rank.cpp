@@ -18,6 +18,7 @@
 // columns of V_e}}, with W_e = arange(8*6)+1000e as [8, 6] (split by rows) and V_e =
 // arange(6*10)-1000e as [6, 10] float64 (split by columns, unevenly for 4 ranks). In
 // replicated mode every rank holds both whole.
+// CKPT_TEST_INDEX_JOURNAL=rollback opens rank 0's index with a rollback journal.
 // Exit: 0 ok, 1 a ckpt error (printed), 2 a wrong value, 3 anything else.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -141,6 +142,10 @@ int main(int argc, char** argv) {
     options.timeout = std::chrono::milliseconds(3000);
     options.grace = std::chrono::milliseconds(2000);
     options.max_to_keep = 3;
+    // CKPT_TEST_INDEX_JOURNAL=rollback: rank 0's index in the mode network file systems get.
+    if (const char* journal = std::getenv("CKPT_TEST_INDEX_JOURNAL"); journal && std::string(journal) == "rollback") {
+      options.store.index_journal = IndexJournal::rollback;
+    }
     DistributedCheckpointManager manager(dir, pg, store, options);
     int status = 0;
     if (action == "save") {

@@ -1,0 +1,85 @@
+// One rank of the distributed benchmark (bench/run_distributed_benchmark.sh): a sharded
+// save of a TOTAL_MIB float32 tensor split by rows over WORLD ranks, or a load of the
+// checkpoint another job saved (resharded when its world size differs), against the
+// single-process save and load of the same bytes through CheckpointManager.
+//
+//   dist_bench RANK WORLD PORT DIR save|load TOTAL_MIB
+//   dist_bench 0 1 0 DIR single-save|single-load TOTAL_MIB
+//
+// Prints "<seconds>" of rank 0's call (the ranks start together: a store barrier), which
+// covers every rank's write and fsync and the commit (save) or every rank's read and the
+// load's agreement round (load).
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "ckpt/distributed.hpp"
+#include "ckpt/manager.hpp"
+
+using namespace ckpt;
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  if (argc < 7) return 3;
+  const int rank = std::atoi(argv[1]);
+  const int world = std::atoi(argv[2]);
+  const int port = std::atoi(argv[3]);
+  const std::string dir = argv[4];
+  const std::string action = argv[5];
+  const std::int64_t cols = 1024;
+  const std::int64_t rows = std::atoll(argv[6]) * 1024 * 1024 / 4 / cols;
+  const std::int64_t per = rows / world;
+  auto seconds = [](Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  if (action == "single-save" || action == "single-load") {
+    CheckpointManager manager(dir);
+    if (action == "single-save") {
+      State state{{"epoch", std::int64_t{1}}, {"model", State{{"w", at::rand({rows, cols})}}}};
+      const auto start = Clock::now();
+      manager.save_epoch_checkpoint(state, 1);
+      std::printf("%.4f\n", seconds(start));
+    } else {
+      const auto start = Clock::now();
+      auto state = manager.load_latest_checkpoint();
+      std::printf("%.4f\n", seconds(start));
+      if (!state) return 2;
+    }
+    return 0;
+  }
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<std::uint16_t>(port);
+  store_options.isServer = rank == 0;
+  store_options.numWorkers = world;
+  store_options.waitWorkers = false;
+  store_options.timeout = std::chrono::milliseconds(60000);
+  auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options);
+  auto pg_options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(60000));
+  pg_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, pg_options);
+  DistributedOptions options;
+  options.timeout = std::chrono::milliseconds(120000);
+  DistributedCheckpointManager manager(dir, pg, store, options);
+  Placements placements;
+  placements["model/w"] = TensorPlacement{{rows, cols}, {rank * per, 0}, {per, cols}};
+  State state;
+  if (action == "save") state = State{{"epoch", std::int64_t{1}}, {"model", State{{"w", at::rand({per, cols})}}}};
+  store->add("ready", 1);
+  while (store->add("ready", 0) < world) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto start = Clock::now();
+  if (action == "save") {
+    manager.save_epoch_checkpoint(state, 1, std::nullopt, {{"model/w", {{rows, cols}, {rank * per, 0}, {}}}});
+  } else {
+    auto loaded = manager.load_latest_checkpoint(placements);
+    if (!loaded) return 2;
+  }
+  const double took = seconds(start);
+  if (rank == 0) std::printf("%.4f\n", took);
+  store->add("done", 1);
+  while (rank == 0 && store->add("done", 0) < world) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return 0;
+}
