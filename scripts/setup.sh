@@ -12,6 +12,7 @@ packages=(
   libdeflate-dev                      # CRC-32 of zip records
   libcli11-dev nlohmann-json3-dev     # the ckpt command-line tool
   libcairo2-dev                       # its `history --plot`: PNG and SVG (brings fontconfig)
+  libgloo-dev                         # Gloo's headers: the multi-rank tests' process groups
 )
 
 missing=()

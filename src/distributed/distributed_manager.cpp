@@ -361,7 +361,14 @@ State assemble(FileSystem& fs, const std::filesystem::path& dir, const std::vect
   if (wanted.empty()) return state;
   std::vector<Placements> saved;
   for (const auto& s : shards) saved.push_back(parse_placement(s.placement, (dir / s.file).string()));
+  const std::size_t base_index = static_cast<std::size_t>(&base - shards.data());
   for (const auto& [path, want] : wanted) {
+    // The base shard, read whole above, already holds exactly this slice.
+    auto in_base = saved[base_index].find(path);
+    if (in_base != saved[base_index].end() && in_base->second.global_shape == want.global_shape &&
+        in_base->second.offsets == want.offsets && in_base->second.sizes == want.sizes) {
+      continue;
+    }
     if (want.offsets.size() != want.global_shape.size() || want.sizes.size() != want.global_shape.size() ||
         want.global_shape.empty()) {
       throw InvalidArgument(fmt::format("wanted placement {}: give global_shape, offsets and sizes of one length", path));
