@@ -154,6 +154,52 @@ std::string placement_json(const Placements& placements) {
   return out.dump();
 }
 
+// Rank 0, before committing: per sharded path, every rank that holds a slice agrees on
+// its global shape, and the slices tile it exactly (pairwise disjoint, volumes adding up
+// to the whole). A load can then count copied elements to know it filled its slice.
+// Throws InvalidArgument naming the path and the ranks.
+void check_tiling(const std::vector<ShardReport>& reports) {
+  struct Slice {
+    int rank;
+    TensorPlacement p;
+  };
+  std::map<std::string, std::vector<Slice>> by_path;
+  for (const auto& r : reports) {
+    for (auto& [path, p] : parse_placement(r.placement, r.file)) by_path[path].push_back({r.rank, p});
+  }
+  for (const auto& [path, slices] : by_path) {
+    const auto& shape = slices.front().p.global_shape;
+    __int128 whole = 1, sum = 0;
+    for (auto size : shape) whole *= size;
+    for (std::size_t i = 0; i < slices.size(); ++i) {
+      const auto& a = slices[i].p;
+      if (a.global_shape != shape) {
+        throw InvalidArgument(fmt::format("placement {}: rank {} says its global shape is [{}], rank {} [{}]", path,
+                                          slices[i].rank, fmt::join(a.global_shape, ", "), slices.front().rank,
+                                          fmt::join(shape, ", ")));
+      }
+      __int128 volume = 1;
+      for (auto size : a.sizes) volume *= size;
+      sum += volume;
+      for (std::size_t j = 0; j < i; ++j) {
+        const auto& b = slices[j].p;
+        bool overlap = true;
+        for (std::size_t d = 0; d < shape.size(); ++d) {
+          overlap = overlap && a.offsets[d] < b.offsets[d] + b.sizes[d] && b.offsets[d] < a.offsets[d] + a.sizes[d];
+        }
+        if (overlap && volume > 0) {
+          throw InvalidArgument(fmt::format("placement {}: the slices of ranks {} and {} overlap", path,
+                                            slices[j].rank, slices[i].rank));
+        }
+      }
+    }
+    if (sum != whole) {
+      throw InvalidArgument(fmt::format("placement {}: the ranks' slices do not cover its global shape [{}] exactly",
+                                        path, fmt::join(shape, ", ")));
+    }
+  }
+}
+
 // This rank's state as its shard holds it: each placed tensor contiguous and owning exactly
 // its bytes (so its storage record is the slice, row-major, and a load can address any
 // part of it), its placement completed with its sizes and checked.
@@ -278,6 +324,11 @@ const format::TensorInfo& saved_tensor(const OpenShard& shard, const std::string
 std::int64_t copy_overlap(OpenShard& shard, const std::string& file, const std::string& path,
                           const TensorPlacement& saved, const TensorPlacement& want, at::Tensor& out) {
   const std::size_t dims = want.global_shape.size();
+  if (saved.global_shape != want.global_shape) {
+    throw FormatError(ErrorCode::format, fmt::format("{}: {} has global shape [{}], another shard [{}]", file, path,
+                                                     fmt::join(saved.global_shape, ", "),
+                                                     fmt::join(want.global_shape, ", ")));
+  }
   std::vector<std::int64_t> lo(dims), hi(dims);
   for (std::size_t d = 0; d < dims; ++d) {
     lo[d] = std::max(saved.offsets[d], want.offsets[d]);
@@ -340,7 +391,7 @@ std::int64_t copy_overlap(OpenShard& shard, const std::string& file, const std::
 // This rank's state from the committed shards: the base shard's whole state, and each
 // wanted tensor assembled from the shards that overlap it.
 State assemble(FileSystem& fs, const std::filesystem::path& dir, const std::vector<ShardReport>& shards, int rank,
-               const Placements& wanted) {
+               int world, const Placements& wanted) {
   const ShardReport& base = shards[static_cast<std::size_t>(rank) < shards.size() ? static_cast<std::size_t>(rank) : 0];
   std::map<int, OpenShard> open;
   auto opened = [&](const ShardReport& s) -> OpenShard& {
@@ -358,9 +409,21 @@ State assemble(FileSystem& fs, const std::filesystem::path& dir, const std::vect
     distributed::VerifiedShardSource source(fs, dir / base.file, record_of(base, 0));
     state = torch_layer::decode(source, LoadOptions{}, dir / base.file);
   }
-  if (wanted.empty()) return state;
   std::vector<Placements> saved;
   for (const auto& s : shards) saved.push_back(parse_placement(s.placement, (dir / s.file).string()));
+  if (static_cast<std::size_t>(rank) >= shards.size() || shards.size() != static_cast<std::size_t>(world)) {
+    // The base shard is not this rank's own: its slices are not this rank's.
+    for (const auto& placements : saved) {
+      for (const auto& entry : placements) {
+        if (!wanted.count(entry.first)) {
+          throw InvalidArgument(fmt::format("{}: {} is sharded over {} ranks and this job has {}: say which slice "
+                                            "this rank wants (load_latest_checkpoint(placements))",
+                                            dir.string(), entry.first, shards.size(), world));
+        }
+      }
+    }
+  }
+  if (wanted.empty()) return state;
   const std::size_t base_index = static_cast<std::size_t>(&base - shards.data());
   for (const auto& [path, want] : wanted) {
     // The base shard, read whole above, already holds exactly this slice.
@@ -401,9 +464,20 @@ State assemble(FileSystem& fs, const std::filesystem::path& dir, const std::vect
 
 // Every sharded tensor of a checkpoint, whole (what one process asks for).
 Placements whole(const std::vector<ShardReport>& shards, const std::filesystem::path& dir) {
+  // A placement's global shape is allocated whole here: it must not claim more elements
+  // than the shards hold bytes (a manifest is hash-checked, but not trusted to be sane).
+  __int128 bytes = 0;
+  for (const auto& s : shards) bytes += s.size;
   Placements all;
   for (const auto& s : shards) {
     for (const auto& [path, p] : parse_placement(s.placement, (dir / s.file).string())) {
+      __int128 elements = 1;
+      for (auto size : p.global_shape) elements = std::min<__int128>(elements * size, __int128{1} << 62);
+      if (elements > bytes) {
+        throw FormatError(ErrorCode::format, fmt::format("{}: {}'s global shape has more elements than its shards "
+                                                         "hold bytes", (dir / s.file).string(), path),
+                          dir / s.file);
+      }
       all[path] = TensorPlacement{p.global_shape, std::vector<std::int64_t>(p.global_shape.size(), 0), p.global_shape};
     }
   }
@@ -523,6 +597,7 @@ class DistributedCheckpointManager::Impl {
     distributed::step("reports_collected");
     CheckpointRecord record;
     try {
+      check_tiling(collected.reports);
       State manifest_state = State::from_generic_dict(manifest_of(collected.reports, token).toGenericDict());
       auto payload = torch_layer::encode(manifest_state, dir_ / manifest);
       SaveRequest request = torch_layer::describe(state, kind, epoch, metric, payload.size_hint);
@@ -598,7 +673,10 @@ class DistributedCheckpointManager::Impl {
                                             "(load_latest_checkpoint(placements))",
                                             dir_.string(), shards.size(), world_));
         }
-        state = assemble(*fs, dir_, shards, rank_, wanted);
+        state = assemble(*fs, dir_, shards, rank_, world_, wanted);
+      } else if (kind == "replicated" && !wanted.empty()) {
+        throw InvalidArgument(fmt::format("{}: the checkpoint to load is not sharded (a replicated or single-process "
+                                          "save): load it without placements", dir_.string()));
       } else if (kind == "replicated" && rank_ != 0) {
         ShardReport file = distributed::decode_report(body);
         HashAlgorithm algorithm;
@@ -759,7 +837,7 @@ std::optional<State> load_full_state(const std::filesystem::path& dir, Checkpoin
   State decoded = torch_layer::decode(source, LoadOptions{}, dir / payload.record.file);
   if (!is_manifest(decoded)) return decoded;
   auto shards = shards_of_manifest(decoded, dir / payload.record.file);
-  return assemble(*FileSystem::posix(), dir, shards, 0, whole(shards, dir));
+  return assemble(*FileSystem::posix(), dir, shards, 0, 1, whole(shards, dir));
 }
 
 }  // namespace ckpt

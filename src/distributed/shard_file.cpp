@@ -96,7 +96,8 @@ ShardRecord write_shard(FileSystem& fs, const std::filesystem::path& dir, const 
 VerifiedShardSource::VerifiedShardSource(FileSystem& fs, std::filesystem::path path, const ShardRecord& shard)
     : path_(std::move(path)), size_(shard.size), block_size_(shard.block_size) {
   const std::uint64_t blocks = block_size_ == 0 ? 0 : (size_ + block_size_ - 1) / block_size_;
-  if (block_size_ == 0 || shard.block_hashes.size() != blocks * 16) {
+  // A block is read into memory whole: its size is bounded whatever a record says.
+  if (block_size_ == 0 || block_size_ > (std::uint64_t{64} << 20) || shard.block_hashes.size() != blocks * 16) {
     throw CorruptError(ErrorCode::corrupt,
                        fmt::format("{}: rank {}'s shard record has {} block hash digits for {} bytes in blocks of {}",
                                    path_.string(), shard.rank, shard.block_hashes.size(), size_, block_size_),

@@ -118,12 +118,11 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
         leave_unreadable(row.id, row.file, error);
         continue;
       }
-      if (shard_missing) {
-        actions.push_back({Type::mark_missing, row.id, row.file, problem, 0, {}});
-        continue;
-      }
       if (!problem.empty()) {
-        // The manifest is sound; one of its shards is not. Not another writer's save.
+        // The manifest is sound; a shard is gone or damaged. Not another writer's save.
+        // Quarantined, not only marked missing: a manifest left under its name without a
+        // live row would be adopted by the next open, its shards unchecked.
+        (void)shard_missing;
         actions.push_back({Type::quarantine_checkpoint, row.id, row.file, problem, 0, {}});
         continue;
       }

@@ -10,7 +10,7 @@
 //   6. commit the row; supersede the old row of that name;
 //      mark obsolete files 'deleting'; deferred commit        "committed"
 //   7. unlink the obsolete files; mark them 'deleted'; remove
-//      the shard files no row needs any more (shards.cpp)      "obsolete_deleted"
+//      the shard files of the rows retired (shards.cpp)        "obsolete_deleted"
 // A multi-rank checkpoint's save (SaveRequest::shards) first checks that every shard is
 // there (check_shards), records the shard rows in step 3's transaction, and is
 // otherwise the same: its file is the manifest.
@@ -298,6 +298,7 @@ void CheckpointStore::Impl::finish_save(std::int64_t pending_id, CommitCause cau
   CheckpointRecord record = index_->find(pending_id).value();
   Transaction transaction(*index_, Durability::deferred);
   if (auto previous = index_->live_row_for(record.file)) {
+    if (shards_in_use_) retired_with_shards_.push_back(previous->id);
     index_->set_status(previous->id, status::kReplaced);
     index_->add_event("replaced", previous->id, fmt::format("{} replaced by checkpoint {}", previous->file, record.id));
   }
@@ -369,6 +370,7 @@ int CheckpointStore::Impl::delete_obsolete_files() {
   for (const auto& row : doomed) {
     // A newer checkpoint may own the name again (epoch N rotated out, then saved anew).
     if (!index_->live_row_for(row.file)) fs_->remove(dir_ / row.file);
+    if (shards_in_use_) retired_with_shards_.push_back(row.id);
   }
   Transaction transaction(*index_, Durability::deferred);
   for (const auto& row : doomed) {

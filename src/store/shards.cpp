@@ -8,6 +8,8 @@
 // checkpoint replaced, rotated out or removed. One exception keeps data an index lost:
 // the shards of a manifest the index has no shard rows for (adopted after an index
 // rebuild, or present without any row) stay, since the manifest still lists them.
+// Shard files no row names are removed only by an open's recovery: while a store is
+// open, they may be a save in progress.
 #include "store/store_impl.hpp"
 
 #include <fmt/format.h>
@@ -99,16 +101,24 @@ std::vector<std::string> CheckpointStore::Impl::unneeded_shard_files(const std::
   return unneeded;
 }
 
-// After deletions: the shard files of what was replaced, rotated out or removed. Unsynced,
-// like the deletion of the files themselves: a shard a power loss brings back is garbage
-// again at the next open.
+// After deletions: the shard files of the rows this store just retired (replaced, rotated
+// out, removed), and only those. Shard files no row names (a save in progress, whose
+// ranks wrote and reported them before rank 0's commit; an aborted one) are left to the
+// next open's recovery, which runs before any rank writes. Unsynced, like the deletion
+// of the files themselves: a shard a power loss brings back is garbage at the next open.
 int CheckpointStore::Impl::remove_unneeded_shards() {
-  if (!shards_in_use_) return 0;
+  if (!shards_in_use_ || retired_with_shards_.empty()) return 0;
+  std::set<std::string> needed;
+  for (auto& file : index_->needed_shard_files()) needed.insert(std::move(file));
   int removed = 0;
-  for (const auto& name : unneeded_shard_files(fs_->list_files(dir_), {})) {
-    fs_->remove(dir_ / name);
-    ++removed;
+  for (std::int64_t id : retired_with_shards_) {
+    for (const auto& shard : index_->shards(id)) {
+      if (needed.count(shard.file) || !fs_->file_size(dir_ / shard.file)) continue;
+      fs_->remove(dir_ / shard.file);
+      ++removed;
+    }
   }
+  retired_with_shards_.clear();
   return removed;
 }
 

@@ -233,6 +233,8 @@ class CheckpointStore::Impl {
   // Some row has shards (Index::has_shards at open, or a sharded save since): deletions
   // then look for shard files to remove.
   bool shards_in_use_ = false;
+  // Rows retired since the last deletion pass whose shard files it removes (shards.cpp).
+  std::vector<std::int64_t> retired_with_shards_;
   // A save that failed past its pending row and is not resolved yet (see resolve()).
   struct Unresolved {
     std::int64_t pending_id;

@@ -103,6 +103,20 @@ TEST_CASE("with a rollback-journal index (network file systems' mode) a sharded 
   CHECK(invariant_violations(dir / "run").empty());
 }
 
+TEST_CASE("slices that overlap or leave a gap are refused at commit, on every rank, naming the tensor",
+          "[distributed][processes]") {
+  TestDir dir("dist-overlap");
+  const std::string ckpt = (dir / "run").string();
+  auto results = job(dir, 2, ckpt + " sharded save 2 0 overlap");
+  for (const auto& out : results) {
+    INFO(out);
+    CHECK_THAT(out, Catch::Contains("placement model/w: the slices of ranks 0 and 1 overlap") &&
+                        Catch::EndsWith("\n1\n"));
+  }
+  std::vector<std::pair<std::string, int>> expected = {{"best_model.pth", 2}, {"checkpoint_epoch_1.pth", 2}};
+  CHECK(live_shard_counts(dir / "run") == expected);
+}
+
 TEST_CASE("replicated saves: rank 0 writes the guide's files alone, and every rank resumes the same state",
           "[distributed][processes]") {
   for (int world : {1, 2, 4}) {

@@ -210,7 +210,7 @@ TEST_CASE("a sharded save killed after its rename is rolled forward with all its
   CHECK(shard_files_in(dir.path()) == expected);  // the replaced best's went
 }
 
-TEST_CASE("a committed sharded checkpoint whose shard vanished is marked missing, and resume passes it over",
+TEST_CASE("a committed sharded checkpoint whose shard vanished is quarantined, and resume passes it over for good",
           "[shards][recovery]") {
   TestDir dir("shards");
   std::vector<ShardRecord> second;
@@ -221,9 +221,31 @@ TEST_CASE("a committed sharded checkpoint whose shard vanished is marked missing
     save_manifest(store, sharded(CheckpointKind::epoch, 2, second), 2);
   }
   std::filesystem::remove(dir / second[1].file);
-  CheckpointStore reopened(dir.path());
-  CHECK(reopened.last_recovery().missing == 1);
-  CHECK(reopened.latest()->epoch == 1);
+  {
+    CheckpointStore reopened(dir.path());
+    CHECK(reopened.last_recovery().quarantined == 1);
+    CHECK(reopened.latest()->epoch == 1);
+  }
+  // Its manifest is out of the way: the next open does not adopt it back as the newest.
+  CHECK_FALSE(std::filesystem::exists(dir / names::epoch_file(2)));
+  CHECK_FALSE(std::filesystem::is_empty(dir / "quarantine"));
+  CheckpointStore again(dir.path());
+  CHECK(again.last_recovery().adopted == 0);
+  CHECK(again.latest()->epoch == 1);
+}
+
+TEST_CASE("shards written for a save in progress survive the open store's deletions until it commits them",
+          "[shards][store]") {
+  TestDir dir("shards");
+  CheckpointStore store(dir.path(), options_with(nullptr, 1));
+  save_manifest(store, sharded(CheckpointKind::epoch, 1, write_shards(dir.path(), names::epoch_file(1), 2, "p-1")), 1);
+  // The other ranks have written the next save's shards when rank 0 rotates and removes.
+  auto next = write_shards(dir.path(), names::epoch_file(3), 2, "p-3");
+  save_manifest(store, sharded(CheckpointKind::epoch, 2, write_shards(dir.path(), names::epoch_file(2), 2, "p-2")), 2);
+  store.gc(1);
+  for (const auto& shard : next) CHECK(std::filesystem::exists(dir / shard.file));
+  save_manifest(store, sharded(CheckpointKind::epoch, 3, next), 3);
+  CHECK(shard_files_in(dir.path()) == files_of(next));  // epoch 1's and 2's went with their rows
 }
 
 TEST_CASE("repair rehashes shards: a flipped byte in one quarantines its checkpoint", "[shards][recovery]") {

@@ -9,6 +9,7 @@
 //             With KILL_RANK and KILL_STEP ("shard_written", "reports_collected"), that
 //             rank raises SIGKILL at that step of epoch N's save; the others print
 //             "error <ms> <message>" (the time from the call to the error) and exit 1.
+//             KILL_STEP "overlap" (any KILL_RANK): every rank places its rows of W at row 0.
 //   load      load_latest_checkpoint: sharded, asks for this rank's slices at WORLD
 //             (resharding when the checkpoint was saved at another world size); checks
 //             every value; prints "loaded epoch E from rank R's shard".
@@ -150,13 +151,15 @@ int main(int argc, char** argv) {
     int status = 0;
     if (action == "save") {
       for (int epoch = 1; epoch <= epochs; ++epoch) {
-        if (epoch == epochs && rank == kill_rank) {
+        if (epoch == epochs && rank == kill_rank && kill_step != "overlap") {
           distributed::set_step_hook([&](std::string_view step) {
             if (step == kill_step) ::raise(SIGKILL);
           });
         }
         const State state = state_of(epoch, rank, world, sharded);
-        const Placements placements = sharded ? slices(rank, world, false) : Placements{};
+        Placements placements = sharded ? slices(rank, world, false) : Placements{};
+        // KILL_STEP "overlap": every rank claims the first rows of W, a bug in the caller.
+        if (kill_step == "overlap" && epoch == epochs) placements["model/w"].offsets = {0, 0};
         const auto start = Clock::now();
         try {
           auto record = manager.save_epoch_checkpoint(state, epoch, std::nullopt, placements);
