@@ -165,6 +165,7 @@ TEST_CASE("shards of a save that never committed are removed by the next open; t
     orphans = 4;
     write_shards(dir.path(), "best_model.pth", 2, "c-2");
     write_shards(dir.path(), "checkpoint_epoch_7.pth", 2, "c-3");
+    CHECK(shard_files_in(dir.path()).size() == 6);
   }
   SECTION("rank 0 died with the pending row committed, before the rename") {
     orphans = 2;

@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
             return 2;
           }
           if (epoch == 1) manager.save_best_model(state, 0.1, placements);
-        } catch (const DistributedError& error) {
+        } catch (const ckpt::Error& error) {  // rank 0 throws what refused the commit itself
           const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
           std::printf("error %lld %s\n", static_cast<long long>(ms), error.what());
           status = 1;
