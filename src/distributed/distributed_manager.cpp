@@ -607,8 +607,7 @@ class DistributedCheckpointManager::Impl {
       round.publish({false, fmt::format("rank 0 could not commit it: {}", first_line(error))});
       throw;
     }
-    kv_.set(prefix + "record", fmt::format("{} {} {}", record.id, record.commit_seq, record.file));
-    round.publish({true, {}});
+    publish_commit(round, prefix, record);
     return record;
   }
 
@@ -742,9 +741,15 @@ class DistributedCheckpointManager::Impl {
       round.publish({false, fmt::format("rank 0 could not save it: {}", first_line(error))});
       throw;
     }
+    publish_commit(round, prefix, record);
+    return record;
+  }
+
+  // Rank 0, once its commit returned: the row for the other ranks (id, commit order and
+  // file, read back by await_commit), then the decision they wait for.
+  void publish_commit(CommitRound& round, const std::string& prefix, const CheckpointRecord& record) {
     kv_.set(prefix + "record", fmt::format("{} {} {}", record.id, record.commit_seq, record.file));
     round.publish({true, {}});
-    return record;
   }
 
   CheckpointRecord await_commit(CommitRound& round, const std::string& prefix, Clock::time_point deadline,

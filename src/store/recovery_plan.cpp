@@ -111,9 +111,8 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
       continue;
     }
     if (problem.empty() && shards_in_use_) {
-      bool shard_missing = false;
       try {
-        problem = shard_problem(row, verify_hashes, shard_missing);
+        problem = shard_problem(row, verify_hashes);
       } catch (const IoError& error) {
         leave_unreadable(row.id, row.file, error);
         continue;
@@ -122,7 +121,6 @@ std::vector<RepairAction> CheckpointStore::Impl::plan(bool verify_hashes) {
         // The manifest is sound; a shard is gone or damaged. Not another writer's save.
         // Quarantined, not only marked missing: a manifest left under its name without a
         // live row would be adopted by the next open, its shards unchecked.
-        (void)shard_missing;
         actions.push_back({Type::quarantine_checkpoint, row.id, row.file, problem, 0, {}});
         continue;
       }

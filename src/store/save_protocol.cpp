@@ -364,7 +364,7 @@ void CheckpointStore::Impl::note_superseded(const CheckpointRecord& record) {
 int CheckpointStore::Impl::delete_obsolete_files() {
   auto doomed = index_->rows_with_status(status::kDeleting);
   if (doomed.empty()) {
-    remove_unneeded_shards();  // a replaced checkpoint's shards
+    remove_unneeded_shards();  // a replaced checkpoint's shards, if any
     return 0;
   }
   for (const auto& row : doomed) {

@@ -58,10 +58,10 @@ void CheckpointStore::Impl::check_shards(const SaveRequest& request, const std::
     auto size = fs_->file_size(path);
     if (!size || *size != shard.size) {
       throw IoError(ErrorCode::io,
-                    fmt::format("{}: rank {}'s shard {}; not committing {}{}", path.string(), shard.rank,
+                    fmt::format("{}: rank {}'s shard {}; not committing {}", path.string(), shard.rank,
                                 size ? fmt::format("is {} bytes, not the {} it reported", *size, shard.size)
                                      : std::string("is not there (do all ranks write to one shared directory?)"),
-                                final_name, ""),
+                                final_name),
                     path);
     }
   }
@@ -122,15 +122,13 @@ int CheckpointStore::Impl::remove_unneeded_shards() {
   return removed;
 }
 
-// What is wrong with a live row's shards, or empty: a shard file gone (`missing` set) or
-// of another size, or with verify_hashes another hash.
-std::string CheckpointStore::Impl::shard_problem(const CheckpointRecord& row, bool verify_hashes, bool& missing) {
-  missing = false;
+// What is wrong with a live row's shards, or empty: a shard file gone or of another size,
+// or with verify_hashes another hash.
+std::string CheckpointStore::Impl::shard_problem(const CheckpointRecord& row, bool verify_hashes) {
   for (const auto& shard : index_->shards(row.id)) {
     const std::filesystem::path path = dir_ / shard.file;
     auto size = fs_->file_size(path);
     if (!size) {
-      missing = true;
       return fmt::format("rank {}'s shard {} not found", shard.rank, shard.file);
     }
     if (*size != shard.size) {

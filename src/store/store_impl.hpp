@@ -179,7 +179,7 @@ class CheckpointStore::Impl {
   std::vector<std::string> unneeded_shard_files(const std::vector<std::string>& files,
                                                 const std::set<std::int64_t>& rolling_back);
   int remove_unneeded_shards();
-  std::string shard_problem(const CheckpointRecord& row, bool verify_hashes, bool& missing);
+  std::string shard_problem(const CheckpointRecord& row, bool verify_hashes);
 
   // ---- loads.cpp ----
   enum class Loaded {
