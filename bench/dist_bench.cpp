@@ -3,12 +3,14 @@
 // checkpoint another job saved (resharded when its world size differs), against the
 // single-process save and load of the same bytes through CheckpointManager.
 //
-//   dist_bench RANK WORLD PORT DIR save|load TOTAL_MIB
+//   dist_bench RANK WORLD PORT DIR save|async-save|load TOTAL_MIB
 //   dist_bench 0 1 0 DIR single-save|single-load TOTAL_MIB
 //
 // Prints "<seconds>" of rank 0's call (the ranks start together: a store barrier), which
 // covers every rank's write and fsync and the commit (save) or every rank's read and the
-// load's agreement round (load).
+// load's agreement round (load). async-save prints "<seconds> <seconds>": the
+// asynchronous call's return (its snapshot: what the training loop waits for), then
+// wait()'s (the commit).
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -67,12 +69,18 @@ int main(int argc, char** argv) {
   Placements placements;
   placements["model/w"] = TensorPlacement{{rows, cols}, {rank * per, 0}, {per, cols}};
   State state;
-  if (action == "save") state = State{{"epoch", std::int64_t{1}}, {"model", State{{"w", at::rand({per, cols})}}}};
+  if (action != "load") state = State{{"epoch", std::int64_t{1}}, {"model", State{{"w", at::rand({per, cols})}}}};
   store->add("ready", 1);
   while (store->add("ready", 0) < world) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const auto start = Clock::now();
+  const Placements saved{{"model/w", {{rows, cols}, {rank * per, 0}, {}}}};
   if (action == "save") {
-    manager.save_epoch_checkpoint(state, 1, std::nullopt, {{"model/w", {{rows, cols}, {rank * per, 0}, {}}}});
+    manager.save_epoch_checkpoint(state, 1, std::nullopt, saved);
+  } else if (action == "async-save") {
+    manager.save_epoch_checkpoint_async(state, 1, std::nullopt, saved);
+    const double call = seconds(start);
+    manager.wait();
+    if (rank == 0) std::printf("%.4f ", call);
   } else {
     auto loaded = manager.load_latest_checkpoint(placements);
     if (!loaded) return 2;

@@ -3,6 +3,7 @@
 # over 1, 2 and 4 ranks on loopback (one machine, one disk), against the single-process
 # save and load of the same bytes, ROUNDS (default 3) rounds, sides interleaved within
 # each round. The load side loads a checkpoint saved by 4 ranks (resharded at 1 and 2).
+# The asynchronous side times the call (the snapshot) and the commit (wait()).
 # Loads read from the page cache (files just written; this machine has the RAM).
 #
 #   bash bench/run_distributed_benchmark.sh        # prints a markdown table
@@ -31,6 +32,9 @@ for round in $(seq 1 "$rounds"); do
   times[single-load]+=" $("$bench" 0 1 0 "$work/single" single-load "$total")"
   for world in 1 2 4; do
     times[save-$world]+=" $(job "$world" "$work/w$world" save)"
+    read -r call commit <<<"$(job "$world" "$work/a$world" async-save)"
+    times[async-call-$world]+=" $call"
+    times[async-$world]+=" $commit"
   done
   for world in 1 2 4; do
     times[load-$world]+=" $(job "$world" "$work/w4" load)"
@@ -54,4 +58,13 @@ for world in 1 2 4; do
   echo "| load of 4 shards | $world | $m | $(awk -v t="$total" -v s="$m" 'BEGIN{printf "%.0f", t/s}') | $(awk -v a="$single_load" -v b="$m" 'BEGIN{printf "%.2fx", a/b}') |"
 done
 echo
-echo "Per round (s): $(for k in single-save save-1 save-2 save-4 single-load load-1 load-2 load-4; do printf '%s:%s; ' "$k" "${times[$k]}"; done)"
+echo "| asynchronous sharded save | ranks | call returns, median s | committed, median s | synchronous save / call |"
+echo "|---|---:|---:|---:|---:|"
+for world in 1 2 4; do
+  c=$(median "${times[async-call-$world]}")
+  m=$(median "${times[async-$world]}")
+  s=$(median "${times[save-$world]}")
+  echo "| $((total / world)) MiB per rank | $world | $c | $m | $(awk -v a="$s" -v b="$c" 'BEGIN{printf "%.1fx", a/b}') |"
+done
+echo
+echo "Per round (s): $(for k in single-save save-1 save-2 save-4 async-call-1 async-call-2 async-call-4 async-1 async-2 async-4 single-load load-1 load-2 load-4; do printf '%s:%s; ' "$k" "${times[$k]}"; done)"

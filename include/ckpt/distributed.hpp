@@ -26,7 +26,11 @@
 // fail on every rank with DistributedError naming it; nothing is committed, and its
 // shards are removed by rank 0's next save or open. Only rank 0 opens the index.
 //
-// Thread safety: as CheckpointManager (one thread). Not copyable.
+// Asynchronous saves (save_*_async) snapshot this rank's state and return; a thread of the
+// manager then runs the same commit, so a checkpoint is still all ranks' or none.
+//
+// Thread safety: as CheckpointManager (one thread; the manager's own thread runs the save
+// in flight). Not copyable.
 #pragma once
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -42,6 +46,7 @@
 #include <vector>
 
 #include "ckpt/errors.hpp"
+#include "ckpt/manager.hpp"
 #include "ckpt/state.hpp"
 #include "ckpt/store.hpp"
 
@@ -93,7 +98,8 @@ class DistributedCheckpointManager {
   DistributedCheckpointManager& operator=(const DistributedCheckpointManager&) = delete;
 
   // Collective saves, as CheckpointManager's (rank 0's state gives the index its metrics
-  // and epoch). Sharded mode: `placements` lists this rank's sharded tensors (each rank
+  // and epoch). Each first waits for the asynchronous save in flight and raises its
+  // failure instead of saving (save_interrupt_checkpoint saves anyway, then raises it). Sharded mode: `placements` lists this rank's sharded tensors (each rank
   // its own). Returns the committed row (its id, file, kind and epoch on every rank; the
   // full row on rank 0). Throws DistributedError naming the failed or silent ranks.
   CheckpointRecord save_epoch_checkpoint(const State& state, std::int64_t epoch,
@@ -102,6 +108,29 @@ class DistributedCheckpointManager {
   CheckpointRecord save_best_model(const State& state, double metric, const Placements& placements = {});
   CheckpointRecord save_interrupt_checkpoint(const State& state, const Placements& placements = {});
 
+  // How an asynchronous save takes the state: as CheckpointManager's (copy: every CPU
+  // tensor's bytes copied into buffers the manager reuses, the caller may train on at
+  // once; borrow: nothing copied, the caller leaves the tensors alone until wait()).
+  using Snapshot = CheckpointManager::Snapshot;
+  // The saves above, asynchronously: snapshot this rank's state and return; the manager's
+  // thread writes this rank's shard (sharded; replicated: rank 0 its file), reports it,
+  // and on rank 0 commits, exactly as the synchronous save does. One save is in flight per
+  // rank: any later call of the manager first waits for it. Every failure of the save, on
+  // any rank (this rank's placements that do not fit its state, another rank's failed
+  // write or death, rank 0's commit), is raised once on every rank by wait() or by the next
+  // call, which then does nothing else: all ranks raise it at the same call and their
+  // later calls stay paired. Throws at the call only InvalidArgument for a negative epoch
+  // (every rank passes the same), or an earlier save's failure not raised yet (this save
+  // is then not started).
+  void save_epoch_checkpoint_async(const State& state, std::int64_t epoch, std::optional<double> metric = std::nullopt,
+                                   const Placements& placements = {}, Snapshot snapshot = Snapshot::copy);
+  void save_best_model_async(const State& state, double metric, const Placements& placements = {},
+                             Snapshot snapshot = Snapshot::copy);
+  // Blocks until the save in flight has committed or failed; raises its failure (a
+  // DistributedError naming the ranks, or what rank 0's store threw) if not raised yet.
+  // The destructor waits without raising.
+  void wait();
+
   // Collective loads: this rank's state of the checkpoint a resume would load (resume
   // priority, as CheckpointManager's), or nullopt on every rank when there is none.
   // Sharded: with `wanted` empty, this rank's own shard (the world size must be the one
@@ -109,13 +138,15 @@ class DistributedCheckpointManager {
   // from the saved shards (any world size), the rest of the state from the shard of this
   // rank (rank 0's when there are fewer shards). Every byte read is checked against the
   // hashes committed with the checkpoint. A rank that fails makes the load fail on every
-  // rank (DistributedError naming it), so no rank resumes alone.
+  // rank (DistributedError naming it), so no rank resumes alone. Each first waits for the
+  // asynchronous save in flight (and raises its failure instead of loading).
   std::optional<State> load_latest_checkpoint(const Placements& wanted = {});
   std::optional<State> load_best_model(const Placements& wanted = {});
 
   int rank() const noexcept;
   int world_size() const noexcept;
-  // Rank 0's store (index queries); nullptr on the other ranks.
+  // Rank 0's store (index queries); nullptr on the other ranks. The save in flight uses it
+  // from the manager's thread: call wait() before using it.
   CheckpointStore* store() noexcept;
 
  private:

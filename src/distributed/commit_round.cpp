@@ -119,7 +119,7 @@ CommitRound::CommitRound(KeyValueStore& store, std::string prefix, int rank, int
 void CommitRound::report(const ShardReport& report) {
   ShardReport mine = report;
   mine.rank = rank_;
-  store_.set(key(fmt::format("rank/{}", rank_)), encode_report(mine));
+  store_.set(report_key(rank_), encode_report(mine));
 }
 
 CommitRound::Collected CommitRound::collect(Clock::time_point deadline) {
@@ -131,7 +131,7 @@ CommitRound::Collected CommitRound::collect(Clock::time_point deadline) {
     for (int r = 0; r < world_size_; ++r) {
       auto& slot = got[static_cast<std::size_t>(r)];
       if (slot) continue;
-      auto value = store_.try_get(key(fmt::format("rank/{}", r)));
+      auto value = store_.try_get(report_key(r));
       if (!value) continue;
       ShardReport report;
       try {
@@ -180,12 +180,19 @@ CommitRound::Collected CommitRound::collect(Clock::time_point deadline) {
 
 void CommitRound::publish(const Decision& decision) {
   if (rank_ != 0) throw std::logic_error("commit round: only rank 0 decides");
-  store_.set(key("decision"), decision.commit ? std::string("commit") : "abort\n" + decision.reason);
+  store_.set(decision_key(), decision.commit ? std::string("commit") : "abort\n" + decision.reason);
+}
+
+std::vector<std::string> CommitRound::keys() const {
+  std::vector<std::string> out;
+  for (int r = 0; r < world_size_; ++r) out.push_back(report_key(r));
+  out.push_back(decision_key());
+  return out;
 }
 
 std::optional<Decision> CommitRound::await_decision(Clock::time_point deadline) {
   for (;;) {
-    if (auto value = store_.try_get(key("decision"))) {
+    if (auto value = store_.try_get(decision_key())) {
       if (*value == "commit") return Decision{true, {}};
       if (value->rfind("abort\n", 0) == 0) return Decision{false, value->substr(6)};
       return Decision{false, "rank 0's decision could not be read"};

@@ -84,12 +84,17 @@ class CommitRound {
   // Rank 0: the decision every rank waits for.
   void publish(const Decision& decision);
 
+  // Every key this round sets (the reports and the decision), for deleting it once every
+  // rank is done with it.
+  std::vector<std::string> keys() const;
+
   // Ranks other than 0: the decision, or nullopt when none is published by `deadline`
   // (rank 0 died or stalled: the caller's error says so).
   std::optional<Decision> await_decision(Clock::time_point deadline);
 
  private:
-  std::string key(const std::string& name) const { return prefix_ + name; }
+  std::string report_key(int rank) const { return prefix_ + "rank/" + std::to_string(rank); }
+  std::string decision_key() const { return prefix_ + "decision"; }
 
   KeyValueStore& store_;
   std::string prefix_;

@@ -11,7 +11,10 @@
 //   <run>/<seq>/record             the committed row as rank 0 saw it, for the others
 //   <run>/load-<seq>/plan          what a load reads: "none", or the checkpoint's shards
 //   <run>/load-<seq>/...           the load's round: every rank's success or error
-// Every save and load takes the next <seq> on every rank, so keys are never reused.
+//   <prefix>left                   how many ranks are done with a round (Leaving)
+// Every save and load takes the next <seq> on every rank, so keys are never reused. The
+// last rank done with a round deletes its keys: the store holds only the rounds in
+// progress, and those a dead rank never left.
 #include "ckpt/distributed.hpp"
 
 #include <ATen/ATen.h>
@@ -20,6 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <exception>
+#include <future>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -34,9 +39,11 @@
 #include "io/atomic_file.hpp"
 #include "io/file_source.hpp"
 #include "io/hasher.hpp"
+#include "log/log.hpp"
 #include "store/file_names.hpp"
 #include "torch/describe_state.hpp"
 #include "torch/payload_codec.hpp"
+#include "torch/snapshot.hpp"
 
 namespace ckpt {
 
@@ -512,6 +519,36 @@ auto collective(const std::filesystem::path& dir, Fn&& fn) -> decltype(fn()) {
   }
 }
 
+// Every rank, as it finishes with a round (construction, save or load), counts itself out;
+// the last deletes the round's keys. Never throws: a store that failed is the round's
+// error to report, not this.
+class Leaving {
+ public:
+  Leaving(c10d::Store& store, std::string prefix, int world, std::vector<std::string> keys)
+      : store_(store), prefix_(std::move(prefix)), world_(world), keys_(std::move(keys)) {}
+  ~Leaving() {
+    try {
+      if (store_.add(prefix_ + "left", 1) < world_) return;
+      for (const auto& key : keys_) store_.deleteKey(key);
+      store_.deleteKey(prefix_ + "left");
+    } catch (const std::exception&) {
+    }
+  }
+  Leaving(const Leaving&) = delete;
+  Leaving& operator=(const Leaving&) = delete;
+
+ private:
+  c10d::Store& store_;
+  std::string prefix_;
+  int world_;
+  std::vector<std::string> keys_;
+};
+
+std::vector<std::string> plus(std::vector<std::string> keys, std::string key) {
+  keys.push_back(std::move(key));
+  return keys;
+}
+
 }  // namespace
 
 class DistributedCheckpointManager::Impl {
@@ -524,6 +561,7 @@ class DistributedCheckpointManager::Impl {
     world_ = pg_->getSize();
     const std::int64_t n = raw_->add(fmt::format("ckpt/opens/{}", rank_), 1);
     const std::string key = fmt::format("ckpt/open/{}/run", n);
+    Leaving leaving(*raw_, fmt::format("ckpt/open/{}/", n), world_, {key});
     const auto deadline = Clock::now() + options_.timeout;
     if (rank_ == 0) {
       try {
@@ -554,67 +592,63 @@ class DistributedCheckpointManager::Impl {
     }
   }
 
+  // A save, synchronous: waits for the save in flight and raises its failure first.
   CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
                         const State& state, const Placements& placements) {
-    const std::uint64_t seq = ++seq_;
-    const std::string token = fmt::format("{}-{}", run_, seq);
-    const std::string prefix = fmt::format("ckpt/{}/{}/", run_, seq);
-    const std::string manifest = names::checkpoint_file(kind, epoch);
-    const auto deadline = Clock::now() + options_.timeout;
-    CommitRound round(kv_, prefix, rank_, world_);
-    if (options_.mode == DistributedMode::replicated) return save_replicated(kind, epoch, metric, state, round, prefix, deadline);
+    settle();
+    Save job = prepare(kind, epoch, metric, state, placements, nullptr);
+    return run(job);
+  }
 
-    ShardReport report;
-    report.rank = rank_;
-    report.file = names::shard_file(manifest, rank_, world_, token);
-    try {
-      Placements completed;
-      State own = shard_state(state, placements, completed);
-      auto payload = torch_layer::encode(own, dir_ / report.file);
-      auto fs = options_.store.file_system ? options_.store.file_system : FileSystem::posix();
-      io::require_free_space(*fs, dir_, dir_ / report.file, payload.size_hint);
-      ShardRecord shard = distributed::write_shard(*fs, dir_, report.file, rank_, world_,
-                                                   options_.store.hash_algorithm, payload.write);
-      report.size = shard.size;
-      report.hash = shard.hash;
-      report.hash_algo = shard.hash_algo;
-      report.block_size = shard.block_size;
-      report.block_hashes = shard.block_hashes;
-      report.placement = placement_json(completed);
-      distributed::step("shard_written");
-    } catch (const std::exception& error) {
-      report.ok = false;
-      report.error = first_line(error);
-    }
-    round.report(report);
-    if (rank_ != 0) return await_commit(round, prefix, deadline, manifest);
-
-    auto collected = round.collect(deadline);
-    if (collected.aborted) {
-      throw DistributedError(ErrorCode::io, fmt::format("{}: the save of {} was aborted: {}", dir_.string(), manifest,
-                                                        collected.aborted->reason), dir_ / manifest);
-    }
-    distributed::step("reports_collected");
-    CheckpointRecord record;
-    try {
-      check_tiling(collected.reports);
-      State manifest_state = State::from_generic_dict(manifest_of(collected.reports, token).toGenericDict());
-      auto payload = torch_layer::encode(manifest_state, dir_ / manifest);
-      SaveRequest request = torch_layer::describe(state, kind, epoch, metric, payload.size_hint);
-      for (const auto& r : collected.reports) request.shards.push_back(record_of(r, world_));
-      record = manager_->store().save(request, payload.write);
-    } catch (const std::exception& error) {
-      round.publish({false, fmt::format("rank 0 could not commit it: {}", first_line(error))});
-      throw;
-    }
-    publish_commit(round, prefix, record);
+  // The interrupt checkpoint: saved even when the save in flight failed (the one the
+  // user waits for before exiting), whose failure is raised after it, as
+  // CheckpointManager::save_interrupt_checkpoint does.
+  CheckpointRecord save_despite_failure(const State& state, const Placements& placements) {
+    finish_in_flight();
+    Save job = prepare(CheckpointKind::interrupt, std::nullopt, std::nullopt, state, placements, nullptr);
+    auto record = run(job);
+    settle();
     return record;
   }
 
+  // An asynchronous save: the snapshot first (while the save in flight still runs), then
+  // that save's end and failure, then this save on the manager's thread.
+  void save_async(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
+                  const State& state, const Placements& placements, Snapshot snapshot) {
+    auto job = std::make_shared<Save>(prepare(kind, epoch, metric, state, placements,
+                                              snapshot == Snapshot::copy ? &staging() : nullptr));
+    settle();
+    in_flight_ = std::async(std::launch::async, [this, job] {
+      collective(dir_, [&] { run(*job); });
+      job->state = State{};  // the snapshot's buffers are free for the next copy
+    });
+  }
+
+  // Waits for the save in flight; raises its failure if not raised yet.
+  void settle() {
+    finish_in_flight();
+    if (failed_) std::rethrow_exception(std::exchange(failed_, nullptr));
+  }
+
+  ~Impl() {
+    finish_in_flight();
+    if (failed_) {
+      try {
+        std::rethrow_exception(failed_);
+      } catch (const std::exception& error) {
+        log::write(spdlog::level::err, "{}: an asynchronous save failed and was never raised: {}", dir_.string(),
+                   error.what());
+      }
+    }
+  }
+
   std::optional<State> load(CheckpointKind which, const Placements& wanted) {
+    settle();
     const std::uint64_t seq = ++seq_;
     const std::string prefix = fmt::format("ckpt/{}/load-{}/", run_, seq);
     const auto deadline = Clock::now() + options_.timeout;
+    CommitRound round(kv_, prefix + "round/", rank_, world_);
+    Leaving leaving(*raw_, prefix, world_, plus(round.keys(), prefix + "plan"));
     std::optional<State> state;
     std::string plan;
     std::string local_error;
@@ -694,7 +728,6 @@ class DistributedCheckpointManager::Impl {
       state.reset();
     }
     // All ranks resume, or none does.
-    CommitRound round(kv_, prefix + "round/", rank_, world_);
     ShardReport done;
     done.rank = rank_;
     done.ok = local_error.empty();
@@ -725,17 +758,117 @@ class DistributedCheckpointManager::Impl {
   std::unique_ptr<CheckpointManager> manager_;
 
  private:
-  CheckpointRecord save_replicated(CheckpointKind kind, std::optional<std::int64_t> epoch,
-                                   std::optional<double> metric, const State& state, CommitRound& round,
-                                   const std::string& prefix, Clock::time_point deadline) {
-    const std::string manifest = names::checkpoint_file(kind, epoch);
+  void finish_in_flight() {
+    if (!in_flight_.valid()) return;
+    try {
+      in_flight_.get();
+    } catch (...) {
+      failed_ = std::current_exception();
+    }
+  }
+
+  torch_layer::StagingPool& staging() {
+    if (!staging_) staging_ = std::make_unique<torch_layer::StagingPool>();
+    return *staging_;
+  }
+
+  // One save: what the caller's thread takes of the state, then the commit (run()).
+  struct Save {
+    CheckpointKind kind;
+    std::optional<std::int64_t> epoch;
+    std::optional<double> metric;
+    State state;            // what this rank writes: sharded, its shard; replicated, rank 0's
+    std::string placement;  // sharded: its placements, completed and as JSON
+    std::string error;      // why this rank cannot save (reported in the round: the save fails)
+  };
+
+  Save prepare(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
+               const State& state, const Placements& placements, torch_layer::StagingPool* staging) {
+    Save job{kind, epoch, metric, {}, {}, {}};
+    try {
+      if (options_.mode == DistributedMode::replicated) {
+        if (rank_ == 0) job.state = staging ? staging->copy(state) : state;
+        return job;
+      }
+      Placements completed;
+      State own = shard_state(state, placements, completed);
+      job.state = staging ? staging->copy(own) : std::move(own);
+      job.placement = placement_json(completed);
+    } catch (const std::exception& error) {
+      job.error = first_line(error);
+    }
+    return job;
+  }
+
+  // The commit of one save, on the caller's thread or the manager's. Every save takes the
+  // next number on every rank, whatever happens to it.
+  CheckpointRecord run(Save& job) {
+    const std::uint64_t seq = ++seq_;
+    const std::string token = fmt::format("{}-{}", run_, seq);
+    const std::string prefix = fmt::format("ckpt/{}/{}/", run_, seq);
+    const std::string manifest = names::checkpoint_file(job.kind, job.epoch);
+    const auto deadline = Clock::now() + options_.timeout;
+    CommitRound round(kv_, prefix, rank_, world_);
+    Leaving leaving(*raw_, prefix, world_, plus(round.keys(), prefix + "record"));
+    if (options_.mode == DistributedMode::replicated) return save_replicated(job, round, prefix, deadline);
+
+    ShardReport report;
+    report.rank = rank_;
+    report.file = names::shard_file(manifest, rank_, world_, token);
+    try {
+      if (!job.error.empty()) throw InvalidArgument(job.error);
+      auto payload = torch_layer::encode(job.state, dir_ / report.file);
+      auto fs = options_.store.file_system ? options_.store.file_system : FileSystem::posix();
+      io::require_free_space(*fs, dir_, dir_ / report.file, payload.size_hint);
+      ShardRecord shard = distributed::write_shard(*fs, dir_, report.file, rank_, world_,
+                                                   options_.store.hash_algorithm, payload.write);
+      report.size = shard.size;
+      report.hash = shard.hash;
+      report.hash_algo = shard.hash_algo;
+      report.block_size = shard.block_size;
+      report.block_hashes = shard.block_hashes;
+      report.placement = job.placement;
+      distributed::step("shard_written");
+    } catch (const std::exception& error) {
+      report.ok = false;
+      report.error = first_line(error);
+    }
+    round.report(report);
+    if (rank_ != 0) return await_commit(round, prefix, deadline, manifest);
+
+    auto collected = round.collect(deadline);
+    if (collected.aborted) {
+      throw DistributedError(ErrorCode::io, fmt::format("{}: the save of {} was aborted: {}", dir_.string(), manifest,
+                                                        collected.aborted->reason), dir_ / manifest);
+    }
+    distributed::step("reports_collected");
+    CheckpointRecord record;
+    try {
+      check_tiling(collected.reports);
+      State manifest_state = State::from_generic_dict(manifest_of(collected.reports, token).toGenericDict());
+      auto payload = torch_layer::encode(manifest_state, dir_ / manifest);
+      SaveRequest request = torch_layer::describe(job.state, job.kind, job.epoch, job.metric, payload.size_hint);
+      for (const auto& r : collected.reports) request.shards.push_back(record_of(r, world_));
+      record = manager_->store().save(request, payload.write);
+    } catch (const std::exception& error) {
+      round.publish({false, fmt::format("rank 0 could not commit it: {}", first_line(error))});
+      throw;
+    }
+    publish_commit(round, prefix, record);
+    return record;
+  }
+
+  CheckpointRecord save_replicated(Save& job, CommitRound& round, const std::string& prefix,
+                                   Clock::time_point deadline) {
+    const std::string manifest = names::checkpoint_file(job.kind, job.epoch);
     if (rank_ != 0) return await_commit(round, prefix, deadline, manifest);
     CheckpointRecord record;
     try {
-      switch (kind) {
-        case CheckpointKind::best: record = manager_->save_best_model(state, metric.value_or(0)); break;
-        case CheckpointKind::epoch: record = manager_->save_epoch_checkpoint(state, *epoch, metric); break;
-        case CheckpointKind::interrupt: record = manager_->save_interrupt_checkpoint(state); break;
+      if (!job.error.empty()) throw InvalidArgument(job.error);
+      switch (job.kind) {
+        case CheckpointKind::best: record = manager_->save_best_model(job.state, job.metric.value_or(0)); break;
+        case CheckpointKind::epoch: record = manager_->save_epoch_checkpoint(job.state, *job.epoch, job.metric); break;
+        case CheckpointKind::interrupt: record = manager_->save_interrupt_checkpoint(job.state); break;
       }
     } catch (const std::exception& error) {
       round.publish({false, fmt::format("rank 0 could not save it: {}", first_line(error))});
@@ -787,6 +920,11 @@ class DistributedCheckpointManager::Impl {
   c10::intrusive_ptr<c10d::Store> raw_;
   std::string run_;
   std::uint64_t seq_ = 0;
+  // The asynchronous save in flight (at most one), and the failure of the last one until
+  // it is raised.
+  std::future<void> in_flight_;
+  std::exception_ptr failed_;
+  std::unique_ptr<torch_layer::StagingPool> staging_;  // Snapshot::copy's buffers
 };
 
 DistributedCheckpointManager::DistributedCheckpointManager(std::filesystem::path save_dir,
@@ -810,9 +948,19 @@ CheckpointRecord DistributedCheckpointManager::save_best_model(const State& stat
 }
 CheckpointRecord DistributedCheckpointManager::save_interrupt_checkpoint(const State& state,
                                                                          const Placements& placements) {
-  return collective(impl_->dir_,
-                    [&] { return impl_->save(CheckpointKind::interrupt, std::nullopt, std::nullopt, state, placements); });
+  return collective(impl_->dir_, [&] { return impl_->save_despite_failure(state, placements); });
 }
+void DistributedCheckpointManager::save_epoch_checkpoint_async(const State& state, std::int64_t epoch,
+                                                               std::optional<double> metric,
+                                                               const Placements& placements, Snapshot snapshot) {
+  if (epoch < 0) throw InvalidArgument(fmt::format("epoch must be >= 0, got {}", epoch));
+  impl_->save_async(CheckpointKind::epoch, epoch, metric, state, placements, snapshot);
+}
+void DistributedCheckpointManager::save_best_model_async(const State& state, double metric,
+                                                         const Placements& placements, Snapshot snapshot) {
+  impl_->save_async(CheckpointKind::best, std::nullopt, metric, state, placements, snapshot);
+}
+void DistributedCheckpointManager::wait() { impl_->settle(); }
 std::optional<State> DistributedCheckpointManager::load_latest_checkpoint(const Placements& wanted) {
   return collective(impl_->dir_, [&] { return impl_->load(CheckpointKind::epoch, wanted); });
 }

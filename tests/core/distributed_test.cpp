@@ -20,12 +20,13 @@ using namespace ckpt::test;
 
 namespace {
 
-// Every rank of a job of `world` running `args` (ckpt_dist_rank's DIR MODE ACTION ...).
-std::vector<std::string> job(const TestDir& dir, int world, const std::string& args) {
+// Every rank of a job of `world` running `args` (ckpt_dist_rank's DIR MODE ACTION ...),
+// with the environment variables `env` ("NAME=value ...").
+std::vector<std::string> job(const TestDir& dir, int world, const std::string& args, const std::string& env = "") {
   const int port = free_port();
   std::vector<std::string> commands;
   for (int r = 0; r < world; ++r) {
-    commands.push_back(fmt::format("{} {} {} {} {}", CKPT_DIST_RANK, r, world, port, args));
+    commands.push_back(fmt::format("env {} {} {} {} {} {}", env, CKPT_DIST_RANK, r, world, port, args));
   }
   return run_ranks(dir.path(), commands);
 }
@@ -83,12 +84,8 @@ TEST_CASE("with a rollback-journal index (network file systems' mode) a sharded 
           "from a killed rank", "[distributed][processes][journal]") {
   TestDir dir("dist-rollback");
   const std::string ckpt = (dir / "run").string();
-  const std::string env = "env CKPT_TEST_INDEX_JOURNAL=rollback ";
   auto in_rollback = [&](int world, const std::string& args) {
-    const int port = free_port();
-    std::vector<std::string> commands;
-    for (int r = 0; r < world; ++r) commands.push_back(fmt::format("{}{} {} {} {} {}", env, CKPT_DIST_RANK, r, world, port, args));
-    return run_ranks(dir.path(), commands);
+    return job(dir, world, args, "CKPT_TEST_INDEX_JOURNAL=rollback");
   };
   for (const auto& out : in_rollback(2, ckpt + " sharded save 2")) CHECK(out == "saved\n0\n");
   CHECK_FALSE(std::filesystem::exists(dir / "run" / "index.sqlite-wal"));
@@ -200,5 +197,74 @@ TEST_CASE("rank 0 killed after every shard is written, before the commit: not vi
   for (const auto& out : job(dir, 2, ckpt + " sharded load")) CHECK_THAT(out, Catch::StartsWith("loaded epoch 1 "));
   for (const auto& file : shard_files(dir / "run")) CHECK(file.find("checkpoint_epoch_2") == std::string::npos);
   CHECK(invariant_violations(dir / "run").empty());
+}
+TEST_CASE("asynchronous saves commit on every rank as the synchronous ones do, from snapshots the caller overwrites "
+          "at once", "[distributed][processes][async]") {
+  for (auto [mode, world] : {std::pair<std::string, int>{"sharded", 2}, {"sharded", 4}, {"replicated", 2}}) {
+    INFO(mode << " at world size " << world);
+    TestDir dir("dist-async");
+    const std::string ckpt = (dir / "run").string();
+    // Each rank overwrites its tensors with -1 right after each call: the loads below
+    // check every value against the epoch's, so each save wrote its snapshot.
+    for (const auto& out : job(dir, world, ckpt + " " + mode + " async 4")) CHECK(out == "saved\n0\n");
+    const int shards = mode == "sharded" ? world : 0;
+    std::vector<std::pair<std::string, int>> expected = {{"best_model.pth", shards},
+                                                         {"checkpoint_epoch_2.pth", shards},
+                                                         {"checkpoint_epoch_3.pth", shards},
+                                                         {"checkpoint_epoch_4.pth", shards}};
+    CHECK(live_shard_counts(dir / "run") == expected);
+    CHECK(invariant_violations(dir / "run").empty());
+    for (const auto& out : job(dir, world, ckpt + " " + mode + " load")) CHECK_THAT(out, Catch::StartsWith("loaded epoch 4 "));
+  }
+}
+
+TEST_CASE("an asynchronous save that fails on one rank fails on every rank, raised by the same later call",
+          "[distributed][processes][async]") {
+  TestDir dir("dist-async-fail");
+  const std::string ckpt = (dir / "run").string();
+  // Rank 1's placements of epoch 2 do not fit its state: the save fails in the background
+  // on both ranks, and the call for epoch 3 raises it on both (and does nothing else).
+  auto results = job(dir, 2, ckpt + " sharded async 3 1 bad");
+  for (const auto& out : results) {
+    INFO(out);
+    CHECK_THAT(out, Catch::StartsWith("error ") &&
+                        Catch::Contains("the save of checkpoint_epoch_2.pth was aborted: rank 1 failed: placement "
+                                        "model/w: dimension 0") &&
+                        Catch::EndsWith("\n1\n"));
+  }
+  std::vector<std::pair<std::string, int>> expected = {{"best_model.pth", 2}, {"checkpoint_epoch_1.pth", 2}};
+  CHECK(live_shard_counts(dir / "run") == expected);
+  for (const auto& file : shard_files(dir / "run")) CHECK(file.find("checkpoint_epoch_3") == std::string::npos);
+
+  // Rank 1 dies with its shard of epoch 2 written: rank 0's wait() names it, in bounded time.
+  TestDir killed_dir("dist-async-kill");
+  const std::string ckpt2 = (killed_dir / "run").string();
+  auto killed = job(killed_dir, 2, ckpt2 + " sharded async 2 1 shard_written");
+  CHECK(killed[1] == "137\n");
+  INFO(killed[0]);
+  CHECK_THAT(killed[0], Catch::Contains("the save of checkpoint_epoch_2.pth was aborted: rank 1 did not report"));
+  CHECK(error_ms(killed[0]) < 3000 + 1000);  // wait() began after the save did: within its timeout
+  CHECK(live_shard_counts(killed_dir / "run") == expected);
+  for (const auto& out : job(killed_dir, 2, ckpt2 + " sharded load")) CHECK_THAT(out, Catch::StartsWith("loaded epoch 1 "));
+  CHECK(invariant_violations(killed_dir / "run").empty());
+}
+
+TEST_CASE("the c10d store keeps no keys of finished saves and loads: a longer job leaves no more of them",
+          "[distributed][processes]") {
+  // The keys a job of 2 ranks leaves in its store (rank 0's, gone with the job).
+  auto keys_after = [](const TestDir& dir, const std::string& mode, const std::string& action) {
+    auto results = job(dir, 2, (dir / "run").string() + " " + mode + " " + action, "CKPT_TEST_COUNT_KEYS=1");
+    std::smatch match;
+    REQUIRE(std::regex_search(results[0], match, std::regex("keys ([0-9]+)\n0\n$")));
+    return std::stol(match[1]);
+  };
+  for (const std::string mode : {"sharded", "replicated"}) {
+    INFO(mode);
+    TestDir two_dir("dist-keys"), seven_dir("dist-keys"), async_dir("dist-keys");
+    const long two = keys_after(two_dir, mode, "save 2");
+    CHECK(keys_after(seven_dir, mode, "save 7") == two);
+    CHECK(keys_after(async_dir, mode, "async 7") == two);
+    CHECK(keys_after(seven_dir, mode, "load") == two);  // a load (its plan, its round) leaves none either
+  }
 }
 #endif

@@ -10,6 +10,10 @@
 //             rank raises SIGKILL at that step of epoch N's save; the others print
 //             "error <ms> <message>" (the time from the call to the error) and exit 1.
 //             KILL_STEP "overlap" (any KILL_RANK): every rank places its rows of W at row 0.
+//   async N   as save, with the asynchronous saves (Snapshot::copy), every tensor of the
+//             state overwritten right after each call (the snapshot must hold the values);
+//             wait() after the last. A failure is printed by the call that raised it.
+//             KILL_STEP "bad": KILL_RANK's placements of epoch 2 do not fit its state.
 //   load      load_latest_checkpoint: sharded, asks for this rank's slices at WORLD
 //             (resharding when the checkpoint was saved at another world size); checks
 //             every value; prints "loaded epoch E from rank R's shard".
@@ -19,7 +23,9 @@
 // columns of V_e}}, with W_e = arange(8*6)+1000e as [8, 6] (split by rows) and V_e =
 // arange(6*10)-1000e as [6, 10] float64 (split by columns, unevenly for 4 ranks). In
 // replicated mode every rank holds both whole.
-// CKPT_TEST_INDEX_JOURNAL=rollback opens rank 0's index with a rollback journal.
+// CKPT_TEST_INDEX_JOURNAL=rollback opens rank 0's index with a rollback journal;
+// CKPT_TEST_COUNT_KEYS=1 has rank 0 print "keys <n>", the keys in the c10d store once
+// every rank is done.
 // Exit: 0 ok, 1 a ckpt error (printed), 2 a wrong value, 3 anything else.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -97,6 +103,13 @@ int check(const State& state, int rank, int world, bool sharded, std::int64_t& e
   return 0;
 }
 
+// What a training step does to the state right after an asynchronous save returns.
+void overwrite(const State& state) {
+  State model = state.get<State>("model");
+  model.get<at::Tensor>("w").fill_(-1);
+  model.get<at::Tensor>("v").fill_(-1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,7 +124,8 @@ int main(int argc, char** argv) {
   const bool sharded = std::string(argv[5]) == "sharded";
   const std::string action = argv[6];
   int next = 7;
-  const int epochs = action == "save" && argc > next ? std::atoi(argv[next++]) : 0;
+  const bool async = action == "async";
+  const int epochs = (action == "save" || async) && argc > next ? std::atoi(argv[next++]) : 0;
   const int kill_rank = argc > next + 1 ? std::atoi(argv[next]) : -1;
   const std::string kill_step = argc > next + 1 ? argv[next + 1] : "";
   try {
@@ -149,9 +163,15 @@ int main(int argc, char** argv) {
     }
     DistributedCheckpointManager manager(dir, pg, store, options);
     int status = 0;
-    if (action == "save") {
+    auto failed = [&](const ckpt::Error& error, Clock::time_point start) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+      std::printf("error %lld %s\n", static_cast<long long>(ms), error.what());
+      status = 1;
+    };
+    if (action == "save" || async) {
       for (int epoch = 1; epoch <= epochs; ++epoch) {
-        if (epoch == epochs && rank == kill_rank && kill_step != "overlap") {
+        if (epoch == epochs && rank == kill_rank && kill_step != "overlap" && kill_step != "bad") {
+          if (async) manager.wait();  // the kill falls in epoch N's save, not in one still in flight
           distributed::set_step_hook([&](std::string_view step) {
             if (step == kill_step) ::raise(SIGKILL);
           });
@@ -160,7 +180,23 @@ int main(int argc, char** argv) {
         Placements placements = sharded ? slices(rank, world, false) : Placements{};
         // KILL_STEP "overlap": every rank claims the first rows of W, a bug in the caller.
         if (kill_step == "overlap" && epoch == epochs) placements["model/w"].offsets = {0, 0};
+        if (kill_step == "bad" && epoch == 2 && rank == kill_rank) placements["model/w"].global_shape = {1, 1};
         const auto start = Clock::now();
+        if (async) {
+          try {
+            manager.save_epoch_checkpoint_async(state, epoch, std::nullopt, placements);
+            overwrite(state);
+            if (epoch == 1) {
+              const State best = state_of(epoch, rank, world, sharded);
+              manager.save_best_model_async(best, 0.1, placements);
+              overwrite(best);
+            }
+          } catch (const ckpt::Error& error) {
+            failed(error, start);
+            break;
+          }
+          continue;
+        }
         try {
           auto record = manager.save_epoch_checkpoint(state, epoch, std::nullopt, placements);
           if (record.file != "checkpoint_epoch_" + std::to_string(epoch) + ".pth") {
@@ -169,10 +205,16 @@ int main(int argc, char** argv) {
           }
           if (epoch == 1) manager.save_best_model(state, 0.1, placements);
         } catch (const ckpt::Error& error) {  // rank 0 throws what refused the commit itself
-          const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-          std::printf("error %lld %s\n", static_cast<long long>(ms), error.what());
-          status = 1;
+          failed(error, start);
           break;
+        }
+      }
+      if (async && status == 0) {
+        const auto start = Clock::now();
+        try {
+          manager.wait();
+        } catch (const ckpt::Error& error) {
+          failed(error, start);
         }
       }
       if (status == 0) std::printf("saved\n");
@@ -196,6 +238,9 @@ int main(int argc, char** argv) {
       const auto until = Clock::now() + std::chrono::seconds(10);
       while (rank == 0 && store->add("done", 0) < world && Clock::now() < until) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (const char* count = std::getenv("CKPT_TEST_COUNT_KEYS"); count && rank == 0) {
+        std::printf("keys %lld\n", static_cast<long long>(store->getNumKeys()));
       }
     } catch (const std::exception&) {
     }
