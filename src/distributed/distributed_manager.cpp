@@ -395,8 +395,9 @@ std::int64_t copy_overlap(OpenShard& shard, const std::string& file, const std::
   }
 }
 
-// This rank's state from the committed shards: the base shard's whole state, and each
-// wanted tensor assembled from the shards that overlap it.
+// This rank's state from the committed shards: the base shard's state, and each wanted
+// tensor assembled from the shards that overlap it (the base shard's slice of it read
+// only when it is exactly the one wanted).
 State assemble(FileSystem& fs, const std::filesystem::path& dir, const std::vector<ShardReport>& shards, int rank,
                int world, const Placements& wanted) {
   const ShardReport& base = shards[static_cast<std::size_t>(rank) < shards.size() ? static_cast<std::size_t>(rank) : 0];
@@ -411,13 +412,22 @@ State assemble(FileSystem& fs, const std::filesystem::path& dir, const std::vect
     }
     return it->second;
   };
-  State state;
-  {
-    distributed::VerifiedShardSource source(fs, dir / base.file, record_of(base, 0));
-    state = torch_layer::decode(source, LoadOptions{}, dir / base.file);
-  }
   std::vector<Placements> saved;
   for (const auto& s : shards) saved.push_back(parse_placement(s.placement, (dir / s.file).string()));
+  const std::size_t base_index = static_cast<std::size_t>(&base - shards.data());
+  auto is_base_slice = [&](const std::string& path, const TensorPlacement& want) {
+    auto in_base = saved[base_index].find(path);
+    return in_base != saved[base_index].end() && in_base->second.global_shape == want.global_shape &&
+           in_base->second.offsets == want.offsets && in_base->second.sizes == want.sizes;
+  };
+  OpenShard& base_shard = opened(base);
+  torch_layer::TensorSet replaced;
+  for (const auto& [path, want] : wanted) {
+    if (saved[base_index].count(path) && !is_base_slice(path, want)) {
+      replaced.insert(&saved_tensor(base_shard, path, base.file));
+    }
+  }
+  State state = torch_layer::decode_state(*base_shard.source, base_shard.layout, LoadOptions{}, dir / base.file, replaced);
   if (static_cast<std::size_t>(rank) >= shards.size() || shards.size() != static_cast<std::size_t>(world)) {
     // The base shard is not this rank's own: its slices are not this rank's.
     for (const auto& placements : saved) {
@@ -431,14 +441,8 @@ State assemble(FileSystem& fs, const std::filesystem::path& dir, const std::vect
     }
   }
   if (wanted.empty()) return state;
-  const std::size_t base_index = static_cast<std::size_t>(&base - shards.data());
   for (const auto& [path, want] : wanted) {
-    // The base shard, read whole above, already holds exactly this slice.
-    auto in_base = saved[base_index].find(path);
-    if (in_base != saved[base_index].end() && in_base->second.global_shape == want.global_shape &&
-        in_base->second.offsets == want.offsets && in_base->second.sizes == want.sizes) {
-      continue;
-    }
+    if (is_base_slice(path, want)) continue;  // decoded above, as saved
     if (want.offsets.size() != want.global_shape.size() || want.sizes.size() != want.global_shape.size() ||
         want.global_shape.empty()) {
       throw InvalidArgument(fmt::format("wanted placement {}: give global_shape, offsets and sizes of one length", path));

@@ -275,8 +275,8 @@ class Encoder {
 class Decoder {
  public:
   Decoder(const StorageMap& storages, format::MemoryBudget& budget,
-          const DenseTensorFactory* make_dense = nullptr)
-      : storages_(storages), budget_(budget), make_dense_(make_dense) {}
+          const DenseTensorFactory* make_dense = nullptr, const TensorSet* placeholders = nullptr)
+      : storages_(storages), budget_(budget), make_dense_(make_dense), placeholders_(placeholders) {}
 
   c10::IValue convert(const ValuePtr& value, int depth) {
     auto found = converted_.find(value.get());
@@ -418,6 +418,11 @@ class Decoder {
           tensor = (*make_dense_)(info, dtype);
           break;
         }
+        auto found = storages_.find(info.storage.get());
+        if (found == storages_.end() && placeholders_ && placeholders_->count(&info)) {
+          tensor = at::empty({0}, at::TensorOptions().dtype(dtype));  // not read: the caller's to replace
+          break;
+        }
         const c10::Storage& storage = storages_.at(info.storage.get());
         tensor = at::empty({0}, at::TensorOptions().dtype(dtype).device(storage.device()));
         tensor.set_(storage, info.storage_offset, info.sizes, info.strides);
@@ -449,6 +454,7 @@ class Decoder {
   const StorageMap& storages_;
   format::MemoryBudget& budget_;
   const DenseTensorFactory* make_dense_;  // when set, dense tensors are made by it, from no storage
+  const TensorSet* placeholders_;         // tensors left unread when their storage was not (decode_state)
   std::unordered_map<const format::Value*, c10::IValue> converted_;
 };
 
@@ -459,15 +465,15 @@ void collect_tensor_storages(const TensorInfo& tensor, std::unordered_set<const 
 }
 
 // Each node once: shared sub-graphs are not walked again (see Decoder).
-void collect_storages(const ValuePtr& value, std::unordered_set<const StorageInfo*>& keys,
+void collect_storages(const ValuePtr& value, const TensorSet& placeholders, std::unordered_set<const StorageInfo*>& keys,
                       std::unordered_set<const format::Value*>& visited, int depth) {
   if (depth > format::kMaxNesting || !visited.insert(value.get()).second) return;  // the decoder reports depth
-  if (value->tensor()) collect_tensor_storages(*value->tensor(), keys);
+  if (value->tensor() && !placeholders.count(value->tensor().get())) collect_tensor_storages(*value->tensor(), keys);
   if (value->storage()) keys.insert(value->storage().get());
-  for (const auto& item : value->items()) collect_storages(item, keys, visited, depth + 1);
+  for (const auto& item : value->items()) collect_storages(item, placeholders, keys, visited, depth + 1);
   for (const auto& [key, item] : value->entries()) {
-    collect_storages(key, keys, visited, depth + 1);
-    collect_storages(item, keys, visited, depth + 1);
+    collect_storages(key, placeholders, keys, visited, depth + 1);
+    collect_storages(item, placeholders, keys, visited, depth + 1);
   }
 }
 
@@ -570,10 +576,10 @@ format::CheckpointLayout layout_of(PayloadSource& source, const std::filesystem:
 // converts each root; the same Decoder for all, so sharing across roots is kept.
 std::vector<c10::IValue> decode_roots(PayloadSource& source, const format::CheckpointLayout& layout,
                                       const std::vector<ValuePtr>& roots, const LoadOptions& options,
-                                      const std::filesystem::path& path) {
+                                      const std::filesystem::path& path, const TensorSet& placeholders) {
   std::unordered_set<const StorageInfo*> needed;
   std::unordered_set<const format::Value*> visited;
-  for (const auto& root : roots) collect_storages(root, needed, visited, 0);
+  for (const auto& root : roots) collect_storages(root, placeholders, needed, visited, 0);
   std::vector<PlannedRead> plan;
   plan.reserve(needed.size());
   for (const auto& storage : layout.storages) {
@@ -625,7 +631,7 @@ std::vector<c10::IValue> decode_roots(PayloadSource& source, const format::Check
     }
     i = end;
   }
-  Decoder decoder(storages, *layout.budget);
+  Decoder decoder(storages, *layout.budget, nullptr, &placeholders);
   std::vector<c10::IValue> converted;
   converted.reserve(roots.size());
   for (const auto& root : roots) converted.push_back(decoder.convert(root, 1));
@@ -681,8 +687,12 @@ auto guarded(const std::filesystem::path& path, Fn&& fn) -> decltype(fn()) {
 }  // namespace
 
 State decode(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& path) {
+  return guarded(path, [&] { return decode_state(source, layout_of(source, path), options, path); });
+}
+
+State decode_state(PayloadSource& source, const format::CheckpointLayout& layout, const LoadOptions& options,
+                   const std::filesystem::path& path, const TensorSet& placeholders) {
   return guarded(path, [&] {
-    format::CheckpointLayout layout = layout_of(source, path);
     if (layout.root->kind() != ValueKind::dict) {
       throw FormatError(ErrorCode::format,
                         fmt::format("{}: payload holds a {}, not a dict of training state (load_value reads any "
@@ -706,7 +716,7 @@ State decode(PayloadSource& source, const LoadOptions& options, const std::files
     }
     std::vector<ValuePtr> roots;
     for (const auto& entry : selected) roots.push_back(entry.second);
-    std::vector<c10::IValue> values = decode_roots(source, layout, roots, options, path);
+    std::vector<c10::IValue> values = decode_roots(source, layout, roots, options, path, placeholders);
     State state;
     for (std::size_t i = 0; i < selected.size(); ++i) state.set(selected[i].first->text(), std::move(values[i]));
     return state;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <unordered_set>
 #include <vector>
 
 #include "ckpt/serialization.hpp"
@@ -33,6 +34,13 @@ EncodedPayload encode(const State& state, const std::filesystem::path& target);
 // Throws FormatError (and IoError from the source); whatever libtorch or the allocator
 // throws while decoding is turned into a FormatError naming the file.
 State decode(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& source_path);
+// Dense tensors of a layout, by their TensorInfo.
+using TensorSet = std::unordered_set<const format::TensorInfo*>;
+// decode, from a layout already read (layout_of), with the dense tensors in
+// `placeholders` not read unless another tensor shares their storage: each is then an
+// empty tensor of its dtype, for the caller to replace (a resharded load's slices).
+State decode_state(PayloadSource& source, const format::CheckpointLayout& layout, const LoadOptions& options,
+                   const std::filesystem::path& source_path, const TensorSet& placeholders = {});
 // The payload's root value, whatever it is (torch.save(tensor), a list, a dict with any
 // keys). Same errors.
 c10::IValue decode_value(PayloadSource& source, const LoadOptions& options, const std::filesystem::path& source_path);
@@ -42,10 +50,11 @@ c10::IValue decode_value(PayloadSource& source, const LoadOptions& options, cons
 // format::read_layout, with `path` on its errors.
 format::CheckpointLayout layout_of(PayloadSource& source, const std::filesystem::path& path);
 // Reads the storages `roots` use (in file order, each once, CRC-32 checked) onto
-// options.device and converts each root, sharing kept across roots.
+// options.device and converts each root, sharing kept across roots (`placeholders`: as
+// decode_state).
 std::vector<c10::IValue> decode_roots(PayloadSource& source, const format::CheckpointLayout& layout,
                                       const std::vector<format::ValuePtr>& roots, const LoadOptions& options,
-                                      const std::filesystem::path& path);
+                                      const std::filesystem::path& path, const TensorSet& placeholders = {});
 // Converts `roots` reading nothing: each dense tensor is what `make_dense` returns for
 // it (a placeholder); sparse tensors are built over those, meta tensors as decode does.
 using DenseTensorFactory = std::function<at::Tensor(const format::TensorInfo&, c10::ScalarType)>;
