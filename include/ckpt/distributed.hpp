@@ -98,8 +98,8 @@ class DistributedCheckpointManager {
   DistributedCheckpointManager& operator=(const DistributedCheckpointManager&) = delete;
 
   // Collective saves, as CheckpointManager's (rank 0's state gives the index its metrics
-  // and epoch). Each first waits for the asynchronous save in flight and raises its
-  // failure instead of saving (save_interrupt_checkpoint saves anyway, then raises it). Sharded mode: `placements` lists this rank's sharded tensors (each rank
+  // and epoch). Each first waits for the asynchronous save in flight; its failure, not
+  // raised yet, is raised once this save is done (or by the next call if this one throws). Sharded mode: `placements` lists this rank's sharded tensors (each rank
   // its own). Returns the committed row (its id, file, kind and epoch on every rank; the
   // full row on rank 0). Throws DistributedError naming the failed or silent ranks.
   CheckpointRecord save_epoch_checkpoint(const State& state, std::int64_t epoch,
@@ -115,13 +115,14 @@ class DistributedCheckpointManager {
   // The saves above, asynchronously: snapshot this rank's state and return; the manager's
   // thread writes this rank's shard (sharded; replicated: rank 0 its file), reports it,
   // and on rank 0 commits, exactly as the synchronous save does. One save is in flight per
-  // rank: any later call of the manager first waits for it. Every failure of the save, on
-  // any rank (this rank's placements that do not fit its state, another rank's failed
-  // write or death, rank 0's commit), is raised once on every rank by wait() or by the next
-  // call, which then does nothing else: all ranks raise it at the same call and their
-  // later calls stay paired. Throws at the call only InvalidArgument for a negative epoch
-  // (every rank passes the same), or an earlier save's failure not raised yet (this save
-  // is then not started).
+  // rank: any later call of the manager first waits for it. A save's failure, on any rank
+  // (this rank's placements that do not fit its state, another rank's failed write or
+  // death, rank 0's commit), is raised once on each rank: by wait(), or by the next call
+  // after it did its own work (a save still saves; a load fails on every rank instead, see
+  // the loads). So every call takes its turn and the ranks stay paired even when they
+  // raise it at different calls. Throws at the call only InvalidArgument for a negative
+  // epoch (every rank passes the same), or an earlier save's failure not raised yet (this
+  // save is then queued all the same).
   void save_epoch_checkpoint_async(const State& state, std::int64_t epoch, std::optional<double> metric = std::nullopt,
                                    const Placements& placements = {}, Snapshot snapshot = Snapshot::copy);
   void save_best_model_async(const State& state, double metric, const Placements& placements = {},
@@ -139,7 +140,8 @@ class DistributedCheckpointManager {
   // rank (rank 0's when there are fewer shards). Every byte read is checked against the
   // hashes committed with the checkpoint. A rank that fails makes the load fail on every
   // rank (DistributedError naming it), so no rank resumes alone. Each first waits for the
-  // asynchronous save in flight (and raises its failure instead of loading).
+  // asynchronous save in flight; a rank with its failure not raised yet raises it instead
+  // of loading, and the load fails on every other rank, naming that rank.
   std::optional<State> load_latest_checkpoint(const Placements& wanted = {});
   std::optional<State> load_best_model(const Placements& wanted = {});
 

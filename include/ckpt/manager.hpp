@@ -143,7 +143,7 @@ class CheckpointManager {
     // modify the state at once. Costs one memcpy of the state's bytes per save (the first
     // save also faults the buffers in), and the buffers stay allocated between saves: one
     // copy of the state, two while a save is still in flight when the next copies.
-    // Tensors on another device are copied to the CPU by the encoder (their snapshot).
+    // Tensors on another device are copied to the CPU too (a fresh copy each save).
     copy,
     // Nothing is copied: the save writes the caller's tensors. The caller must not modify
     // them until wait() returns (or any other call of this manager but an asynchronous

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <exception>
 #include <future>
+#include <system_error>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -596,36 +597,49 @@ class DistributedCheckpointManager::Impl {
     }
   }
 
-  // A save, synchronous: waits for the save in flight and raises its failure first.
+  // Every call takes its turn (the next number, its part in the round) whatever failed
+  // before, so that ranks stay paired even when they raise a failure at different calls
+  // (one rank's wait(), a rank that gave up on rank 0's decision). A save does its work,
+  // then raises the earlier save's failure, if any (as CheckpointManager's interrupt
+  // save does); a load raises it instead, in its turn (see load()).
+
+  // A save, synchronous.
   CheckpointRecord save(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
                         const State& state, const Placements& placements) {
-    settle();
-    Save job = prepare(kind, epoch, metric, state, placements, nullptr);
-    return run(job);
-  }
-
-  // The interrupt checkpoint: saved even when the save in flight failed (the one the
-  // user waits for before exiting), whose failure is raised after it, as
-  // CheckpointManager::save_interrupt_checkpoint does.
-  CheckpointRecord save_despite_failure(const State& state, const Placements& placements) {
     finish_in_flight();
-    Save job = prepare(CheckpointKind::interrupt, std::nullopt, std::nullopt, state, placements, nullptr);
+    Save job = prepare(kind, epoch, metric, state, placements, nullptr);
     auto record = run(job);
     settle();
     return record;
   }
 
   // An asynchronous save: the snapshot first (while the save in flight still runs), then
-  // that save's end and failure, then this save on the manager's thread.
+  // that save's end, then this save on the manager's thread, then the earlier failure.
   void save_async(CheckpointKind kind, std::optional<std::int64_t> epoch, std::optional<double> metric,
                   const State& state, const Placements& placements, Snapshot snapshot) {
     auto job = std::make_shared<Save>(prepare(kind, epoch, metric, state, placements,
                                               snapshot == Snapshot::copy ? &staging() : nullptr));
-    settle();
-    in_flight_ = std::async(std::launch::async, [this, job] {
+    finish_in_flight();
+    auto work = [this, job] {
+      struct Release {  // the snapshot's buffers are free for the next copy, also after a failure
+        Save& job;
+        ~Release() { job.state = State{}; }
+      } release{*job};
       collective(dir_, [&] { run(*job); });
-      job->state = State{};  // the snapshot's buffers are free for the next copy
-    });
+    };
+    try {
+      in_flight_ = std::async(std::launch::async, work);
+    } catch (const std::system_error&) {  // no thread to be had: this save runs here, failing as one in flight
+      std::promise<void> done;
+      try {
+        work();
+        done.set_value();
+      } catch (...) {
+        done.set_exception(std::current_exception());
+      }
+      in_flight_ = done.get_future();
+    }
+    if (failed_) std::rethrow_exception(std::exchange(failed_, nullptr));
   }
 
   // Waits for the save in flight; raises its failure if not raised yet.
@@ -647,12 +661,30 @@ class DistributedCheckpointManager::Impl {
   }
 
   std::optional<State> load(CheckpointKind which, const Placements& wanted) {
-    settle();
+    finish_in_flight();
     const std::uint64_t seq = ++seq_;
     const std::string prefix = fmt::format("ckpt/{}/load-{}/", run_, seq);
     const auto deadline = Clock::now() + options_.timeout;
     CommitRound round(kv_, prefix + "round/", rank_, world_);
     Leaving leaving(*raw_, prefix, world_, plus(round.keys(), prefix + "plan"));
+    if (failed_) {
+      // This rank raises an earlier save's failure instead of loading, in its turn: the
+      // load fails on every rank at this call (none resumes alone), naming this rank.
+      const std::string why = fmt::format("rank {} raised an earlier save's failure instead", rank_);
+      try {
+        if (rank_ == 0) {
+          kv_.set(prefix + "plan", "error\n" + why);
+        } else {
+          ShardReport failed;
+          failed.rank = rank_;
+          failed.ok = false;
+          failed.error = why;
+          round.report(failed);
+        }
+      } catch (const std::exception&) {  // a store that failed: the earlier failure is still the one to raise
+      }
+      std::rethrow_exception(std::exchange(failed_, nullptr));
+    }
     std::optional<State> state;
     std::string plan;
     std::string local_error;
@@ -952,7 +984,8 @@ CheckpointRecord DistributedCheckpointManager::save_best_model(const State& stat
 }
 CheckpointRecord DistributedCheckpointManager::save_interrupt_checkpoint(const State& state,
                                                                          const Placements& placements) {
-  return collective(impl_->dir_, [&] { return impl_->save_despite_failure(state, placements); });
+  return collective(impl_->dir_,
+                    [&] { return impl_->save(CheckpointKind::interrupt, std::nullopt, std::nullopt, state, placements); });
 }
 void DistributedCheckpointManager::save_epoch_checkpoint_async(const State& state, std::int64_t epoch,
                                                                std::optional<double> metric,

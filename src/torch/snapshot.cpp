@@ -57,8 +57,13 @@ c10::IValue StagingPool::copy_value(const c10::IValue& value, Copies& copies) {
 }
 
 at::Tensor StagingPool::copy_tensor(const at::Tensor& tensor, Copies& copies) {
-  if (!tensor.defined() || tensor.is_meta() || !tensor.is_cpu()) return tensor;  // see snapshot.hpp
+  if (!tensor.defined() || tensor.is_meta()) return tensor;  // see snapshot.hpp
   c10::AutoGradMode no_grad(false);
+  if (!tensor.is_cpu()) {
+    at::Tensor copied = tensor.cpu();  // as the encoder would, but now: the save may run on another thread
+    if (tensor.requires_grad()) copied.requires_grad_(true);
+    return copied;
+  }
   if (tensor.layout() != c10::kStrided || tensor.is_quantized() || tensor.is_conj() || tensor.is_neg()) {
     // Sparse (indices and values cloned); a conjugate or negative view materialized as the
     // encoder would; a quantized tensor kept for the encoder to refuse by name.

@@ -6,8 +6,9 @@
 // (tied weights, a parameter and its slice) still share one in the copy, with the same
 // offset, sizes, strides, dtype and requires_grad, so the payload is byte for byte the one
 // the original would give. Sparse COO tensors are cloned; tensors on another device than
-// the CPU are left to the encoder, which copies them to the CPU when the save is prepared
-// (their snapshot); meta and undefined tensors have no bytes to copy. Every other value
+// the CPU are copied to the CPU (each on its own, as the encoder copies them: the
+// distributed manager encodes on its own thread, after the call returned); meta and
+// undefined tensors have no bytes to copy. Every other value
 // (ints, strings, nested dicts, lists, tuples) is rebuilt around the copied tensors.
 //
 // Buffers are reused: a buffer is free again once no snapshot uses it (the save that

@@ -218,12 +218,12 @@ TEST_CASE("asynchronous saves commit on every rank as the synchronous ones do, f
   }
 }
 
-TEST_CASE("an asynchronous save that fails on one rank fails on every rank, raised by the same later call",
+TEST_CASE("an asynchronous save that fails on one rank fails on every rank, raised once on each by a later call",
           "[distributed][processes][async]") {
   TestDir dir("dist-async-fail");
   const std::string ckpt = (dir / "run").string();
   // Rank 1's placements of epoch 2 do not fit its state: the save fails in the background
-  // on both ranks, and the call for epoch 3 raises it on both (and does nothing else).
+  // on both ranks, and the call for epoch 3 raises it on both, once epoch 3 is queued.
   auto results = job(dir, 2, ckpt + " sharded async 3 1 bad");
   for (const auto& out : results) {
     INFO(out);
@@ -233,8 +233,25 @@ TEST_CASE("an asynchronous save that fails on one rank fails on every rank, rais
                         Catch::EndsWith("\n1\n"));
   }
   std::vector<std::pair<std::string, int>> expected = {{"best_model.pth", 2}, {"checkpoint_epoch_1.pth", 2}};
-  CHECK(live_shard_counts(dir / "run") == expected);
-  for (const auto& file : shard_files(dir / "run")) CHECK(file.find("checkpoint_epoch_3") == std::string::npos);
+  CHECK(live_shard_counts(dir / "run") ==
+        std::vector<std::pair<std::string, int>>{{"best_model.pth", 2}, {"checkpoint_epoch_1.pth", 2},
+                                                 {"checkpoint_epoch_3.pth", 2}});
+  // The next job resumes from epoch 3; rank 0's open removed the aborted save's shards.
+  for (const auto& out : job(dir, 2, ckpt + " sharded load")) CHECK_THAT(out, Catch::StartsWith("loaded epoch 3 "));
+  for (const auto& file : shard_files(dir / "run")) CHECK(file.find("checkpoint_epoch_2") == std::string::npos);
+
+  // Rank 0 raises it at wait(), rank 1 at the next call: every call still takes its turn,
+  // so the ranks stay paired and epochs 3 and 4 commit.
+  TestDir apart("dist-async-apart");
+  auto raised = job(apart, 2, (apart / "run").string() + " sharded async 4 1 bad-wait");
+  for (const auto& out : raised) {
+    INFO(out);
+    CHECK(std::regex_search(out, std::regex("^error [0-9]+ [^\n]*the save of checkpoint_epoch_2.pth was aborted: "
+                                            "rank 1 failed: placement model/w[^\n]*\nsaved\n0\n$")));
+  }
+  CHECK(live_shard_counts(apart / "run") ==
+        std::vector<std::pair<std::string, int>>{{"best_model.pth", 2}, {"checkpoint_epoch_1.pth", 2},
+                                                 {"checkpoint_epoch_3.pth", 2}, {"checkpoint_epoch_4.pth", 2}});
 
   // Rank 1 dies with its shard of epoch 2 written: rank 0's wait() names it, in bounded time.
   TestDir killed_dir("dist-async-kill");

@@ -13,7 +13,9 @@
 //   async N   as save, with the asynchronous saves (Snapshot::copy), every tensor of the
 //             state overwritten right after each call (the snapshot must hold the values);
 //             wait() after the last. A failure is printed by the call that raised it.
-//             KILL_STEP "bad": KILL_RANK's placements of epoch 2 do not fit its state.
+//             KILL_STEP "bad": KILL_RANK's placements of epoch 2 do not fit its state;
+//             "bad-wait": the same, rank 0 also calls wait() right after epoch 2's call,
+//             and every rank goes on after a failure (printed) to save the next epochs.
 //   load      load_latest_checkpoint: sharded, asks for this rank's slices at WORLD
 //             (resharding when the checkpoint was saved at another world size); checks
 //             every value; prints "loaded epoch E from rank R's shard".
@@ -170,7 +172,7 @@ int main(int argc, char** argv) {
     };
     if (action == "save" || async) {
       for (int epoch = 1; epoch <= epochs; ++epoch) {
-        if (epoch == epochs && rank == kill_rank && kill_step != "overlap" && kill_step != "bad") {
+        if (epoch == epochs && rank == kill_rank && kill_step.rfind("bad", 0) != 0 && kill_step != "overlap") {
           if (async) manager.wait();  // the kill falls in epoch N's save, not in one still in flight
           distributed::set_step_hook([&](std::string_view step) {
             if (step == kill_step) ::raise(SIGKILL);
@@ -180,7 +182,8 @@ int main(int argc, char** argv) {
         Placements placements = sharded ? slices(rank, world, false) : Placements{};
         // KILL_STEP "overlap": every rank claims the first rows of W, a bug in the caller.
         if (kill_step == "overlap" && epoch == epochs) placements["model/w"].offsets = {0, 0};
-        if (kill_step == "bad" && epoch == 2 && rank == kill_rank) placements["model/w"].global_shape = {1, 1};
+        const bool go_on = kill_step == "bad-wait";
+        if ((kill_step == "bad" || go_on) && epoch == 2 && rank == kill_rank) placements["model/w"].global_shape = {1, 1};
         const auto start = Clock::now();
         if (async) {
           try {
@@ -191,9 +194,11 @@ int main(int argc, char** argv) {
               manager.save_best_model_async(best, 0.1, placements);
               overwrite(best);
             }
+            if (go_on && epoch == 2 && rank == 0) manager.wait();
           } catch (const ckpt::Error& error) {
             failed(error, start);
-            break;
+            if (!go_on) break;
+            status = 0;
           }
           continue;
         }
