@@ -12,18 +12,15 @@
 // asynchronous call's return (its snapshot: what the training loop waits for), then
 // wait()'s (the commit), of the job's second save (the first, untimed, faults in the
 // snapshot's buffers, which the second reuses).
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
 #include <ATen/ATen.h>
 
 #include <chrono>
 #include <cstdio>
 #include <string>
-#include <thread>
 
 #include "ckpt/distributed.hpp"
 #include "ckpt/manager.hpp"
+#include "support/loopback_job.hpp"
 
 using namespace ckpt;
 using Clock = std::chrono::steady_clock;
@@ -54,16 +51,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  c10d::TCPStoreOptions store_options;
-  store_options.port = static_cast<std::uint16_t>(port);
-  store_options.isServer = rank == 0;
-  store_options.numWorkers = world;
-  store_options.waitWorkers = false;
-  store_options.timeout = std::chrono::milliseconds(60000);
-  auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options);
-  auto pg_options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(60000));
-  pg_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, pg_options);
+  auto store = test::loopback_store(rank, world, port, std::chrono::milliseconds(60000));
+  auto pg = test::loopback_group(store, rank, world, std::chrono::milliseconds(60000));
   DistributedOptions options;
   options.timeout = std::chrono::milliseconds(120000);
   DistributedCheckpointManager manager(dir, pg, store, options);
@@ -78,8 +67,7 @@ int main(int argc, char** argv) {
     manager.save_epoch_checkpoint_async(state, 0, std::nullopt, saved);
     manager.wait();
   }
-  store->add("ready", 1);
-  while (store->add("ready", 0) < world) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  test::all_reached(*store, "ready", world, std::chrono::milliseconds(60000));
   const auto start = Clock::now();
   if (action == "save") {
     manager.save_epoch_checkpoint(state, 1, std::nullopt, saved);
@@ -94,7 +82,6 @@ int main(int argc, char** argv) {
   }
   const double took = seconds(start);
   if (rank == 0) std::printf("%.4f\n", took);
-  store->add("done", 1);
-  while (rank == 0 && store->add("done", 0) < world) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  test::finish_job(*store, rank, world, std::chrono::milliseconds(60000));
   return 0;
 }

@@ -29,9 +29,6 @@
 // CKPT_TEST_COUNT_KEYS=1 has rank 0 print "keys <n>", the keys in the c10d store once
 // every rank is done.
 // Exit: 0 ok, 1 a ckpt error (printed), 2 a wrong value, 3 anything else.
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
 #include <ATen/ATen.h>
 #include <signal.h>
 
@@ -39,10 +36,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 
 #include "ckpt/distributed.hpp"
 #include "distributed/test_hooks.hpp"
+#include "support/loopback_job.hpp"
 
 using namespace ckpt;
 using Clock = std::chrono::steady_clock;
@@ -143,16 +140,8 @@ int main(int argc, char** argv) {
       std::printf("full epoch %lld\n", static_cast<long long>(epoch));
       return 0;
     }
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<std::uint16_t>(port);
-    store_options.isServer = rank == 0;
-    store_options.numWorkers = world;
-    store_options.waitWorkers = false;
-    store_options.timeout = std::chrono::milliseconds(20000);
-    auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options);
-    auto pg_options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(20000));
-    pg_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, pg_options);
+    auto store = test::loopback_store(rank, world, port, std::chrono::milliseconds(20000));
+    auto pg = test::loopback_group(store, rank, world, std::chrono::milliseconds(20000));
 
     DistributedOptions options;
     options.mode = sharded ? DistributedMode::sharded : DistributedMode::replicated;
@@ -236,18 +225,10 @@ int main(int argc, char** argv) {
         }
       }
     }
-    // Rank 0 hosts the store: it stays until every other rank is done with it (a store
-    // whose host died fails here; the status is already decided).
-    try {
-      store->add("done", 1);
-      const auto until = Clock::now() + std::chrono::seconds(10);
-      while (rank == 0 && store->add("done", 0) < world && Clock::now() < until) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      if (const char* count = std::getenv("CKPT_TEST_COUNT_KEYS"); count && rank == 0) {
-        std::printf("keys %lld\n", static_cast<long long>(store->getNumKeys()));
-      }
-    } catch (const std::exception&) {
+    // The status is already decided (a store whose host died fails here, unheard).
+    test::finish_job(*store, rank, world, std::chrono::seconds(10));
+    if (const char* count = std::getenv("CKPT_TEST_COUNT_KEYS"); count && rank == 0) {
+      std::printf("keys %lld\n", static_cast<long long>(store->getNumKeys()));
     }
     return status;
   } catch (const ckpt::Error& error) {
