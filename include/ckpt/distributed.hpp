@@ -99,7 +99,9 @@ class DistributedCheckpointManager {
 
   // Collective saves, as CheckpointManager's (rank 0's state gives the index its metrics
   // and epoch). Each first waits for the asynchronous save in flight; its failure, not
-  // raised yet, is raised once this save is done (or by the next call if this one throws). Sharded mode: `placements` lists this rank's sharded tensors (each rank
+  // raised yet, is raised once this save is done (or by the next call if this one throws):
+  // the call then throws that earlier failure although this save committed (the row is
+  // in rank 0's store()). Sharded mode: `placements` lists this rank's sharded tensors (each rank
   // its own). Returns the committed row (its id, file, kind and epoch on every rank; the
   // full row on rank 0). Throws DistributedError naming the failed or silent ranks.
   CheckpointRecord save_epoch_checkpoint(const State& state, std::int64_t epoch,
@@ -108,9 +110,10 @@ class DistributedCheckpointManager {
   CheckpointRecord save_best_model(const State& state, double metric, const Placements& placements = {});
   CheckpointRecord save_interrupt_checkpoint(const State& state, const Placements& placements = {});
 
-  // How an asynchronous save takes the state: as CheckpointManager's (copy: every CPU
-  // tensor's bytes copied into buffers the manager reuses, the caller may train on at
-  // once; borrow: nothing copied, the caller leaves the tensors alone until wait()).
+  // How an asynchronous save takes the state: as CheckpointManager's (copy: every
+  // tensor's bytes copied into buffers the manager reuses, a GPU tensor's to the CPU, the
+  // caller may train on at once; borrow: nothing copied, the caller leaves the tensors
+  // alone until wait()).
   using Snapshot = CheckpointManager::Snapshot;
   // The saves above, asynchronously: snapshot this rank's state and return; the manager's
   // thread writes this rank's shard (sharded; replicated: rank 0 its file), reports it,

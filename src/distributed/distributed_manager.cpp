@@ -25,7 +25,6 @@
 #include <cstring>
 #include <exception>
 #include <future>
-#include <system_error>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -629,7 +628,7 @@ class DistributedCheckpointManager::Impl {
     };
     try {
       in_flight_ = std::async(std::launch::async, work);
-    } catch (const std::system_error&) {  // no thread to be had: this save runs here, failing as one in flight
+    } catch (...) {  // no thread (or memory) to be had: this save runs here, failing as one in flight would
       std::promise<void> done;
       try {
         work();
@@ -729,7 +728,8 @@ class DistributedCheckpointManager::Impl {
     }
     const std::string kind = plan.substr(0, plan.find('\n'));
     const std::string body = plan.find('\n') == std::string::npos ? "" : plan.substr(plan.find('\n') + 1);
-    if (kind == "none") return std::nullopt;
+    // "none" still takes the round below: a rank that raised an earlier failure in its turn
+    // fails it, so no rank starts afresh while another stops.
     if (kind == "error") {
       throw DistributedError(ErrorCode::io, fmt::format("{}: rank 0 could not load: {}", dir_.string(), body), dir_);
     }

@@ -249,6 +249,16 @@ TEST_CASE("an asynchronous save that fails on one rank fails on every rank, rais
     CHECK(std::regex_search(out, std::regex("^error [0-9]+ [^\n]*the save of checkpoint_epoch_2.pth was aborted: "
                                             "rank 1 failed: placement model/w[^\n]*\nsaved\n0\n$")));
   }
+  // Rank 0 raised it at wait(), rank 1 raises it at a load with nothing to load: the load
+  // fails on both (no rank starts afresh alone).
+  TestDir empty("dist-async-load");
+  auto loads = job(empty, 2, (empty / "run").string() + " sharded fail-load");
+  INFO(loads[0] << loads[1]);
+  CHECK_THAT(loads[0], Catch::Contains("wait: ") && Catch::Contains("load: ") &&
+                           Catch::Contains("rank 1 raised an earlier save's failure instead") &&
+                           Catch::EndsWith("\n1\n"));
+  CHECK_THAT(loads[1], Catch::StartsWith("load: ") && Catch::Contains("rank 1 failed: placement model/w") &&
+                           Catch::EndsWith("\n1\n"));
   CHECK(live_shard_counts(apart / "run") ==
         std::vector<std::pair<std::string, int>>{{"best_model.pth", 2}, {"checkpoint_epoch_1.pth", 2},
                                                  {"checkpoint_epoch_3.pth", 2}, {"checkpoint_epoch_4.pth", 2}});

@@ -16,6 +16,9 @@
 //             KILL_STEP "bad": KILL_RANK's placements of epoch 2 do not fit its state;
 //             "bad-wait": the same, rank 0 also calls wait() right after epoch 2's call,
 //             and every rank goes on after a failure (printed) to save the next epochs.
+//   fail-load (sharded, a new directory) an asynchronous save of epoch 1 that fails (rank
+//             1's placements do not fit), rank 0 alone calling wait() ("wait: <error>"),
+//             then every rank loading: "load: <error>" or "nothing".
 //   load      load_latest_checkpoint: sharded, asks for this rank's slices at WORLD
 //             (resharding when the checkpoint was saved at another world size); checks
 //             every value; prints "loaded epoch E from rank R's shard".
@@ -212,6 +215,23 @@ int main(int argc, char** argv) {
         }
       }
       if (status == 0) std::printf("saved\n");
+    } else if (action == "fail-load") {
+      Placements placements = slices(rank, world, false);
+      if (rank == 1) placements["model/w"].global_shape = {1, 1};
+      manager.save_epoch_checkpoint_async(state_of(1, rank, world, true), 1, std::nullopt, placements);
+      if (rank == 0) {
+        try {
+          manager.wait();
+        } catch (const ckpt::Error& error) {
+          std::printf("wait: %s\n", error.what());
+        }
+      }
+      try {
+        std::printf("%s\n", manager.load_latest_checkpoint() ? "loaded" : "nothing");
+      } catch (const ckpt::Error& error) {
+        std::printf("load: %s\n", error.what());
+        status = 1;
+      }
     } else if (action == "load") {
       auto state = manager.load_latest_checkpoint(sharded ? slices(rank, world, true) : Placements{});
       if (!state) {
