@@ -608,7 +608,7 @@ class DistributedCheckpointManager::Impl {
     finish_in_flight();
     Save job = prepare(kind, epoch, metric, state, placements, nullptr);
     auto record = run(job);
-    settle();
+    raise_failure();
     return record;
   }
 
@@ -638,13 +638,13 @@ class DistributedCheckpointManager::Impl {
       }
       in_flight_ = done.get_future();
     }
-    if (failed_) std::rethrow_exception(std::exchange(failed_, nullptr));
+    raise_failure();
   }
 
   // Waits for the save in flight; raises its failure if not raised yet.
   void settle() {
     finish_in_flight();
-    if (failed_) std::rethrow_exception(std::exchange(failed_, nullptr));
+    raise_failure();
   }
 
   ~Impl() {
@@ -682,7 +682,7 @@ class DistributedCheckpointManager::Impl {
         }
       } catch (const std::exception&) {  // a store that failed: the earlier failure is still the one to raise
       }
-      std::rethrow_exception(std::exchange(failed_, nullptr));
+      raise_failure();
     }
     std::optional<State> state;
     std::string plan;
@@ -801,6 +801,11 @@ class DistributedCheckpointManager::Impl {
     } catch (...) {
       failed_ = std::current_exception();
     }
+  }
+
+  // Raises the failure of the last asynchronous save once, if there is one.
+  void raise_failure() {
+    if (failed_) std::rethrow_exception(std::exchange(failed_, nullptr));
   }
 
   torch_layer::StagingPool& staging() {
